@@ -1,0 +1,6 @@
+//! `brindle-node`: the per-host daemon.
+
+fn main() {
+    eprintln!("brindle-node: not implemented yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! `brindle-testbed`: network-namespace topologies for tests and the demo.
