@@ -4,3 +4,7 @@
 //! `NetworkPolicy`, ... accepted in Calico's `projectcalico.org/v3` YAML as
 //! is), their validation, and the label selector language shared by pools,
 //! peers and policies. It does no I/O.
+
+pub mod selector;
+
+pub use selector::{Labels, Selector, SelectorError};
