@@ -6,3 +6,6 @@
 //! kernel routes, sans-IO, with an rtnetlink implementation), tunnels (ipip,
 //! VXLAN), and the glue that drives the BGP speaker and the policy engine from
 //! the datastore.
+
+pub mod reconciler;
+pub mod route;

@@ -1,0 +1,723 @@
+//! Sans-IO route reconciler: desired routes vs the kernel's routes of
+//! Brindle's protocol, in the style of a protocol state machine.
+//!
+//! ```text
+//!   inputs ──► RouteReconciler::process(input) ──► Vec<Output>
+//!   (desired changes, kernel dumps,               (DumpKernel, Apply(op),
+//!    op results, timer expiry, link appeared)      StartResyncTimer)
+//! ```
+//!
+//! Contract:
+//! - Nothing is applied before the first kernel dump arrives: on start the
+//!   reconciler asks for a dump ([`Output::DumpKernel`]) and then emits only
+//!   the operations that make the kernel match. A route that is already right
+//!   produces no operation, so a restarting agent never disturbs a flow.
+//! - Only routes reported in a dump (which the caller filters to Brindle's
+//!   protocol number) are ever replaced or deleted. A prefix held by another
+//!   protocol is added with "create, exclusive", so it fails with
+//!   [`OpError::Exists`] instead of overwriting someone else's route.
+//! - A route of ours pointing somewhere else (e.g. the veth of a dead
+//!   workload, calico#3940) is *replaced*, never treated as an error.
+//! - Each prefix has at most one operation in flight; the caller feeds every
+//!   [`Output::Apply`] back as [`Input::OpResult`]. Changes that arrive
+//!   meanwhile are folded into one follow-up operation.
+//! - A failed operation is not retried immediately (that could spin); it is
+//!   retried at the next resync, or as soon as the missing link appears.
+//! - Nothing here panics on any input sequence.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::route::{default_metric, KernelRoute, Route, RouteTarget, BRINDLE_ROUTE_PROTOCOL};
+
+/// Tunables of the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcilerConfig {
+    /// Route protocol number identifying our routes.
+    pub protocol: u8,
+    /// How often to re-read the kernel to repair routes changed by hand.
+    pub resync_interval: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            protocol: BRINDLE_ROUTE_PROTOCOL,
+            resync_interval: Duration::from_secs(90),
+        }
+    }
+}
+
+/// One netlink operation on the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteOp {
+    /// `RTM_NEWROUTE` with `NLM_F_CREATE | NLM_F_EXCL`: the prefix holds no
+    /// route of ours at the default metric.
+    Add(Route),
+    /// `RTM_NEWROUTE` with `NLM_F_CREATE | NLM_F_REPLACE`: swaps our
+    /// existing route atomically, so traffic never sees a gap.
+    Replace(Route),
+    /// `RTM_DELROUTE` of exactly this route (prefix, metric, our protocol).
+    Delete(KernelRoute),
+}
+
+impl RouteOp {
+    pub fn dst(&self) -> IpNet {
+        match self {
+            RouteOp::Add(r) | RouteOp::Replace(r) => r.dst,
+            RouteOp::Delete(k) => k.dst,
+        }
+    }
+}
+
+/// Why an operation failed, as far as the reconciler cares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// An interface the route needs does not exist (yet).
+    #[error("interface {0} does not exist")]
+    LinkMissing(String),
+    /// Another protocol's route already holds the prefix.
+    #[error("prefix is held by a route of another protocol")]
+    Exists,
+    /// The route to delete was already gone.
+    #[error("route not found")]
+    NotFound,
+    /// Anything else (bad gateway, permission, …).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Inputs of [`RouteReconciler::process`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Begin: ask for the kernel state.
+    Start,
+    /// Want this route (replaces any earlier wish for the prefix).
+    Set(Route),
+    /// No longer want a route for this prefix.
+    Remove(IpNet),
+    /// The complete desired set; prefixes not listed are removed.
+    SetAll(Vec<Route>),
+    /// Result of [`Output::DumpKernel`]: every route of our protocol in the
+    /// main table.
+    KernelDump(Vec<KernelRoute>),
+    /// Result of one [`Output::Apply`].
+    OpResult {
+        op: RouteOp,
+        result: Result<(), OpError>,
+    },
+    /// The timer of [`Output::StartResyncTimer`] fired.
+    ResyncTimer,
+    /// An interface appeared: retry routes that were waiting for it.
+    LinkAppeared(String),
+}
+
+/// Outputs of [`RouteReconciler::process`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// List the kernel's routes of our protocol and feed them back as
+    /// [`Input::KernelDump`].
+    DumpKernel,
+    /// Apply one operation and feed the result back as [`Input::OpResult`].
+    Apply(RouteOp),
+    /// (Re)arm the resync timer; feed [`Input::ResyncTimer`] when it fires.
+    StartResyncTimer(Duration),
+}
+
+/// What the reconciler knows about failures, for status reporting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failures {
+    /// Prefix → last error.
+    pub by_prefix: BTreeMap<IpNet, OpError>,
+}
+
+/// The state machine. See the module docs for the contract.
+#[derive(Debug)]
+pub struct RouteReconciler {
+    config: ReconcilerConfig,
+    desired: BTreeMap<IpNet, RouteTarget>,
+    /// Our routes in the kernel, per prefix; `None` until the first dump.
+    kernel: Option<BTreeMap<IpNet, Vec<KernelRoute>>>,
+    dump_in_flight: bool,
+    in_flight: BTreeSet<IpNet>,
+    /// Prefixes that changed while an op was in flight.
+    dirty_while_in_flight: BTreeSet<IpNet>,
+    failures: Failures,
+}
+
+impl RouteReconciler {
+    pub fn new(config: ReconcilerConfig) -> Self {
+        Self {
+            config,
+            desired: BTreeMap::new(),
+            kernel: None,
+            dump_in_flight: false,
+            in_flight: BTreeSet::new(),
+            dirty_while_in_flight: BTreeSet::new(),
+            failures: Failures::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ReconcilerConfig {
+        &self.config
+    }
+
+    /// Routes currently failing and why.
+    pub fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// Whether the kernel is known to match the desired state.
+    pub fn in_sync(&self) -> bool {
+        let Some(kernel) = &self.kernel else {
+            return false;
+        };
+        self.in_flight.is_empty()
+            && self.failures.by_prefix.is_empty()
+            && self
+                .desired
+                .keys()
+                .chain(kernel.keys())
+                .all(|dst| self.ops_for(dst).is_empty())
+    }
+
+    /// Feed one input; returns what to do next.
+    pub fn process(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Start | Input::ResyncTimer => self.request_dump(),
+            Input::Set(route) => {
+                self.desired.insert(route.dst, route.target);
+                self.reconcile_prefixes([route.dst])
+            }
+            Input::Remove(dst) => {
+                self.desired.remove(&dst);
+                self.failures.by_prefix.remove(&dst);
+                self.reconcile_prefixes([dst])
+            }
+            Input::SetAll(routes) => {
+                let old: BTreeSet<IpNet> = self.desired.keys().copied().collect();
+                self.desired = routes.into_iter().map(|r| (r.dst, r.target)).collect();
+                self.failures
+                    .by_prefix
+                    .retain(|dst, _| self.desired.contains_key(dst));
+                let touched: BTreeSet<IpNet> = old
+                    .into_iter()
+                    .chain(self.desired.keys().copied())
+                    .collect();
+                self.reconcile_prefixes(touched)
+            }
+            Input::KernelDump(routes) => self.on_dump(routes),
+            Input::OpResult { op, result } => self.on_op_result(op, result),
+            Input::LinkAppeared(name) => {
+                let waiting: Vec<IpNet> = self
+                    .failures
+                    .by_prefix
+                    .iter()
+                    .filter(|(_, e)| matches!(e, OpError::LinkMissing(n) if *n == name))
+                    .map(|(dst, _)| *dst)
+                    .collect();
+                for dst in &waiting {
+                    self.failures.by_prefix.remove(dst);
+                }
+                self.reconcile_prefixes(waiting)
+            }
+        }
+    }
+
+    fn request_dump(&mut self) -> Vec<Output> {
+        if self.dump_in_flight {
+            return Vec::new();
+        }
+        self.dump_in_flight = true;
+        vec![Output::DumpKernel]
+    }
+
+    fn on_dump(&mut self, routes: Vec<KernelRoute>) -> Vec<Output> {
+        self.dump_in_flight = false;
+        let mut kernel: BTreeMap<IpNet, Vec<KernelRoute>> = BTreeMap::new();
+        for route in routes {
+            kernel.entry(route.dst).or_default().push(route);
+        }
+        // A dump may race with our own in-flight ops; for those prefixes keep
+        // our view, the op result will settle it.
+        if let Some(old) = &self.kernel {
+            for dst in &self.in_flight {
+                match old.get(dst) {
+                    Some(v) => kernel.insert(*dst, v.clone()),
+                    None => kernel.remove(dst),
+                };
+            }
+        }
+        self.kernel = Some(kernel);
+        // A resync is the retry point for everything that failed.
+        self.failures.by_prefix.clear();
+        let all: BTreeSet<IpNet> = self
+            .desired
+            .keys()
+            .chain(self.kernel.iter().flat_map(|k| k.keys()))
+            .copied()
+            .collect();
+        let mut out = self.reconcile_prefixes(all);
+        out.push(Output::StartResyncTimer(self.config.resync_interval));
+        out
+    }
+
+    fn on_op_result(&mut self, op: RouteOp, result: Result<(), OpError>) -> Vec<Output> {
+        let dst = op.dst();
+        self.in_flight.remove(&dst);
+        let dirty = self.dirty_while_in_flight.remove(&dst);
+        let Some(kernel) = self.kernel.as_mut() else {
+            return Vec::new();
+        };
+        let succeeded = match (&op, &result) {
+            (_, Ok(())) => true,
+            // Already gone is what we wanted.
+            (RouteOp::Delete(_), Err(OpError::NotFound)) => true,
+            _ => false,
+        };
+        if succeeded {
+            self.failures.by_prefix.remove(&dst);
+            let entries = kernel.entry(dst).or_default();
+            match &op {
+                RouteOp::Add(route) | RouteOp::Replace(route) => {
+                    let metric = default_metric(&dst);
+                    entries.retain(|k| k.metric != metric);
+                    entries.push(KernelRoute {
+                        dst,
+                        target: route.target.clone(),
+                        metric,
+                    });
+                }
+                RouteOp::Delete(gone) => entries.retain(|k| k != gone),
+            }
+            if entries.is_empty() {
+                kernel.remove(&dst);
+            }
+            // Follow-up for changes that arrived meanwhile, or the next step
+            // of a multi-op prefix (delete extra metric, then replace).
+            return self.reconcile_prefixes([dst]);
+        }
+        let error = result.err().unwrap_or(OpError::Other("unknown".into()));
+        tracing::warn!(%dst, ?op, %error, "route operation failed; will retry at resync");
+        self.failures.by_prefix.insert(dst, error);
+        if dirty {
+            // The wish changed since; the new wish deserves one attempt.
+            self.failures.by_prefix.remove(&dst);
+            return self.reconcile_prefixes([dst]);
+        }
+        Vec::new()
+    }
+
+    fn reconcile_prefixes(&mut self, dsts: impl IntoIterator<Item = IpNet>) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.kernel.is_none() {
+            return out;
+        }
+        for dst in dsts {
+            if self.in_flight.contains(&dst) {
+                self.dirty_while_in_flight.insert(dst);
+                continue;
+            }
+            if self.failures.by_prefix.contains_key(&dst) {
+                continue;
+            }
+            // One op per prefix at a time keeps the kernel view exact.
+            if let Some(op) = self.ops_for(&dst).into_iter().next() {
+                self.in_flight.insert(dst);
+                out.push(Output::Apply(op));
+            }
+        }
+        out
+    }
+
+    /// The operations that would make the kernel match for `dst`, in order.
+    fn ops_for(&self, dst: &IpNet) -> Vec<RouteOp> {
+        let empty = Vec::new();
+        let have = self
+            .kernel
+            .as_ref()
+            .and_then(|k| k.get(dst))
+            .unwrap_or(&empty);
+        diff_prefix(*dst, self.desired.get(dst), have)
+    }
+}
+
+/// The minimal operations for one prefix: what we want (`want`) vs our routes
+/// the kernel has for it (`have`, any metric). Pure; the heart of the
+/// reconciler, exposed for table-driven tests.
+pub fn diff_prefix(dst: IpNet, want: Option<&RouteTarget>, have: &[KernelRoute]) -> Vec<RouteOp> {
+    let metric = default_metric(&dst);
+    let mut ops = Vec::new();
+    // Routes of ours at another metric were added by hand or by an older
+    // version; they would shadow or be shadowed, so they go.
+    for extra in have.iter().filter(|k| k.metric != metric) {
+        ops.push(RouteOp::Delete(extra.clone()));
+    }
+    let at_metric = have.iter().find(|k| k.metric == metric);
+    match (want, at_metric) {
+        (Some(target), Some(k)) if target.satisfied_by(&k.target) => {}
+        (Some(target), Some(_)) => ops.push(RouteOp::Replace(Route {
+            dst,
+            target: target.clone(),
+        })),
+        (Some(target), None) => ops.push(RouteOp::Add(Route {
+            dst,
+            target: target.clone(),
+        })),
+        (None, Some(k)) => ops.push(RouteOp::Delete(k.clone())),
+        (None, None) => {}
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::NextHop;
+    use std::net::IpAddr;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn kr(dst: &str, target: RouteTarget) -> KernelRoute {
+        let dst = net(dst);
+        KernelRoute {
+            dst,
+            metric: default_metric(&dst),
+            target,
+        }
+    }
+    fn dev(name: &str) -> RouteTarget {
+        RouteTarget::Device(name.into())
+    }
+
+    /// Table-driven: (name, want, have, expected ops).
+    #[test]
+    fn diff_table() {
+        let p = "10.65.0.3/32";
+        let block = "10.65.1.0/26";
+        let via_eth0 = RouteTarget::nexthops(vec![NextHop::via_dev(ip("192.168.0.2"), "eth0")]);
+        let via_any = RouteTarget::nexthops(vec![NextHop::via(ip("192.168.0.2"))]);
+        let tunl = RouteTarget::nexthops(vec![NextHop::onlink(ip("192.168.9.2"), "tunl0")]);
+        let ecmp_ab = RouteTarget::nexthops(vec![
+            NextHop::via_dev(ip("192.168.0.2"), "eth0"),
+            NextHop::via_dev(ip("192.168.0.3"), "eth0"),
+        ]);
+        let ecmp_ba = RouteTarget::nexthops(vec![
+            NextHop::via_dev(ip("192.168.0.3"), "eth0"),
+            NextHop::via_dev(ip("192.168.0.2"), "eth0"),
+        ]);
+        let mut other_metric = kr(p, dev("caliA"));
+        other_metric.metric = 100;
+
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            Option<RouteTarget>,
+            Vec<KernelRoute>,
+            Vec<RouteOp>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            ("nothing wanted nothing there", p, None, vec![], vec![]),
+            (
+                "missing route is added",
+                p,
+                Some(dev("caliA")),
+                vec![],
+                vec![RouteOp::Add(Route::workload(net(p), "caliA"))],
+            ),
+            (
+                "correct route is left alone",
+                p,
+                Some(dev("caliA")),
+                vec![kr(p, dev("caliA"))],
+                vec![],
+            ),
+            (
+                "stale route to a dead veth is replaced (calico#3940)",
+                p,
+                Some(dev("caliNEW")),
+                vec![kr(p, dev("caliOLD"))],
+                vec![RouteOp::Replace(Route::workload(net(p), "caliNEW"))],
+            ),
+            (
+                "unwanted route is deleted",
+                p,
+                None,
+                vec![kr(p, dev("caliA"))],
+                vec![RouteOp::Delete(kr(p, dev("caliA")))],
+            ),
+            (
+                "route at a foreign metric is deleted and ours added",
+                p,
+                Some(dev("caliA")),
+                vec![other_metric.clone()],
+                vec![
+                    RouteOp::Delete(other_metric.clone()),
+                    RouteOp::Add(Route::workload(net(p), "caliA")),
+                ],
+            ),
+            (
+                "blackhole block kept",
+                block,
+                Some(RouteTarget::Blackhole),
+                vec![kr(block, RouteTarget::Blackhole)],
+                vec![],
+            ),
+            (
+                "blackhole replaced by gateway when block moves",
+                block,
+                Some(via_any.clone()),
+                vec![kr(block, RouteTarget::Blackhole)],
+                vec![RouteOp::Replace(Route {
+                    dst: net(block),
+                    target: via_any.clone(),
+                })],
+            ),
+            (
+                "gateway without device matches resolved device",
+                block,
+                Some(via_any.clone()),
+                vec![kr(block, via_eth0.clone())],
+                vec![],
+            ),
+            (
+                "direct route switched to ipip tunnel",
+                block,
+                Some(tunl.clone()),
+                vec![kr(block, via_eth0.clone())],
+                vec![RouteOp::Replace(Route {
+                    dst: net(block),
+                    target: tunl.clone(),
+                })],
+            ),
+            (
+                "ecmp in any order is equal",
+                block,
+                Some(ecmp_ab.clone()),
+                vec![kr(block, ecmp_ba.clone())],
+                vec![],
+            ),
+            (
+                "ecmp losing a member is replaced",
+                block,
+                Some(via_eth0.clone()),
+                vec![kr(block, ecmp_ab.clone())],
+                vec![RouteOp::Replace(Route {
+                    dst: net(block),
+                    target: via_eth0.clone(),
+                })],
+            ),
+            (
+                "unsupported kernel route is replaced",
+                block,
+                Some(RouteTarget::Blackhole),
+                vec![kr(block, RouteTarget::Unsupported("unreachable".into()))],
+                vec![RouteOp::Replace(Route::blackhole(net(block)))],
+            ),
+            (
+                "ipv6 workload added",
+                "fd00:65::3/128",
+                Some(dev("caliA")),
+                vec![],
+                vec![RouteOp::Add(Route::workload(
+                    net("fd00:65::3/128"),
+                    "caliA",
+                ))],
+            ),
+        ];
+        for (name, dst, want, have, expected) in cases {
+            let got = diff_prefix(net(dst), want.as_ref(), &have);
+            assert_eq!(got, expected, "case: {name}");
+        }
+    }
+
+    fn applies(out: &[Output]) -> Vec<RouteOp> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Apply(op) => Some(op.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ok(r: &mut RouteReconciler, op: RouteOp) -> Vec<Output> {
+        r.process(Input::OpResult { op, result: Ok(()) })
+    }
+
+    #[test]
+    fn nothing_is_applied_before_the_first_dump() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        assert!(r
+            .process(Input::Set(Route::workload(net("10.0.0.1/32"), "caliA")))
+            .is_empty());
+        assert_eq!(r.process(Input::Start), vec![Output::DumpKernel]);
+        // A second trigger while the dump is outstanding does not double it.
+        assert!(r.process(Input::ResyncTimer).is_empty());
+        let out = r.process(Input::KernelDump(vec![]));
+        assert_eq!(
+            applies(&out),
+            vec![RouteOp::Add(Route::workload(net("10.0.0.1/32"), "caliA"))]
+        );
+        assert!(out.contains(&Output::StartResyncTimer(Duration::from_secs(90))));
+    }
+
+    #[test]
+    fn restart_with_correct_kernel_state_emits_no_ops() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        let routes = vec![
+            Route::workload(net("10.0.0.1/32"), "caliA"),
+            Route::blackhole(net("10.0.0.0/26")),
+            Route::onlink(net("10.0.1.0/26"), ip("172.16.0.2"), "vxlan.brindle"),
+        ];
+        r.process(Input::SetAll(routes.clone()));
+        r.process(Input::Start);
+        let dump = routes
+            .iter()
+            .map(|rt| KernelRoute {
+                dst: rt.dst,
+                target: rt.target.clone(),
+                metric: default_metric(&rt.dst),
+            })
+            .collect();
+        let out = r.process(Input::KernelDump(dump));
+        assert!(applies(&out).is_empty());
+        assert!(r.in_sync());
+    }
+
+    #[test]
+    fn hand_deleted_route_is_repaired_at_resync() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        let route = Route::workload(net("10.0.0.1/32"), "caliA");
+        r.process(Input::Set(route.clone()));
+        r.process(Input::Start);
+        let out = r.process(Input::KernelDump(vec![]));
+        let op = applies(&out).remove(0);
+        assert!(ok(&mut r, op).is_empty());
+        assert!(r.in_sync());
+        // Somebody runs `ip route del`; the resync sees it gone.
+        assert_eq!(r.process(Input::ResyncTimer), vec![Output::DumpKernel]);
+        let out = r.process(Input::KernelDump(vec![]));
+        assert_eq!(applies(&out), vec![RouteOp::Add(route)]);
+    }
+
+    #[test]
+    fn change_during_in_flight_op_is_folded_into_one_follow_up() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        r.process(Input::KernelDump(vec![]));
+        let out = r.process(Input::Set(Route::workload(net("10.0.0.1/32"), "caliA")));
+        let first = applies(&out).remove(0);
+        // Two more changes before the first op completes: no op yet.
+        assert!(r
+            .process(Input::Set(Route::workload(net("10.0.0.1/32"), "caliB")))
+            .is_empty());
+        assert!(r
+            .process(Input::Set(Route::workload(net("10.0.0.1/32"), "caliC")))
+            .is_empty());
+        let out = ok(&mut r, first);
+        assert_eq!(
+            applies(&out),
+            vec![RouteOp::Replace(Route::workload(
+                net("10.0.0.1/32"),
+                "caliC"
+            ))]
+        );
+    }
+
+    #[test]
+    fn missing_link_waits_then_retries_when_it_appears() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        r.process(Input::KernelDump(vec![]));
+        let route = Route::workload(net("10.0.0.1/32"), "caliA");
+        let op = applies(&r.process(Input::Set(route.clone()))).remove(0);
+        let out = r.process(Input::OpResult {
+            op,
+            result: Err(OpError::LinkMissing("caliA".into())),
+        });
+        assert!(out.is_empty(), "no hot retry loop");
+        assert!(!r.in_sync());
+        assert!(r.process(Input::LinkAppeared("caliZ".into())).is_empty());
+        let out = r.process(Input::LinkAppeared("caliA".into()));
+        assert_eq!(applies(&out), vec![RouteOp::Add(route)]);
+    }
+
+    #[test]
+    fn foreign_route_conflict_is_reported_not_overwritten() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        r.process(Input::KernelDump(vec![]));
+        let op = applies(&r.process(Input::Set(Route::blackhole(net("10.0.0.0/26"))))).remove(0);
+        assert!(
+            matches!(op, RouteOp::Add(_)),
+            "never replace what is not ours"
+        );
+        let out = r.process(Input::OpResult {
+            op,
+            result: Err(OpError::Exists),
+        });
+        assert!(out.is_empty());
+        assert_eq!(
+            r.failures().by_prefix.get(&net("10.0.0.0/26")),
+            Some(&OpError::Exists)
+        );
+    }
+
+    #[test]
+    fn delete_of_already_gone_route_counts_as_done() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        let stale = kr("10.0.0.9/32", dev("caliX"));
+        let out = r.process(Input::KernelDump(vec![stale.clone()]));
+        assert_eq!(applies(&out), vec![RouteOp::Delete(stale.clone())]);
+        let out = r.process(Input::OpResult {
+            op: RouteOp::Delete(stale),
+            result: Err(OpError::NotFound),
+        });
+        assert!(out.is_empty());
+        assert!(r.in_sync());
+    }
+
+    #[test]
+    fn set_all_removes_prefixes_not_listed() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        let a = kr("10.0.0.1/32", dev("caliA"));
+        let b = kr("10.0.0.2/32", dev("caliB"));
+        r.process(Input::SetAll(vec![
+            Route::workload(net("10.0.0.1/32"), "caliA"),
+            Route::workload(net("10.0.0.2/32"), "caliB"),
+        ]));
+        assert!(applies(&r.process(Input::KernelDump(vec![a, b.clone()]))).is_empty());
+        let out = r.process(Input::SetAll(vec![Route::workload(
+            net("10.0.0.1/32"),
+            "caliA",
+        )]));
+        assert_eq!(applies(&out), vec![RouteOp::Delete(b)]);
+    }
+
+    #[test]
+    fn multi_step_prefix_converges_one_op_at_a_time() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        let mut odd = kr("10.0.0.1/32", dev("caliA"));
+        odd.metric = 7;
+        r.process(Input::Set(Route::workload(net("10.0.0.1/32"), "caliA")));
+        let out = r.process(Input::KernelDump(vec![odd.clone()]));
+        assert_eq!(applies(&out), vec![RouteOp::Delete(odd.clone())]);
+        let out = ok(&mut r, RouteOp::Delete(odd));
+        let add = applies(&out);
+        assert_eq!(
+            add,
+            vec![RouteOp::Add(Route::workload(net("10.0.0.1/32"), "caliA"))]
+        );
+        assert!(ok(&mut r, add[0].clone()).is_empty());
+        assert!(r.in_sync());
+    }
+}
