@@ -5,3 +5,4 @@
 //! (Adj-RIB-In, Loc-RIB with the decision process, Adj-RIB-Out), route
 //! reflection, and the tokio-driven `Speaker` that the node agent embeds. The
 //! standalone daemon `brindle-bgpd` is built from the same library.
+pub mod fsm;
