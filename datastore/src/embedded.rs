@@ -1,0 +1,549 @@
+//! The embedded backend: one SQLite file that every Brindle process on a host
+//! shares (node daemons, `brindlectl`, `brindle-cni`), with etcd semantics.
+//!
+//! Layout (schema version 1):
+//!
+//! ```text
+//! meta(name, value)             'schema' = 1, 'revision' = current revision,
+//!                               'compacted' = oldest revision still in the log
+//! kv(key, value, create_rev, mod_rev, version)        live keys (WITHOUT ROWID)
+//! log(rev, seq, kind, key, value, create_rev, version) one row per change,
+//!                               primary key (rev, seq): what watches replay
+//! ```
+//!
+//! Concurrency: the file is in WAL mode so readers never block the writer.
+//! Every write runs in `BEGIN IMMEDIATE`, which takes the database write lock
+//! *before* reading the revision and evaluating compares, so transactions from
+//! different processes serialize instead of failing mid-way; `busy_timeout`
+//! makes the loser wait rather than error. Reads run in a deferred transaction
+//! so the revision and the rows come from one snapshot.
+//!
+//! Watches poll the log (`WHERE rev >= ?` on the primary key) every
+//! [`POLL_INTERVAL`]; a write from the same process also wakes them at once.
+//! Writes compact the log to the last `history` revisions; a watch from before
+//! the oldest kept revision gets [`Error::Compacted`].
+//!
+//! Durability: `synchronous=NORMAL` (WAL): a committed write survives a crash
+//! of any process, but the last few may be lost on power failure.
+//!
+//! rusqlite is blocking, so each operation runs on tokio's blocking pool
+//! holding this process's single connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::FutureExt;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tracing::{debug, debug_span, Instrument};
+
+use crate::config::EmbeddedConfig;
+use crate::kv::{
+    prefix_range_end, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnOp, TxnOpResult,
+    TxnResponse,
+};
+use crate::store::Backend;
+use crate::{Error, Result};
+
+/// How often a watch looks for changes made by other processes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// How long a write waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Compaction runs when the revision is a multiple of this (cheap amortised).
+const COMPACT_EVERY: i64 = 64;
+
+/// At most this many revisions are read per watch poll.
+const WATCH_BATCH_REVISIONS: i64 = 1000;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// The embedded backend. Cloning the [`crate::Datastore`] holding it shares
+/// one connection.
+#[derive(Debug)]
+pub struct EmbeddedBackend {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    history: i64,
+    conn: Mutex<Connection>,
+    /// Last revision this process wrote; wakes this process's watches early.
+    written: tokio::sync::watch::Sender<Revision>,
+}
+
+impl EmbeddedBackend {
+    /// Opens (creating if needed, with parent directories) the store file.
+    pub async fn open(config: &EmbeddedConfig) -> Result<Self> {
+        let path = config.path.clone();
+        let history = config.history;
+        let span = debug_span!("embedded_open", path = %path.display());
+        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
+            .instrument(span)
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))??;
+        let (written, _) = tokio::sync::watch::channel(0);
+        Ok(EmbeddedBackend {
+            shared: Arc::new(Shared {
+                path: config.path.clone(),
+                history,
+                conn: Mutex::new(conn),
+                written,
+            }),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    fn with_conn<T, F>(&self, op: &'static str, f: F) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Shared) -> rusqlite::Result<Result<T>> + Send + 'static,
+    {
+        run_blocking(self.shared.clone(), op, f)
+    }
+}
+
+fn run_blocking<T, F>(shared: Arc<Shared>, op: &'static str, f: F) -> BoxFuture<'static, Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection, &Shared) -> rusqlite::Result<Result<T>> + Send + 'static,
+{
+    let span = debug_span!("embedded", op, path = %shared.path.display());
+    async move {
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite half-written
+            // (the transaction rolls back on drop), so a poisoned lock is safe to reuse.
+            let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+            match f(&mut conn, &shared) {
+                Ok(r) => r,
+                Err(source) => Err(Error::Sqlite {
+                    path: shared.path.display().to_string(),
+                    source,
+                }),
+            }
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))?
+    }
+    .instrument(span)
+    .boxed()
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let shown = path.display().to_string();
+    let sqlite_err = |source| Error::Sqlite {
+        path: shown.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(sqlite_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
+    // Switching to WAL needs a moment of exclusive access; when several
+    // processes open a fresh file at once the busy handler covers it.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sqlite_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Io {
+            path: shown,
+            source: std::io::Error::other(format!(
+                "cannot enable WAL mode (got {mode:?}); is the file on a network filesystem?"
+            )),
+        });
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sqlite_err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS kv (
+             key BLOB PRIMARY KEY, value BLOB NOT NULL,
+             create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS log (
+             rev INTEGER NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+             key BLOB NOT NULL, value BLOB NOT NULL,
+             create_rev INTEGER NOT NULL, version INTEGER NOT NULL,
+             PRIMARY KEY (rev, seq)
+         ) WITHOUT ROWID;
+         INSERT OR IGNORE INTO meta VALUES ('revision', 1), ('compacted', 0);",
+    )
+    .map_err(sqlite_err)?;
+    let schema: Option<i64> = tx
+        .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sqlite_err)?;
+    match schema {
+        None => {
+            tx.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA_VERSION])
+                .map_err(sqlite_err)?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => return Err(Error::Io {
+            path: shown,
+            source: std::io::Error::other(format!(
+                "store schema version {other} is not supported (this build knows {SCHEMA_VERSION})"
+            )),
+        }),
+    }
+    tx.commit().map_err(sqlite_err)?;
+    Ok(conn)
+}
+
+fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+}
+
+fn set_meta(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE meta SET value = ?2 WHERE name = ?1",
+        params![name, value],
+    )
+    .map(drop)
+}
+
+fn row_to_kv(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
+    Ok(KeyValue {
+        key: r.get(0)?,
+        value: r.get(1)?,
+        create_revision: r.get(2)?,
+        mod_revision: r.get(3)?,
+        version: r.get(4)?,
+    })
+}
+
+fn get_kv(conn: &Connection, key: &[u8]) -> rusqlite::Result<Option<KeyValue>> {
+    conn.query_row(
+        "SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?1",
+        [key],
+        row_to_kv,
+    )
+    .optional()
+}
+
+fn range_kvs(conn: &Connection, prefix: &[u8]) -> rusqlite::Result<Vec<KeyValue>> {
+    // BLOBs compare with memcmp, which is etcd's key order.
+    match prefix_range_end(prefix) {
+        Some(end) => conn
+            .prepare_cached(
+                "SELECT key, value, create_rev, mod_rev, version FROM kv
+                 WHERE key >= ?1 AND key < ?2 ORDER BY key",
+            )?
+            .query_map(params![prefix, end], row_to_kv)?
+            .collect(),
+        None => conn
+            .prepare_cached(
+                "SELECT key, value, create_rev, mod_rev, version FROM kv
+                 WHERE key >= ?1 ORDER BY key",
+            )?
+            .query_map([prefix], row_to_kv)?
+            .collect(),
+    }
+}
+
+fn log_event(
+    conn: &Connection,
+    rev: Revision,
+    seq: &mut i64,
+    kind: EventKind,
+    kv: &KeyValue,
+) -> rusqlite::Result<()> {
+    let kind = match kind {
+        EventKind::Put => 0,
+        EventKind::Delete => 1,
+    };
+    conn.prepare_cached(
+        "INSERT INTO log (rev, seq, kind, key, value, create_rev, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![rev, *seq, kind, kv.key, kv.value, kv.create_revision, kv.version])?;
+    *seq += 1;
+    Ok(())
+}
+
+fn delete_kv(
+    conn: &Connection,
+    rev: Revision,
+    seq: &mut i64,
+    prev: &KeyValue,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+        .execute([&prev.key])?;
+    let tombstone = KeyValue {
+        key: prev.key.clone(),
+        value: Vec::new(),
+        create_revision: 0,
+        mod_revision: rev,
+        version: 0,
+    };
+    log_event(conn, rev, seq, EventKind::Delete, &tombstone)
+}
+
+/// Applies a transaction under the write lock. Returns the response and
+/// whether anything was written.
+fn apply_txn(conn: &mut Connection, history: i64, txn: Txn) -> rusqlite::Result<TxnResponse> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = meta(&tx, "revision")?;
+    let mut succeeded = true;
+    for c in &txn.compares {
+        if !c.holds(get_kv(&tx, &c.key)?.as_ref()) {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded { txn.success } else { txn.failure };
+    let rev = current + 1;
+    let mut seq = 0;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            TxnOp::Get { key } => results.push(TxnOpResult::Get(get_kv(&tx, &key)?)),
+            TxnOp::Put { key, value } => {
+                let prev = get_kv(&tx, &key)?;
+                let kv = KeyValue {
+                    key,
+                    value,
+                    create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+                    mod_revision: rev,
+                    version: prev.as_ref().map_or(1, |p| p.version + 1),
+                };
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, version) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version])?;
+                log_event(&tx, rev, &mut seq, EventKind::Put, &kv)?;
+                results.push(TxnOpResult::Put(kv));
+            }
+            TxnOp::Delete { key } => {
+                let prev = get_kv(&tx, &key)?;
+                if let Some(p) = &prev {
+                    delete_kv(&tx, rev, &mut seq, p)?;
+                }
+                results.push(TxnOpResult::Deleted(prev.into_iter().collect()));
+            }
+            TxnOp::DeletePrefix { prefix } => {
+                let prevs = range_kvs(&tx, &prefix)?;
+                for p in &prevs {
+                    delete_kv(&tx, rev, &mut seq, p)?;
+                }
+                results.push(TxnOpResult::Deleted(prevs));
+            }
+        }
+    }
+    let revision = if seq > 0 {
+        set_meta(&tx, "revision", rev)?;
+        if rev % COMPACT_EVERY == 0 {
+            compact_log(&tx, rev - history)?;
+        }
+        rev
+    } else {
+        current
+    };
+    tx.commit()?;
+    Ok(TxnResponse {
+        succeeded,
+        revision,
+        results,
+    })
+}
+
+/// Drops log entries before `keep_from`; returns the new oldest kept revision.
+fn compact_log(conn: &Connection, keep_from: Revision) -> rusqlite::Result<Revision> {
+    let compacted = meta(conn, "compacted")?;
+    if keep_from <= compacted {
+        return Ok(compacted);
+    }
+    let n = conn.execute("DELETE FROM log WHERE rev < ?1", [keep_from])?;
+    set_meta(conn, "compacted", keep_from)?;
+    debug!(keep_from, removed = n, "compacted watch history");
+    Ok(keep_from)
+}
+
+/// One poll of the log: the events in `[next, …]` matching the prefix, and the
+/// revision to poll from next time.
+fn poll_log(
+    conn: &mut Connection,
+    prefix: &[u8],
+    next: Revision,
+) -> rusqlite::Result<Result<(Vec<Event>, Revision)>> {
+    let tx = conn.transaction()?;
+    let current = meta(&tx, "revision")?;
+    let compacted = meta(&tx, "compacted")?;
+    if next < compacted {
+        return Ok(Err(Error::Compacted {
+            requested: next,
+            compact_revision: compacted,
+        }));
+    }
+    if next > current {
+        return Ok(Ok((Vec::new(), next)));
+    }
+    let upto = current.min(next + WATCH_BATCH_REVISIONS - 1);
+    let end = prefix_range_end(prefix);
+    let mut stmt = tx.prepare_cached(
+        "SELECT kind, key, value, create_rev, rev, version FROM log
+         WHERE rev >= ?1 AND rev <= ?2 AND key >= ?3 AND (?4 IS NULL OR key < ?4)
+         ORDER BY rev, seq",
+    )?;
+    let events = stmt
+        .query_map(params![next, upto, prefix, end], |r| {
+            let kind: i64 = r.get(0)?;
+            Ok(Event {
+                kind: if kind == 0 {
+                    EventKind::Put
+                } else {
+                    EventKind::Delete
+                },
+                kv: KeyValue {
+                    key: r.get(1)?,
+                    value: r.get(2)?,
+                    create_revision: r.get(3)?,
+                    mod_revision: r.get(4)?,
+                    version: r.get(5)?,
+                },
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(stmt);
+    tx.commit()?;
+    Ok(Ok((events, upto + 1)))
+}
+
+struct WatchState {
+    shared: Arc<Shared>,
+    prefix: Vec<u8>,
+    /// First revision not yet delivered (0 until "now" is known).
+    next: Revision,
+    pending: std::collections::VecDeque<Event>,
+    woken: tokio::sync::watch::Receiver<Revision>,
+    finished: bool,
+}
+
+impl WatchState {
+    async fn next_item(mut self) -> Option<(Result<Event>, Self)> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some((Ok(ev), self));
+            }
+            if self.next == 0 {
+                match run_blocking(self.shared.clone(), "watch_start", |conn, _| {
+                    meta(conn, "revision").map(Ok)
+                })
+                .await
+                {
+                    Ok(current) => self.next = current + 1,
+                    Err(e) if e.is_transient() => {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.finished = true;
+                        return Some((Err(e), self));
+                    }
+                }
+            }
+            // Mark the wake-up as seen *before* polling so a write that lands
+            // during the poll still wakes us.
+            self.woken.borrow_and_update();
+            let prefix = self.prefix.clone();
+            let next = self.next;
+            let polled = run_blocking(self.shared.clone(), "watch_poll", move |conn, _| {
+                poll_log(conn, &prefix, next)
+            })
+            .await;
+            match polled {
+                Ok((events, next)) => {
+                    let advanced = next > self.next;
+                    self.next = next;
+                    self.pending.extend(events);
+                    if self.pending.is_empty() && !advanced {
+                        tokio::select! {
+                            _ = self.woken.changed() => {}
+                            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                        }
+                    }
+                }
+                // Another process holding the lock longer than busy_timeout:
+                // keep the watch alive and try again.
+                Err(e) if e.is_transient() => tokio::time::sleep(POLL_INTERVAL).await,
+                Err(e) => {
+                    self.finished = true;
+                    return Some((Err(e), self));
+                }
+            }
+        }
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    fn range(&self, key: Vec<u8>, prefix: bool) -> BoxFuture<'_, Result<Listing>> {
+        self.with_conn("range", move |conn, _| {
+            let tx = conn.transaction()?;
+            let revision = meta(&tx, "revision")?;
+            let kvs = if prefix {
+                range_kvs(&tx, &key)?
+            } else {
+                get_kv(&tx, &key)?.into_iter().collect()
+            };
+            tx.commit()?;
+            Ok(Ok(Listing { kvs, revision }))
+        })
+    }
+
+    fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
+        self.with_conn("txn", move |conn, shared| {
+            let resp = apply_txn(conn, shared.history, txn)?;
+            shared.written.send_replace(resp.revision);
+            Ok(Ok(resp))
+        })
+    }
+
+    fn watch(&self, prefix: Vec<u8>, from_revision: Revision) -> BoxStream<'static, Result<Event>> {
+        let state = WatchState {
+            shared: self.shared.clone(),
+            prefix,
+            next: from_revision,
+            pending: Default::default(),
+            woken: self.shared.written.subscribe(),
+            finished: false,
+        };
+        Box::pin(futures::stream::unfold(state, WatchState::next_item))
+    }
+
+    fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
+        self.with_conn("compact", move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = meta(&tx, "revision")?;
+            if revision > current {
+                return Ok(Err(Error::InvalidRequest(format!(
+                    "cannot compact to revision {revision}: the store is at {current}"
+                ))));
+            }
+            compact_log(&tx, revision)?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("embedded store {}", self.shared.path.display())
+    }
+}

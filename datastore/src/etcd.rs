@@ -1,0 +1,402 @@
+//! The etcd v3 backend: the distributed store for clusters.
+//!
+//! A thin translation onto etcd's own semantics (which the embedded backend
+//! copies), so the only logic here is:
+//!
+//! * connecting: endpoints, optional TLS (CA, client certificate) and
+//!   username/password, with a connect timeout; `connect` proves the cluster
+//!   answers so a wrong URL fails at start-up, naming the endpoints;
+//! * filling in [`KeyValue`] revisions for puts (etcd returns only the header
+//!   revision; the previous key gives create revision and version);
+//! * watches that survive disconnects: a background task re-creates the etcd
+//!   watch from the last delivered revision + 1 with capped backoff, and maps
+//!   etcd's `compact_revision` to [`Error::Compacted`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use etcd_client as ec;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream};
+use futures::FutureExt;
+use tracing::{debug, debug_span, warn, Instrument};
+
+use crate::config::EtcdConfig;
+use crate::kv::{
+    CompareOp, CompareTarget, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnOp,
+    TxnOpResult, TxnResponse,
+};
+use crate::store::Backend;
+use crate::{Error, Result};
+
+/// Longest pause between attempts to re-establish a broken watch.
+const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Events buffered between the watch task and the consumer.
+const WATCH_BUFFER: usize = 256;
+
+/// The etcd backend.
+#[derive(Clone)]
+pub struct EtcdBackend {
+    client: ec::Client,
+    /// "h1:2379,h2:2379", for errors.
+    endpoints: Arc<str>,
+    timeout: Duration,
+    tls: bool,
+}
+
+impl std::fmt::Debug for EtcdBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdBackend")
+            .field("endpoints", &self.endpoints)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::TlsFile {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl EtcdBackend {
+    /// Connects and checks that the cluster answers a read.
+    pub async fn connect(config: &EtcdConfig) -> Result<Self> {
+        let endpoints: Arc<str> = config.endpoints.join(",").into();
+        let span = debug_span!("etcd_connect", endpoints = %endpoints, tls = config.tls.is_some());
+        async {
+            let err = |source: ec::Error| Error::Etcd {
+                endpoints: endpoints.to_string(),
+                source: Box::new(source),
+            };
+            let mut options = ec::ConnectOptions::new()
+                .with_connect_timeout(config.timeout)
+                // Why: a watch on a half-open TCP connection would otherwise
+                // wait forever for events; keep-alives detect it and the watch
+                // task reconnects.
+                .with_keep_alive(Duration::from_secs(10), config.timeout)
+                .with_keep_alive_while_idle(true);
+            if let Some(c) = &config.credentials {
+                options = options.with_user(c.user.clone(), c.password.clone());
+            }
+            if let Some(tls) = &config.tls {
+                let mut t = ec::TlsOptions::new();
+                if let Some(ca) = &tls.ca {
+                    t = t.ca_certificate(ec::Certificate::from_pem(read_pem("CA", ca)?));
+                }
+                if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                    t = t.identity(ec::Identity::from_pem(
+                        read_pem("client certificate", cert)?,
+                        read_pem("client key", key)?,
+                    ));
+                }
+                options = options.with_tls(t);
+            }
+            // Connecting also authenticates when credentials are set.
+            let client = tokio::time::timeout(
+                config.timeout,
+                ec::Client::connect(config.endpoint_uris(), Some(options)),
+            )
+            .await
+            .map_err(|_| {
+                err(ec::Error::WatchError(format!(
+                    "no answer within {:?} (is etcd running and reachable?)",
+                    config.timeout
+                )))
+            })?
+            .map_err(err)?;
+            let backend = EtcdBackend {
+                client,
+                endpoints: endpoints.clone(),
+                timeout: config.timeout,
+                tls: config.tls.is_some(),
+            };
+            backend
+                .range(b"\0brindle/connect-probe".to_vec(), false)
+                .await?;
+            debug!("connected");
+            Ok(backend)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn err(&self, source: ec::Error) -> Error {
+        Error::Etcd {
+            endpoints: self.endpoints.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Runs one unary request with the configured timeout.
+    async fn call<T, F>(&self, op: &'static str, fut: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T, ec::Error>>,
+    {
+        match tokio::time::timeout(self.timeout, fut)
+            .instrument(debug_span!("etcd", op, endpoints = %self.endpoints))
+            .await
+        {
+            Ok(r) => r.map_err(|e| self.err(e)),
+            Err(_) => Err(self.err(ec::Error::IoError(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{op} got no answer within {:?}", self.timeout),
+            )))),
+        }
+    }
+}
+
+fn from_etcd_kv(kv: &ec::KeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key().to_vec(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+    }
+}
+
+fn to_etcd_compare(c: &crate::kv::Compare) -> ec::Compare {
+    let op = match c.op {
+        CompareOp::Equal => ec::CompareOp::Equal,
+        CompareOp::NotEqual => ec::CompareOp::NotEqual,
+        CompareOp::Less => ec::CompareOp::Less,
+        CompareOp::Greater => ec::CompareOp::Greater,
+    };
+    let key = c.key.clone();
+    match &c.target {
+        CompareTarget::ModRevision(r) => ec::Compare::mod_revision(key, op, *r),
+        CompareTarget::CreateRevision(r) => ec::Compare::create_revision(key, op, *r),
+        CompareTarget::Version(v) => ec::Compare::version(key, op, *v),
+        CompareTarget::Value(v) => ec::Compare::value(key, op, v.clone()),
+    }
+}
+
+fn to_etcd_op(op: &TxnOp) -> ec::TxnOp {
+    match op {
+        TxnOp::Put { key, value } => ec::TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(ec::PutOptions::new().with_prev_key()),
+        ),
+        TxnOp::Delete { key } => {
+            ec::TxnOp::delete(key.clone(), Some(ec::DeleteOptions::new().with_prev_key()))
+        }
+        TxnOp::DeletePrefix { prefix } => ec::TxnOp::delete(
+            prefix.clone(),
+            Some(ec::DeleteOptions::new().with_prefix().with_prev_key()),
+        ),
+        TxnOp::Get { key } => ec::TxnOp::get(key.clone(), None),
+    }
+}
+
+impl Backend for EtcdBackend {
+    fn range(&self, key: Vec<u8>, prefix: bool) -> BoxFuture<'_, Result<Listing>> {
+        async move {
+            let mut kv = self.client.kv_client();
+            let options = prefix.then(|| ec::GetOptions::new().with_prefix());
+            let resp = self.call("range", kv.get(key, options)).await?;
+            Ok(Listing {
+                kvs: resp.kvs().iter().map(from_etcd_kv).collect(),
+                revision: resp.header().map_or(0, |h| h.revision()),
+            })
+        }
+        .boxed()
+    }
+
+    fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
+        async move {
+            let compares: Vec<_> = txn.compares.iter().map(to_etcd_compare).collect();
+            let success: Vec<_> = txn.success.iter().map(to_etcd_op).collect();
+            let failure: Vec<_> = txn.failure.iter().map(to_etcd_op).collect();
+            let request = ec::Txn::new()
+                .when(compares)
+                .and_then(success)
+                .or_else(failure);
+            let mut kv = self.client.kv_client();
+            let resp = self.call("txn", kv.txn(request)).await?;
+            let revision = resp.header().map_or(0, |h| h.revision());
+            let ops = if resp.succeeded() {
+                &txn.success
+            } else {
+                &txn.failure
+            };
+            let results = ops
+                .iter()
+                .zip(resp.op_responses())
+                .map(|(op, r)| match (op, r) {
+                    (TxnOp::Put { key, value }, ec::TxnOpResponse::Put(p)) => {
+                        let prev = p.prev_key();
+                        TxnOpResult::Put(KeyValue {
+                            key: key.clone(),
+                            value: value.clone(),
+                            create_revision: prev.map_or(revision, |p| p.create_revision()),
+                            mod_revision: revision,
+                            version: prev.map_or(1, |p| p.version() + 1),
+                        })
+                    }
+                    (_, ec::TxnOpResponse::Delete(d)) => {
+                        TxnOpResult::Deleted(d.prev_kvs().iter().map(from_etcd_kv).collect())
+                    }
+                    (_, ec::TxnOpResponse::Get(g)) => {
+                        TxnOpResult::Get(g.kvs().first().map(from_etcd_kv))
+                    }
+                    (_, other) => {
+                        // etcd answers each op with its own kind; anything else
+                        // is a protocol violation worth surfacing loudly.
+                        warn!(?other, "etcd returned a mismatched transaction result");
+                        TxnOpResult::Get(None)
+                    }
+                })
+                .collect();
+            Ok(TxnResponse {
+                succeeded: resp.succeeded(),
+                revision,
+                results,
+            })
+        }
+        .boxed()
+    }
+
+    fn watch(&self, prefix: Vec<u8>, from_revision: Revision) -> BoxStream<'static, Result<Event>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
+        let span = debug_span!(
+            "etcd_watch",
+            endpoints = %self.endpoints,
+            prefix = %String::from_utf8_lossy(&prefix)
+        );
+        let task =
+            tokio::spawn(run_watch(self.clone(), prefix, from_revision, tx).instrument(span));
+        Box::pin(TaskStream { rx, task })
+    }
+
+    fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
+        async move {
+            let mut kv = self.client.kv_client();
+            match self.call("compact", kv.compact(revision, None)).await {
+                Ok(_) => Ok(()),
+                // Already compacted that far: the goal is met (matches embedded).
+                Err(Error::Etcd { source, .. })
+                    if matches!(&*source, ec::Error::GRpcStatus(s)
+                        if s.message().contains("required revision has been compacted")) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "etcd{} at {}",
+            if self.tls { " (TLS)" } else { "" },
+            self.endpoints
+        )
+    }
+}
+
+/// The consumer side of a watch task; dropping it stops the task.
+struct TaskStream {
+    rx: tokio::sync::mpsc::Receiver<Result<Event>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Stream for TaskStream {
+    type Item = Result<Event>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for TaskStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run_watch(
+    backend: EtcdBackend,
+    prefix: Vec<u8>,
+    from_revision: Revision,
+    tx: tokio::sync::mpsc::Sender<Result<Event>>,
+) {
+    // First revision not yet delivered; 0 until etcd tells us "now".
+    let mut next = from_revision;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut options = ec::WatchOptions::new().with_prefix();
+        if next > 0 {
+            options = options.with_start_revision(next);
+        }
+        let mut client = backend.client.watch_client();
+        match client.watch(prefix.clone(), Some(options)).await {
+            Err(e) => debug!(error = %e, next, "watch could not be established; retrying"),
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.compact_revision() > 0 {
+                            let _ = tx
+                                .send(Err(Error::Compacted {
+                                    requested: next,
+                                    compact_revision: resp.compact_revision(),
+                                }))
+                                .await;
+                            return;
+                        }
+                        if resp.canceled() {
+                            // Not compaction: e.g. permission denied. Retrying
+                            // would loop on the same answer, so report and stop.
+                            let _ = tx
+                                .send(Err(backend.err(ec::Error::WatchError(format!(
+                                    "watch canceled by etcd: {}",
+                                    resp.cancel_reason()
+                                )))))
+                                .await;
+                            return;
+                        }
+                        if resp.created() && next == 0 {
+                            next = resp.header().map_or(0, |h| h.revision()) + 1;
+                        }
+                        backoff = Duration::from_millis(50);
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            let kind = match ev.event_type() {
+                                ec::EventType::Put => EventKind::Put,
+                                ec::EventType::Delete => EventKind::Delete,
+                            };
+                            let event = Event {
+                                kind,
+                                kv: from_etcd_kv(kv),
+                            };
+                            next = event.revision() + 1;
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        debug!(next, "watch stream closed by etcd; resuming");
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, next, "watch stream broke; resuming");
+                        break;
+                    }
+                }
+            },
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_WATCH_BACKOFF);
+    }
+}
