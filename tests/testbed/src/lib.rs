@@ -1,1 +1,45 @@
-//! `brindle-testbed`: network-namespace topologies for tests and the demo.
+//! `brindle-testbed`: network-namespace topologies and real routing daemons
+//! for Brindle's tests and demo.
+//!
+//! Everything is synchronous std code; every resource is owned by a handle
+//! and torn down on drop (also during a panic unwind):
+//!
+//! * [`Netns`]: a namespace with `lo` up; run commands in it, spawn daemons
+//!   ([`Process`], killed with its process group on drop), sysctls, routes.
+//! * [`veth`] and [`Lan`]: point-to-point links and switched segments.
+//! * [`topology`]: [`two_hosts_one_subnet`] and [`hosts_on_two_subnets`].
+//! * [`Etcd`], and the BGP speakers `Bird`, `Frr` and `Gobgp`, each started
+//!   with a generated config and returned only once ready (or an error with
+//!   the daemon's log).
+//! * [`sweep_stale`]: removes what crashed test processes left behind; it
+//!   also runs automatically before a process creates its first namespace.
+//!
+//! Names come from [`unique_name`] (`bt<pid>_<n>_<tag>`, ≤ 15 chars) so tests
+//! in many processes run in parallel. All of it needs root.
+//!
+//! ```no_run
+//! use brindle_testbed::two_hosts_one_subnet;
+//! let net = two_hosts_one_subnet()?;
+//! let [a, b] = &net.hosts;
+//! assert!(a.ns.ping(b.ipv4.into())?);
+//! # Ok::<(), brindle_testbed::Error>(())
+//! ```
+
+mod cmd;
+mod error;
+mod etcd;
+mod link;
+mod names;
+mod netns;
+mod process;
+mod sweep;
+pub mod topology;
+
+pub use error::{Error, Result};
+pub use etcd::{Etcd, ETCD_READY_TIMEOUT};
+pub use link::{veth, Lan};
+pub use names::{owner_pid, unique_name, IFNAMSIZ_MAX};
+pub use netns::Netns;
+pub use process::{poll_until, Process};
+pub use sweep::{sweep_stale, SweepReport};
+pub use topology::{hosts_on_two_subnets, two_hosts_one_subnet, Host, RoutedFabric, TwoHosts};
