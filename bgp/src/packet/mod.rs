@@ -1,0 +1,285 @@
+//! BGP-4 wire codec: messages, attributes and capabilities, with no I/O.
+//!
+//! ```text
+//! Message header (RFC 4271 §4.1):
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                                                               |
+//! +                                                               +
+//! |                           Marker (16 x 0xff)                  |
+//! +                                                               +
+//! |                                                               |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |          Length               |      Type     |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!  Type: 1 OPEN, 2 UPDATE, 3 NOTIFICATION, 4 KEEPALIVE, 5 ROUTE-REFRESH
+//! ```
+//!
+//! # Contract
+//!
+//! * [`decode_message`] takes the bytes a TCP reader has buffered and returns
+//!   `Ok(None)` until a whole message is there, then the message and how many
+//!   octets it used. It never panics, whatever the input (this is fuzzed:
+//!   `bgp/fuzz`), and every `Err` is a [`DecodeError`] that maps 1:1 to the
+//!   NOTIFICATION to send ([`DecodeError::to_notification`]).
+//! * The header is validated as soon as its 19 octets are buffered: marker all
+//!   ones (1/1), length within 19..=max and the per-type bounds (1/2; OPEN and
+//!   KEEPALIVE never above 4096, the rest up to the negotiated maximum), known
+//!   type (1/3), ROUTE-REFRESH body exactly 4 octets (7/1).
+//! * Message bodies are validated as described in [`open`], [`update`],
+//!   [`attribute`], [`notification`] and [`route_refresh`]. UPDATEs follow RFC
+//!   7606: decoding yields the UPDATE plus an [`UpdateOutcome`]; `Err` means
+//!   session reset.
+//! * Semantic OPEN checks that need configuration (peer AS, BGP identifier,
+//!   hold time) live in [`negotiate`], which also produces the
+//!   [`DecodeContext`] / [`EncodeContext`] for the rest of the session.
+//! * Encoding never panics either; it fails with [`EncodeError`] when a
+//!   message would exceed the maximum size or a value cannot be represented.
+//!   [`build_announcements`] / [`build_withdrawals`] split many prefixes into
+//!   as few UPDATEs as fit.
+
+pub mod attribute;
+pub mod context;
+pub mod error;
+pub mod negotiate;
+pub mod notification;
+pub mod open;
+pub mod route_refresh;
+pub mod types;
+pub mod update;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use nom::number::complete::{be_u16, be_u8};
+
+pub use attribute::{
+    Aggregator, AsPath, AsSegment, AsSegmentType, Community, ExtendedCommunity, LargeCommunity,
+    Origin, PathAttributes, RawAttribute, UpdateOutcome,
+};
+pub use context::{DecodeContext, EncodeContext, MAX_EXTENDED_MESSAGE_SIZE, MAX_MESSAGE_SIZE};
+pub use error::{DecodeError, EncodeError};
+pub use negotiate::{negotiate, Negotiated, NegotiationError};
+pub use notification::Notification;
+pub use open::{
+    AddPathFamily, AddPathMode, Capability, GracefulRestart, GracefulRestartFamily, Open, AS_TRANS,
+};
+pub use route_refresh::{RouteRefresh, RouteRefreshSubtype};
+pub use types::{Afi, Family, NextHop, Nlri, Safi};
+pub use update::{build_announcements, build_withdrawals, MpReach, MpUnreach, Update};
+
+/// Length of the message header.
+pub const HEADER_LEN: usize = 19;
+const MARKER: [u8; 16] = [0xff; 16];
+const MIN_OPEN_LEN: usize = HEADER_LEN + 10;
+const MIN_UPDATE_LEN: usize = HEADER_LEN + 4;
+const MIN_NOTIFICATION_LEN: usize = HEADER_LEN + 2;
+
+/// Message type octet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    /// 1.
+    Open,
+    /// 2.
+    Update,
+    /// 3.
+    Notification,
+    /// 4.
+    Keepalive,
+    /// 5.
+    RouteRefresh,
+}
+
+impl MessageType {
+    fn from_wire(value: u8) -> Option<MessageType> {
+        match value {
+            1 => Some(MessageType::Open),
+            2 => Some(MessageType::Update),
+            3 => Some(MessageType::Notification),
+            4 => Some(MessageType::Keepalive),
+            5 => Some(MessageType::RouteRefresh),
+            _ => None,
+        }
+    }
+    fn to_wire(self) -> u8 {
+        match self {
+            MessageType::Open => 1,
+            MessageType::Update => 2,
+            MessageType::Notification => 3,
+            MessageType::Keepalive => 4,
+            MessageType::RouteRefresh => 5,
+        }
+    }
+}
+
+/// A BGP message.
+// UPDATE dominates traffic; boxing it would cost an allocation per message
+// to shrink the rare others.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// OPEN.
+    Open(Open),
+    /// UPDATE.
+    Update(Update),
+    /// NOTIFICATION.
+    Notification(Notification),
+    /// KEEPALIVE.
+    Keepalive,
+    /// ROUTE-REFRESH.
+    RouteRefresh(RouteRefresh),
+}
+
+/// One message taken off the front of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedMessage {
+    /// The message.
+    pub message: Message,
+    /// RFC 7606 outcome for an UPDATE; always `Ok` for other messages.
+    pub outcome: UpdateOutcome,
+    /// Octets consumed from the buffer (the header's length field).
+    pub len: usize,
+}
+
+/// Writes a header with a zero length; `update::finish_message` fills it in.
+pub(crate) fn put_header(buf: &mut BytesMut, message_type: MessageType) {
+    buf.put_slice(&MARKER);
+    buf.put_u16(0);
+    buf.put_u8(message_type.to_wire());
+}
+
+/// Checks the header at the front of `buf`. `Ok(None)` if fewer than 19
+/// octets are buffered; otherwise the message type and total length.
+pub fn decode_header(
+    buf: &[u8],
+    ctx: &DecodeContext,
+) -> Result<Option<(MessageType, usize)>, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    if buf[..16] != MARKER {
+        return Err(DecodeError::ConnectionNotSynchronized);
+    }
+    let header = || DecodeError::ConnectionNotSynchronized;
+    let (rest, length) = be_u16::<_, ()>(&buf[16..]).map_err(|_| header())?;
+    let (_, type_octet) = be_u8::<_, ()>(rest).map_err(|_| header())?;
+    let len = usize::from(length);
+    let bad_length = DecodeError::BadMessageLength { length };
+    if len < HEADER_LEN || len > ctx.max_message_size.max(MAX_MESSAGE_SIZE) {
+        return Err(bad_length);
+    }
+    let message_type = MessageType::from_wire(type_octet).ok_or(DecodeError::BadMessageType {
+        message_type: type_octet,
+    })?;
+    let ok = match message_type {
+        MessageType::Open => (MIN_OPEN_LEN..=MAX_MESSAGE_SIZE).contains(&len),
+        MessageType::Update => len >= MIN_UPDATE_LEN,
+        MessageType::Notification => len >= MIN_NOTIFICATION_LEN,
+        MessageType::Keepalive => len == HEADER_LEN,
+        // Wrong ROUTE-REFRESH lengths are 7/1 with the whole message as data,
+        // reported once the message is buffered.
+        MessageType::RouteRefresh => true,
+    };
+    if !ok {
+        return Err(bad_length);
+    }
+    Ok(Some((message_type, len)))
+}
+
+/// Decodes the first message in `buf`: `Ok(None)` until it is complete.
+pub fn decode_message(
+    buf: &[u8],
+    ctx: &DecodeContext,
+) -> Result<Option<DecodedMessage>, DecodeError> {
+    let Some((message_type, len)) = decode_header(buf, ctx)? else {
+        return Ok(None);
+    };
+    let Some(whole) = buf.get(..len) else {
+        return Ok(None);
+    };
+    let body = &whole[HEADER_LEN..];
+    let mut outcome = UpdateOutcome::Ok;
+    let message = match message_type {
+        MessageType::Open => Message::Open(Open::decode_body(body)?),
+        MessageType::Update => {
+            let (update, o) = Update::decode_body(body, ctx)?;
+            outcome = o;
+            Message::Update(update)
+        }
+        MessageType::Notification => Message::Notification(
+            Notification::decode_body(body)
+                .ok_or(DecodeError::BadMessageLength { length: len as u16 })?,
+        ),
+        MessageType::Keepalive => Message::Keepalive,
+        MessageType::RouteRefresh => {
+            Message::RouteRefresh(RouteRefresh::decode_body(body).ok_or_else(|| {
+                DecodeError::RouteRefreshInvalidLength {
+                    data: whole.to_vec(),
+                }
+            })?)
+        }
+    };
+    Ok(Some(DecodedMessage {
+        message,
+        outcome,
+        len,
+    }))
+}
+
+impl Message {
+    /// The message type.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Open(_) => MessageType::Open,
+            Message::Update(_) => MessageType::Update,
+            Message::Notification(_) => MessageType::Notification,
+            Message::Keepalive => MessageType::Keepalive,
+            Message::RouteRefresh(_) => MessageType::RouteRefresh,
+        }
+    }
+
+    /// Appends the complete message to `buf`. On error `buf` is left as it
+    /// was.
+    pub fn encode(&self, ctx: &EncodeContext, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        let start = buf.len();
+        let result = self.encode_inner(ctx, buf, start);
+        if result.is_err() {
+            buf.truncate(start);
+        }
+        result
+    }
+
+    fn encode_inner(
+        &self,
+        ctx: &EncodeContext,
+        buf: &mut BytesMut,
+        start: usize,
+    ) -> Result<(), EncodeError> {
+        put_header(buf, self.message_type());
+        match self {
+            Message::Open(open) => open.encode_body(buf)?,
+            Message::Update(update) => update.encode_body(ctx, buf)?,
+            Message::Notification(n) => n.encode_body(buf),
+            Message::Keepalive => {}
+            Message::RouteRefresh(rr) => rr.encode_body(buf),
+        }
+        let size = buf.len() - start;
+        let max = match self {
+            Message::Open(_) | Message::Keepalive => MAX_MESSAGE_SIZE,
+            _ => ctx
+                .max_message_size
+                .clamp(MAX_MESSAGE_SIZE, MAX_EXTENDED_MESSAGE_SIZE),
+        };
+        if size > max {
+            return Err(EncodeError::TooLarge { size, max });
+        }
+        buf[start + 16..start + 18].copy_from_slice(&(size as u16).to_be_bytes());
+        Ok(())
+    }
+
+    /// The complete message as bytes.
+    pub fn to_bytes(&self, ctx: &EncodeContext) -> Result<Bytes, EncodeError> {
+        let mut buf = BytesMut::new();
+        self.encode(ctx, &mut buf)?;
+        Ok(buf.freeze())
+    }
+}

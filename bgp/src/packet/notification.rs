@@ -1,0 +1,175 @@
+//! NOTIFICATION message (RFC 4271 §4.5) and the shutdown communication of
+//! RFC 8203 / RFC 9003.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! | Error code    | Error subcode |   Data (variable)             |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//!
+//! Decoding accepts any code, subcode and data (a NOTIFICATION is never
+//! answered with another one). Cease/Administrative Shutdown and Reset data
+//! is a 1-octet length and that many octets of UTF-8 (RFC 9003 raised the
+//! limit from 128 to 255).
+
+use bytes::{BufMut, BytesMut};
+
+use super::error::{code, subcode};
+
+/// A NOTIFICATION message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Notification {
+    /// Error code.
+    pub code: u8,
+    /// Error subcode.
+    pub subcode: u8,
+    /// Diagnostic data; its meaning depends on code and subcode.
+    pub data: Vec<u8>,
+}
+
+/// Longest shutdown communication in octets (RFC 9003).
+pub const MAX_SHUTDOWN_COMMUNICATION: usize = 255;
+
+impl Notification {
+    /// A notification without data.
+    pub fn new(code: u8, subcode: u8) -> Notification {
+        Notification {
+            code,
+            subcode,
+            data: Vec::new(),
+        }
+    }
+
+    /// Cease / Administrative Shutdown with a shutdown communication. The text
+    /// is cut at a character boundary to at most 255 octets.
+    pub fn administrative_shutdown(message: &str) -> Notification {
+        Self::with_communication(subcode::cease::ADMINISTRATIVE_SHUTDOWN, message)
+    }
+
+    /// Cease / Administrative Reset with a shutdown communication.
+    pub fn administrative_reset(message: &str) -> Notification {
+        Self::with_communication(subcode::cease::ADMINISTRATIVE_RESET, message)
+    }
+
+    fn with_communication(cease_subcode: u8, message: &str) -> Notification {
+        let mut end = message.len().min(MAX_SHUTDOWN_COMMUNICATION);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &message.as_bytes()[..end];
+        let mut data = Vec::with_capacity(1 + text.len());
+        // `end` ≤ 255 by construction.
+        data.push(end as u8);
+        data.extend_from_slice(text);
+        Notification {
+            code: code::CEASE,
+            subcode: cease_subcode,
+            data,
+        }
+    }
+
+    /// The shutdown communication of a Cease / Administrative Shutdown or
+    /// Reset: `None` for other notifications or when the data carries none
+    /// (empty data, or length 0); `Some(Err(..))` when it is present but
+    /// malformed (length overrun or invalid UTF-8).
+    pub fn shutdown_communication(&self) -> Option<Result<&str, ShutdownCommunicationError>> {
+        if self.code != code::CEASE
+            || !matches!(
+                self.subcode,
+                subcode::cease::ADMINISTRATIVE_SHUTDOWN | subcode::cease::ADMINISTRATIVE_RESET
+            )
+        {
+            return None;
+        }
+        let (&len, rest) = self.data.split_first()?;
+        if len == 0 {
+            return None;
+        }
+        let Some(text) = rest.get(..usize::from(len)) else {
+            return Some(Err(ShutdownCommunicationError::Truncated));
+        };
+        Some(std::str::from_utf8(text).map_err(|_| ShutdownCommunicationError::InvalidUtf8))
+    }
+
+    /// Human-readable name of the code/subcode, for logs.
+    pub fn description(&self) -> &'static str {
+        match (self.code, self.subcode) {
+            (1, 1) => "message header error: connection not synchronized",
+            (1, 2) => "message header error: bad message length",
+            (1, 3) => "message header error: bad message type",
+            (1, _) => "message header error",
+            (2, 1) => "OPEN error: unsupported version number",
+            (2, 2) => "OPEN error: bad peer AS",
+            (2, 3) => "OPEN error: bad BGP identifier",
+            (2, 4) => "OPEN error: unsupported optional parameter",
+            (2, 6) => "OPEN error: unacceptable hold time",
+            (2, 7) => "OPEN error: unsupported capability",
+            (2, _) => "OPEN error",
+            (3, 1) => "UPDATE error: malformed attribute list",
+            (3, 2) => "UPDATE error: unrecognized well-known attribute",
+            (3, 3) => "UPDATE error: missing well-known attribute",
+            (3, 4) => "UPDATE error: attribute flags error",
+            (3, 5) => "UPDATE error: attribute length error",
+            (3, 6) => "UPDATE error: invalid ORIGIN attribute",
+            (3, 8) => "UPDATE error: invalid NEXT_HOP attribute",
+            (3, 9) => "UPDATE error: optional attribute error",
+            (3, 10) => "UPDATE error: invalid network field",
+            (3, 11) => "UPDATE error: malformed AS_PATH",
+            (3, _) => "UPDATE error",
+            (4, _) => "hold timer expired",
+            (5, _) => "finite state machine error",
+            (6, 1) => "cease: maximum number of prefixes reached",
+            (6, 2) => "cease: administrative shutdown",
+            (6, 3) => "cease: peer de-configured",
+            (6, 4) => "cease: administrative reset",
+            (6, 5) => "cease: connection rejected",
+            (6, 6) => "cease: other configuration change",
+            (6, 7) => "cease: connection collision resolution",
+            (6, 8) => "cease: out of resources",
+            (6, 9) => "cease: hard reset",
+            (6, _) => "cease",
+            (7, _) => "ROUTE-REFRESH message error",
+            _ => "unknown error code",
+        }
+    }
+
+    pub(crate) fn encode_body(&self, buf: &mut BytesMut) {
+        buf.put_u8(self.code);
+        buf.put_u8(self.subcode);
+        buf.put_slice(&self.data);
+    }
+
+    /// Body is at least 2 octets (the framing layer checks the length).
+    pub(crate) fn decode_body(body: &[u8]) -> Option<Notification> {
+        let (&code, rest) = body.split_first()?;
+        let (&subcode, data) = rest.split_first()?;
+        Some(Notification {
+            code,
+            subcode,
+            data: data.to_vec(),
+        })
+    }
+}
+
+impl std::fmt::Display for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}/{})", self.description(), self.code, self.subcode)?;
+        if let Some(Ok(text)) = self.shutdown_communication() {
+            write!(f, ": \"{text}\"")?;
+        }
+        Ok(())
+    }
+}
+
+/// A shutdown communication that is present but cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShutdownCommunicationError {
+    /// The length octet points past the end of the data.
+    #[error("shutdown communication length overruns the data")]
+    Truncated,
+    /// The text is not UTF-8.
+    #[error("shutdown communication is not valid UTF-8")]
+    InvalidUtf8,
+}
