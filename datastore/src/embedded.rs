@@ -193,12 +193,14 @@ fn open_connection(path: &Path) -> Result<Connection> {
                 .map_err(sqlite_err)?;
         }
         Some(SCHEMA_VERSION) => {}
-        Some(other) => return Err(Error::Io {
-            path: shown,
-            source: std::io::Error::other(format!(
+        Some(other) => {
+            return Err(Error::Io {
+                path: shown,
+                source: std::io::Error::other(format!(
                 "store schema version {other} is not supported (this build knows {SCHEMA_VERSION})"
             )),
-        }),
+            })
+        }
     }
     tx.commit().map_err(sqlite_err)?;
     Ok(conn)
