@@ -510,6 +510,10 @@ impl Backend for EmbeddedBackend {
         })
     }
 
+    fn revision(&self) -> BoxFuture<'_, Result<Revision>> {
+        self.with_conn("revision", |conn, _| meta(conn, "revision").map(Ok))
+    }
+
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
         self.with_conn("txn", move |conn, shared| {
             let resp = apply_txn(conn, shared.history, txn)?;

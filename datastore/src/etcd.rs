@@ -116,9 +116,9 @@ impl EtcdBackend {
                 timeout: config.timeout,
                 tls: config.tls.is_some(),
             };
-            backend
-                .range(b"\0brindle/connect-probe".to_vec(), false)
-                .await?;
+            // Status needs no permission on any key, so a user restricted
+            // to a prefix can still connect.
+            backend.revision().await?;
             debug!("connected");
             Ok(backend)
         }
@@ -205,6 +205,15 @@ impl Backend for EtcdBackend {
                 kvs: resp.kvs().iter().map(from_etcd_kv).collect(),
                 revision: resp.header().map_or(0, |h| h.revision()),
             })
+        }
+        .boxed()
+    }
+
+    fn revision(&self) -> BoxFuture<'_, Result<Revision>> {
+        async move {
+            let mut m = self.client.maintenance_client();
+            let status = self.call("status", m.status()).await?;
+            Ok(status.header().map_or(0, |h| h.revision()))
         }
         .boxed()
     }

@@ -28,6 +28,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// in key order, with the revision of the read.
     fn range(&self, key: Vec<u8>, prefix: bool) -> BoxFuture<'_, Result<Listing>>;
 
+    /// The current store revision (needs no permission on any key).
+    fn revision(&self) -> BoxFuture<'_, Result<Revision>>;
+
     /// Applies a validated transaction atomically.
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>>;
 
@@ -131,12 +134,7 @@ impl Datastore {
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<Revision> {
-        // A read of an unlikely key is the cheapest way both backends report it.
-        Ok(self
-            .backend
-            .range(b"\0brindle/revision-probe".to_vec(), false)
-            .await?
-            .revision)
+        self.backend.revision().await
     }
 
     /// Creates a key; fails with [`Error::AlreadyExists`] if it exists.

@@ -1,0 +1,122 @@
+//! The conformance suite against a real etcd (Debian `etcd-server`, started by
+//! `brindle_testbed::Etcd` on 127.0.0.1 with free ports), plus what only the
+//! etcd backend has: endpoints that cannot be reached, and username/password.
+//!
+//! Watch disconnects are real: the watching client talks to etcd through a
+//! TCP proxy the test cuts, while etcd keeps running and taking writes.
+
+mod conformance;
+
+use std::net::SocketAddr;
+
+use brindle_datastore::{Datastore, DatastoreConfig, Error};
+use brindle_testbed::Etcd;
+use conformance::proxy::CuttableProxy;
+use conformance::Harness;
+
+struct EtcdHarness {
+    // Field order: the proxy goes before etcd.
+    proxy: CuttableProxy,
+    etcd: Etcd,
+}
+
+fn etcd_addr(etcd: &Etcd) -> SocketAddr {
+    etcd.client_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("testbed etcd listens on ip:port")
+}
+
+async fn start_etcd() -> Etcd {
+    tokio::task::spawn_blocking(Etcd::start)
+        .await
+        .unwrap()
+        .expect("start etcd")
+}
+
+async fn make() -> EtcdHarness {
+    let etcd = start_etcd().await;
+    let proxy = CuttableProxy::start(etcd_addr(&etcd)).await;
+    EtcdHarness { proxy, etcd }
+}
+
+impl Harness for EtcdHarness {
+    async fn connect(&self) -> Datastore {
+        Datastore::open(Some(&format!("etcd://{}", self.proxy.addr())))
+            .await
+            .unwrap()
+    }
+
+    async fn connect_direct(&self) -> Datastore {
+        Datastore::open(Some(&self.url())).await.unwrap()
+    }
+
+    fn url(&self) -> String {
+        format!("etcd://{}", etcd_addr(&self.etcd))
+    }
+
+    fn cut(&self) {
+        self.proxy.cut();
+    }
+
+    fn restore(&self) {
+        self.proxy.restore();
+    }
+}
+
+conformance_suite!(make);
+
+#[tokio::test]
+async fn unreachable_endpoints_are_named_in_the_error() {
+    // A port we just bound and released: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("etcd://127.0.0.1:{port}?timeout=2");
+    let err = Datastore::connect(&DatastoreConfig::from_url(&url).unwrap())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(matches!(err, Error::Etcd { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_and_password() {
+    let etcd = start_etcd().await;
+    let addr = etcd_addr(&etcd);
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "brindle:s3cr%t"],
+        &["role", "add", "brindle"],
+        &[
+            "role",
+            "grant-permission",
+            "brindle",
+            "--prefix=true",
+            "readwrite",
+            "/calico/",
+        ],
+        &["user", "grant-role", "brindle", "brindle"],
+        &["auth", "enable"],
+    ] {
+        etcd.etcdctl(args)
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"));
+    }
+
+    let ds = Datastore::open(Some(&format!("etcd://brindle:s3cr%25t@{addr}")))
+        .await
+        .expect("right password connects");
+    ds.put("/calico/v1/x", "1").await.unwrap();
+    assert_eq!(ds.get("/calico/v1/x").await.unwrap().unwrap().value, b"1");
+    // The role only covers /calico/.
+    let denied = ds.put("/elsewhere", "1").await.unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+
+    let wrong = Datastore::open(Some(&format!("etcd://brindle:wrong@{addr}"))).await;
+    let err = wrong.expect_err("wrong password must fail").to_string();
+    assert!(err.contains(&addr.to_string()), "{err}");
+    assert!(!err.contains("wrong"), "error leaks the password: {err}");
+}
