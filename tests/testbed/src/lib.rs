@@ -25,21 +25,27 @@
 //! # Ok::<(), brindle_testbed::Error>(())
 //! ```
 
+mod bird;
 mod cmd;
 mod error;
 mod etcd;
+mod frr;
 mod link;
 mod names;
 mod netns;
 mod process;
+mod speaker;
 mod sweep;
 pub mod topology;
 
+pub use bird::{Bird, BirdProtocol, BIRD_READY_TIMEOUT};
 pub use error::{Error, Result};
 pub use etcd::{Etcd, ETCD_READY_TIMEOUT};
+pub use frr::{Frr, FRR_READY_TIMEOUT};
 pub use link::{veth, Lan};
 pub use names::{owner_pid, unique_name, IFNAMSIZ_MAX};
 pub use netns::Netns;
 pub use process::{poll_until, Process};
+pub use speaker::{bird_config, bird_protocol_name, frr_config, gobgp_config, BgpConfig, Neighbor};
 pub use sweep::{sweep_stale, SweepReport};
 pub use topology::{hosts_on_two_subnets, two_hosts_one_subnet, Host, RoutedFabric, TwoHosts};

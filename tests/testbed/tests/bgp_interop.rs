@@ -1,0 +1,82 @@
+//! Real BGP daemons peering through testbed topologies.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use brindle_testbed::{two_hosts_one_subnet, BgpConfig, Bird, Frr};
+use common::{assert_all_gone, assert_removed};
+
+const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn bird_and_frr_exchange_routes_over_ebgp_v4_and_v6() {
+    let net = two_hosts_one_subnet().unwrap();
+    let [h0, h1] = &net.hosts;
+    let bird = Bird::start(
+        &h0.ns,
+        &BgpConfig::new(h0.ipv4, 65001)
+            .neighbor(IpAddr::V4(h1.ipv4), 65002)
+            .neighbor(IpAddr::V6(h1.ipv6), 65002)
+            .originate("10.10.1.0/24")
+            .originate("fd10:1::/64"),
+    )
+    .unwrap();
+    let frr = Frr::start(
+        &h1.ns,
+        &BgpConfig::new(h1.ipv4, 65002)
+            .neighbor(IpAddr::V4(h0.ipv4), 65001)
+            .neighbor(IpAddr::V6(h0.ipv6), 65001)
+            .originate("10.10.2.0/24")
+            .originate("fd10:2::/64"),
+    )
+    .unwrap();
+
+    for peer in [IpAddr::V4(h1.ipv4), IpAddr::V6(h1.ipv6)] {
+        bird.wait_neighbor_established(peer, SESSION_TIMEOUT)
+            .unwrap();
+    }
+    for peer in [IpAddr::V4(h0.ipv4), IpAddr::V6(h0.ipv6)] {
+        frr.wait_neighbor_established(peer, SESSION_TIMEOUT)
+            .unwrap();
+    }
+
+    // Each side learns the other's prefixes over BGP…
+    bird.wait_route("10.10.2.0/24", SESSION_TIMEOUT).unwrap();
+    bird.wait_route("fd10:2::/64", SESSION_TIMEOUT).unwrap();
+    frr.wait_route("10.10.1.0/24", SESSION_TIMEOUT).unwrap();
+    frr.wait_route("fd10:1::/64", SESSION_TIMEOUT).unwrap();
+    let from_frr = bird
+        .routes_from(&brindle_testbed::bird_protocol_name(IpAddr::V4(h1.ipv4)))
+        .unwrap();
+    assert_eq!(from_frr, vec!["10.10.2.0/24".to_string()]);
+
+    // …and installs them in its namespace's kernel table with the peer as
+    // next hop (BIRD through its kernel protocol, FRR through zebra).
+    let poll = |ns: &brindle_testbed::Netns, prefix: &str, via: &str| {
+        brindle_testbed::poll_until(SESSION_TIMEOUT, Duration::from_millis(200), || {
+            let route = ns.ip(&["route", "show", prefix])?;
+            Ok(route.contains(via).then_some(route))
+        })
+        .unwrap()
+        .unwrap_or_else(|| {
+            panic!(
+                "{prefix} via {via} never reached the kernel of {}",
+                ns.name()
+            )
+        })
+    };
+    poll(&h0.ns, "10.10.2.0/24", "via 10.0.1.2");
+    poll(&h1.ns, "10.10.1.0/24", "via 10.0.1.1");
+
+    let mut pids = vec![bird.pid()];
+    pids.extend(frr.pids());
+    let dirs = [bird.dir().to_path_buf(), frr.dir().to_path_buf()];
+    let names = vec![h0.ns.name().to_string(), h1.ns.name().to_string()];
+    drop(bird);
+    drop(frr);
+    drop(net);
+    assert_all_gone(&names, &pids);
+    dirs.iter().for_each(|d| assert_removed(d));
+}
