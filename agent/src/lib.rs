@@ -7,5 +7,11 @@
 //! VXLAN), and the glue that drives the BGP speaker and the policy engine from
 //! the datastore.
 
+pub mod netlink;
+pub mod netns;
 pub mod reconciler;
 pub mod route;
+pub mod routesync;
+pub mod sysctl;
+pub mod tunnel;
+pub mod workload;

@@ -39,6 +39,8 @@ pub struct ReconcilerConfig {
     pub protocol: u8,
     /// How often to re-read the kernel to repair routes changed by hand.
     pub resync_interval: Duration,
+    /// Delay before retrying a failed kernel dump.
+    pub dump_retry: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -46,6 +48,7 @@ impl Default for ReconcilerConfig {
         Self {
             protocol: BRINDLE_ROUTE_PROTOCOL,
             resync_interval: Duration::from_secs(90),
+            dump_retry: Duration::from_secs(1),
         }
     }
 }
@@ -103,6 +106,9 @@ pub enum Input {
     /// Result of [`Output::DumpKernel`]: every route of our protocol in the
     /// main table.
     KernelDump(Vec<KernelRoute>),
+    /// [`Output::DumpKernel`] failed; it is retried after
+    /// [`ReconcilerConfig::dump_retry`].
+    KernelDumpFailed,
     /// Result of one [`Output::Apply`].
     OpResult {
         op: RouteOp,
@@ -209,6 +215,10 @@ impl RouteReconciler {
                 self.reconcile_prefixes(touched)
             }
             Input::KernelDump(routes) => self.on_dump(routes),
+            Input::KernelDumpFailed => {
+                self.dump_in_flight = false;
+                vec![Output::StartResyncTimer(self.config.dump_retry)]
+            }
             Input::OpResult { op, result } => self.on_op_result(op, result),
             Input::LinkAppeared(name) => {
                 let waiting: Vec<IpNet> = self

@@ -1,0 +1,449 @@
+//! Overlay tunnels: the VXLAN device `vxlan.brindle` with its static
+//! neighbour and FDB entries, and the ipip device `tunl0`.
+//!
+//! VXLAN forwarding to a remote node needs three kernel objects, all static
+//! (learning is off, nothing is flooded):
+//!
+//! ```text
+//!  route   10.65.1.0/26 via 10.65.1.0 dev vxlan.brindle onlink   (reconciler)
+//!  neigh   10.65.1.0 lladdr <remote VTEP MAC> dev vxlan.brindle PERMANENT
+//!  fdb     <remote VTEP MAC> dev vxlan.brindle dst <remote node IP> self permanent
+//! ```
+//!
+//! The route's gateway is the remote node's tunnel address; the neighbour
+//! entry turns it into the remote device's MAC without ARP; the FDB entry
+//! turns that MAC into the UDP destination. [`diff_vteps`] computes the
+//! neighbour/FDB operations purely; [`sync_vteps`] applies them.
+//!
+//! ipip: this crate builds and unit-tests the `tunl0` request; the kernel
+//! the tests run on has no ipip module, so [`ensure_ipip`] is proven
+//! elsewhere (under qemu).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use netlink_packet_route::link::{
+    InfoData, InfoIpTunnel, InfoKind, LinkAttribute, LinkInfo, LinkMessage,
+};
+use rtnetlink::{LinkIpIp, LinkUnspec, LinkVxlan};
+use tracing::{debug, info};
+
+use crate::netlink::{FdbEntry, LinkChange, LinkState, NeighbourEntry, Netlink, NetlinkError};
+
+/// Name of Brindle's VXLAN device.
+pub const VXLAN_DEVICE: &str = "vxlan.brindle";
+/// VNI of the fabric (Calico's default).
+pub const VXLAN_VNI: u32 = 4096;
+/// IANA VXLAN port.
+pub const VXLAN_PORT: u16 = 4789;
+/// Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
+pub const VXLAN_OVERHEAD_V4: u32 = 50;
+/// Name of the ipip device (the kernel's fallback tunnel).
+pub const IPIP_DEVICE: &str = "tunl0";
+/// Outer IPv4 header.
+pub const IPIP_OVERHEAD: u32 = 20;
+
+/// How this node's VXLAN device should look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanConfig {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    /// This node's address: the outer source of encapsulated packets.
+    pub local: Ipv4Addr,
+    /// MTU of the underlay interface; the device gets this minus 50.
+    pub underlay_mtu: u32,
+    /// This node's tunnel address (from its block), assigned as /32.
+    pub tunnel_address: Option<Ipv4Addr>,
+}
+
+impl VxlanConfig {
+    /// Brindle's defaults for a node at `local`.
+    pub fn new(local: Ipv4Addr, underlay_mtu: u32) -> Self {
+        Self {
+            name: VXLAN_DEVICE.to_owned(),
+            vni: VXLAN_VNI,
+            port: VXLAN_PORT,
+            local,
+            underlay_mtu,
+            tunnel_address: None,
+        }
+    }
+
+    pub fn mtu(&self) -> u32 {
+        self.underlay_mtu.saturating_sub(VXLAN_OVERHEAD_V4)
+    }
+}
+
+/// The `RTM_NEWLINK` request creating the VXLAN device: `ip link add
+/// vxlan.brindle type vxlan id 4096 local <ip> dstport 4789 nolearning`.
+pub fn vxlan_link_message(cfg: &VxlanConfig) -> LinkMessage {
+    LinkVxlan::new(&cfg.name, cfg.vni)
+        .port(cfg.port)
+        .local(cfg.local)
+        .learning(false)
+        .mtu(cfg.mtu())
+        .build()
+}
+
+/// Create `vxlan.brindle` (or fix it: a device with the wrong VNI, port or
+/// local address is re-created, MTU/address/up are set in place) and return
+/// its state, including the MAC remote nodes need.
+pub async fn ensure_vxlan(nl: &Netlink, cfg: &VxlanConfig) -> Result<LinkState, NetlinkError> {
+    if let Some(existing) = nl.link(&cfg.name).await? {
+        let params = existing.vxlan.clone().unwrap_or_default();
+        let matches = existing.kind.as_deref() == Some("vxlan")
+            && params.vni == Some(cfg.vni)
+            && params.port == Some(cfg.port)
+            && params.local == Some(cfg.local)
+            && params.learning == Some(false);
+        if !matches {
+            info!(device = %cfg.name, ?params, "re-creating VXLAN device with wrong parameters");
+            nl.delete_link(&cfg.name).await?;
+        }
+    }
+    if nl.link(&cfg.name).await?.is_none() {
+        nl.create_link(&format!("create {}", cfg.name), vxlan_link_message(cfg))
+            .await?;
+    }
+    nl.set_link(
+        &cfg.name,
+        &LinkChange {
+            mtu: Some(cfg.mtu()),
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if let Some(addr) = cfg.tunnel_address {
+        nl.add_address(&cfg.name, IpNet::from(IpAddr::V4(addr)), false)
+            .await?;
+    }
+    nl.link(&cfg.name)
+        .await?
+        .ok_or_else(|| NetlinkError::LinkNotFound(cfg.name.clone()))
+}
+
+/// A remote node's VXLAN endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vtep {
+    /// The remote node's tunnel address (gateway of routes to its blocks).
+    pub tunnel_ip: IpAddr,
+    /// MAC of the remote node's VXLAN device.
+    pub mac: Vec<u8>,
+    /// The remote node's underlay address (outer destination).
+    pub node_ip: IpAddr,
+}
+
+/// One neighbour/FDB change on the VXLAN device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VtepOp {
+    SetNeighbour { ip: IpAddr, mac: Vec<u8> },
+    DeleteNeighbour { ip: IpAddr },
+    SetFdb { mac: Vec<u8>, dst: IpAddr },
+    DeleteFdb { mac: Vec<u8> },
+}
+
+/// Operations making the device's static entries match `desired`. Only
+/// permanent entries are considered ours; entries the kernel resolved or
+/// learned itself are left alone. Pure.
+pub fn diff_vteps(
+    desired: &[Vtep],
+    neighbours: &[NeighbourEntry],
+    fdb: &[FdbEntry],
+) -> Vec<VtepOp> {
+    let mut ops = Vec::new();
+    let want_neigh: BTreeMap<IpAddr, &Vec<u8>> =
+        desired.iter().map(|v| (v.tunnel_ip, &v.mac)).collect();
+    let want_fdb: BTreeMap<&Vec<u8>, IpAddr> =
+        desired.iter().map(|v| (&v.mac, v.node_ip)).collect();
+
+    let have_neigh: BTreeMap<IpAddr, &NeighbourEntry> =
+        neighbours.iter().map(|n| (n.ip, n)).collect();
+    for (ip, mac) in &want_neigh {
+        let ok = have_neigh
+            .get(ip)
+            .is_some_and(|n| n.permanent && n.mac.as_ref() == Some(*mac));
+        if !ok {
+            ops.push(VtepOp::SetNeighbour {
+                ip: *ip,
+                mac: (*mac).clone(),
+            });
+        }
+    }
+    for n in neighbours {
+        if n.permanent && !want_neigh.contains_key(&n.ip) {
+            ops.push(VtepOp::DeleteNeighbour { ip: n.ip });
+        }
+    }
+
+    for (mac, dst) in &want_fdb {
+        let ok = fdb
+            .iter()
+            .any(|f| f.permanent && &f.mac == *mac && f.dst == Some(*dst));
+        // A MAC with several remotes (stale appended entry) is rewritten.
+        let count = fdb.iter().filter(|f| &f.mac == *mac).count();
+        if !ok || count > 1 {
+            ops.push(VtepOp::SetFdb {
+                mac: (*mac).clone(),
+                dst: *dst,
+            });
+        }
+    }
+    let mut deleted: Vec<&Vec<u8>> = Vec::new();
+    for f in fdb {
+        let all_zero = f.mac.iter().all(|b| *b == 0);
+        if f.permanent && !all_zero && !want_fdb.contains_key(&f.mac) && !deleted.contains(&&f.mac)
+        {
+            deleted.push(&f.mac);
+            ops.push(VtepOp::DeleteFdb { mac: f.mac.clone() });
+        }
+    }
+    ops
+}
+
+/// Read the device's neighbour and FDB entries and apply [`diff_vteps`].
+/// Returns the number of operations applied.
+pub async fn sync_vteps(
+    nl: &Netlink,
+    device: &str,
+    desired: &[Vtep],
+) -> Result<usize, NetlinkError> {
+    let neighbours = nl.neighbours(device).await?;
+    let fdb = nl.fdb(device).await?;
+    let ops = diff_vteps(desired, &neighbours, &fdb);
+    for op in &ops {
+        debug!(?op, device, "vtep op");
+        match op {
+            VtepOp::SetNeighbour { ip, mac } => nl.replace_neighbour(device, *ip, mac).await?,
+            VtepOp::DeleteNeighbour { ip } => {
+                nl.delete_neighbour(device, *ip).await?;
+            }
+            VtepOp::SetFdb { mac, dst } => {
+                // Replace only rewrites the first remote of a MAC; start clean.
+                nl.delete_fdb(device, mac).await?;
+                nl.replace_fdb(device, mac, *dst).await?
+            }
+            VtepOp::DeleteFdb { mac } => {
+                nl.delete_fdb(device, mac).await?;
+            }
+        }
+    }
+    Ok(ops.len())
+}
+
+/// The `RTM_NEWLINK` request for `tunl0`: `ip link add tunl0 type ipip
+/// nopmtudisc` with MTU `underlay_mtu - 20`. Path MTU discovery is off
+/// because the inner DF bit is copied otherwise and big packets die
+/// silently when ICMP is filtered (calico#7146).
+pub fn ipip_link_message(underlay_mtu: u32) -> LinkMessage {
+    LinkIpIp::new(IPIP_DEVICE)
+        .pmtudisc(false)
+        .mtu(underlay_mtu.saturating_sub(IPIP_OVERHEAD))
+        .build()
+}
+
+/// Create or fix `tunl0`. The kernel creates `tunl0` itself when the ipip
+/// module loads, so an existing device is changed in place.
+pub async fn ensure_ipip(
+    nl: &Netlink,
+    underlay_mtu: u32,
+    tunnel_address: Option<Ipv4Addr>,
+) -> Result<LinkState, NetlinkError> {
+    let mtu = underlay_mtu.saturating_sub(IPIP_OVERHEAD);
+    match nl.link(IPIP_DEVICE).await? {
+        Some(link) => {
+            let mut msg = ipip_link_message(underlay_mtu);
+            msg.header.index = link.index;
+            nl.change_link("configure tunl0", msg).await?;
+        }
+        None => {
+            nl.create_link("create tunl0", ipip_link_message(underlay_mtu))
+                .await?
+        }
+    }
+    nl.change_link(
+        "tunl0 up",
+        LinkUnspec::new_with_name(IPIP_DEVICE).mtu(mtu).up().build(),
+    )
+    .await?;
+    if let Some(addr) = tunnel_address {
+        nl.add_address(IPIP_DEVICE, IpNet::from(IpAddr::V4(addr)), false)
+            .await?;
+    }
+    nl.link(IPIP_DEVICE)
+        .await?
+        .ok_or_else(|| NetlinkError::LinkNotFound(IPIP_DEVICE.into()))
+}
+
+/// Kind and info data of a link request, for tests and diagnostics.
+pub fn link_info_of(msg: &LinkMessage) -> (Option<InfoKind>, Option<InfoData>) {
+    let mut kind = None;
+    let mut data = None;
+    for attr in &msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attr {
+            for info in infos {
+                match info {
+                    LinkInfo::Kind(k) => kind = Some(k.clone()),
+                    LinkInfo::Data(d) => data = Some(d.clone()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    (kind, data)
+}
+
+/// Whether an ipip request carries `nopmtudisc`.
+pub fn ipip_has_nopmtudisc(msg: &LinkMessage) -> bool {
+    matches!(link_info_of(msg).1, Some(InfoData::IpTunnel(infos)) if infos.contains(&InfoIpTunnel::PMtuDisc(false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::InfoVxlan;
+
+    fn mtu_of(msg: &LinkMessage) -> Option<u32> {
+        msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn vxlan_request_has_vni_port_local_nolearning_and_mtu_minus_50() {
+        let cfg = VxlanConfig::new("172.16.0.2".parse().unwrap(), 1500);
+        let msg = vxlan_link_message(&cfg);
+        assert_eq!(mtu_of(&msg), Some(1450));
+        let (kind, data) = link_info_of(&msg);
+        assert_eq!(kind, Some(InfoKind::Vxlan));
+        let Some(InfoData::Vxlan(infos)) = data else {
+            panic!("no vxlan data")
+        };
+        assert!(infos.contains(&InfoVxlan::Id(4096)));
+        assert!(infos.contains(&InfoVxlan::Port(4789)));
+        assert!(infos.contains(&InfoVxlan::Local("172.16.0.2".parse().unwrap())));
+        assert!(infos.contains(&InfoVxlan::Learning(false)));
+        assert!(msg
+            .attributes
+            .contains(&LinkAttribute::IfName("vxlan.brindle".into())));
+    }
+
+    #[test]
+    fn ipip_request_is_tunl0_nopmtudisc_mtu_minus_20() {
+        let msg = ipip_link_message(1500);
+        assert_eq!(mtu_of(&msg), Some(1480));
+        assert_eq!(link_info_of(&msg).0, Some(InfoKind::IpIp));
+        assert!(ipip_has_nopmtudisc(&msg));
+        assert!(msg
+            .attributes
+            .contains(&LinkAttribute::IfName("tunl0".into())));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn neigh(ipa: &str, mac: u8, permanent: bool) -> NeighbourEntry {
+        NeighbourEntry {
+            ifindex: 9,
+            ip: ip(ipa),
+            mac: Some(vec![0x66, 0, 0, 0, 0, mac]),
+            permanent,
+        }
+    }
+
+    fn fdb(mac: u8, dst: &str) -> FdbEntry {
+        FdbEntry {
+            ifindex: 9,
+            mac: vec![0x66, 0, 0, 0, 0, mac],
+            dst: Some(ip(dst)),
+            permanent: true,
+        }
+    }
+
+    fn vtep(tunnel: &str, mac: u8, node: &str) -> Vtep {
+        Vtep {
+            tunnel_ip: ip(tunnel),
+            mac: vec![0x66, 0, 0, 0, 0, mac],
+            node_ip: ip(node),
+        }
+    }
+
+    #[test]
+    fn vtep_diff_table() {
+        let b = vtep("10.65.1.0", 1, "10.2.0.2");
+        let c = vtep("10.65.2.0", 2, "10.3.0.2");
+        type Case = (
+            &'static str,
+            Vec<Vtep>,
+            Vec<NeighbourEntry>,
+            Vec<FdbEntry>,
+            Vec<VtepOp>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "new remote gets neighbour and fdb",
+                vec![b.clone()],
+                vec![],
+                vec![],
+                vec![
+                    VtepOp::SetNeighbour {
+                        ip: b.tunnel_ip,
+                        mac: b.mac.clone(),
+                    },
+                    VtepOp::SetFdb {
+                        mac: b.mac.clone(),
+                        dst: b.node_ip,
+                    },
+                ],
+            ),
+            (
+                "converged remote needs nothing",
+                vec![b.clone()],
+                vec![neigh("10.65.1.0", 1, true)],
+                vec![fdb(1, "10.2.0.2")],
+                vec![],
+            ),
+            (
+                "remote node moved: fdb rewritten",
+                vec![b.clone()],
+                vec![neigh("10.65.1.0", 1, true)],
+                vec![fdb(1, "10.9.9.9")],
+                vec![VtepOp::SetFdb {
+                    mac: b.mac.clone(),
+                    dst: b.node_ip,
+                }],
+            ),
+            (
+                "gone remote removed, dynamic entries kept",
+                vec![b.clone()],
+                vec![
+                    neigh("10.65.1.0", 1, true),
+                    neigh("10.65.2.0", 2, true),
+                    neigh("10.65.3.0", 3, false),
+                ],
+                vec![fdb(1, "10.2.0.2"), fdb(2, "10.3.0.2")],
+                vec![
+                    VtepOp::DeleteNeighbour { ip: c.tunnel_ip },
+                    VtepOp::DeleteFdb { mac: c.mac.clone() },
+                ],
+            ),
+            (
+                "dynamic neighbour for a remote becomes permanent",
+                vec![b.clone()],
+                vec![neigh("10.65.1.0", 1, false)],
+                vec![fdb(1, "10.2.0.2")],
+                vec![VtepOp::SetNeighbour {
+                    ip: b.tunnel_ip,
+                    mac: b.mac.clone(),
+                }],
+            ),
+        ];
+        for (name, desired, n, f, expected) in cases {
+            assert_eq!(diff_vteps(&desired, &n, &f), expected, "case: {name}");
+        }
+    }
+}
