@@ -335,8 +335,8 @@ impl Open {
         }
         // One Capabilities parameter holds up to 255 octets; beyond that the
         // whole parameter block switches to the RFC 9072 extended format.
-        if caps.len() <= 255 {
-            buf.put_u8(caps.len() as u8);
+        if caps.len() + 2 <= 255 {
+            buf.put_u8((caps.len() + 2) as u8);
             buf.put_u8(PARAM_CAPABILITIES);
             buf.put_u8(caps.len() as u8);
             buf.put_slice(&caps);
