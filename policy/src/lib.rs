@@ -1,6 +1,29 @@
 //! `brindle-policy`: the policy engine.
 //!
 //! This crate owns the translation of networks (profiles), policies and
-//! endpoints into iptables chains and ipsets (a pure compiler, tested with
-//! golden files) and the applier that programs them through
-//! `iptables-restore --noflush` and `ipset`.
+//! endpoints into iptables chains and ipsets, and their programming:
+//!
+//! - [`ir`]: the compiler's input, a normalised model the agent builds from
+//!   the datastore;
+//! - [`compile`]: the pure compiler, model in, one [`compile::Ruleset`] per IP
+//!   family out (tested with golden files: `BRINDLE_UPDATE_GOLDEN=1`
+//!   regenerates them);
+//! - [`render`]: `iptables-restore` / `ipset restore` text and parsers for what
+//!   `iptables-save` / `ipset save` print;
+//! - [`apply`]: the applier, which diffs the desired rulesets against what the
+//!   kernel holds and writes only what changed (`iptables-restore --noflush`,
+//!   ipset add/del or build-and-swap), behind a small [`apply::Backend`] trait
+//!   with one real implementation.
+//!
+//! Nothing whose name does not start with `brindle` is ever modified, except
+//! the single hook rule Brindle inserts at the top of `FORWARD`, `INPUT`,
+//! `OUTPUT` and nat `POSTROUTING`.
+
+pub mod apply;
+pub mod compile;
+pub mod ir;
+pub mod names;
+pub mod render;
+
+pub use compile::{compile, Config, Family, Ruleset};
+pub use ir::PolicyModel;
