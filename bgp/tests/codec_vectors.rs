@@ -247,7 +247,7 @@ fn update_classic_ipv4() {
 fn update_classic_ipv4_two_octet_as_path() {
     let wire = message(
         2,
-        "0001 00 0011
+        "0001 00 0012
          40 01 01 02
          40 02 04 02 01 fde9
          40 03 04 0a000001",
