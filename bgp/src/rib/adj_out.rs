@@ -1,0 +1,141 @@
+//! Adj-RIB-Out of one peer: what it has been sent, and what still has to be.
+//!
+//! The RIB records the desired state per prefix with [`AdjRibOut::set`];
+//! changes accumulate until the session layer calls
+//! [`AdjRibOut::take_updates`], which returns them packed for UPDATE
+//! messages: withdrawals together, and announcements grouped by attribute set
+//! (attributes are interned, so grouping is by pointer) and address family,
+//! so one UPDATE carries as many prefixes as fit. A prefix that changes
+//! several times before the flush is sent once, in its final state; one that
+//! returns to what the peer already has is not sent at all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::attrs::PathAttrs;
+
+/// One UPDATE's worth of changes (before splitting at the maximum message
+/// size, which is the codec's business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateBatch {
+    /// Withdraw these prefixes, all of one address family.
+    Withdraw(Vec<IpNet>),
+    /// Announce these prefixes, all of one address family, with `attrs`.
+    Announce {
+        attrs: Arc<PathAttrs>,
+        prefixes: Vec<IpNet>,
+    },
+}
+
+/// Announcements share an UPDATE when family (IPv6?) and interned
+/// attribute set (by identity) agree.
+type GroupKey = (bool, *const PathAttrs);
+
+#[derive(Debug, Default)]
+pub struct AdjRibOut {
+    /// Routes as the peer has them (after the last flush).
+    sent: HashMap<IpNet, Arc<PathAttrs>>,
+    /// Desired changes not flushed yet: `None` withdraws.
+    pending: HashMap<IpNet, Option<Arc<PathAttrs>>>,
+}
+
+impl AdjRibOut {
+    /// Record that the peer should have `desired` for `prefix`.
+    pub(crate) fn set(&mut self, prefix: IpNet, desired: Option<Arc<PathAttrs>>) {
+        let sent = self.sent.get(&prefix);
+        let same_as_sent = match (&desired, sent) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if same_as_sent {
+            self.pending.remove(&prefix);
+        } else {
+            self.pending.insert(prefix, desired);
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Routes as the peer has them.
+    pub fn sent(&self) -> &HashMap<IpNet, Arc<PathAttrs>> {
+        &self.sent
+    }
+
+    /// The desired state for `prefix`, flushed or not.
+    pub fn desired(&self, prefix: &IpNet) -> Option<&Arc<PathAttrs>> {
+        match self.pending.get(prefix) {
+            Some(p) => p.as_ref(),
+            None => self.sent.get(prefix),
+        }
+    }
+
+    /// Number of routes the peer has or will have after the next flush.
+    pub fn len_desired(&self) -> usize {
+        let added = self
+            .pending
+            .iter()
+            .filter(|(p, d)| d.is_some() && !self.sent.contains_key(p))
+            .count();
+        let removed = self
+            .pending
+            .iter()
+            .filter(|(p, d)| d.is_none() && self.sent.contains_key(p))
+            .count();
+        self.sent.len() + added - removed
+    }
+
+    /// Take every pending change, packed: withdrawals first (IPv4 then
+    /// IPv6), then one batch per (family, attribute set). Prefixes are sorted
+    /// within a batch and batches by their first prefix, so output is
+    /// deterministic. The changes count as sent once returned.
+    pub fn take_updates(&mut self) -> Vec<UpdateBatch> {
+        let mut withdraw_v4 = Vec::new();
+        let mut withdraw_v6 = Vec::new();
+        let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)> = HashMap::new();
+        for (prefix, desired) in self.pending.drain() {
+            let v6 = matches!(prefix, IpNet::V6(_));
+            match desired {
+                None => {
+                    if self.sent.remove(&prefix).is_some() {
+                        if v6 {
+                            withdraw_v6.push(prefix);
+                        } else {
+                            withdraw_v4.push(prefix);
+                        }
+                    }
+                }
+                Some(attrs) => {
+                    self.sent.insert(prefix, Arc::clone(&attrs));
+                    groups
+                        .entry((v6, Arc::as_ptr(&attrs)))
+                        .or_insert_with(|| (attrs, Vec::new()))
+                        .1
+                        .push(prefix);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for mut w in [withdraw_v4, withdraw_v6] {
+            if !w.is_empty() {
+                w.sort_unstable();
+                out.push(UpdateBatch::Withdraw(w));
+            }
+        }
+        let mut announces: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = groups.into_values().collect();
+        for (_, prefixes) in &mut announces {
+            prefixes.sort_unstable();
+        }
+        announces.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+        out.extend(
+            announces
+                .into_iter()
+                .map(|(attrs, prefixes)| UpdateBatch::Announce { attrs, prefixes }),
+        );
+        out
+    }
+}

@@ -1,0 +1,766 @@
+//! Routing information bases, sans-IO: Adj-RIB-In per peer, the Loc-RIB with
+//! the decision process, and Adj-RIB-Out per peer.
+//!
+//! ```text
+//!  UPDATE from peer ──► import rules ──► Adj-RIB-In ─┐
+//!  originate()  ────────────────────────────────────►├─► decision ─► Loc-RIB
+//!                                                    │   process       │
+//!                     best-route changes (kernel) ◄──┘◄────────────────┤
+//!   take_updates(peer) ◄── Adj-RIB-Out ◄── export rules (per peer) ◄───┘
+//! ```
+//!
+//! Every operation returns a [`RibOutput`]: the Loc-RIB changes (new best
+//! route and multipath next hops per prefix, for the agent that programs the
+//! kernel) and the peers whose Adj-RIB-Out now has something to send. The
+//! session layer then calls [`Rib::take_updates`] for those peers and packs
+//! the returned [`UpdateBatch`]es into UPDATE messages.
+//!
+//! Storage: the Adj-RIBs-In of all peers live in the Loc-RIB's per-prefix
+//! path lists (one path per peer and prefix; ADD-PATH receive is not
+//! supported), the best first. Attribute sets are interned
+//! ([`attrs::AttrInterner`]), so a route costs a prefix, a peer index and a
+//! pointer. The rules applied on import and export are in [`policy`]; the
+//! decision process is in [`decision`].
+//!
+//! Contract: no input makes a method panic (the only panic guards an internal
+//! invariant: every peer index stored with a path names a live peer). Operations naming a peer that was not added
+//! with [`Rib::peer_up`] return [`RibError::UnknownPeer`]. Announcements that
+//! fail the import rules (loops, missing next hop) withdraw the peer's
+//! previous route for the prefix, as RFC 7606 treat-as-withdraw would.
+
+pub mod adj_out;
+pub mod attrs;
+pub mod decision;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use tracing::{debug, debug_span};
+
+pub use adj_out::{AdjRibOut, UpdateBatch};
+pub use attrs::{AttrInterner, PathAttrs};
+pub use decision::{Candidate, Selection};
+pub use policy::ImportReject;
+
+use crate::packet::types::NextHop;
+use policy::Source;
+
+/// RIB-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibConfig {
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    /// `Some`: we are a route reflector (RFC 4456) with this cluster id.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Compare MED between routes from different neighbour ASes too.
+    pub always_compare_med: bool,
+    /// Most routes installed together for one prefix; 1 disables multipath.
+    pub max_paths: usize,
+    /// LOCAL_PREF given to eBGP-learned routes and assumed when missing.
+    pub default_local_pref: u32,
+}
+
+impl RibConfig {
+    pub fn new(local_asn: u32, router_id: Ipv4Addr) -> Self {
+        Self {
+            local_asn,
+            router_id,
+            cluster_id: None,
+            always_compare_med: false,
+            max_paths: 1,
+            default_local_pref: 100,
+        }
+    }
+}
+
+/// One established peer as the RIB needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// BGP identifier from the peer's OPEN.
+    pub router_id: Ipv4Addr,
+    /// Route-reflector client (only meaningful when we reflect).
+    pub rr_client: bool,
+    /// Set ourselves as next hop for eBGP-learned routes sent to this iBGP
+    /// peer (always done towards eBGP peers).
+    pub next_hop_self: bool,
+    /// Our addresses on this session, used as next hop self per family.
+    pub local_v4: Option<Ipv4Addr>,
+    pub local_v6: Option<Ipv6Addr>,
+}
+
+impl PeerConfig {
+    pub fn new(address: IpAddr, asn: u32, router_id: Ipv4Addr) -> Self {
+        Self {
+            address,
+            asn,
+            router_id,
+            rr_client: false,
+            next_hop_self: false,
+            local_v4: None,
+            local_v6: None,
+        }
+    }
+}
+
+/// Where a route came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteSource {
+    Local,
+    Peer(IpAddr),
+}
+
+/// The Loc-RIB entry for a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub source: RouteSource,
+    pub attrs: Arc<PathAttrs>,
+    /// Next hops to install: the best route's first, then the other
+    /// multipath routes' (deduplicated). Empty for a local route.
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// A Loc-RIB change: `best` is `None` when the prefix became unreachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BestChange {
+    pub prefix: IpNet,
+    pub best: Option<Selected>,
+}
+
+/// What an operation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RibOutput {
+    /// Loc-RIB changes, in the order they happened.
+    pub best_changes: Vec<BestChange>,
+    /// Peers with pending advertisements; call [`Rib::take_updates`].
+    pub peers_pending: Vec<IpAddr>,
+    /// Announcements the import rules rejected, with why.
+    pub rejected: Vec<(IpNet, ImportReject)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RibError {
+    #[error("peer {0} is not up in the RIB")]
+    UnknownPeer(IpAddr),
+    #[error("peer {0} is already up in the RIB")]
+    DuplicatePeer(IpAddr),
+}
+
+/// Cost of reaching a next hop through the IGP / kernel; `None` when it is
+/// unreachable, which makes the route ineligible.
+pub trait IgpCost: Send + Sync {
+    fn igp_cost(&self, next_hop: IpAddr) -> Option<u32>;
+}
+
+impl<F: Fn(IpAddr) -> Option<u32> + Send + Sync> IgpCost for F {
+    fn igp_cost(&self, next_hop: IpAddr) -> Option<u32> {
+        self(next_hop)
+    }
+}
+
+/// Slot index meaning "locally originated".
+const LOCAL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Path {
+    source: u32,
+    attrs: Arc<PathAttrs>,
+}
+
+#[derive(Debug, Default)]
+struct Destination {
+    /// Best first, then the rest of the multipath set, then the others.
+    paths: Vec<Path>,
+    /// Length of the multipath set at the front of `paths` (0: no best).
+    multipath: u8,
+}
+
+#[derive(Debug)]
+struct PeerSlot {
+    config: PeerConfig,
+    ibgp: bool,
+    out: AdjRibOut,
+}
+
+/// Memo of export results within one operation: many prefixes share one
+/// attribute set, so the per-peer rewrite is computed once per set. Keyed by
+/// pointer, which is sound because every attribute set is interned and the
+/// interner frees nothing until the operation ends (`finish`).
+type ExportMemo = HashMap<(*const PathAttrs, u32, u32, bool), Option<Arc<PathAttrs>>>;
+
+/// The RIB of one BGP speaker. See the module documentation.
+pub struct Rib {
+    config: RibConfig,
+    igp: Box<dyn IgpCost>,
+    interner: AttrInterner,
+    loc: HashMap<IpNet, Destination>,
+    peers: Vec<Option<PeerSlot>>,
+    by_address: HashMap<IpAddr, u32>,
+}
+
+impl std::fmt::Debug for Rib {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rib")
+            .field("config", &self.config)
+            .field("prefixes", &self.loc.len())
+            .field("attribute_sets", &self.interner.len())
+            .field("peers", &self.by_address.len())
+            .finish()
+    }
+}
+
+impl Rib {
+    pub fn new(config: RibConfig) -> Self {
+        Self {
+            config,
+            igp: Box::new(|_: IpAddr| Some(0)),
+            interner: AttrInterner::new(),
+            loc: HashMap::new(),
+            peers: Vec::new(),
+            by_address: HashMap::new(),
+        }
+    }
+
+    /// Use `igp` for step 7 of the decision process (and next-hop
+    /// reachability). Call [`Rib::reevaluate`] when its answers change.
+    pub fn with_igp_cost(mut self, igp: impl IgpCost + 'static) -> Self {
+        self.igp = Box::new(igp);
+        self
+    }
+
+    pub fn config(&self) -> &RibConfig {
+        &self.config
+    }
+
+    /// Prefixes with at least one path.
+    pub fn len(&self) -> usize {
+        self.loc.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loc.is_empty()
+    }
+
+    /// Distinct attribute sets held by the interner.
+    pub fn attribute_sets(&self) -> usize {
+        self.interner.len()
+    }
+
+    /// The Loc-RIB entry for `prefix`.
+    pub fn best(&self, prefix: &IpNet) -> Option<Selected> {
+        self.loc.get(prefix).and_then(|d| self.selected(d))
+    }
+
+    /// The Loc-RIB: every prefix with a best route.
+    pub fn loc_rib(&self) -> impl Iterator<Item = (IpNet, Selected)> + '_ {
+        self.loc
+            .iter()
+            .filter_map(|(p, d)| self.selected(d).map(|s| (*p, s)))
+    }
+
+    /// The Adj-RIB-In of `peer` (after import rules), unordered.
+    pub fn adj_rib_in(&self, peer: IpAddr) -> Result<Vec<(IpNet, Arc<PathAttrs>)>, RibError> {
+        let index = self.index_of(peer)?;
+        Ok(self
+            .loc
+            .iter()
+            .filter_map(|(p, d)| {
+                d.paths
+                    .iter()
+                    .find(|path| path.source == index)
+                    .map(|path| (*p, Arc::clone(&path.attrs)))
+            })
+            .collect())
+    }
+
+    /// The Adj-RIB-Out of `peer`.
+    pub fn adj_rib_out(&self, peer: IpAddr) -> Result<&AdjRibOut, RibError> {
+        let index = self.index_of(peer)?;
+        Ok(&self.slot(index).out)
+    }
+
+    /// Pending advertisements for `peer`, packed for UPDATE messages.
+    pub fn take_updates(&mut self, peer: IpAddr) -> Result<Vec<UpdateBatch>, RibError> {
+        let index = self.index_of(peer)?;
+        let slot = self.peers[index as usize]
+            .as_mut()
+            .ok_or(RibError::UnknownPeer(peer))?;
+        Ok(slot.out.take_updates())
+    }
+
+    /// A session came up: register the peer and queue the whole Loc-RIB
+    /// for it, as its export rules allow.
+    pub fn peer_up(&mut self, config: PeerConfig) -> Result<RibOutput, RibError> {
+        let address = config.address;
+        if self.by_address.contains_key(&address) {
+            return Err(RibError::DuplicatePeer(address));
+        }
+        let _span = debug_span!("rib_peer_up", peer = %address).entered();
+        let slot = PeerSlot {
+            ibgp: config.asn == self.config.local_asn,
+            config,
+            out: AdjRibOut::default(),
+        };
+        let index = match self.peers.iter().position(Option::is_none) {
+            Some(free) => {
+                self.peers[free] = Some(slot);
+                free
+            }
+            None => {
+                self.peers.push(Some(slot));
+                self.peers.len() - 1
+            }
+        };
+        let index = u32::try_from(index).unwrap_or(LOCAL - 1);
+        self.by_address.insert(address, index);
+
+        let mut memo = ExportMemo::new();
+        let exports: Vec<(IpNet, Option<Arc<PathAttrs>>)> = self
+            .loc
+            .iter()
+            .filter(|(_, d)| d.multipath > 0)
+            .map(|(prefix, d)| (*prefix, &d.paths[0]))
+            .map(|(prefix, best)| (prefix, best.source, Arc::clone(&best.attrs)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(prefix, source, attrs)| {
+                let out = self.export_to(&mut memo, source, &attrs, index, &prefix);
+                (prefix, out)
+            })
+            .collect();
+        let slot = self.slot_mut(index);
+        for (prefix, desired) in exports {
+            if desired.is_some() {
+                slot.out.set(prefix, desired);
+            }
+        }
+        debug!(routes = slot.out.len_desired(), "initial table queued");
+        let mut output = RibOutput::default();
+        self.finish(&mut output);
+        Ok(output)
+    }
+
+    /// The session went down: drop its Adj-RIB-In and Adj-RIB-Out and
+    /// re-run the decision for every prefix it had a path for.
+    pub fn peer_down(&mut self, peer: IpAddr) -> Result<RibOutput, RibError> {
+        let index = self.index_of(peer)?;
+        let _span = debug_span!("rib_peer_down", %peer).entered();
+        let affected: Vec<IpNet> = self
+            .loc
+            .iter()
+            .filter(|(_, d)| d.paths.iter().any(|p| p.source == index))
+            .map(|(p, _)| *p)
+            .collect();
+        // The slot stays until the paths are gone, so exports of the
+        // remaining routes still know who is who; its Adj-RIB-Out is dropped.
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        self.slot_mut(index).out = AdjRibOut::default();
+        for prefix in affected {
+            self.change_path(prefix, index, None, &mut memo, &mut output, Some(index));
+        }
+        self.peers[index as usize] = None;
+        self.by_address.remove(&peer);
+        debug!(withdrawn = output.best_changes.len(), "peer removed");
+        self.finish(&mut output);
+        Ok(output)
+    }
+
+    /// Routes announced by `peer` with one attribute set (one UPDATE).
+    pub fn announce(
+        &mut self,
+        peer: IpAddr,
+        prefixes: &[IpNet],
+        attrs: PathAttrs,
+    ) -> Result<RibOutput, RibError> {
+        let index = self.index_of(peer)?;
+        let _span = debug_span!("rib_announce", %peer, prefixes = prefixes.len()).entered();
+        let mut output = RibOutput::default();
+        let imported = policy::import(&self.config, self.slot(index).ibgp, attrs);
+        let attrs = match imported {
+            Ok(attrs) => Some(self.interner.intern(attrs)),
+            Err(reason) => {
+                debug!(?reason, "announcement rejected by import rules");
+                output
+                    .rejected
+                    .extend(prefixes.iter().map(|p| (p.trunc(), reason)));
+                None
+            }
+        };
+        let mut memo = ExportMemo::new();
+        for prefix in prefixes {
+            self.change_path(prefix.trunc(), index, attrs.clone(), &mut memo, &mut output, None);
+        }
+        self.finish(&mut output);
+        Ok(output)
+    }
+
+    /// Routes withdrawn by `peer`.
+    pub fn withdraw(&mut self, peer: IpAddr, prefixes: &[IpNet]) -> Result<RibOutput, RibError> {
+        let index = self.index_of(peer)?;
+        let _span = debug_span!("rib_withdraw", %peer, prefixes = prefixes.len()).entered();
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        for prefix in prefixes {
+            self.change_path(prefix.trunc(), index, None, &mut memo, &mut output, None);
+        }
+        self.finish(&mut output);
+        Ok(output)
+    }
+
+    /// Originate `prefixes` locally with `attrs` (e.g. this node's IPAM
+    /// blocks). A `None` next hop becomes the session address on export.
+    pub fn originate(&mut self, prefixes: &[IpNet], mut attrs: PathAttrs) -> RibOutput {
+        let _span = debug_span!("rib_originate", prefixes = prefixes.len()).entered();
+        if let Some(classic) = attrs.attributes.next_hop.take() {
+            attrs.next_hop = attrs.next_hop.or(Some(NextHop::V4(classic)));
+        }
+        let attrs = self.interner.intern(attrs);
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        for prefix in prefixes {
+            self.change_path(
+                prefix.trunc(),
+                LOCAL,
+                Some(Arc::clone(&attrs)),
+                &mut memo,
+                &mut output,
+                None,
+            );
+        }
+        self.finish(&mut output);
+        output
+    }
+
+    /// Stop originating `prefixes`.
+    pub fn withdraw_local(&mut self, prefixes: &[IpNet]) -> RibOutput {
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        for prefix in prefixes {
+            self.change_path(prefix.trunc(), LOCAL, None, &mut memo, &mut output, None);
+        }
+        self.finish(&mut output);
+        output
+    }
+
+    /// Re-run the decision process for every prefix, e.g. after the IGP
+    /// costs changed.
+    pub fn reevaluate(&mut self) -> RibOutput {
+        let prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        for prefix in prefixes {
+            self.rerun(prefix, &mut memo, &mut output);
+        }
+        self.finish(&mut output);
+        output
+    }
+
+    /// Drop attribute sets no route uses any more. Also runs on its own,
+    /// amortised, after operations.
+    pub fn collect_garbage(&mut self) {
+        self.interner.collect();
+    }
+
+    // ----- internals ------------------------------------------------------
+
+    fn index_of(&self, peer: IpAddr) -> Result<u32, RibError> {
+        self.by_address
+            .get(&peer)
+            .copied()
+            .ok_or(RibError::UnknownPeer(peer))
+    }
+
+    /// Slot of a peer index taken from `by_address` or a stored path.
+    ///
+    /// Every stored index refers to a live slot (peer_down removes the paths
+    /// before the slot); the fallback only keeps this total.
+    fn slot(&self, index: u32) -> &PeerSlot {
+        match self.peers.get(index as usize) {
+            Some(Some(slot)) => slot,
+            _ => unreachable_slot(index),
+        }
+    }
+
+    fn slot_mut(&mut self, index: u32) -> &mut PeerSlot {
+        match self.peers.get_mut(index as usize) {
+            Some(Some(slot)) => slot,
+            _ => unreachable_slot(index),
+        }
+    }
+
+    fn source(&self, index: u32) -> Source<'_> {
+        if index == LOCAL {
+            return Source::Local;
+        }
+        let slot = self.slot(index);
+        Source::Peer {
+            index,
+            peer: &slot.config,
+            ibgp: slot.ibgp,
+        }
+    }
+
+    fn selected(&self, d: &Destination) -> Option<Selected> {
+        if d.multipath == 0 {
+            return None;
+        }
+        let best = &d.paths[0];
+        let mut next_hops: Vec<IpAddr> = Vec::new();
+        for path in &d.paths[..usize::from(d.multipath)] {
+            if let Some(nh) = path.attrs.next_hop_addr() {
+                if !next_hops.contains(&nh) {
+                    next_hops.push(nh);
+                }
+            }
+        }
+        if best.source == LOCAL {
+            next_hops.clear();
+        }
+        Some(Selected {
+            source: self.route_source(best.source),
+            attrs: Arc::clone(&best.attrs),
+            next_hops,
+        })
+    }
+
+    fn route_source(&self, index: u32) -> RouteSource {
+        if index == LOCAL {
+            RouteSource::Local
+        } else {
+            RouteSource::Peer(self.slot(index).config.address)
+        }
+    }
+
+    /// Replace (or with `None` remove) the path from `source` for `prefix`,
+    /// then re-run the decision and propagate. `skip_export` names a peer
+    /// going down, which gets no more advertisements.
+    fn change_path(
+        &mut self,
+        prefix: IpNet,
+        source: u32,
+        attrs: Option<Arc<PathAttrs>>,
+        memo: &mut ExportMemo,
+        output: &mut RibOutput,
+        skip_export: Option<u32>,
+    ) {
+        let dest = self.loc.entry(prefix).or_default();
+        let before = Snapshot::of(dest);
+        let existing = dest.paths.iter().position(|p| p.source == source);
+        match (existing, attrs) {
+            (Some(i), Some(attrs)) => {
+                if Arc::ptr_eq(&dest.paths[i].attrs, &attrs) {
+                    return;
+                }
+                dest.paths[i].attrs = attrs;
+            }
+            (None, Some(attrs)) => dest.paths.push(Path { source, attrs }),
+            (Some(i), None) => {
+                dest.paths.remove(i);
+            }
+            (None, None) => {
+                if dest.paths.is_empty() {
+                    self.loc.remove(&prefix);
+                }
+                return;
+            }
+        }
+        self.decide(prefix, before, memo, output, skip_export);
+    }
+
+    fn rerun(&mut self, prefix: IpNet, memo: &mut ExportMemo, output: &mut RibOutput) {
+        let Some(dest) = self.loc.get(&prefix) else {
+            return;
+        };
+        let before = Snapshot::of(dest);
+        self.decide(prefix, before, memo, output, None);
+    }
+
+    /// Run the decision process for `prefix`, whose selection was `before`;
+    /// report a Loc-RIB change and re-export if the best route changed.
+    fn decide(
+        &mut self,
+        prefix: IpNet,
+        before: Snapshot,
+        memo: &mut ExportMemo,
+        output: &mut RibOutput,
+        skip_export: Option<u32>,
+    ) {
+        let Some(dest) = self.loc.get(&prefix) else {
+            return;
+        };
+        let candidates: Vec<Candidate> = dest.paths.iter().map(|p| self.candidate(p)).collect();
+        let selection = decision::select(
+            &candidates,
+            self.config.always_compare_med,
+            self.config.max_paths.min(usize::from(u8::MAX)),
+        );
+        let Some(dest) = self.loc.get_mut(&prefix) else {
+            return;
+        };
+        match selection {
+            Some(sel) => {
+                // The multipath set (best first) goes to the front.
+                let mut taken: Vec<Option<Path>> = dest.paths.drain(..).map(Some).collect();
+                let mut reordered: Vec<Path> = sel
+                    .multipath
+                    .iter()
+                    .filter_map(|&i| taken.get_mut(i).and_then(Option::take))
+                    .collect();
+                reordered.extend(taken.into_iter().flatten());
+                dest.paths = reordered;
+                dest.multipath = u8::try_from(sel.multipath.len()).unwrap_or(u8::MAX);
+            }
+            None => dest.multipath = 0,
+        }
+        let after = Snapshot::of(dest);
+        if dest.paths.is_empty() {
+            self.loc.remove(&prefix);
+        }
+        if before.set == after.set {
+            return;
+        }
+        let best = self.loc.get(&prefix).and_then(|d| self.selected(d));
+        output.best_changes.push(BestChange { prefix, best });
+        let best_changed = before.set.first() != after.set.first();
+        if best_changed {
+            let best = after.set.first().map(|(source, attrs)| Path {
+                source: *source,
+                attrs: Arc::clone(&attrs.0),
+            });
+            self.propagate(prefix, best, memo, skip_export);
+        }
+    }
+
+    /// Recompute what every peer should have for `prefix`.
+    fn propagate(
+        &mut self,
+        prefix: IpNet,
+        best: Option<Path>,
+        memo: &mut ExportMemo,
+        skip_export: Option<u32>,
+    ) {
+        for index in 0..self.peers.len() {
+            let index = u32::try_from(index).unwrap_or(LOCAL - 1);
+            if Some(index) == skip_export || self.peers[index as usize].is_none() {
+                continue;
+            }
+            let desired = best
+                .as_ref()
+                .and_then(|b| self.export_to(memo, b.source, &b.attrs, index, &prefix));
+            self.slot_mut(index).out.set(prefix, desired);
+        }
+    }
+
+    fn export_to(
+        &mut self,
+        memo: &mut ExportMemo,
+        source: u32,
+        attrs: &Arc<PathAttrs>,
+        to: u32,
+        prefix: &IpNet,
+    ) -> Option<Arc<PathAttrs>> {
+        let v6 = matches!(prefix, IpNet::V6(_));
+        let key = (Arc::as_ptr(attrs), source, to, v6);
+        if let Some(done) = memo.get(&key) {
+            return done.clone();
+        }
+        let to_slot = self.slot(to);
+        let exported = policy::export(
+            &self.config,
+            self.source(source),
+            attrs,
+            to,
+            &to_slot.config,
+            to_slot.ibgp,
+            v6,
+        );
+        let exported = exported.map(|a| {
+            if a == **attrs {
+                self.interner.intern_arc(attrs)
+            } else {
+                self.interner.intern(a)
+            }
+        });
+        memo.insert(key, exported.clone());
+        exported
+    }
+
+    fn candidate(&self, path: &Path) -> Candidate {
+        let attrs = &path.attrs;
+        let source = self.source(path.source);
+        let (ebgp, peer_address) = match source {
+            Source::Local => (false, None),
+            Source::Peer { peer, ibgp, .. } => (!ibgp, Some(peer.address)),
+        };
+        let igp_cost = match (source, attrs.next_hop_addr()) {
+            (Source::Local, _) => Some(0),
+            (_, Some(nh)) => self.igp.igp_cost(nh),
+            (_, None) => None,
+        };
+        Candidate {
+            local_pref: attrs
+                .attributes
+                .local_pref
+                .unwrap_or(self.config.default_local_pref),
+            local: matches!(source, Source::Local),
+            as_path_len: attrs.as_path().path_len(),
+            origin: attrs.origin(),
+            med: attrs.attributes.med.unwrap_or(0),
+            neighbor_as: attrs.as_path().first_asn().unwrap_or(self.config.local_asn),
+            ebgp,
+            igp_cost,
+            cluster_list_len: attrs.attributes.cluster_list.len(),
+            id: u32::from(policy::decision_id(&self.config, source, attrs)),
+            peer_address,
+        }
+    }
+
+    fn finish(&mut self, output: &mut RibOutput) {
+        output.peers_pending = self
+            .peers
+            .iter()
+            .flatten()
+            .filter(|s| s.out.has_pending())
+            .map(|s| s.config.address)
+            .collect();
+        output.peers_pending.sort_unstable();
+        self.interner.maybe_collect();
+    }
+}
+
+/// The multipath set of a destination, best first, to detect changes.
+struct Snapshot {
+    set: Vec<(u32, ByPtr)>,
+}
+
+impl Snapshot {
+    fn of(dest: &Destination) -> Self {
+        Self {
+            set: dest.paths[..usize::from(dest.multipath).min(dest.paths.len())]
+                .iter()
+                .map(|p| (p.source, ByPtr(Arc::clone(&p.attrs))))
+                .collect(),
+        }
+    }
+}
+
+/// Interned attributes compare by identity.
+struct ByPtr(Arc<PathAttrs>);
+
+impl PartialEq for ByPtr {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cold]
+fn unreachable_slot(index: u32) -> ! {
+    // An index stored in the RIB always names a live slot; reaching this is a
+    // bug in this module, not something input can cause.
+    panic!("RIB invariant broken: no peer slot {index}")
+}
