@@ -119,12 +119,13 @@ impl Error {
     /// unreachable or busy), as opposed to an answer or a caller bug.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Etcd { source, .. } => matches!(
-                **source,
-                etcd_client::Error::TransportError(_)
-                    | etcd_client::Error::GRpcStatus(_)
-                    | etcd_client::Error::IoError(_)
-            ),
+            Error::Etcd { source, .. } => match &**source {
+                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+                // gRPC codes (stable across gRPC implementations): Unknown,
+                // DeadlineExceeded, ResourceExhausted, Aborted, Unavailable.
+                etcd_client::Error::GRpcStatus(s) => matches!(s.code() as i32, 2 | 4 | 8 | 10 | 14),
+                _ => false,
+            },
             Error::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)

@@ -25,14 +25,17 @@ use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::config::EtcdConfig;
 use crate::kv::{
-    CompareOp, CompareTarget, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnOp,
-    TxnOpResult, TxnResponse,
+    prefix_range_end, CompareOp, CompareTarget, Event, EventKind, KeyValue, Listing, Revision, Txn,
+    TxnOp, TxnOpResult, TxnResponse,
 };
 use crate::store::Backend;
 use crate::{Error, Result};
 
 /// Longest pause between attempts to re-establish a broken watch.
 const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Keys per page when listing a prefix.
+const LIST_PAGE: i64 = 500;
 
 /// Events buffered between the watch task and the consumer.
 const WATCH_BUFFER: usize = 256;
@@ -82,7 +85,11 @@ impl EtcdBackend {
                 .with_keep_alive(Duration::from_secs(10), config.timeout)
                 .with_keep_alive_while_idle(true);
             if let Some(c) = &config.credentials {
-                options = options.with_user(c.user.clone(), c.password.clone());
+                // Why refresh: etcd's auth tokens expire (5 min by default);
+                // a long-running node must not start failing after that.
+                options = options
+                    .with_user(c.user.clone(), c.password.clone())
+                    .with_auto_token_refresh(true);
             }
             if let Some(tls) = &config.tls {
                 let mut t = ec::TlsOptions::new();
@@ -151,6 +158,47 @@ impl EtcdBackend {
     }
 }
 
+impl EtcdBackend {
+    /// Lists a prefix in pages of [`LIST_PAGE`] keys, all read at the first
+    /// page's revision, so big prefixes (thousands of IPAM blocks) neither hit
+    /// gRPC's message size limit nor mix two states.
+    async fn list_paged(&self, prefix: &[u8]) -> Result<Listing> {
+        // etcd spells "no upper bound" as range end "\0", and refuses an empty key.
+        let end = prefix_range_end(prefix).unwrap_or_else(|| vec![0]);
+        let mut start = if prefix.is_empty() {
+            vec![0]
+        } else {
+            prefix.to_vec()
+        };
+        let mut kvs = Vec::new();
+        let mut revision = 0;
+        loop {
+            let mut options = ec::GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LIST_PAGE);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let mut kv = self.client.kv_client();
+            let resp = self
+                .call("list", kv.get(start.clone(), Some(options)))
+                .await?;
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            kvs.extend(resp.kvs().iter().map(from_etcd_kv));
+            match kvs.last() {
+                Some(last) if resp.more() => {
+                    // The smallest key after `last`.
+                    start = last.key.clone();
+                    start.push(0);
+                }
+                _ => return Ok(Listing { kvs, revision }),
+            }
+        }
+    }
+}
+
 fn from_etcd_kv(kv: &ec::KeyValue) -> KeyValue {
     KeyValue {
         key: kv.key().to_vec(),
@@ -198,13 +246,29 @@ fn to_etcd_op(op: &TxnOp) -> ec::TxnOp {
 impl Backend for EtcdBackend {
     fn range(&self, key: Vec<u8>, prefix: bool) -> BoxFuture<'_, Result<Listing>> {
         async move {
-            let mut kv = self.client.kv_client();
-            let options = prefix.then(|| ec::GetOptions::new().with_prefix());
-            let resp = self.call("range", kv.get(key, options)).await?;
-            Ok(Listing {
-                kvs: resp.kvs().iter().map(from_etcd_kv).collect(),
-                revision: resp.header().map_or(0, |h| h.revision()),
-            })
+            if !prefix {
+                let mut kv = self.client.kv_client();
+                let resp = self.call("get", kv.get(key, None)).await?;
+                return Ok(Listing {
+                    kvs: resp.kvs().iter().map(from_etcd_kv).collect(),
+                    revision: resp.header().map_or(0, |h| h.revision()),
+                });
+            }
+            // A page whose pinned revision gets compacted mid-list cannot be
+            // continued consistently: start over at the new revision.
+            let mut attempt = 0;
+            loop {
+                match self.list_paged(&key).await {
+                    Err(Error::Etcd { source, .. })
+                        if attempt < 3
+                            && matches!(&*source, ec::Error::GRpcStatus(s)
+                            if s.message().contains("required revision has been compacted")) =>
+                    {
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
         }
         .boxed()
     }

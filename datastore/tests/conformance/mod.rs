@@ -47,6 +47,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $make;
             crud_and_revisions,
             list_isolates_prefixes,
+            big_lists_are_complete,
             compare_and_swap,
             transactions_are_atomic,
             watch_delivers_in_order,
@@ -235,6 +236,30 @@ pub async fn list_isolates_prefixes<H: Harness>(h: &H) {
     assert_eq!(listed.kvs.len(), 1);
     assert_eq!(listed.kvs[0].key, edge);
     assert_eq!(ds.list(format!("{p}b")).await.unwrap().kvs.len(), 2);
+}
+
+/// More keys than one etcd page (500), written in transactions of 100.
+pub async fn big_lists_are_complete<H: Harness>(h: &H) {
+    const KEYS: usize = 1234;
+    let ds = h.connect().await;
+    let p = prefix("big");
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("{p}block/{i:05}")).collect();
+    for chunk in keys.chunks(100) {
+        let ops = chunk.iter().map(|k| TxnOp::put(k.clone(), vec![b'x'; 200]));
+        ds.txn(Txn::new().and_then(ops)).await.unwrap();
+    }
+    ds.put(format!("{p}blocks-not-under-prefix"), "x")
+        .await
+        .unwrap();
+    let listing = ds.list(format!("{p}block/")).await.unwrap();
+    let got: Vec<_> = listing
+        .kvs
+        .iter()
+        .map(|kv| kv.key_str().into_owned())
+        .collect();
+    assert_eq!(got, keys);
+    assert_eq!(listing.revision, ds.revision().await.unwrap());
+    assert_eq!(ds.delete_prefix(format!("{p}block/")).await.unwrap(), KEYS);
 }
 
 pub async fn compare_and_swap<H: Harness>(h: &H) {
