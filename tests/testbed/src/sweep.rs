@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cmd;
@@ -118,9 +118,22 @@ fn kill_processes_mentioning(dirs: &[PathBuf]) -> Vec<u32> {
         };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
         if needles.iter().any(|n| cmdline.contains(n.as_str())) {
+            // Testbed daemons lead their own process group: take helpers
+            // they forked down with them.
+            if process_group(pid) == Some(pid) {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             killed.push(pid);
         }
     }
     killed
+}
+
+/// Process-group id of `pid` from `/proc/<pid>/stat` (the field after state,
+/// which follows the parenthesised command name).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(2)?.parse().ok()
 }

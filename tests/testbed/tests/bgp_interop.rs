@@ -80,3 +80,41 @@ fn bird_and_frr_exchange_routes_over_ebgp_v4_and_v6() {
     assert_all_gone(&names, &pids);
     dirs.iter().for_each(|d| assert_removed(d));
 }
+
+#[test]
+fn gobgp_starts_answers_and_peers_with_bird() {
+    let net = two_hosts_one_subnet().unwrap();
+    let [h0, h1] = &net.hosts;
+    let gobgp = brindle_testbed::Gobgp::start(
+        &h0.ns,
+        &BgpConfig::new(h0.ipv4, 65003)
+            .neighbor(IpAddr::V4(h1.ipv4), 65001)
+            .originate("10.10.3.0/24"),
+    )
+    .unwrap();
+    assert_eq!(gobgp.routes().unwrap(), vec!["10.10.3.0/24".to_string()]);
+    let bird = Bird::start(
+        &h1.ns,
+        &BgpConfig::new(h1.ipv4, 65001)
+            .neighbor(IpAddr::V4(h0.ipv4), 65003)
+            .originate("10.10.1.0/24"),
+    )
+    .unwrap();
+    gobgp
+        .wait_neighbor_established(IpAddr::V4(h1.ipv4), SESSION_TIMEOUT)
+        .unwrap();
+    bird.wait_neighbor_established(IpAddr::V4(h0.ipv4), SESSION_TIMEOUT)
+        .unwrap();
+    gobgp.wait_route("10.10.1.0/24", SESSION_TIMEOUT).unwrap();
+    bird.wait_route("10.10.3.0/24", SESSION_TIMEOUT).unwrap();
+    assert_eq!(gobgp.rib_count().unwrap(), 2);
+
+    let pids = [gobgp.pid(), bird.pid()];
+    let dirs = [gobgp.dir().to_path_buf(), bird.dir().to_path_buf()];
+    let names = vec![h0.ns.name().to_string(), h1.ns.name().to_string()];
+    drop(gobgp);
+    drop(bird);
+    drop(net);
+    assert_all_gone(&names, &pids);
+    dirs.iter().for_each(|d| assert_removed(d));
+}
