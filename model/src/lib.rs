@@ -8,3 +8,16 @@
 pub mod selector;
 
 pub use selector::{Labels, Selector, SelectorError};
+
+pub mod bgp;
+pub mod document;
+pub mod endpoint;
+pub mod ipam;
+pub mod meta;
+pub mod policy;
+pub mod resource;
+pub mod validate;
+
+pub use document::{parse_documents, parse_one, DocumentError, ParseErrors};
+pub use meta::{ApiVersion, ObjectMeta};
+pub use resource::{Kind, Object, Resource};

@@ -1,0 +1,600 @@
+//! Reading resources from text: multi-document YAML (`---`), a JSON object,
+//! a JSON/YAML array, or a `kind: List` (or `<Kind>List`) with `items`.
+//!
+//! [`parse_documents`] is all-or-nothing, which is what `apply` needs: it
+//! parses, defaults and validates every document, runs the cross-document
+//! checks (overlapping pools, duplicates), and returns either every resource
+//! or every problem found, each naming its document:
+//!
+//! ```text
+//! document 3 (IPPool 'pool-a'): spec.blockSize: 33 is out of range 20..32
+//! ```
+//!
+//! Documents are numbered from 1 in the order they appear; items of a list
+//! document are numbered from 1 within it. Unknown fields are errors (a typo
+//! must not be silently dropped). Nothing here panics on any input.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::ipam::nets_overlap;
+use crate::meta::ApiVersion;
+use crate::resource::{IncomingNode, IncomingObject, Kind, Object, Resource};
+
+/// A problem with one document (or one item of a list document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentError {
+    /// 1-based document number in the input.
+    pub document: usize,
+    /// 1-based item number when the document is a list.
+    pub item: Option<usize>,
+    /// The document's kind, when it could be read.
+    pub kind: Option<String>,
+    /// The document's `metadata.name`, when it could be read.
+    pub name: Option<String>,
+    /// Dotted field path; empty for whole-document problems.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "document {}", self.document)?;
+        if let Some(item) = self.item {
+            write!(f, " item {item}")?;
+        }
+        match (&self.kind, &self.name) {
+            (Some(k), Some(n)) => write!(f, " ({k} '{n}')")?,
+            (Some(k), None) => write!(f, " ({k})")?,
+            (None, Some(n)) => write!(f, " ('{n}')")?,
+            (None, None) => {}
+        }
+        f.write_str(": ")?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Every problem found in an input; `Display` prints one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ParseErrors(pub Vec<DocumentError>);
+
+impl fmt::Display for ParseErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a resource came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// 1-based document number.
+    pub document: usize,
+    /// 1-based item number within a list document.
+    pub item: Option<usize>,
+}
+
+/// Parses, defaults and validates every document; cross-checks the set.
+/// Returns all resources, or all problems (never a partial result).
+pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseErrors> {
+    parse_documents_with_origin(text).map(|v| v.into_iter().map(|(r, _)| r).collect())
+}
+
+/// [`parse_documents`], also telling where each resource came from.
+pub fn parse_documents_with_origin(text: &str) -> Result<Vec<(Resource, Origin)>, ParseErrors> {
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    for (origin, value) in split_documents(text, &mut errors) {
+        match read_resource(value, origin) {
+            Ok(mut resource) => {
+                resource.defaulted();
+                let problems = resource.validate();
+                if problems.is_empty() {
+                    parsed.push((resource, origin));
+                } else {
+                    let kind = Some(resource.kind().to_string());
+                    let name = Some(resource.name().to_string()).filter(|n| !n.is_empty());
+                    errors.extend(problems.into_iter().map(|p| DocumentError {
+                        document: origin.document,
+                        item: origin.item,
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        field: p.field,
+                        reason: p.reason,
+                    }));
+                }
+            }
+            Err(e) => errors.push(*e),
+        }
+    }
+    cross_check(&parsed, &mut errors);
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        errors.sort_by_key(|e| (e.document, e.item));
+        Err(ParseErrors(errors))
+    }
+}
+
+/// Parses exactly one resource (e.g. a value read back from the store).
+pub fn parse_one(text: &str) -> Result<Resource, ParseErrors> {
+    let mut all = parse_documents(text)?;
+    if all.len() == 1 {
+        if let Some(r) = all.pop() {
+            return Ok(r);
+        }
+    }
+    Err(ParseErrors(vec![DocumentError {
+        document: 1,
+        item: None,
+        kind: None,
+        name: None,
+        field: String::new(),
+        reason: format!("expected exactly one resource, found {}", all.len()),
+    }]))
+}
+
+fn whole_document_error(origin: Origin, reason: String) -> DocumentError {
+    DocumentError {
+        document: origin.document,
+        item: origin.item,
+        kind: None,
+        name: None,
+        field: String::new(),
+        reason,
+    }
+}
+
+/// Splits the input into resource-shaped values, expanding arrays and lists.
+fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<(Origin, Value)> {
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let origin = Origin {
+            document: index + 1,
+            item: None,
+        };
+        let value = match Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                // After a syntax error the stream position is unknown, so
+                // later documents cannot be trusted.
+                errors.push(whole_document_error(
+                    origin,
+                    format!("invalid YAML/JSON: {e}"),
+                ));
+                break;
+            }
+        };
+        match value {
+            Value::Null => {}
+            Value::Sequence(items) => push_items(&mut out, origin, items, None),
+            Value::Mapping(map) => match list_kind(&map) {
+                Some(item_kind) => match map.get("items") {
+                    Some(Value::Sequence(items)) => {
+                        let defaults = ItemDefaults {
+                            api_version: map.get("apiVersion").cloned(),
+                            kind: item_kind,
+                        };
+                        push_items(&mut out, origin, items.clone(), Some(defaults));
+                    }
+                    Some(Value::Null) | None => {}
+                    Some(_) => errors.push(whole_document_error(
+                        origin,
+                        "items: a list's items must be a sequence".into(),
+                    )),
+                },
+                None => out.push((origin, Value::Mapping(map))),
+            },
+            _ => errors.push(whole_document_error(
+                origin,
+                "expected a resource (a mapping with apiVersion, kind, metadata, spec)".into(),
+            )),
+        }
+    }
+    out
+}
+
+/// What a `<Kind>List` lets its items leave out.
+struct ItemDefaults {
+    api_version: Option<Value>,
+    kind: Option<String>,
+}
+
+/// `Some(None)` for `kind: List`, `Some(Some(kind))` for `kind: IPPoolList`,
+/// `None` when the mapping is not a list.
+fn list_kind(map: &Mapping) -> Option<Option<String>> {
+    let kind = map.get("kind")?.as_str()?;
+    if kind == "List" {
+        return Some(None);
+    }
+    let item = kind.strip_suffix("List")?;
+    Kind::from_kind_name(item).map(|k| Some(k.as_str().to_string()))
+}
+
+fn push_items(
+    out: &mut Vec<(Origin, Value)>,
+    origin: Origin,
+    items: Vec<Value>,
+    defaults: Option<ItemDefaults>,
+) {
+    for (i, mut item) in items.into_iter().enumerate() {
+        if let (Some(d), Value::Mapping(map)) = (&defaults, &mut item) {
+            if let (Some(k), false) = (&d.kind, map.contains_key("kind")) {
+                map.insert("kind".into(), Value::String(k.clone()));
+            }
+            if let (Some(v), false) = (&d.api_version, map.contains_key("apiVersion")) {
+                map.insert("apiVersion".into(), v.clone());
+            }
+        }
+        out.push((
+            Origin {
+                document: origin.document,
+                item: Some(i + 1),
+            },
+            item,
+        ));
+    }
+}
+
+fn read_resource(value: Value, origin: Origin) -> Result<Resource, Box<DocumentError>> {
+    let map = match &value {
+        Value::Mapping(m) => m,
+        _ => {
+            return Err(Box::new(whole_document_error(
+                origin,
+                "expected a resource (a mapping with apiVersion, kind, metadata, spec)".into(),
+            )))
+        }
+    };
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let kind_text = map.get("kind").and_then(Value::as_str).map(str::to_string);
+    let err = |kind: Option<String>, field: &str, reason: String| {
+        Box::new(DocumentError {
+            document: origin.document,
+            item: origin.item,
+            kind,
+            name: name.clone(),
+            field: field.into(),
+            reason,
+        })
+    };
+    let Some(kind_text) = kind_text else {
+        return Err(err(None, "kind", "required".into()));
+    };
+    let Some(kind) = Kind::from_kind_name(&kind_text) else {
+        return Err(err(
+            None,
+            "kind",
+            format!(
+                "unknown kind '{kind_text}' (expected one of {})",
+                Kind::expected_list()
+            ),
+        ));
+    };
+    let kind_name = Some(kind.as_str().to_string());
+    match map.get("apiVersion") {
+        None => return Err(err(kind_name, "apiVersion", "required".into())),
+        Some(Value::String(v)) if ApiVersion::parse(v).is_some() => {}
+        Some(other) => {
+            let shown = other
+                .as_str()
+                .map_or_else(|| format!("{other:?}"), str::to_string);
+            return Err(err(
+                kind_name,
+                "apiVersion",
+                format!(
+                    "unsupported apiVersion '{shown}' (expected {} or {})",
+                    ApiVersion::CalicoV3,
+                    ApiVersion::BrindleV1
+                ),
+            ));
+        }
+    }
+    // Re-read the document from text so serde_yaml_ng can report the path
+    // of a bad or unknown field (`spec.ingress[0].protocol`).
+    let text = serde_yaml_ng::to_string(&value).map_err(|e| {
+        err(
+            kind_name.clone(),
+            "",
+            format!("cannot re-read document: {e}"),
+        )
+    })?;
+    let typed = match kind {
+        Kind::IPPool => typed(&text).map(Resource::IPPool),
+        Kind::IPAMConfiguration => typed(&text).map(Resource::IPAMConfiguration),
+        Kind::BGPConfiguration => typed(&text).map(Resource::BGPConfiguration),
+        Kind::BGPPeer => typed(&text).map(Resource::BGPPeer),
+        Kind::BGPFilter => typed(&text).map(Resource::BGPFilter),
+        Kind::Node => {
+            serde_yaml_ng::from_str::<IncomingNode>(&text).map(|n| Resource::Node(n.into()))
+        }
+        Kind::WorkloadEndpoint => typed(&text).map(Resource::WorkloadEndpoint),
+        Kind::Profile => typed(&text).map(Resource::Profile),
+        Kind::NetworkPolicy => typed(&text).map(Resource::NetworkPolicy),
+        Kind::GlobalNetworkPolicy => typed(&text).map(Resource::GlobalNetworkPolicy),
+        Kind::HostEndpoint => typed(&text).map(Resource::HostEndpoint),
+    };
+    typed.map_err(|e| {
+        let (field, reason) = split_serde_error(&e);
+        err(kind_name, &field, reason)
+    })
+}
+
+fn typed<S: DeserializeOwned + Default>(text: &str) -> Result<Object<S>, serde_yaml_ng::Error> {
+    serde_yaml_ng::from_str::<IncomingObject<S>>(text).map(Object::from)
+}
+
+/// Turns `spec.foo: unknown field `bar`, expected one of ... at line 3
+/// column 5` into (`spec.foo.bar`, `unknown field (expected one of ...)`).
+/// Line numbers refer to the re-serialized document, so they are dropped.
+fn split_serde_error(e: &serde_yaml_ng::Error) -> (String, String) {
+    let mut text = e.to_string();
+    if let Some(at) = text.rfind(" at line ") {
+        text.truncate(at);
+    }
+    let (mut field, mut reason) = match text.split_once(": ") {
+        Some((path, rest))
+            if !path.is_empty()
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_')) =>
+        {
+            (path.to_string(), rest.to_string())
+        }
+        _ => (String::new(), text.clone()),
+    };
+    if let Some(rest) = reason.strip_prefix("unknown field `") {
+        if let Some((name, tail)) = rest.split_once('`') {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+            let expected = tail.trim_start_matches(", ").trim();
+            reason = if expected.is_empty() {
+                "unknown field".to_string()
+            } else {
+                format!("unknown field ({expected})")
+            };
+        }
+    }
+    (field, reason)
+}
+
+/// Checks across the documents of one input: no two resources with the same
+/// key, no two pools whose CIDRs overlap.
+fn cross_check(parsed: &[(Resource, Origin)], errors: &mut Vec<DocumentError>) {
+    let error_for = |r: &Resource, o: Origin, field: &str, reason: String| DocumentError {
+        document: o.document,
+        item: o.item,
+        kind: Some(r.kind().to_string()),
+        name: Some(r.name().to_string()),
+        field: field.into(),
+        reason,
+    };
+    let mut seen: HashMap<String, Origin> = HashMap::new();
+    for (r, o) in parsed {
+        if let Some(first) = seen.get(&r.key()) {
+            errors.push(error_for(
+                r,
+                *o,
+                "metadata.name",
+                format!(
+                    "{} is defined twice (first in document {})",
+                    r.describe(),
+                    first.document
+                ),
+            ));
+        } else {
+            seen.insert(r.key(), *o);
+        }
+    }
+    let pools: Vec<(&Resource, Origin, ipnet::IpNet)> = parsed
+        .iter()
+        .filter_map(|(r, o)| match r {
+            Resource::IPPool(p) => p.spec.net().map(|n| (r, *o, n)),
+            _ => None,
+        })
+        .collect();
+    for (j, (rb, ob, nb)) in pools.iter().enumerate() {
+        for (ra, oa, na) in &pools[..j] {
+            if ra.name() != rb.name() && nets_overlap(na, nb) {
+                errors.push(error_for(
+                    rb,
+                    *ob,
+                    "spec.cidr",
+                    format!(
+                        "{nb} overlaps IPPool '{}' ({na}) in document {}",
+                        ra.name(),
+                        oa.document
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_documents(text) {
+            Ok(r) => panic!("expected errors, parsed {r:?}"),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    const POOL: &str = "apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: pool-a
+spec:
+  cidr: 10.0.0.0/16
+";
+
+    #[test]
+    fn a_calico_pool_is_read_and_defaulted() {
+        let all = parse_documents(POOL).unwrap();
+        let Resource::IPPool(pool) = &all[0] else {
+            panic!("{all:?}")
+        };
+        assert_eq!(pool.spec.block_size, Some(26));
+        assert_eq!(pool.api_version, ApiVersion::CalicoV3);
+        let yaml = all[0].to_yaml();
+        assert!(
+            yaml.starts_with("apiVersion: projectcalico.org/v3\nkind: IPPool\n"),
+            "{yaml}"
+        );
+        assert_eq!(parse_documents(&yaml).unwrap(), all);
+    }
+
+    #[test]
+    fn brindle_api_version_is_kept() {
+        let text = POOL.replace("projectcalico.org/v3", "brindle.dev/v1");
+        let all = parse_documents(&text).unwrap();
+        assert_eq!(all[0].api_version(), ApiVersion::BrindleV1);
+        assert!(all[0].to_yaml().starts_with("apiVersion: brindle.dev/v1\n"));
+    }
+
+    #[test]
+    fn errors_name_document_kind_name_field() {
+        let text = format!(
+            "{POOL}---\n{}---\n{}",
+            POOL.replace("pool-a", "pool-b")
+                .replace("10.0.0.0/16", "10.1.0.0/16"),
+            POOL.replace("pool-a", "pool-c")
+                .replace("10.0.0.0/16", "10.2.0.0/16\n  blockSize: 33")
+        );
+        assert_eq!(
+            errors(&text),
+            ["document 3 (IPPool 'pool-c'): spec.blockSize: 33 is out of range 20..32"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_paths() {
+        let text = POOL.replace("cidr:", "blockSiz: 26\n  cidr:");
+        let got = errors(&text);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with(
+                "document 1 (IPPool 'pool-a'): spec.blockSiz: unknown field (expected one of"
+            ),
+            "{got:?}"
+        );
+        let got = errors(&POOL.replace("metadata:", "metdata: {}\nmetadata:"));
+        assert!(got[0].contains(": metdata: unknown field"), "{got:?}");
+    }
+
+    #[test]
+    fn all_errors_are_collected() {
+        let text = "kind: Nope\napiVersion: projectcalico.org/v3\n---\n\
+                    apiVersion: v1\nkind: IPPool\nmetadata: {name: x}\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: y}\nspec: {cidr: bogus}\n";
+        let got = errors(text);
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got[0].starts_with("document 1: kind: unknown kind 'Nope'"));
+        assert!(
+            got[1].starts_with("document 2 (IPPool 'x'): apiVersion: unsupported apiVersion 'v1'")
+        );
+        assert_eq!(
+            got[2],
+            "document 3 (IPPool 'y'): spec.cidr: 'bogus' is not a valid CIDR"
+        );
+    }
+
+    #[test]
+    fn overlapping_pools_name_both() {
+        let text = format!(
+            "{POOL}---\n{}",
+            POOL.replace("pool-a", "pool-b")
+                .replace("10.0.0.0/16", "10.0.5.0/24")
+        );
+        assert_eq!(
+            errors(&text),
+            ["document 2 (IPPool 'pool-b'): spec.cidr: 10.0.5.0/24 overlaps IPPool 'pool-a' (10.0.0.0/16) in document 1"]
+        );
+    }
+
+    #[test]
+    fn json_object_array_and_lists() {
+        let obj = r#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool","metadata":{"name":"p"},"spec":{"cidr":"10.0.0.0/16"}}"#;
+        assert_eq!(parse_documents(obj).unwrap().len(), 1);
+        let arr = format!(
+            "[{obj}, {}]",
+            obj.replace("\"p\"", "\"q\"")
+                .replace("10.0.0.0", "10.9.0.0")
+        );
+        assert_eq!(parse_documents(&arr).unwrap().len(), 2);
+        let list = format!(r#"{{"apiVersion":"v1","kind":"List","items":[{obj}]}}"#);
+        assert_eq!(parse_documents(&list).unwrap().len(), 1);
+        let typed_list = "apiVersion: projectcalico.org/v3\nkind: IPPoolList\nitems:\n- metadata: {name: p}\n  spec: {cidr: 10.0.0.0/16}\n- metadata: {name: q}\n  spec: {cidr: 10.0.0.0/33}\n";
+        assert_eq!(
+            errors(typed_list),
+            ["document 1 item 2 (IPPool 'q'): spec.cidr: '10.0.0.0/33' is not a valid CIDR"]
+        );
+        let all = parse_documents(&crate::resource::to_json_list(
+            &parse_documents(&arr).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn wrong_types_and_enum_values_name_the_field() {
+        let got = errors(&POOL.replace(
+            "cidr: 10.0.0.0/16",
+            "cidr: 10.0.0.0/16\n  ipipMode: Sometimes",
+        ));
+        assert!(
+            got[0].starts_with(
+                "document 1 (IPPool 'pool-a'): spec.ipipMode: unknown variant `Sometimes`"
+            ),
+            "{got:?}"
+        );
+        let got = errors(&POOL.replace(
+            "cidr: 10.0.0.0/16",
+            "cidr: 10.0.0.0/16\n  natOutgoing: maybe",
+        ));
+        assert!(got[0].contains("spec.natOutgoing: invalid type"), "{got:?}");
+    }
+
+    #[test]
+    fn duplicates_and_syntax_errors() {
+        let got = errors(&format!("{POOL}---\n{POOL}"));
+        assert_eq!(
+            got,
+            ["document 2 (IPPool 'pool-a'): metadata.name: IPPool 'pool-a' is defined twice (first in document 1)"]
+        );
+        let got = errors("apiVersion: [unclosed\n");
+        assert!(
+            got[0].starts_with("document 1: invalid YAML/JSON"),
+            "{got:?}"
+        );
+        let got = errors("just a string\n");
+        assert!(
+            got[0].starts_with("document 1: expected a resource"),
+            "{got:?}"
+        );
+        assert!(parse_documents("").unwrap().is_empty());
+        assert!(parse_documents("---\n---\n").unwrap().is_empty());
+    }
+}
