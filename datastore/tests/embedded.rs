@@ -98,3 +98,18 @@ async fn unusable_path_names_the_file() {
         .unwrap_err();
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_racing_to_create_a_fresh_file_agree() {
+    // No process creates the file first: all of them race through schema
+    // creation and the switch to WAL mode, then increment one counter.
+    let h = make().await;
+    let url = format!("file://{}/fresh/store.db", h.dir.path().display());
+    let children = conformance::spawn_children(&url, "/race/", 4);
+    conformance::await_children(children).await;
+    let ds = Datastore::open(Some(&url)).await.unwrap();
+    assert_eq!(
+        conformance::read_counter(&ds, "/race/").await,
+        (4 * conformance::CHILD_INCREMENTS, 4)
+    );
+}
