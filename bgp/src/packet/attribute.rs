@@ -410,8 +410,9 @@ pub struct LargeCommunity {
 /// An attribute this codec does not interpret, passed on verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RawAttribute {
-    /// Flags without the extended-length bit (recomputed on encode); unknown
-    /// optional transitive attributes have the Partial bit set on receipt.
+    /// Optional, transitive and partial bits (the extended-length bit is
+    /// recomputed on encode); received unknown optional transitive attributes
+    /// have the Partial bit set. Kept sorted by type code after decoding.
     pub flags: u8,
     /// Type code.
     pub type_code: u8,
@@ -590,7 +591,8 @@ pub(crate) fn decode_attributes(
                     });
             } else if flags & FLAG_TRANSITIVE != 0 && !out.was_seen(type_code) {
                 out.attributes.unknown.push(RawAttribute {
-                    flags: (flags & !FLAG_EXTENDED_LENGTH) | FLAG_PARTIAL,
+                    // The low four bits are unused: ignored on receipt, sent as zero.
+                    flags: (flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE)) | FLAG_PARTIAL,
                     type_code,
                     value: value.to_vec(),
                 });
@@ -633,6 +635,10 @@ pub(crate) fn decode_attributes(
             }
         }
     }
+
+    // Canonical order, so equal attribute sets intern to one entry whatever
+    // order they arrived in (and re-encoding, which sorts, is lossless).
+    out.attributes.unknown.sort_by_key(|a| a.type_code);
 
     // AS4_* only mean something from a 2-octet speaker (RFC 6793 §4.2.3); a
     // 4-octet speaker's are silently ignored.
@@ -859,7 +865,7 @@ impl PathAttributes {
         let mut unknown = unknown.into_iter().peekable();
         let mut flush_unknown_below = |limit: u16, buf: &mut BytesMut| -> Result<(), EncodeError> {
             while let Some(a) = unknown.next_if(|a| u16::from(a.type_code) < limit) {
-                put_attribute(a.flags, a.type_code, &a.value, buf)?;
+                put_attribute(a.flags & 0xf0, a.type_code, &a.value, buf)?;
             }
             Ok(())
         };
