@@ -666,12 +666,7 @@ impl Netlink {
                 let mut mac = None;
                 for attr in &n.attributes {
                     match attr {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                            ip = Some(IpAddr::V4(*a))
-                        }
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                            ip = Some(IpAddr::V6(*a))
-                        }
+                        NeighbourAttribute::Destination(a) => ip = neighbour_ip(a),
                         NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l.clone()),
                         _ => {}
                     }
@@ -754,12 +749,7 @@ impl Netlink {
             for attr in &n.attributes {
                 match attr {
                     NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l.clone()),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                        dst = Some(IpAddr::V4(*a))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                        dst = Some(IpAddr::V6(*a))
-                    }
+                    NeighbourAttribute::Destination(a) => dst = neighbour_ip(a),
                     _ => {}
                 }
             }
@@ -848,6 +838,25 @@ fn route_address(ip: IpAddr) -> RouteAddress {
     match ip {
         IpAddr::V4(a) => RouteAddress::Inet(a),
         IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+/// `NDA_DST` of an `AF_BRIDGE` (FDB) entry is decoded without knowing its
+/// family, so it arrives as raw bytes: 4 or 16 of them.
+fn neighbour_ip(a: &NeighbourAddress) -> Option<IpAddr> {
+    match a {
+        NeighbourAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        NeighbourAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        NeighbourAddress::Other(raw) => match raw.len() {
+            4 => <[u8; 4]>::try_from(raw.as_slice())
+                .ok()
+                .map(|b| IpAddr::V4(b.into())),
+            16 => <[u8; 16]>::try_from(raw.as_slice())
+                .ok()
+                .map(|b| IpAddr::V6(b.into())),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

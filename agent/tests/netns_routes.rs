@@ -1,0 +1,313 @@
+//! The route reconciler against the real kernel, through [`RouteSyncer`] and
+//! [`Netlink`], in a namespace of its own.
+
+mod common;
+
+use std::net::IpAddr;
+
+use brindle_agent::netlink::{KernelRoutes, Netlink};
+use brindle_agent::netns::block_on_in_netns;
+use brindle_agent::reconciler::{Input, OpError, ReconcilerConfig};
+use brindle_agent::route::{NextHop, Route, BRINDLE_ROUTE_PROTOCOL};
+use brindle_agent::routesync::RouteSyncer;
+use common::{can_run, TestNetns};
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().unwrap()
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A namespace with an "uplink" in 10.0.0.0/24 (peers .2 and .3 are
+/// neighbours) and fd00:1::/64, plus two veth ends standing in for
+/// workload interfaces.
+fn node() -> TestNetns {
+    let ns = TestNetns::new("rt");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
+    ns.ip(&["addr", "add", "fd00:1::1/64", "dev", "eth0", "nodad"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns.ip(&["link", "set", "eth0p", "up"]);
+    for (a, b) in [
+        ("caliA", "caliAp"),
+        ("caliB", "caliBp"),
+        ("caliOLD", "caliOLDp"),
+    ] {
+        ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        ns.ip(&["link", "set", a, "up"]);
+        ns.ip(&["link", "set", b, "up"]);
+    }
+    ns
+}
+
+fn desired() -> Vec<Route> {
+    vec![
+        Route::blackhole(net("10.65.0.0/26")),
+        Route::workload(net("10.65.0.5/32"), "caliA"),
+        Route::workload(net("10.65.0.7/32"), "caliB"),
+        Route::via(net("10.65.1.0/26"), ip("10.0.0.2")),
+        Route::onlink(net("10.65.2.0/26"), ip("172.31.0.9"), "eth0"),
+        Route::multipath(
+            net("10.65.3.0/26"),
+            vec![NextHop::via(ip("10.0.0.2")), NextHop::via(ip("10.0.0.3"))],
+        ),
+        Route::blackhole(net("fd00:65::/122")),
+        Route::workload(net("fd00:65::5/128"), "caliA"),
+        Route::via(net("fd00:65::40/122"), ip("fd00:1::2")),
+        Route::multipath(
+            net("fd00:65::80/122"),
+            vec![
+                NextHop::via_dev(ip("fd00:1::2"), "eth0"),
+                NextHop::via_dev(ip("fd00:1::3"), "eth0"),
+            ],
+        ),
+    ]
+}
+
+fn show(ns: &TestNetns) -> String {
+    ns.ip(&["route", "show", "proto", "80"]) + &ns.ip(&["-6", "route", "show", "proto", "80"])
+}
+
+#[test]
+fn converges_restarts_without_churn_and_repairs_hand_edits() {
+    if !can_run() {
+        return;
+    }
+    let ns = node();
+    // Someone else's routes: one elsewhere, one squatting on a prefix we want.
+    ns.ip(&[
+        "route",
+        "add",
+        "10.99.0.0/24",
+        "via",
+        "10.0.0.9",
+        "proto",
+        "static",
+    ]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.65.9.0/26",
+        "via",
+        "10.0.0.9",
+        "proto",
+        "bird",
+    ]);
+    // A stale route of ours to an old workload interface (calico#3940).
+    ns.ip(&[
+        "route",
+        "add",
+        "10.65.0.7/32",
+        "dev",
+        "caliOLD",
+        "proto",
+        "80",
+        "scope",
+        "link",
+    ]);
+    // A leftover of ours nobody wants any more.
+    ns.ip(&[
+        "route",
+        "add",
+        "10.65.8.0/26",
+        "via",
+        "10.0.0.3",
+        "proto",
+        "80",
+    ]);
+
+    let mut want = desired();
+    want.push(Route::via(net("10.65.9.0/26"), ip("10.0.0.2")));
+    let path = ns.path();
+
+    let (ops, failures) = block_on_in_netns(&path, move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let mut syncer = RouteSyncer::new(nl, ReconcilerConfig::default());
+        syncer.handle(Input::SetAll(want)).await;
+        syncer.handle(Input::Start).await;
+        (syncer.ops_applied(), syncer.reconciler().failures().clone())
+    })
+    .unwrap();
+    let routes = show(&ns);
+    eprintln!("{routes}");
+    assert!(routes.contains("blackhole 10.65.0.0/26"), "{routes}");
+    assert!(
+        routes.contains("10.65.0.5 dev caliA scope link"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("10.65.0.7 dev caliB scope link"),
+        "{routes}"
+    );
+    assert!(
+        !routes.contains("caliOLD"),
+        "stale route replaced: {routes}"
+    );
+    assert!(
+        routes.contains("10.65.1.0/26 via 10.0.0.2 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("10.65.2.0/26 via 172.31.0.9 dev eth0 onlink"),
+        "{routes}"
+    );
+    assert!(routes.contains("nexthop via 10.0.0.2 dev eth0"), "{routes}");
+    assert!(routes.contains("nexthop via 10.0.0.3 dev eth0"), "{routes}");
+    assert!(routes.contains("blackhole fd00:65::/122"), "{routes}");
+    assert!(routes.contains("fd00:65::5 dev caliA"), "{routes}");
+    assert!(
+        routes.contains("fd00:65::40/122 via fd00:1::2 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("nexthop via fd00:1::3 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        !routes.contains("10.65.8.0"),
+        "unwanted route of ours deleted: {routes}"
+    );
+    // Other protocols untouched; the squatted prefix is a reported conflict.
+    let all = ns.ip(&["route", "show"]);
+    assert!(
+        all.contains("10.99.0.0/24 via 10.0.0.9 dev eth0 proto static"),
+        "{all}"
+    );
+    assert!(
+        all.contains("10.65.9.0/26 via 10.0.0.9 dev eth0 proto bird"),
+        "{all}"
+    );
+    assert_eq!(
+        failures.by_prefix.get(&net("10.65.9.0/26")),
+        Some(&OpError::Exists)
+    );
+    assert!(ops >= 11, "ops {ops}");
+
+    // Restart: a fresh reconciler over the converged kernel changes nothing
+    // (the squatted prefix is retried once, and refused again).
+    let want = desired();
+    let (ops, in_sync) = block_on_in_netns(&path, move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let mut syncer = RouteSyncer::new(nl, ReconcilerConfig::default());
+        syncer.handle(Input::SetAll(want)).await;
+        syncer.handle(Input::Start).await;
+        (syncer.ops_applied(), syncer.reconciler().in_sync())
+    })
+    .unwrap();
+    assert_eq!(ops, 0, "restart must not touch correct routes");
+    assert!(in_sync);
+
+    // Hand edits: delete one route, point another elsewhere (keeping our
+    // protocol), add one at a different metric; a resync repairs all.
+    let want = desired();
+    let before = show(&ns);
+    let name = ns.name.clone();
+    let routes = block_on_in_netns(&path, move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let mut syncer = RouteSyncer::new(nl, ReconcilerConfig::default());
+        syncer.handle(Input::SetAll(want)).await;
+        syncer.handle(Input::Start).await;
+        assert_eq!(syncer.ops_applied(), 0);
+        common::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "route",
+            "del",
+            "10.65.0.5/32",
+        ]);
+        common::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "route",
+            "replace",
+            "10.65.1.0/26",
+            "via",
+            "10.0.0.3",
+            "proto",
+            "80",
+        ]);
+        common::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "route",
+            "add",
+            "10.65.0.0/26",
+            "via",
+            "10.0.0.3",
+            "proto",
+            "80",
+            "metric",
+            "50",
+        ]);
+        syncer.handle(Input::ResyncTimer).await;
+        assert_eq!(syncer.ops_applied(), 3, "exactly the three repairs");
+        assert!(syncer.reconciler().in_sync());
+        syncer.kernel().list_routes().await.unwrap()
+    })
+    .unwrap();
+    assert_eq!(show(&ns), before, "kernel back to the converged state");
+    assert_eq!(routes.len(), desired().len());
+
+    // Removing everything removes exactly our routes.
+    block_on_in_netns(&path, move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let mut syncer = RouteSyncer::new(nl, ReconcilerConfig::default());
+        syncer.handle(Input::Start).await;
+        assert!(syncer.reconciler().in_sync());
+    })
+    .unwrap();
+    assert_eq!(show(&ns).trim(), "");
+    let all = ns.ip(&["route", "show"]);
+    assert!(
+        all.contains("proto static") && all.contains("proto bird"),
+        "{all}"
+    );
+}
+
+#[test]
+fn route_waits_for_its_interface() {
+    if !can_run() {
+        return;
+    }
+    let ns = node();
+    let path = ns.path();
+    let name = ns.name.clone();
+    block_on_in_netns(&path, move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let mut syncer = RouteSyncer::new(nl, ReconcilerConfig::default());
+        syncer.handle(Input::Start).await;
+        syncer
+            .handle(Input::Set(Route::workload(net("10.65.0.9/32"), "caliNEW")))
+            .await;
+        assert_eq!(
+            syncer
+                .reconciler()
+                .failures()
+                .by_prefix
+                .get(&net("10.65.0.9/32")),
+            Some(&OpError::LinkMissing("caliNEW".into()))
+        );
+        common::run(&[
+            "ip", "-n", &name, "link", "add", "caliNEW", "type", "veth", "peer", "name", "caliNEWp",
+        ]);
+        common::run(&["ip", "-n", &name, "link", "set", "caliNEW", "up"]);
+        syncer.handle(Input::LinkAppeared("caliNEW".into())).await;
+        assert!(syncer.reconciler().in_sync());
+    })
+    .unwrap();
+    assert!(ns
+        .ip(&["route", "show", "proto", "80"])
+        .contains("10.65.0.9 dev caliNEW"));
+}
