@@ -6,7 +6,7 @@
 //! reflection, and the tokio-driven `Speaker` that the node agent embeds. The
 //! standalone daemon `brindle-bgpd` is built from the same library.
 pub mod fsm;
-pub mod rib;
 /// BGP-4 wire codec (messages, attributes, capabilities, RFC 7606 outcomes,
 /// OPEN negotiation); pure, no I/O.
 pub mod packet;
+pub mod rib;

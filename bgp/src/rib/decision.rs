@@ -55,7 +55,11 @@ pub struct Selection {
 }
 
 /// Run the decision process. `None` when no candidate is eligible.
-pub fn select(candidates: &[Candidate], always_compare_med: bool, max_paths: usize) -> Option<Selection> {
+pub fn select(
+    candidates: &[Candidate],
+    always_compare_med: bool,
+    max_paths: usize,
+) -> Option<Selection> {
     let mut set: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].igp_cost.is_some())
         .collect();

@@ -393,7 +393,14 @@ impl Rib {
         };
         let mut memo = ExportMemo::new();
         for prefix in prefixes {
-            self.change_path(prefix.trunc(), index, attrs.clone(), &mut memo, &mut output, None);
+            self.change_path(
+                prefix.trunc(),
+                index,
+                attrs.clone(),
+                &mut memo,
+                &mut output,
+                None,
+            );
         }
         self.finish(&mut output);
         Ok(output)

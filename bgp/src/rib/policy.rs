@@ -25,15 +25,19 @@
 use std::net::Ipv4Addr;
 
 use super::attrs::PathAttrs;
+use super::{PeerConfig, RibConfig};
 use crate::packet::types::NextHop;
 use crate::packet::AsPath;
-use super::{PeerConfig, RibConfig};
 
 /// What export needs to know about where a route came from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Source<'a> {
     Local,
-    Peer { index: u32, peer: &'a PeerConfig, ibgp: bool },
+    Peer {
+        index: u32,
+        peer: &'a PeerConfig,
+        ibgp: bool,
+    },
 }
 
 /// Why an announced route was not accepted.
@@ -63,11 +67,17 @@ pub(crate) fn import(
         if a.originator_id == Some(cfg.router_id) {
             return Err(ImportReject::OriginatorLoop);
         }
-        if cfg.cluster_id.is_some_and(|id| a.cluster_list.contains(&id)) {
+        if cfg
+            .cluster_id
+            .is_some_and(|id| a.cluster_list.contains(&id))
+        {
             return Err(ImportReject::ClusterLoop);
         }
     } else {
-        if a.as_path.as_ref().is_some_and(|p| p.contains(cfg.local_asn)) {
+        if a.as_path
+            .as_ref()
+            .is_some_and(|p| p.contains(cfg.local_asn))
+        {
             return Err(ImportReject::AsPathLoop);
         }
         a.local_pref = Some(cfg.default_local_pref);

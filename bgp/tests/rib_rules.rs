@@ -1,0 +1,884 @@
+//! The RIB: every step of the decision process, ECMP, the import and export
+//! rules (eBGP, iBGP, route reflection with its loop checks), Adj-RIB-Out
+//! packing, and peer up/down.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use brindle_bgp::packet::{AsPath, AsSegment, AsSegmentType, NextHop, Origin, PathAttributes};
+use brindle_bgp::rib::{
+    BestChange, ImportReject, PathAttrs, PeerConfig, Rib, RibConfig, RibError, RouteSource,
+    UpdateBatch,
+};
+use ipnet::IpNet;
+
+const LOCAL_AS: u32 = 64512;
+const ROUTER_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const SELF_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SELF_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test prefix")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().expect("test address")
+}
+
+fn config() -> RibConfig {
+    RibConfig::new(LOCAL_AS, ROUTER_ID)
+}
+
+/// A peer at `addr` in `asn` whose BGP identifier is its address.
+fn peer(addr: &str, asn: u32) -> PeerConfig {
+    let mut p = PeerConfig::new(ip(addr), asn, v4(addr));
+    p.local_v4 = Some(SELF_V4);
+    p.local_v6 = Some(SELF_V6);
+    p
+}
+
+fn client(addr: &str) -> PeerConfig {
+    let mut p = peer(addr, LOCAL_AS);
+    p.rr_client = true;
+    p
+}
+
+/// Attributes with an AS_SEQUENCE `path` and IPv4 next hop `nh`.
+fn route(path: &[u32], nh: &str) -> PathAttrs {
+    PathAttrs {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::from_sequence(path.iter().copied())),
+            ..Default::default()
+        },
+        next_hop: Some(NextHop::V4(v4(nh))),
+    }
+}
+
+fn with(mut attrs: PathAttrs, f: impl FnOnce(&mut PathAttributes)) -> PathAttrs {
+    f(&mut attrs.attributes);
+    attrs
+}
+
+fn rib_with(config: RibConfig, peers: &[PeerConfig]) -> Rib {
+    let mut rib = Rib::new(config);
+    for p in peers {
+        rib.peer_up(p.clone()).expect("peer up");
+    }
+    rib
+}
+
+fn best_source(rib: &Rib, prefix: &str) -> Option<RouteSource> {
+    rib.best(&net(prefix)).map(|s| s.source)
+}
+
+fn from(addr: &str) -> Option<RouteSource> {
+    Some(RouteSource::Peer(ip(addr)))
+}
+
+/// Everything pending for `peer`, as (prefix → attributes or withdrawn).
+fn flush(rib: &mut Rib, peer: &str) -> Vec<UpdateBatch> {
+    rib.take_updates(ip(peer)).expect("known peer")
+}
+
+fn announced(batches: &[UpdateBatch], prefix: &str) -> Option<Arc<PathAttrs>> {
+    batches.iter().find_map(|b| match b {
+        UpdateBatch::Announce { attrs, prefixes } if prefixes.contains(&net(prefix)) => {
+            Some(Arc::clone(attrs))
+        }
+        _ => None,
+    })
+}
+
+fn withdrawn(batches: &[UpdateBatch], prefix: &str) -> bool {
+    batches
+        .iter()
+        .any(|b| matches!(b, UpdateBatch::Withdraw(w) if w.contains(&net(prefix))))
+}
+
+const P: &str = "10.1.0.0/26";
+
+// ----- decision process ------------------------------------------------------
+
+#[test]
+fn step1_highest_local_pref() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", LOCAL_AS), peer("10.0.0.3", LOCAL_AS)],
+    );
+    let low = with(route(&[], "10.0.0.2"), |a| a.local_pref = Some(100));
+    let high = with(route(&[65000, 65001], "10.0.0.3"), |a| {
+        a.local_pref = Some(200)
+    });
+    rib.announce(ip("10.0.0.2"), &[net(P)], low).unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], high).unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+}
+
+#[test]
+fn step2_local_route_over_learned() {
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65000)]);
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65000], "10.0.0.2"))
+        .unwrap();
+    let out = rib.originate(&[net(P)], route(&[], "0.0.0.0"));
+    assert_eq!(best_source(&rib, P), Some(RouteSource::Local));
+    assert_eq!(out.best_changes.len(), 1);
+    // Local routes install no next hop: the prefix is ours.
+    assert!(out.best_changes[0]
+        .best
+        .as_ref()
+        .is_some_and(|b| b.next_hops.is_empty()));
+}
+
+#[test]
+fn step3_shortest_as_path_with_set_counting_one() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.3", 65001)],
+    );
+    let mut with_set = route(&[65001], "10.0.0.3");
+    with_set
+        .attributes
+        .as_path
+        .as_mut()
+        .unwrap()
+        .segments
+        .push(AsSegment {
+            kind: AsSegmentType::Set,
+            asns: vec![65010, 65011, 65012],
+        });
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net(P)],
+        route(&[65001, 65002, 65003], "10.0.0.2"),
+    )
+    .unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], with_set).unwrap();
+    // [65001 {65010 65011 65012}] has length 2 < 3.
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+}
+
+#[test]
+fn step4_lowest_origin() {
+    let mut rib = rib_with(
+        config(),
+        &[
+            peer("10.0.0.2", 65001),
+            peer("10.0.0.3", 65001),
+            peer("10.0.0.4", 65001),
+        ],
+    );
+    let incomplete = with(route(&[65001], "10.0.0.2"), |a| {
+        a.origin = Some(Origin::Incomplete)
+    });
+    let egp = with(route(&[65001], "10.0.0.3"), |a| {
+        a.origin = Some(Origin::Egp)
+    });
+    let igp = route(&[65001], "10.0.0.4");
+    rib.announce(ip("10.0.0.2"), &[net(P)], incomplete).unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], egp).unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+    rib.announce(ip("10.0.0.4"), &[net(P)], igp).unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.4"));
+}
+
+#[test]
+fn step5_med_only_within_the_same_neighbour_as() {
+    // Same neighbour AS: lower MED wins although its router id is higher.
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.3", 65001)],
+    );
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net(P)],
+        with(route(&[65001], "10.0.0.2"), |a| a.med = Some(50)),
+    )
+    .unwrap();
+    rib.announce(
+        ip("10.0.0.3"),
+        &[net(P)],
+        with(route(&[65001], "10.0.0.3"), |a| a.med = Some(10)),
+    )
+    .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+
+    // Different neighbour ASes: MED is not compared, the router id decides.
+    let different_as = |cfg: RibConfig| {
+        let mut rib = rib_with(cfg, &[peer("10.0.0.2", 65001), peer("10.0.0.3", 65002)]);
+        rib.announce(
+            ip("10.0.0.2"),
+            &[net(P)],
+            with(route(&[65001], "10.0.0.2"), |a| a.med = Some(50)),
+        )
+        .unwrap();
+        rib.announce(
+            ip("10.0.0.3"),
+            &[net(P)],
+            with(route(&[65002], "10.0.0.3"), |a| a.med = Some(10)),
+        )
+        .unwrap();
+        best_source(&rib, P)
+    };
+    assert_eq!(different_as(config()), from("10.0.0.2"));
+    let mut always = config();
+    always.always_compare_med = true;
+    assert_eq!(different_as(always), from("10.0.0.3"));
+}
+
+#[test]
+fn step5_missing_med_counts_as_zero() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.3", 65001)],
+    );
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net(P)],
+        with(route(&[65001], "10.0.0.2"), |a| a.med = Some(1)),
+    )
+    .unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], route(&[65001], "10.0.0.3"))
+        .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+}
+
+#[test]
+fn step6_ebgp_over_ibgp() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.3", LOCAL_AS)],
+    );
+    // iBGP route with the lower router id and same path length.
+    rib.announce(
+        ip("10.0.0.3"),
+        &[net(P)],
+        with(route(&[65001], "10.9.9.9"), |a| a.local_pref = Some(100)),
+    )
+    .unwrap();
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.2"));
+}
+
+#[test]
+fn step7_lowest_igp_cost_and_unreachable_next_hops() {
+    let igp = |nh: IpAddr| match nh {
+        IpAddr::V4(a) if a == Ipv4Addr::new(10, 0, 0, 2) => Some(20),
+        IpAddr::V4(a) if a == Ipv4Addr::new(10, 0, 0, 3) => Some(10),
+        _ => None,
+    };
+    let mut rib = Rib::new(config()).with_igp_cost(igp);
+    for p in [
+        peer("10.0.0.2", LOCAL_AS),
+        peer("10.0.0.3", LOCAL_AS),
+        peer("10.0.0.4", LOCAL_AS),
+    ] {
+        rib.peer_up(p).unwrap();
+    }
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[], "10.0.0.2"))
+        .unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], route(&[], "10.0.0.3"))
+        .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+    // Unreachable next hop: never selected, even as the only route.
+    rib.announce(
+        ip("10.0.0.4"),
+        &[net("10.2.0.0/26")],
+        route(&[], "10.0.0.4"),
+    )
+    .unwrap();
+    assert_eq!(best_source(&rib, "10.2.0.0/26"), None);
+}
+
+#[test]
+fn step8_shortest_cluster_list() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", LOCAL_AS), peer("10.0.0.3", LOCAL_AS)],
+    );
+    let attrs = |cl: Vec<Ipv4Addr>| {
+        with(route(&[], "10.5.5.5"), |a| {
+            a.originator_id = Some(v4("10.5.5.5"));
+            a.cluster_list = cl;
+        })
+    };
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net(P)],
+        attrs(vec![v4("1.1.1.1"), v4("2.2.2.2")]),
+    )
+    .unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], attrs(vec![v4("3.3.3.3")]))
+        .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+}
+
+#[test]
+fn step9_lowest_originator_id_or_router_id() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", LOCAL_AS), peer("10.0.0.3", LOCAL_AS)],
+    );
+    // The peer with the higher router id carries a lower ORIGINATOR_ID.
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[], "10.0.0.2"))
+        .unwrap();
+    rib.announce(
+        ip("10.0.0.3"),
+        &[net(P)],
+        with(route(&[], "10.0.0.3"), |a| {
+            a.originator_id = Some(v4("1.1.1.1"))
+        }),
+    )
+    .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.3"));
+}
+
+#[test]
+fn step10_lowest_peer_address() {
+    // Two sessions to the same router (same identifier): address decides.
+    let mut a = peer("10.0.0.3", 65001);
+    a.router_id = v4("9.9.9.9");
+    let mut b = peer("10.0.0.2", 65001);
+    b.router_id = v4("9.9.9.9");
+    let mut rib = rib_with(config(), &[a, b]);
+    rib.announce(ip("10.0.0.3"), &[net(P)], route(&[65001], "10.0.0.3"))
+        .unwrap();
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    assert_eq!(best_source(&rib, P), from("10.0.0.2"));
+}
+
+// ----- ECMP ------------------------------------------------------------------
+
+fn ecmp_rib(max_paths: usize) -> Rib {
+    let mut cfg = config();
+    cfg.max_paths = max_paths;
+    rib_with(
+        cfg,
+        &[
+            peer("10.0.0.4", 65001),
+            peer("10.0.0.2", 65002),
+            peer("10.0.0.3", 65003),
+        ],
+    )
+}
+
+#[test]
+fn ecmp_installs_equal_routes_in_tie_break_order() {
+    let mut rib = ecmp_rib(4);
+    for (addr, asn) in [
+        ("10.0.0.4", 65001),
+        ("10.0.0.2", 65002),
+        ("10.0.0.3", 65003),
+    ] {
+        rib.announce(ip(addr), &[net(P)], route(&[asn], addr))
+            .unwrap();
+    }
+    let best = rib.best(&net(P)).unwrap();
+    assert_eq!(best.source, RouteSource::Peer(ip("10.0.0.2")));
+    assert_eq!(
+        best.next_hops,
+        vec![ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4")]
+    );
+
+    for p in ["10.0.0.2", "10.0.0.3", "10.0.0.4"] {
+        flush(&mut rib, p);
+    }
+    // A worse route (longer path) leaves the set; the best did not change,
+    // but the Loc-RIB change is still reported for the kernel.
+    let out = rib
+        .announce(
+            ip("10.0.0.4"),
+            &[net(P)],
+            route(&[65001, 65009], "10.0.0.4"),
+        )
+        .unwrap();
+    assert_eq!(
+        out.best_changes
+            .iter()
+            .map(|c| c.best.as_ref().unwrap().next_hops.clone())
+            .collect::<Vec<_>>(),
+        vec![vec![ip("10.0.0.2"), ip("10.0.0.3")]]
+    );
+    // Peers need no update: the best route is unchanged.
+    assert!(out.peers_pending.is_empty());
+}
+
+#[test]
+fn ecmp_respects_max_paths_and_off_by_default() {
+    let mut rib = ecmp_rib(2);
+    for (addr, asn) in [
+        ("10.0.0.4", 65001),
+        ("10.0.0.2", 65002),
+        ("10.0.0.3", 65003),
+    ] {
+        rib.announce(ip(addr), &[net(P)], route(&[asn], addr))
+            .unwrap();
+    }
+    assert_eq!(
+        rib.best(&net(P)).unwrap().next_hops,
+        vec![ip("10.0.0.2"), ip("10.0.0.3")]
+    );
+    let mut rib = ecmp_rib(1);
+    for (addr, asn) in [("10.0.0.4", 65001), ("10.0.0.2", 65002)] {
+        rib.announce(ip(addr), &[net(P)], route(&[asn], addr))
+            .unwrap();
+    }
+    assert_eq!(rib.best(&net(P)).unwrap().next_hops, vec![ip("10.0.0.2")]);
+}
+
+#[test]
+fn ecmp_requires_equal_igp_cost() {
+    let mut cfg = config();
+    cfg.max_paths = 4;
+    let igp = |nh: IpAddr| Some(if nh == ip("10.0.0.3") { 5 } else { 1 });
+    let mut rib = Rib::new(cfg).with_igp_cost(igp);
+    for p in [peer("10.0.0.2", LOCAL_AS), peer("10.0.0.3", LOCAL_AS)] {
+        rib.peer_up(p).unwrap();
+    }
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[], "10.0.0.2"))
+        .unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], route(&[], "10.0.0.3"))
+        .unwrap();
+    assert_eq!(rib.best(&net(P)).unwrap().next_hops, vec![ip("10.0.0.2")]);
+}
+
+// ----- import rules ------------------------------------------------------------
+
+#[test]
+fn ebgp_as_loop_is_rejected_and_withdraws_the_previous_route() {
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    let out = rib
+        .announce(
+            ip("10.0.0.2"),
+            &[net(P)],
+            route(&[65001, LOCAL_AS, 65005], "10.0.0.2"),
+        )
+        .unwrap();
+    assert_eq!(out.rejected, vec![(net(P), ImportReject::AsPathLoop)]);
+    assert_eq!(
+        out.best_changes,
+        vec![BestChange {
+            prefix: net(P),
+            best: None
+        }]
+    );
+    assert!(rib.is_empty());
+}
+
+#[test]
+fn ebgp_import_strips_ibgp_only_attributes() {
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
+    let attrs = with(route(&[65001], "10.0.0.2"), |a| {
+        a.local_pref = Some(999);
+        a.originator_id = Some(v4("7.7.7.7"));
+        a.cluster_list = vec![v4("8.8.8.8")];
+    });
+    rib.announce(ip("10.0.0.2"), &[net(P)], attrs).unwrap();
+    let adj_in = rib.adj_rib_in(ip("10.0.0.2")).unwrap();
+    let a = &adj_in[0].1.attributes;
+    assert_eq!(a.local_pref, Some(100));
+    assert_eq!(a.originator_id, None);
+    assert!(a.cluster_list.is_empty());
+}
+
+#[test]
+fn rr_drops_routes_with_own_originator_id_or_cluster_id() {
+    let mut cfg = config();
+    cfg.cluster_id = Some(v4("10.255.0.1"));
+    let mut rib = rib_with(cfg, &[client("10.0.0.2")]);
+    let out = rib
+        .announce(
+            ip("10.0.0.2"),
+            &[net(P)],
+            with(route(&[], "10.0.0.2"), |a| {
+                a.originator_id = Some(ROUTER_ID)
+            }),
+        )
+        .unwrap();
+    assert_eq!(out.rejected, vec![(net(P), ImportReject::OriginatorLoop)]);
+    let out = rib
+        .announce(
+            ip("10.0.0.2"),
+            &[net(P)],
+            with(route(&[], "10.0.0.2"), |a| {
+                a.cluster_list = vec![v4("10.9.0.1"), v4("10.255.0.1")]
+            }),
+        )
+        .unwrap();
+    assert_eq!(out.rejected, vec![(net(P), ImportReject::ClusterLoop)]);
+    assert!(rib.is_empty());
+}
+
+#[test]
+fn route_without_next_hop_is_rejected() {
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
+    let mut attrs = route(&[65001], "10.0.0.2");
+    attrs.next_hop = None;
+    let out = rib.announce(ip("10.0.0.2"), &[net(P)], attrs).unwrap();
+    assert_eq!(out.rejected, vec![(net(P), ImportReject::MissingNextHop)]);
+}
+
+#[test]
+fn unknown_peer_is_an_error() {
+    let mut rib = Rib::new(config());
+    assert_eq!(
+        rib.announce(ip("10.0.0.9"), &[net(P)], route(&[], "10.0.0.9"))
+            .unwrap_err(),
+        RibError::UnknownPeer(ip("10.0.0.9"))
+    );
+    rib.peer_up(peer("10.0.0.9", 1)).unwrap();
+    assert_eq!(
+        rib.peer_up(peer("10.0.0.9", 1)).unwrap_err(),
+        RibError::DuplicatePeer(ip("10.0.0.9"))
+    );
+}
+
+// ----- export rules ------------------------------------------------------------
+
+#[test]
+fn ibgp_learned_not_sent_to_ibgp_without_reflection() {
+    let mut rib = rib_with(
+        config(),
+        &[
+            peer("10.0.0.2", LOCAL_AS),
+            peer("10.0.0.3", LOCAL_AS),
+            peer("10.0.0.4", 65001),
+        ],
+    );
+    let out = rib
+        .announce(ip("10.0.0.2"), &[net(P)], route(&[], "10.0.0.2"))
+        .unwrap();
+    assert_eq!(out.peers_pending, vec![ip("10.0.0.4")]);
+    assert!(flush(&mut rib, "10.0.0.3").is_empty());
+    assert!(
+        flush(&mut rib, "10.0.0.2").is_empty(),
+        "never back to the source"
+    );
+    assert!(announced(&flush(&mut rib, "10.0.0.4"), P).is_some());
+}
+
+#[test]
+fn ebgp_export_prepends_sets_next_hop_self_and_strips() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", LOCAL_AS), peer("10.0.0.4", 65001)],
+    );
+    let attrs = with(route(&[65010], "10.0.0.2"), |a| {
+        a.local_pref = Some(300);
+        a.med = Some(7);
+        a.originator_id = Some(v4("10.0.0.8"));
+        a.cluster_list = vec![v4("10.255.0.9")];
+    });
+    rib.announce(ip("10.0.0.2"), &[net(P)], attrs).unwrap();
+    let batches = flush(&mut rib, "10.0.0.4");
+    let sent = announced(&batches, P).expect("exported to eBGP");
+    let a = &sent.attributes;
+    assert_eq!(a.as_path, Some(AsPath::from_sequence([LOCAL_AS, 65010])));
+    assert_eq!(sent.next_hop, Some(NextHop::V4(SELF_V4)));
+    assert_eq!(a.local_pref, None);
+    assert_eq!(a.med, None, "MED from another AS is not passed on");
+    assert_eq!(a.originator_id, None);
+    assert!(a.cluster_list.is_empty());
+}
+
+#[test]
+fn local_routes_keep_med_to_ebgp_and_get_next_hop_self_and_local_pref_to_ibgp() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", LOCAL_AS), peer("10.0.0.4", 65001)],
+    );
+    let mut attrs = with(route(&[], "0.0.0.0"), |a| a.med = Some(42));
+    attrs.next_hop = None;
+    rib.originate(&[net(P), net("2001:db8:1::/122")], attrs);
+
+    let ebgp = flush(&mut rib, "10.0.0.4");
+    let to_ebgp = announced(&ebgp, P).unwrap();
+    assert_eq!(to_ebgp.attributes.med, Some(42));
+    assert_eq!(
+        to_ebgp.attributes.as_path,
+        Some(AsPath::from_sequence([LOCAL_AS]))
+    );
+    // IPv6 routes take the session's IPv6 address, in their own batch.
+    let v6 = announced(&ebgp, "2001:db8:1::/122").unwrap();
+    assert_eq!(
+        v6.next_hop,
+        Some(NextHop::V6 {
+            global: SELF_V6,
+            link_local: None
+        })
+    );
+    assert_eq!(ebgp.len(), 2);
+
+    let ibgp = flush(&mut rib, "10.0.0.2");
+    let to_ibgp = announced(&ibgp, P).unwrap();
+    assert_eq!(to_ibgp.attributes.local_pref, Some(100));
+    assert_eq!(to_ibgp.next_hop, Some(NextHop::V4(SELF_V4)));
+    assert_eq!(to_ibgp.attributes.as_path, Some(AsPath::default()));
+}
+
+#[test]
+fn ebgp_learned_to_ibgp_keeps_next_hop_unless_next_hop_self() {
+    let mut nhs = peer("10.0.0.3", LOCAL_AS);
+    nhs.next_hop_self = true;
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.4", 65001), peer("10.0.0.2", LOCAL_AS), nhs],
+    );
+    rib.announce(ip("10.0.0.4"), &[net(P)], route(&[65001], "10.0.0.4"))
+        .unwrap();
+    let plain = announced(&flush(&mut rib, "10.0.0.2"), P).unwrap();
+    assert_eq!(plain.next_hop, Some(NextHop::V4(v4("10.0.0.4"))));
+    assert_eq!(plain.attributes.local_pref, Some(100));
+    let selfed = announced(&flush(&mut rib, "10.0.0.3"), P).unwrap();
+    assert_eq!(selfed.next_hop, Some(NextHop::V4(SELF_V4)));
+}
+
+fn rr_rib() -> Rib {
+    let mut cfg = config();
+    cfg.cluster_id = Some(v4("10.255.0.1"));
+    rib_with(
+        cfg,
+        &[
+            client("10.0.0.2"),
+            client("10.0.0.3"),
+            peer("10.0.0.5", LOCAL_AS), // non-client
+            peer("10.0.0.6", LOCAL_AS), // non-client
+            peer("10.0.0.9", 65001),
+        ],
+    )
+}
+
+#[test]
+fn rr_reflects_client_routes_to_everyone() {
+    let mut rib = rr_rib();
+    let out = rib
+        .announce(ip("10.0.0.2"), &[net(P)], route(&[], "10.0.0.2"))
+        .unwrap();
+    assert_eq!(
+        out.peers_pending,
+        vec![
+            ip("10.0.0.3"),
+            ip("10.0.0.5"),
+            ip("10.0.0.6"),
+            ip("10.0.0.9")
+        ]
+    );
+    for to in ["10.0.0.3", "10.0.0.5"] {
+        let r = announced(&flush(&mut rib, to), P).unwrap();
+        assert_eq!(r.attributes.originator_id, Some(v4("10.0.0.2")));
+        assert_eq!(r.attributes.cluster_list, vec![v4("10.255.0.1")]);
+        assert_eq!(r.next_hop, Some(NextHop::V4(v4("10.0.0.2"))), "unchanged");
+        assert_eq!(r.attributes.local_pref, Some(100));
+    }
+    let ebgp = announced(&flush(&mut rib, "10.0.0.9"), P).unwrap();
+    assert_eq!(ebgp.attributes.originator_id, None);
+    assert!(ebgp.attributes.cluster_list.is_empty());
+}
+
+#[test]
+fn rr_reflects_non_client_routes_to_clients_only() {
+    let mut rib = rr_rib();
+    let out = rib
+        .announce(ip("10.0.0.5"), &[net(P)], route(&[], "10.0.0.5"))
+        .unwrap();
+    assert_eq!(
+        out.peers_pending,
+        vec![ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.9")]
+    );
+    assert!(flush(&mut rib, "10.0.0.6").is_empty());
+}
+
+#[test]
+fn rr_keeps_existing_originator_and_prepends_cluster_id() {
+    let mut rib = rr_rib();
+    let attrs = with(route(&[], "10.0.0.7"), |a| {
+        a.originator_id = Some(v4("10.0.0.7"));
+        a.cluster_list = vec![v4("10.254.0.1")];
+    });
+    rib.announce(ip("10.0.0.2"), &[net(P)], attrs).unwrap();
+    let r = announced(&flush(&mut rib, "10.0.0.3"), P).unwrap();
+    assert_eq!(r.attributes.originator_id, Some(v4("10.0.0.7")));
+    assert_eq!(
+        r.attributes.cluster_list,
+        vec![v4("10.255.0.1"), v4("10.254.0.1")]
+    );
+}
+
+// ----- Adj-RIB-Out and peers -----------------------------------------------------
+
+#[test]
+fn updates_pack_prefixes_by_attribute_set() {
+    let mut rib = rib_with(
+        config(),
+        &[
+            peer("10.0.0.2", 65001),
+            peer("10.0.0.3", 65002),
+            peer("10.0.0.4", 65003),
+        ],
+    );
+    let many: Vec<IpNet> = (0..200u32)
+        .map(|i| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a64_0000 + (i << 6))), 26).unwrap())
+        .collect();
+    rib.announce(ip("10.0.0.2"), &many[..150], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    rib.announce(ip("10.0.0.3"), &many[150..], route(&[65002], "10.0.0.3"))
+        .unwrap();
+    let batches = flush(&mut rib, "10.0.0.4");
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|b| match b {
+            UpdateBatch::Announce { prefixes, .. } => prefixes.len(),
+            UpdateBatch::Withdraw(w) => w.len(),
+        })
+        .collect();
+    assert_eq!(sizes, vec![150, 50]);
+    // Exported sets are interned too: the two batches share no pointer and
+    // each batch's prefixes share one.
+    assert_eq!(rib.adj_rib_out(ip("10.0.0.4")).unwrap().sent().len(), 200);
+
+    // Withdrawals come first and together.
+    rib.withdraw(ip("10.0.0.2"), &many[..10]).unwrap();
+    rib.announce(
+        ip("10.0.0.3"),
+        &many[150..152],
+        route(&[65002, 1], "10.0.0.3"),
+    )
+    .unwrap();
+    let batches = flush(&mut rib, "10.0.0.4");
+    assert!(matches!(&batches[0], UpdateBatch::Withdraw(w) if w.len() == 10));
+    assert!(matches!(&batches[1], UpdateBatch::Announce { prefixes, .. } if prefixes.len() == 2));
+}
+
+#[test]
+fn changes_before_a_flush_collapse() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.4", 65003)],
+    );
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    rib.withdraw(ip("10.0.0.2"), &[net(P)]).unwrap();
+    assert!(
+        flush(&mut rib, "10.0.0.4").is_empty(),
+        "never had it, nothing to say"
+    );
+
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    assert_eq!(flush(&mut rib, "10.0.0.4").len(), 1);
+    // Changed and changed back: the peer already has it.
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001, 7], "10.0.0.2"))
+        .unwrap();
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    assert!(flush(&mut rib, "10.0.0.4").is_empty());
+    rib.withdraw(ip("10.0.0.2"), &[net(P)]).unwrap();
+    assert!(withdrawn(&flush(&mut rib, "10.0.0.4"), P));
+}
+
+#[test]
+fn peer_up_receives_the_whole_table() {
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/26"), net("10.1.0.64/26")],
+        route(&[65001], "10.0.0.2"),
+    )
+    .unwrap();
+    rib.originate(&[net("10.9.0.0/26")], route(&[], "192.0.2.1"));
+    let out = rib.peer_up(peer("10.0.0.4", 65003)).unwrap();
+    assert!(out.peers_pending.contains(&ip("10.0.0.4")));
+    let batches = flush(&mut rib, "10.0.0.4");
+    assert_eq!(batches.len(), 2);
+    assert!(announced(&batches, "10.1.0.64/26").is_some());
+    assert!(announced(&batches, "10.9.0.0/26").is_some());
+}
+
+#[test]
+fn peer_down_withdraws_and_falls_back() {
+    let mut rib = rib_with(
+        config(),
+        &[
+            peer("10.0.0.2", 65001),
+            peer("10.0.0.3", 65002),
+            peer("10.0.0.4", 65003),
+        ],
+    );
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net(P), net("10.7.0.0/26")],
+        route(&[65001], "10.0.0.2"),
+    )
+    .unwrap();
+    rib.announce(ip("10.0.0.3"), &[net(P)], route(&[65002, 9], "10.0.0.3"))
+        .unwrap();
+    flush(&mut rib, "10.0.0.4");
+    let out = rib.peer_down(ip("10.0.0.2")).unwrap();
+    let mut changes = out.best_changes.clone();
+    changes.sort_by_key(|c| c.prefix);
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].prefix, net(P));
+    assert_eq!(changes[0].best.as_ref().map(|b| b.source), from("10.0.0.3"));
+    assert_eq!(changes[1].best, None);
+    let batches = flush(&mut rib, "10.0.0.4");
+    assert!(withdrawn(&batches, "10.7.0.0/26"));
+    let replacement = announced(&batches, P).unwrap();
+    assert_eq!(
+        replacement.attributes.as_path,
+        Some(AsPath::from_sequence([LOCAL_AS, 65002, 9]))
+    );
+    assert!(rib.take_updates(ip("10.0.0.2")).is_err());
+    // The fallback was learned from 10.0.0.3, which gets nothing back.
+    assert!(announced(&flush(&mut rib, "10.0.0.3"), P).is_none());
+}
+
+#[test]
+fn unused_attribute_sets_are_collected() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.4", 65003)],
+    );
+    let prefixes: Vec<IpNet> = (0..50u32)
+        .map(|i| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap())
+        .collect();
+    for (i, p) in prefixes.iter().enumerate() {
+        let i = u32::try_from(i).unwrap();
+        rib.announce(ip("10.0.0.2"), &[*p], route(&[65001, i], "10.0.0.2"))
+            .unwrap();
+    }
+    // 50 received sets and 50 exported ones.
+    assert_eq!(rib.attribute_sets(), 100);
+    rib.withdraw(ip("10.0.0.2"), &prefixes).unwrap();
+    flush(&mut rib, "10.0.0.4");
+    rib.collect_garbage();
+    assert_eq!(rib.attribute_sets(), 0);
+}
+
+#[test]
+fn codec_attributes_adapt_with_either_next_hop() {
+    let classic = PathAttributes {
+        origin: Some(Origin::Igp),
+        next_hop: Some(v4("10.0.0.2")),
+        ..Default::default()
+    };
+    let a = PathAttrs::from_update(classic.clone(), None);
+    assert_eq!(a.next_hop, Some(NextHop::V4(v4("10.0.0.2"))));
+    assert_eq!(a.attributes.next_hop, None);
+    let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+    let b = PathAttrs::from_update(
+        classic,
+        Some(NextHop::V6 {
+            global: Ipv6Addr::UNSPECIFIED,
+            link_local: Some(ll),
+        }),
+    );
+    assert_eq!(b.next_hop_addr(), Some(IpAddr::V6(ll)));
+}
