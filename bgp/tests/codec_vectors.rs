@@ -10,6 +10,13 @@ use brindle_bgp::packet::{
     Origin, PathAttributes, RouteRefresh, RouteRefreshSubtype, Update, UpdateOutcome,
 };
 
+/// NOTIFICATION (code, subcode).
+type CodeSubcode = (u8, u8);
+/// Wire bytes, expected NOTIFICATION, expected data.
+type ErrorCase = (Vec<u8>, CodeSubcode, Vec<u8>);
+/// Expected NOTIFICATION code/subcode and data.
+type ErrorExpectation = (CodeSubcode, Vec<u8>);
+
 const MARKER: &str = "ffffffffffffffffffffffffffffffff";
 
 fn bytes(hex_str: &str) -> Vec<u8> {
@@ -189,7 +196,7 @@ fn open_rfc9072_extended_parameters() {
 
 #[test]
 fn open_errors_map_to_notifications() {
-    let cases: Vec<(Vec<u8>, (u8, u8), Vec<u8>)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         // Version 3 → 2/1 with our version (4) as 2 octets.
         (message(1, "03 fde9 00b4 0a000001 00"), (2, 1), vec![0, 4]),
         // Authentication parameter (type 1) → 2/4.
@@ -447,59 +454,52 @@ fn header_errors_map_to_notifications() {
     let mut big_update = message(2, "0000 0000");
     big_update[16..18].copy_from_slice(&5000u16.to_be_bytes());
 
-    let cases: Vec<(&str, Vec<u8>, &DecodeContext, (u8, u8), Vec<u8>)> = vec![
-        ("marker", bad_marker, &ctx, (1, 1), vec![]),
+    let cases: Vec<(&str, Vec<u8>, &DecodeContext, ErrorExpectation)> = vec![
+        ("marker", bad_marker, &ctx, ((1, 1), vec![])),
         (
             "length < 19",
             bytes(&format!("{MARKER} 0012 04")),
             &ctx,
-            (1, 2),
-            vec![0, 18],
+            ((1, 2), vec![0, 18]),
         ),
         (
             "keepalive 20",
             bytes(&format!("{MARKER} 0014 04 00")),
             &ctx,
-            (1, 2),
-            vec![0, 20],
+            ((1, 2), vec![0, 20]),
         ),
         (
             "type 9",
             bytes(&format!("{MARKER} 0013 09")),
             &ctx,
-            (1, 3),
-            vec![9],
+            ((1, 3), vec![9]),
         ),
         (
             "update over 4096",
             big_update.clone(),
             &ctx,
-            (1, 2),
-            vec![0x13, 0x88],
+            ((1, 2), vec![0x13, 0x88]),
         ),
         (
             "open over 4096 even extended",
             big_open,
             &extended,
-            (1, 2),
-            vec![0x13, 0x88],
+            ((1, 2), vec![0x13, 0x88]),
         ),
         (
             "short update",
             bytes(&format!("{MARKER} 0015 02 0000")),
             &ctx,
-            (1, 2),
-            vec![0, 21],
+            ((1, 2), vec![0, 21]),
         ),
         (
             "short notification",
             bytes(&format!("{MARKER} 0014 03 06")),
             &ctx,
-            (1, 2),
-            vec![0, 20],
+            ((1, 2), vec![0, 20]),
         ),
     ];
-    for (name, wire, ctx, (code, subcode), data) in cases {
+    for (name, wire, ctx, ((code, subcode), data)) in cases {
         let err = decode_message(&wire, ctx).expect_err(name);
         let n = err.to_notification();
         assert_eq!((n.code, n.subcode, n.data), (code, subcode, data), "{name}");
