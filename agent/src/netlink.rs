@@ -1019,10 +1019,14 @@ fn info_kind_name(kind: &InfoKind) -> String {
     }
 }
 
-/// Install `/etc/iproute2/rt_protos.d/brindle.conf` so `ip route` prints
+/// Install `/etc/iproute2/rt_protos.d/<name>.conf` so `ip route` prints
 /// `proto brindle`. Best effort: returns whether the file is in place.
 pub fn install_protocol_name(protocol: u8, name: &str) -> bool {
-    let dir = Path::new("/etc/iproute2/rt_protos.d");
+    install_protocol_name_in(Path::new("/etc/iproute2/rt_protos.d"), protocol, name)
+}
+
+/// [`install_protocol_name`] into another directory (tests, image builds).
+pub fn install_protocol_name_in(dir: &Path, protocol: u8, name: &str) -> bool {
     if !dir.is_dir() {
         return false;
     }
@@ -1048,6 +1052,24 @@ mod tests {
         let mut m = route_header(net, protocol);
         m.header.kind = kind;
         m
+    }
+
+    #[test]
+    fn protocol_name_file_is_iproute2_format_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(install_protocol_name_in(dir.path(), 80, "brindle"));
+        assert!(install_protocol_name_in(dir.path(), 80, "brindle"));
+        let text = std::fs::read_to_string(dir.path().join("brindle.conf")).unwrap();
+        let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        assert_eq!(
+            line.split_whitespace().collect::<Vec<_>>(),
+            ["80", "brindle"]
+        );
+        assert!(!install_protocol_name_in(
+            &dir.path().join("missing"),
+            80,
+            "brindle"
+        ));
     }
 
     #[test]

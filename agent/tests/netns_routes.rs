@@ -311,3 +311,91 @@ fn route_waits_for_its_interface() {
         .ip(&["route", "show", "proto", "80"])
         .contains("10.65.0.9 dev caliNEW"));
 }
+
+#[test]
+fn running_syncer_repairs_hand_deleted_route_on_its_own() {
+    if !can_run() {
+        return;
+    }
+    let ns = node();
+    let path = ns.path();
+    let name = ns.name.clone();
+    block_on_in_netns(&path, move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let config = ReconcilerConfig {
+            resync_interval: std::time::Duration::from_millis(100),
+            ..ReconcilerConfig::default()
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let task = tokio::spawn(RouteSyncer::new(nl, config).run(rx));
+        tx.send(Input::Set(Route::workload(net("10.65.0.5/32"), "caliA")))
+            .await
+            .unwrap();
+        let probe = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let present = |routes: &[brindle_agent::route::KernelRoute]| {
+            routes.iter().any(|r| r.dst == net("10.65.0.5/32"))
+        };
+        // Wait for the state, not for a time: poll until the route shows up
+        // (bounded only so a broken build fails instead of hanging).
+        let mut rounds = 0;
+        while !present(&probe.list_routes().await.unwrap()) {
+            rounds += 1;
+            assert!(rounds < 500, "route never installed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        common::run(&["ip", "-n", &name, "route", "del", "10.65.0.5/32"]);
+        let mut rounds = 0;
+        loop {
+            if present(&probe.list_routes().await.unwrap()) {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds < 500, "route never repaired");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(tx);
+        let syncer = task.await.unwrap();
+        assert!(syncer.ops_applied() >= 2, "installed, then repaired");
+    })
+    .unwrap();
+}
+
+#[test]
+fn netns_helpers_act_in_the_target_namespace_only() {
+    if !can_run() {
+        return;
+    }
+    let ns = node();
+    let path = ns.path();
+    // A link that exists only in the target namespace is visible through a
+    // connection opened by the helper, and the caller's thread is unchanged.
+    let own_before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names = runtime
+        .block_on(brindle_agent::netns::in_netns(&path, || async {
+            let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+            nl.links()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.name)
+                .collect::<Vec<_>>()
+        }))
+        .unwrap();
+    assert!(names.contains(&"caliOLD".to_string()), "{names:?}");
+    let inside = brindle_agent::netns::run_in_netns(&path, || {
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+    })
+    .unwrap();
+    assert_ne!(inside, own_before);
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        own_before
+    );
+    let err = brindle_agent::netns::run_in_netns(std::path::Path::new("/nonexistent/ns"), || ())
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ns"), "{err}");
+}
