@@ -97,8 +97,9 @@ pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseErrors> {
 pub fn parse_documents_with_origin(text: &str) -> Result<Vec<(Resource, Origin)>, ParseErrors> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
-    for (origin, value) in split_documents(text, &mut errors) {
-        match read_resource(value, origin) {
+    for piece in split_documents(text, &mut errors) {
+        let origin = piece.origin;
+        match read_resource(piece) {
             Ok(mut resource) => {
                 resource.defaulted();
                 let problems = resource.validate();
@@ -158,46 +159,167 @@ fn whole_document_error(origin: Origin, reason: String) -> DocumentError {
     }
 }
 
-/// Splits the input into resource-shaped values, expanding arrays and lists.
-fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<(Origin, Value)> {
+/// Splits text into YAML documents at `---` marker lines (column 0), as the
+/// YAML spec defines them. Each document keeps its own text so typed
+/// deserialization reads the scalars exactly as written (`1.10` stays the
+/// string "1.10" in a label; a detour through a generic value would make it
+/// the float 1.1).
+fn split_yaml_text(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        let is_marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
+        if is_marker {
+            docs.push(line[3..].trim_start_matches([' ', '\t']).to_string());
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+        }
+    }
+    docs
+}
+
+/// What is needed to route a document before reading it as its kind.
+#[derive(Debug, Default)]
+struct Route {
+    api_version: Option<Value>,
+    kind: Option<Value>,
+    name: Option<String>,
+}
+
+/// A resource-shaped piece of input and the text to read it from.
+struct Piece {
+    origin: Origin,
+    route: Route,
+    text: String,
+}
+
+/// The top-level fields of a document, read leniently (other fields are
+/// skipped unparsed, so an odd scalar elsewhere cannot trip routing).
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<Value>,
+    #[serde(default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    metadata: Option<ProbeMeta>,
+}
+
+#[derive(Deserialize)]
+struct ProbeMeta {
+    #[serde(default)]
+    name: Option<Value>,
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn route_of_mapping(map: &Mapping) -> Route {
+    Route {
+        api_version: map.get("apiVersion").cloned(),
+        kind: map.get("kind").cloned(),
+        name: map
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(scalar_text),
+    }
+}
+
+fn is_list_kind(kind: Option<&Value>) -> bool {
+    kind.and_then(Value::as_str)
+        .is_some_and(|k| list_kind_of(k).is_some())
+}
+
+/// Splits the input into resource-shaped pieces, expanding arrays and lists.
+/// Documents are numbered in order, not counting empty ones.
+fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<Piece> {
     let mut out = Vec::new();
-    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let origin = Origin {
-            document: index + 1,
-            item: None,
-        };
-        let value = match Value::deserialize(doc) {
+    let mut number = 0;
+    for doc_text in split_yaml_text(text) {
+        // Common case: a mapping that is one resource. Route it from the
+        // probe and read it later from its own text.
+        if let Ok(probe) = serde_yaml_ng::from_str::<Probe>(&doc_text) {
+            // An empty document also reads as an empty probe: let the
+            // generic path below skip it.
+            let empty =
+                probe.kind.is_none() && probe.api_version.is_none() && probe.metadata.is_none();
+            if !empty && !is_list_kind(probe.kind.as_ref()) {
+                number += 1;
+                out.push(Piece {
+                    origin: Origin {
+                        document: number,
+                        item: None,
+                    },
+                    route: Route {
+                        api_version: probe.api_version,
+                        kind: probe.kind,
+                        name: probe
+                            .metadata
+                            .and_then(|m| m.name)
+                            .as_ref()
+                            .and_then(scalar_text),
+                    },
+                    text: doc_text,
+                });
+                continue;
+            }
+        }
+        let value = match serde_yaml_ng::from_str::<Value>(&doc_text) {
+            Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                // After a syntax error the stream position is unknown, so
-                // later documents cannot be trusted.
+                number += 1;
+                let origin = Origin {
+                    document: number,
+                    item: None,
+                };
                 errors.push(whole_document_error(
                     origin,
                     format!("invalid YAML/JSON: {e}"),
                 ));
-                break;
+                continue;
             }
         };
+        number += 1;
+        let origin = Origin {
+            document: number,
+            item: None,
+        };
         match value {
-            Value::Null => {}
-            Value::Sequence(items) => push_items(&mut out, origin, items, None),
-            Value::Mapping(map) => match list_kind(&map) {
-                Some(item_kind) => match map.get("items") {
-                    Some(Value::Sequence(items)) => {
-                        let defaults = ItemDefaults {
-                            api_version: map.get("apiVersion").cloned(),
-                            kind: item_kind,
-                        };
-                        push_items(&mut out, origin, items.clone(), Some(defaults));
-                    }
-                    Some(Value::Null) | None => {}
-                    Some(_) => errors.push(whole_document_error(
+            Value::Sequence(items) => push_items(&mut out, errors, origin, items, None),
+            Value::Mapping(map) => {
+                let list = map
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .and_then(list_kind_of);
+                match list {
+                    Some(item_kind) => match map.get("items") {
+                        Some(Value::Sequence(items)) => {
+                            let defaults = ItemDefaults {
+                                api_version: map.get("apiVersion").cloned(),
+                                kind: item_kind,
+                            };
+                            push_items(&mut out, errors, origin, items.clone(), Some(defaults));
+                        }
+                        Some(Value::Null) | None => {}
+                        Some(_) => errors.push(whole_document_error(
+                            origin,
+                            "items: a list's items must be a sequence".into(),
+                        )),
+                    },
+                    None => out.push(Piece {
                         origin,
-                        "items: a list's items must be a sequence".into(),
-                    )),
-                },
-                None => out.push((origin, Value::Mapping(map))),
-            },
+                        route: route_of_mapping(&map),
+                        text: doc_text,
+                    }),
+                }
+            }
             _ => errors.push(whole_document_error(
                 origin,
                 "expected a resource (a mapping with apiVersion, kind, metadata, spec)".into(),
@@ -213,10 +335,9 @@ struct ItemDefaults {
     kind: Option<String>,
 }
 
-/// `Some(None)` for `kind: List`, `Some(Some(kind))` for `kind: IPPoolList`,
-/// `None` when the mapping is not a list.
-fn list_kind(map: &Mapping) -> Option<Option<String>> {
-    let kind = map.get("kind")?.as_str()?;
+/// `Some(None)` for `List`, `Some(Some(kind))` for `IPPoolList`, `None`
+/// when the kind is not a list.
+fn list_kind_of(kind: &str) -> Option<Option<String>> {
     if kind == "List" {
         return Some(None);
     }
@@ -225,13 +346,25 @@ fn list_kind(map: &Mapping) -> Option<Option<String>> {
 }
 
 fn push_items(
-    out: &mut Vec<(Origin, Value)>,
+    out: &mut Vec<Piece>,
+    errors: &mut Vec<DocumentError>,
     origin: Origin,
     items: Vec<Value>,
     defaults: Option<ItemDefaults>,
 ) {
-    for (i, mut item) in items.into_iter().enumerate() {
-        if let (Some(d), Value::Mapping(map)) = (&defaults, &mut item) {
+    for (i, item) in items.into_iter().enumerate() {
+        let origin = Origin {
+            document: origin.document,
+            item: Some(i + 1),
+        };
+        let Value::Mapping(mut map) = item else {
+            errors.push(whole_document_error(
+                origin,
+                "expected a resource (a mapping with apiVersion, kind, metadata, spec)".into(),
+            ));
+            continue;
+        };
+        if let Some(d) = &defaults {
             if let (Some(k), false) = (&d.kind, map.contains_key("kind")) {
                 map.insert("kind".into(), Value::String(k.clone()));
             }
@@ -239,32 +372,29 @@ fn push_items(
                 map.insert("apiVersion".into(), v.clone());
             }
         }
-        out.push((
-            Origin {
-                document: origin.document,
-                item: Some(i + 1),
-            },
-            item,
-        ));
+        // Items have no text of their own: write them out to read them back
+        // with field paths in errors.
+        match serde_yaml_ng::to_string(&map) {
+            Ok(text) => out.push(Piece {
+                origin,
+                route: route_of_mapping(&map),
+                text,
+            }),
+            Err(e) => errors.push(whole_document_error(
+                origin,
+                format!("cannot read item: {e}"),
+            )),
+        }
     }
 }
 
-fn read_resource(value: Value, origin: Origin) -> Result<Resource, Box<DocumentError>> {
-    let map = match &value {
-        Value::Mapping(m) => m,
-        _ => {
-            return Err(Box::new(whole_document_error(
-                origin,
-                "expected a resource (a mapping with apiVersion, kind, metadata, spec)".into(),
-            )))
-        }
-    };
-    let name = map
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let kind_text = map.get("kind").and_then(Value::as_str).map(str::to_string);
+fn read_resource(piece: Piece) -> Result<Resource, Box<DocumentError>> {
+    let Piece {
+        origin,
+        route,
+        text,
+    } = piece;
+    let name = route.name.clone();
     let err = |kind: Option<String>, field: &str, reason: String| {
         Box::new(DocumentError {
             document: origin.document,
@@ -275,9 +405,10 @@ fn read_resource(value: Value, origin: Origin) -> Result<Resource, Box<DocumentE
             reason,
         })
     };
-    let Some(kind_text) = kind_text else {
+    let Some(kind_value) = route.kind else {
         return Err(err(None, "kind", "required".into()));
     };
+    let kind_text = scalar_text(&kind_value).unwrap_or_else(|| format!("{kind_value:?}"));
     let Some(kind) = Kind::from_kind_name(&kind_text) else {
         return Err(err(
             None,
@@ -289,13 +420,11 @@ fn read_resource(value: Value, origin: Origin) -> Result<Resource, Box<DocumentE
         ));
     };
     let kind_name = Some(kind.as_str().to_string());
-    match map.get("apiVersion") {
+    match &route.api_version {
         None => return Err(err(kind_name, "apiVersion", "required".into())),
         Some(Value::String(v)) if ApiVersion::parse(v).is_some() => {}
         Some(other) => {
-            let shown = other
-                .as_str()
-                .map_or_else(|| format!("{other:?}"), str::to_string);
+            let shown = scalar_text(other).unwrap_or_else(|| format!("{other:?}"));
             return Err(err(
                 kind_name,
                 "apiVersion",
@@ -307,15 +436,6 @@ fn read_resource(value: Value, origin: Origin) -> Result<Resource, Box<DocumentE
             ));
         }
     }
-    // Re-read the document from text so serde_yaml_ng can report the path
-    // of a bad or unknown field (`spec.ingress[0].protocol`).
-    let text = serde_yaml_ng::to_string(&value).map_err(|e| {
-        err(
-            kind_name.clone(),
-            "",
-            format!("cannot re-read document: {e}"),
-        )
-    })?;
     let typed = match kind {
         Kind::IPPool => typed(&text).map(Resource::IPPool),
         Kind::IPAMConfiguration => typed(&text).map(Resource::IPAMConfiguration),
@@ -575,6 +695,22 @@ spec:
             "cidr: 10.0.0.0/16\n  natOutgoing: maybe",
         ));
         assert!(got[0].contains("spec.natOutgoing: invalid type"), "{got:?}");
+    }
+
+    #[test]
+    fn scalars_are_read_as_written() {
+        let text = "---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: w\n  labels:\n    version: 1.10\n    flag: true\nspec:\n  containerID: 1337495556942031415926535\n--- # trailing comment\n";
+        let all = parse_documents(text).unwrap();
+        let Resource::WorkloadEndpoint(w) = &all[0] else {
+            panic!("{all:?}")
+        };
+        assert_eq!(w.metadata.labels["version"], "1.10");
+        assert_eq!(w.metadata.labels["flag"], "true");
+        assert_eq!(
+            w.spec.container_id.as_deref(),
+            Some("1337495556942031415926535")
+        );
+        assert_eq!(parse_documents(&all[0].to_yaml()).unwrap(), all);
     }
 
     #[test]
