@@ -55,6 +55,7 @@ impl Frr {
         };
         write("zebra.conf", "hostname testbed\n")?;
         write("bgpd.conf", bgpd_config)?;
+        check_bgpd_config(&path("bgpd.conf"))?;
         let zserv = path("zserv.api");
 
         let mut zebra = ns.spawn(
@@ -173,6 +174,32 @@ impl Frr {
     pub fn pids(&self) -> [u32; 2] {
         [self.bgpd.pid(), self.zebra.pid()]
     }
+}
+
+/// Runs `bgpd -C` (dry run) on `conf`. bgpd starts even with a broken
+/// config and only logs the bad lines, which would surface much later as a
+/// session that never comes up; failing here names the line at once. `-C`
+/// exits 0 regardless, so errors are recognised by FRR's `[EC <code>]` tag.
+fn check_bgpd_config(conf: &Path) -> Result<()> {
+    let mut check = Command::new(format!("{FRR_DAEMON_DIR}/bgpd"));
+    check
+        .arg("-C")
+        .arg("-f")
+        .arg(conf)
+        .args(["-u", "root", "-g", "frrvty", "--log", "stdout"]);
+    let out = cmd::output(check)?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || text.contains("[EC ") {
+        return Err(Error::Parse {
+            what: format!("bgpd config {}", conf.display()),
+            detail: text,
+        });
+    }
+    Ok(())
 }
 
 fn daemon_argv(daemon: &str, dir: &Path, zserv: &Path) -> Vec<String> {

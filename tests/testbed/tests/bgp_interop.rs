@@ -118,3 +118,25 @@ fn gobgp_starts_answers_and_peers_with_bird() {
     assert_all_gone(&names, &pids);
     dirs.iter().for_each(|d| assert_removed(d));
 }
+
+#[test]
+fn frr_rejects_a_broken_config_before_starting() {
+    let ns = brindle_testbed::Netns::new("frrbad").unwrap();
+    let err = Frr::start_with_config(
+        &ns,
+        "router bgp 65001\n neighbor 10.0.0.1 remote-as bogus\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("remote-as bogus"), "{err}");
+}
+
+#[test]
+fn bird_that_fails_to_start_reports_its_log() {
+    let ns = brindle_testbed::Netns::new("birdbad").unwrap();
+    let err = Bird::start_with_config(&ns, "protocol bgp x { bogus; }\n").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("exited early") && text.contains("syntax error"),
+        "{text}"
+    );
+}

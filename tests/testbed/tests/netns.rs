@@ -76,7 +76,9 @@ fn run_spawn_and_sysctl_inside_a_namespace() {
     assert!(proc_.is_running());
     proc_.stop();
     assert!(!proc_.is_running());
-    assert_all_gone(&[], &[pid]);
+    let name = ns.name().to_string();
+    drop(ns);
+    assert_all_gone(&[name], &[pid]);
 }
 
 #[test]
