@@ -518,3 +518,53 @@ fn header_errors_map_to_notifications() {
     assert_eq!((n.code, n.subcode), (7, 1));
     assert_eq!(n.data, rr);
 }
+
+/// OPENs captured from real speakers by `codec_interop` (AS 65010, router
+/// id 10.77.0.1, hold 9): BIRD 2, FRR 10 (with FQDN, software version and
+/// other capabilities we do not know) and GoBGP (with extended next hop).
+#[test]
+fn real_captured_opens() {
+    let captures = [
+        (
+            "bird",
+            "ffffffffffffffffffffffffffffffff00350104fdf200090a4d000118021601040001000102004002\
+             007841040000fdf246004700",
+        ),
+        (
+            "frr",
+            "ffffffffffffffffffffffffffffffff00630104fdf200090a4d00014602060104000100010202800002\
+             02020002024600020641040000fdf2020206000206450400010101020b4909077465737462656400020440\
+             02c0780209470700010180000000",
+        ),
+        (
+            "gobgp",
+            "ffffffffffffffffffffffffffffffff003b0104fdf200090a4d00011e021c0200490402766d00010400\
+             01000141040000fdf20506000100010002",
+        ),
+    ];
+    for (name, wire) in captures {
+        let wire = bytes(wire);
+        let (msg, _) = decode_one(&wire, &DecodeContext::default());
+        let Message::Open(open) = msg else {
+            panic!("{name}: expected OPEN")
+        };
+        assert_eq!(open.asn, 65010, "{name}");
+        assert_eq!(open.hold_time, 9, "{name}");
+        assert_eq!(open.bgp_id, Ipv4Addr::new(10, 77, 0, 1), "{name}");
+        assert_eq!(open.four_octet_as(), Some(65010), "{name}");
+        assert_eq!(
+            open.multiprotocol_families(),
+            vec![Family::IPV4_UNICAST],
+            "{name}"
+        );
+        assert!(
+            open.capabilities.contains(&Capability::RouteRefresh),
+            "{name}"
+        );
+        let again = Message::Open(open.clone())
+            .to_bytes(&EncodeContext::default())
+            .unwrap();
+        let (msg, _) = decode_one(&again, &DecodeContext::default());
+        assert_eq!(msg, Message::Open(open), "{name}");
+    }
+}
