@@ -18,8 +18,10 @@
 //! makes the loser wait rather than error. Reads run in a deferred transaction
 //! so the revision and the rows come from one snapshot.
 //!
-//! Watches poll the log (`WHERE rev >= ?` on the primary key) every
-//! [`POLL_INTERVAL`]; a write from the same process also wakes them at once.
+//! Watches read the log (`WHERE rev >= ?` on the primary key) when woken: a
+//! write from the same process wakes them at once, and while any watch exists
+//! one ticker task per process reads the revision every [`POLL_INTERVAL`] and
+//! wakes them when another process wrote.
 //! Writes compact the log to the last `history` revisions; a watch from before
 //! the oldest kept revision gets [`Error::Compacted`].
 //!
@@ -73,8 +75,11 @@ struct Shared {
     path: PathBuf,
     history: i64,
     conn: Mutex<Connection>,
-    /// Last revision this process wrote; wakes this process's watches early.
-    written: tokio::sync::watch::Sender<Revision>,
+    /// Latest revision this process knows of, from its own writes or from
+    /// the ticker; every watch of this process waits on it.
+    latest: tokio::sync::watch::Sender<Revision>,
+    /// Whether the ticker task (polling for other processes' writes) runs.
+    ticking: std::sync::atomic::AtomicBool,
 }
 
 impl EmbeddedBackend {
@@ -87,13 +92,14 @@ impl EmbeddedBackend {
             .instrument(span)
             .await
             .map_err(|e| Error::Worker(e.to_string()))??;
-        let (written, _) = tokio::sync::watch::channel(0);
+        let (latest, _) = tokio::sync::watch::channel(0);
         Ok(EmbeddedBackend {
             shared: Arc::new(Shared {
                 path: config.path.clone(),
                 history,
                 conn: Mutex::new(conn),
-                written,
+                latest,
+                ticking: Default::default(),
             }),
         })
     }
@@ -426,6 +432,55 @@ fn poll_log(
     Ok(Ok((events, upto + 1)))
 }
 
+/// Starts the ticker unless it runs: one task per process that polls the
+/// revision every [`POLL_INTERVAL`] while any watch exists and wakes all
+/// watches when another process wrote, so N watches cost one cheap query per
+/// interval, not N log scans.
+fn ensure_ticker(shared: &Arc<Shared>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if shared
+        .ticking
+        .compare_exchange(false, true, SeqCst, SeqCst)
+        .is_err()
+    {
+        return;
+    }
+    let shared = shared.clone();
+    let span = debug_span!("embedded_ticker", path = %shared.path.display());
+    tokio::spawn(
+        async move {
+            loop {
+                if shared.latest.receiver_count() == 0 {
+                    shared.ticking.store(false, SeqCst);
+                    // A watch may have subscribed after the count but before
+                    // the store, and seen the ticker still running.
+                    if shared.latest.receiver_count() == 0
+                        || shared
+                            .ticking
+                            .compare_exchange(false, true, SeqCst, SeqCst)
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                let polled = run_blocking(shared.clone(), "tick", |conn, _| {
+                    meta(conn, "revision").map(Ok)
+                })
+                .await;
+                if let Ok(revision) = polled {
+                    shared.latest.send_if_modified(|latest| {
+                        let newer = revision > *latest;
+                        *latest = (*latest).max(revision);
+                        newer
+                    });
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+        .instrument(span),
+    );
+}
+
 struct WatchState {
     shared: Arc<Shared>,
     prefix: Vec<u8>,
@@ -477,9 +532,11 @@ impl WatchState {
                     self.next = next;
                     self.pending.extend(events);
                     if self.pending.is_empty() && !advanced {
+                        // The ticker wakes us for other processes' writes; the
+                        // timeout only guards against a ticker that died.
                         tokio::select! {
                             _ = self.woken.changed() => {}
-                            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                            _ = tokio::time::sleep(POLL_INTERVAL * 40) => {}
                         }
                     }
                 }
@@ -517,7 +574,11 @@ impl Backend for EmbeddedBackend {
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
         self.with_conn("txn", move |conn, shared| {
             let resp = apply_txn(conn, shared.history, txn)?;
-            shared.written.send_replace(resp.revision);
+            shared.latest.send_if_modified(|latest| {
+                let newer = resp.revision > *latest;
+                *latest = (*latest).max(resp.revision);
+                newer
+            });
             Ok(Ok(resp))
         })
     }
@@ -528,9 +589,10 @@ impl Backend for EmbeddedBackend {
             prefix,
             next: from_revision,
             pending: Default::default(),
-            woken: self.shared.written.subscribe(),
+            woken: self.shared.latest.subscribe(),
             finished: false,
         };
+        ensure_ticker(&self.shared);
         Box::pin(futures::stream::unfold(state, WatchState::next_item))
     }
 

@@ -240,6 +240,8 @@ impl Datastore {
     /// order; the stream survives backend restarts (it resumes after the last
     /// event delivered) and ends with [`Error::Compacted`] when the history
     /// asked for is gone, after which the caller should re-list.
+    ///
+    /// Panics if called outside a Tokio runtime (the watch runs as a task).
     pub fn watch(&self, prefix: impl Into<Vec<u8>>, from_revision: Revision) -> WatchStream {
         WatchStream::new(self.backend.watch(prefix.into(), from_revision.max(0)))
     }
