@@ -386,3 +386,30 @@ fn treat_as_withdraw_withdraws_everything_announced() {
         ]
     );
 }
+
+/// Regression (found by fuzzing): unknown attributes arriving out of type
+/// order are stored sorted, so re-encoding (which sorts) is lossless and
+/// equal attribute sets compare equal; unused low flag bits are cleared.
+#[test]
+fn unknown_attributes_are_kept_in_type_order() {
+    let wire = update(
+        &format!("{ORIGIN} {AS_PATH} {NEXT_HOP} c0 fd 01 aa cd 52 00"),
+        NLRI,
+    );
+    let (u, outcome) = decode(&wire, &ctx4()).unwrap();
+    assert_eq!(outcome, UpdateOutcome::Ok);
+    let codes: Vec<(u8, u8)> = u
+        .attributes
+        .unknown
+        .iter()
+        .map(|a| (a.type_code, a.flags))
+        .collect();
+    assert_eq!(codes, vec![(0x52, 0xe0), (0xfd, 0xe0)]);
+    let ectx = EncodeContext {
+        four_octet_as: true,
+        ..EncodeContext::default()
+    };
+    let again = Message::Update(u.clone()).to_bytes(&ectx).unwrap();
+    let (u2, _) = decode(&again, &ctx4()).unwrap();
+    assert_eq!(u2, u);
+}
