@@ -742,7 +742,7 @@ fn updates_pack_prefixes_by_attribute_set() {
     assert_eq!(sizes, vec![150, 50]);
     // Exported sets are interned too: the two batches share no pointer and
     // each batch's prefixes share one.
-    assert_eq!(rib.adj_rib_out(ip("10.0.0.4")).unwrap().sent().len(), 200);
+    assert_eq!(rib.adj_rib_out(ip("10.0.0.4")).unwrap().sent_len(), 200);
 
     // Withdrawals come first and together.
     rib.withdraw(ip("10.0.0.2"), &many[..10]).unwrap();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::attrs::PathAttrs;
+use super::table::PrefixMap;
 
 /// One UPDATE's worth of changes (before splitting at the maximum message
 /// size, which is the codec's business).
@@ -36,9 +37,9 @@ type GroupKey = (bool, *const PathAttrs);
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
     /// Routes as the peer has them (after the last flush).
-    sent: HashMap<IpNet, Arc<PathAttrs>>,
+    sent: PrefixMap<Arc<PathAttrs>>,
     /// Desired changes not flushed yet: `None` withdraws.
-    pending: HashMap<IpNet, Option<Arc<PathAttrs>>>,
+    pending: PrefixMap<Option<Arc<PathAttrs>>>,
 }
 
 impl AdjRibOut {
@@ -61,9 +62,14 @@ impl AdjRibOut {
         !self.pending.is_empty()
     }
 
-    /// Routes as the peer has them.
-    pub fn sent(&self) -> &HashMap<IpNet, Arc<PathAttrs>> {
-        &self.sent
+    /// Routes as the peer has them (after the last flush), unordered.
+    pub fn sent(&self) -> impl Iterator<Item = (IpNet, &Arc<PathAttrs>)> + '_ {
+        self.sent.iter()
+    }
+
+    /// Number of routes the peer has (after the last flush).
+    pub fn sent_len(&self) -> usize {
+        self.sent.len()
     }
 
     /// The desired state for `prefix`, flushed or not.
@@ -97,7 +103,9 @@ impl AdjRibOut {
         let mut withdraw_v4 = Vec::new();
         let mut withdraw_v6 = Vec::new();
         let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)> = HashMap::new();
-        for (prefix, desired) in self.pending.drain() {
+        // Replaced rather than drained: a full-table burst must not leave a
+        // table-sized allocation behind.
+        for (prefix, desired) in std::mem::take(&mut self.pending) {
             let v6 = matches!(prefix, IpNet::V6(_));
             match desired {
                 None => {

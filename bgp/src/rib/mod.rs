@@ -32,6 +32,7 @@ pub mod adj_out;
 pub mod attrs;
 pub mod decision;
 pub mod policy;
+mod table;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -47,6 +48,7 @@ pub use policy::ImportReject;
 
 use crate::packet::types::NextHop;
 use policy::Source;
+use table::PrefixMap;
 
 /// RIB-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,12 +173,64 @@ struct Path {
     attrs: Arc<PathAttrs>,
 }
 
+/// All paths for one prefix: best first, then the rest of the multipath
+/// set, then the others. Most prefixes have exactly one path, selected; that
+/// case is stored inline, without a heap allocation.
+#[derive(Debug)]
+enum Destination {
+    /// A single path, which is the best route.
+    One(Path),
+    Many(Box<ManyPaths>),
+}
+
 #[derive(Debug, Default)]
-struct Destination {
-    /// Best first, then the rest of the multipath set, then the others.
-    paths: Vec<Path>,
+struct ManyPaths {
     /// Length of the multipath set at the front of `paths` (0: no best).
     multipath: u8,
+    paths: Vec<Path>,
+}
+
+impl Destination {
+    fn empty() -> Self {
+        Destination::Many(Box::default())
+    }
+
+    fn paths(&self) -> &[Path] {
+        match self {
+            Destination::One(p) => std::slice::from_ref(p),
+            Destination::Many(m) => &m.paths,
+        }
+    }
+
+    fn multipath(&self) -> usize {
+        match self {
+            Destination::One(_) => 1,
+            Destination::Many(m) => usize::from(m.multipath).min(m.paths.len()),
+        }
+    }
+
+    /// The paths, for modification; put them back with [`Self::store`].
+    fn take_paths(&mut self) -> Vec<Path> {
+        match self {
+            Destination::One(p) => vec![p.clone()],
+            Destination::Many(m) => std::mem::take(&mut m.paths),
+        }
+    }
+
+    fn store(&mut self, mut paths: Vec<Path>, multipath: usize) {
+        *self = if paths.len() == 1 && multipath == 1 {
+            match paths.pop() {
+                Some(p) => Destination::One(p),
+                None => Destination::empty(),
+            }
+        } else {
+            paths.shrink_to_fit();
+            Destination::Many(Box::new(ManyPaths {
+                multipath: u8::try_from(multipath).unwrap_or(u8::MAX),
+                paths,
+            }))
+        };
+    }
 }
 
 #[derive(Debug)]
@@ -197,7 +251,7 @@ pub struct Rib {
     config: RibConfig,
     igp: Box<dyn IgpCost>,
     interner: AttrInterner,
-    loc: HashMap<IpNet, Destination>,
+    loc: PrefixMap<Destination>,
     peers: Vec<Option<PeerSlot>>,
     by_address: HashMap<IpAddr, u32>,
 }
@@ -219,7 +273,7 @@ impl Rib {
             config,
             igp: Box::new(|_: IpAddr| Some(0)),
             interner: AttrInterner::new(),
-            loc: HashMap::new(),
+            loc: PrefixMap::default(),
             peers: Vec::new(),
             by_address: HashMap::new(),
         }
@@ -259,7 +313,7 @@ impl Rib {
     pub fn loc_rib(&self) -> impl Iterator<Item = (IpNet, Selected)> + '_ {
         self.loc
             .iter()
-            .filter_map(|(p, d)| self.selected(d).map(|s| (*p, s)))
+            .filter_map(|(p, d)| self.selected(d).map(|s| (p, s)))
     }
 
     /// The Adj-RIB-In of `peer` (after import rules), unordered.
@@ -269,10 +323,10 @@ impl Rib {
             .loc
             .iter()
             .filter_map(|(p, d)| {
-                d.paths
+                d.paths()
                     .iter()
                     .find(|path| path.source == index)
-                    .map(|path| (*p, Arc::clone(&path.attrs)))
+                    .map(|path| (p, Arc::clone(&path.attrs)))
             })
             .collect())
     }
@@ -322,8 +376,8 @@ impl Rib {
         let exports: Vec<(IpNet, Option<Arc<PathAttrs>>)> = self
             .loc
             .iter()
-            .filter(|(_, d)| d.multipath > 0)
-            .map(|(prefix, d)| (*prefix, &d.paths[0]))
+            .filter(|(_, d)| d.multipath() > 0)
+            .map(|(prefix, d)| (prefix, &d.paths()[0]))
             .map(|(prefix, best)| (prefix, best.source, Arc::clone(&best.attrs)))
             .collect::<Vec<_>>()
             .into_iter()
@@ -352,8 +406,8 @@ impl Rib {
         let affected: Vec<IpNet> = self
             .loc
             .iter()
-            .filter(|(_, d)| d.paths.iter().any(|p| p.source == index))
-            .map(|(p, _)| *p)
+            .filter(|(_, d)| d.paths().iter().any(|p| p.source == index))
+            .map(|(p, _)| p)
             .collect();
         // The slot stays until the paths are gone, so exports of the
         // remaining routes still know who is who; its Adj-RIB-Out is dropped.
@@ -457,7 +511,7 @@ impl Rib {
     /// Re-run the decision process for every prefix, e.g. after the IGP
     /// costs changed.
     pub fn reevaluate(&mut self) -> RibOutput {
-        let prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
+        let prefixes: Vec<IpNet> = self.loc.keys().collect();
         let mut output = RibOutput::default();
         let mut memo = ExportMemo::new();
         for prefix in prefixes {
@@ -513,12 +567,12 @@ impl Rib {
     }
 
     fn selected(&self, d: &Destination) -> Option<Selected> {
-        if d.multipath == 0 {
+        if d.multipath() == 0 {
             return None;
         }
-        let best = &d.paths[0];
+        let best = &d.paths()[0];
         let mut next_hops: Vec<IpAddr> = Vec::new();
-        for path in &d.paths[..usize::from(d.multipath)] {
+        for path in &d.paths()[..d.multipath()] {
             if let Some(nh) = path.attrs.next_hop_addr() {
                 if !next_hops.contains(&nh) {
                     next_hops.push(nh);
@@ -555,27 +609,30 @@ impl Rib {
         output: &mut RibOutput,
         skip_export: Option<u32>,
     ) {
-        let dest = self.loc.entry(prefix).or_default();
-        let before = Snapshot::of(dest);
-        let existing = dest.paths.iter().position(|p| p.source == source);
-        match (existing, attrs) {
-            (Some(i), Some(attrs)) => {
-                if Arc::ptr_eq(&dest.paths[i].attrs, &attrs) {
-                    return;
-                }
-                dest.paths[i].attrs = attrs;
-            }
-            (None, Some(attrs)) => dest.paths.push(Path { source, attrs }),
-            (Some(i), None) => {
-                dest.paths.remove(i);
-            }
+        let dest = self.loc.get_or_insert_with(prefix, Destination::empty);
+        let existing = dest.paths().iter().position(|p| p.source == source);
+        match (existing, &attrs) {
+            (Some(i), Some(attrs)) if Arc::ptr_eq(&dest.paths()[i].attrs, attrs) => return,
             (None, None) => {
-                if dest.paths.is_empty() {
+                if dest.paths().is_empty() {
                     self.loc.remove(&prefix);
                 }
                 return;
             }
+            _ => {}
         }
+        let before = Snapshot::of(dest);
+        let mut paths = dest.take_paths();
+        match (existing, attrs) {
+            (Some(i), Some(attrs)) => paths[i].attrs = attrs,
+            (None, Some(attrs)) => paths.push(Path { source, attrs }),
+            (Some(i), None) => {
+                paths.remove(i);
+            }
+            (None, None) => {}
+        }
+        // Selection is redone right below; until then nothing is selected.
+        dest.store(paths, 0);
         self.decide(prefix, before, memo, output, skip_export);
     }
 
@@ -600,7 +657,7 @@ impl Rib {
         let Some(dest) = self.loc.get(&prefix) else {
             return;
         };
-        let candidates: Vec<Candidate> = dest.paths.iter().map(|p| self.candidate(p)).collect();
+        let candidates: Vec<Candidate> = dest.paths().iter().map(|p| self.candidate(p)).collect();
         let selection = decision::select(
             &candidates,
             self.config.always_compare_med,
@@ -609,23 +666,23 @@ impl Rib {
         let Some(dest) = self.loc.get_mut(&prefix) else {
             return;
         };
+        let paths = dest.take_paths();
         match selection {
             Some(sel) => {
                 // The multipath set (best first) goes to the front.
-                let mut taken: Vec<Option<Path>> = dest.paths.drain(..).map(Some).collect();
+                let mut taken: Vec<Option<Path>> = paths.into_iter().map(Some).collect();
                 let mut reordered: Vec<Path> = sel
                     .multipath
                     .iter()
                     .filter_map(|&i| taken.get_mut(i).and_then(Option::take))
                     .collect();
                 reordered.extend(taken.into_iter().flatten());
-                dest.paths = reordered;
-                dest.multipath = u8::try_from(sel.multipath.len()).unwrap_or(u8::MAX);
+                dest.store(reordered, sel.multipath.len());
             }
-            None => dest.multipath = 0,
+            None => dest.store(paths, 0),
         }
         let after = Snapshot::of(dest);
-        if dest.paths.is_empty() {
+        if dest.paths().is_empty() {
             self.loc.remove(&prefix);
         }
         if before.set == after.set {
@@ -748,7 +805,7 @@ struct Snapshot {
 impl Snapshot {
     fn of(dest: &Destination) -> Self {
         Self {
-            set: dest.paths[..usize::from(dest.multipath).min(dest.paths.len())]
+            set: dest.paths()[..dest.multipath()]
                 .iter()
                 .map(|p| (p.source, ByPtr(Arc::clone(&p.attrs))))
                 .collect(),
