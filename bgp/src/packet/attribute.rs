@@ -244,9 +244,12 @@ impl AsPath {
         }
     }
 
-    fn has_wide_asn(&self) -> bool {
+    /// Whether a 2-octet peer needs AS4_PATH: some AS outside the
+    /// confederation segments (which AS4_PATH never carries) is above 65535.
+    fn needs_as4_path(&self) -> bool {
         self.segments
             .iter()
+            .filter(|s| !s.kind.is_confed())
             .any(|s| s.asns.iter().any(|&a| a > u32::from(u16::MAX)))
     }
 
@@ -938,7 +941,7 @@ impl PathAttributes {
             put_attribute(OPT_T, EXTENDED_COMMUNITIES, &value, buf)?;
         }
         if !ctx.four_octet_as {
-            if let Some(path) = self.as_path.as_ref().filter(|p| p.has_wide_asn()) {
+            if let Some(path) = self.as_path.as_ref().filter(|p| p.needs_as4_path()) {
                 flush_unknown_below(AS4_PATH.into(), buf)?;
                 value.clear();
                 path.encode_value(true, true, &mut value);

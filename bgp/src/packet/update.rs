@@ -164,7 +164,28 @@ impl Update {
         let nlri = decode_nlri_run(nlri, PrefixKind::V4, classic_add_path)
             .ok_or(DecodeError::InvalidNetworkField)?;
         let decoded = decode_attributes(attrs, ctx)?;
+        // RFC 7606 §3 (d): a missing well-known mandatory attribute means
+        // treat-as-withdraw. One present but malformed was already handled.
+        let announces = !nlri.is_empty()
+            || decoded
+                .mp_reach
+                .as_ref()
+                .is_some_and(|r| !r.nlri.is_empty());
+        let mut missing = Vec::new();
+        if announces {
+            missing.extend(
+                [attr_type::ORIGIN, attr_type::AS_PATH]
+                    .into_iter()
+                    .filter(|t| !decoded.was_seen(*t)),
+            );
+            if !nlri.is_empty() && !decoded.was_seen(attr_type::NEXT_HOP) {
+                missing.push(attr_type::NEXT_HOP);
+            }
+        }
         let mut outcome = decoded.outcome;
+        for type_code in missing {
+            outcome.withdraw(DecodeError::MissingWellKnownAttribute { type_code });
+        }
         let update = Update {
             withdrawn,
             attributes: decoded.attributes,
@@ -172,20 +193,6 @@ impl Update {
             mp_reach: decoded.mp_reach,
             mp_unreach: decoded.mp_unreach,
         };
-
-        // RFC 7606 §3 (d): a missing well-known mandatory attribute means
-        // treat-as-withdraw. One present but malformed was already handled.
-        if update.announces() {
-            let mut mandatory = vec![attr_type::ORIGIN, attr_type::AS_PATH];
-            if !update.nlri.is_empty() {
-                mandatory.push(attr_type::NEXT_HOP);
-            }
-            for type_code in mandatory {
-                if !decoded_seen(&decoded.seen, type_code) {
-                    outcome.withdraw(DecodeError::MissingWellKnownAttribute { type_code });
-                }
-            }
-        }
         Ok((update, outcome))
     }
 
@@ -232,10 +239,6 @@ impl Update {
         }
         Ok(())
     }
-}
-
-fn decoded_seen(seen: &[u64; 4], type_code: u8) -> bool {
-    seen[usize::from(type_code / 64)] & (1u64 << (type_code % 64)) != 0
 }
 
 fn check_v4(n: &Nlri) -> Result<(), EncodeError> {
