@@ -123,23 +123,66 @@ impl Serialize for AsNumber {
 
 impl<'de> Deserialize<'de> for AsNumber {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(i64),
-            Text(String),
-        }
-        let invalid = |shown: String| {
-            serde::de::Error::custom(format!(
+        // A visitor (not "deserialize then check") so a bad value is
+        // reported with its field path.
+        struct Visitor;
+        fn invalid<E: serde::de::Error>(shown: impl fmt::Display) -> E {
+            E::custom(format!(
                 "{shown} is not a valid AS number (0..4294967295 or asdot 'a.b')"
             ))
-        };
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => u32::try_from(n)
-                .map(AsNumber)
-                .map_err(|_| invalid(n.to_string())),
-            Raw::Text(t) => AsNumber::parse(&t).ok_or_else(|| invalid(format!("'{t}'"))),
         }
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = AsNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an AS number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<AsNumber, E> {
+                u32::try_from(v).map(AsNumber).map_err(|_| invalid(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<AsNumber, E> {
+                u32::try_from(v).map(AsNumber).map_err(|_| invalid(v))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<AsNumber, E> {
+                Err(invalid(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<AsNumber, E> {
+                Err(invalid(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AsNumber, E> {
+                AsNumber::parse(v).ok_or_else(|| invalid(format!("'{v}'")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A number or a string, as Calico's `numorstring` types accept.
+enum NumOrStr {
+    Num(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for NumOrStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = NumOrStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumOrStr, E> {
+                i64::try_from(v)
+                    .map(NumOrStr::Num)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Num(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -223,16 +266,10 @@ impl Serialize for Protocol {
 
 impl<'de> Deserialize<'de> for Protocol {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(i64),
-            Text(String),
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Number(n) => Protocol::Number(n),
+        Ok(match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => Protocol::Number(n),
             // A quoted number is still a number ("6" is TCP).
-            Raw::Text(t) => match t.parse::<i64>() {
+            NumOrStr::Str(t) => match t.parse::<i64>() {
                 Ok(n) => Protocol::Number(n),
                 Err(_) => Protocol::Name(t),
             },
@@ -306,15 +343,9 @@ impl Serialize for Port {
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(i64),
-            Text(String),
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Number(n) => Port::Number(n),
-            Raw::Text(t) => {
+        Ok(match NumOrStr::deserialize(d)? {
+            NumOrStr::Num(n) => Port::Number(n),
+            NumOrStr::Str(t) => {
                 if let Ok(n) = t.parse::<i64>() {
                     Port::Number(n)
                 } else if let Some((a, b)) = t.split_once(':') {
