@@ -32,4 +32,4 @@ pub use kv::{
     Compare, CompareOp, CompareTarget, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnOp,
     TxnOpResult, TxnResponse,
 };
-pub use store::{Backend, Datastore, Versioned, WatchStream};
+pub use store::{Backend, Datastore, Swap, Versioned, WatchStream};

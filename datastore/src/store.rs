@@ -193,6 +193,38 @@ impl Datastore {
         put_result(resp)
     }
 
+    /// Compare-and-swap that reports the winner: writes `value` if the key's
+    /// `mod_revision` is still `expected` (`None`: the key must be absent),
+    /// else returns what the key holds now, in the same round trip, so a
+    /// retry loop needs no extra read.
+    pub async fn compare_and_swap(
+        &self,
+        key: impl Into<Vec<u8>>,
+        expected: Option<Revision>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Swap> {
+        let key = key.into();
+        let guard = match expected {
+            None => Compare::absent(key.clone()),
+            Some(r) => Compare::unchanged_since(key.clone(), r),
+        };
+        let resp = self
+            .txn(
+                Txn::new()
+                    .when([guard])
+                    .and_then([TxnOp::put(key.clone(), value)])
+                    .or_else([TxnOp::get(key)]),
+            )
+            .await?;
+        if resp.succeeded {
+            return put_result(resp).map(Swap::Written);
+        }
+        Ok(Swap::Lost(resp.results.into_iter().find_map(|r| match r {
+            TxnOpResult::Get(kv) => kv,
+            _ => None,
+        })))
+    }
+
     /// Deletes a key; returns what it held (`None`: it was absent).
     pub async fn delete(&self, key: impl Into<Vec<u8>>) -> Result<Option<KeyValue>> {
         let resp = self.txn(Txn::new().and_then([TxnOp::delete(key)])).await?;
@@ -332,18 +364,18 @@ impl Datastore {
         E: From<Error>,
     {
         let key = key.into();
+        // One read up front; after that a lost race hands back the winner's
+        // value, so each retry costs one round trip.
+        let mut current = self.get(key.clone()).await?;
         for _ in 0..max_attempts.max(1) {
-            let current = self.get_json::<T>(key.clone()).await?;
-            let Some(next) = change(current.as_ref().map(|v| &v.value))? else {
-                return Ok(current);
+            let decoded = current.map(Versioned::<T>::decode).transpose()?;
+            let Some(next) = change(decoded.as_ref().map(|v| &v.value))? else {
+                return Ok(decoded);
             };
             let bytes = encode(&key, &next)?;
-            let written = match &current {
-                None => self.create(key.clone(), bytes).await,
-                Some(v) => self.update_if(key.clone(), v.mod_revision, bytes).await,
-            };
-            match written {
-                Ok(kv) => {
+            let expected = decoded.as_ref().map(|v| v.mod_revision);
+            match self.compare_and_swap(key.clone(), expected, bytes).await? {
+                Swap::Written(kv) => {
                     return Ok(Some(Versioned {
                         value: next,
                         key: kv.key,
@@ -351,8 +383,7 @@ impl Datastore {
                         mod_revision: kv.mod_revision,
                     }))
                 }
-                Err(Error::Conflict { .. } | Error::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Swap::Lost(now) => current = now,
             }
         }
         Err(Error::TooManyConflicts {
@@ -361,6 +392,15 @@ impl Datastore {
         }
         .into())
     }
+}
+
+/// The outcome of [`Datastore::compare_and_swap`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The value was written; the key as stored now.
+    Written(KeyValue),
+    /// The guard failed; what the key holds now (`None`: absent).
+    Lost(Option<KeyValue>),
 }
 
 /// A decoded JSON value with the revisions needed to update it safely.

@@ -14,7 +14,7 @@ pub mod proxy;
 use std::time::Duration;
 
 use brindle_datastore::{
-    Compare, CompareOp, Datastore, Error, Event, EventKind, Revision, Txn, TxnOp, TxnOpResult,
+    Compare, CompareOp, Datastore, Error, Event, EventKind, Revision, Swap, Txn, TxnOp, TxnOpResult,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -300,6 +300,32 @@ pub async fn compare_and_swap<H: Harness>(h: &H) {
         ds.delete_if(k.clone(), v2.mod_revision).await,
         Err(Error::Conflict { found: 0, .. })
     ));
+
+    // compare_and_swap hands back the winner instead of an error.
+    let s = format!("{p}swap");
+    let Swap::Written(first) = ds.compare_and_swap(s.clone(), None, "a").await.unwrap() else {
+        panic!("absent key: swap from None must write");
+    };
+    match ds.compare_and_swap(s.clone(), None, "b").await.unwrap() {
+        Swap::Lost(Some(now)) => assert_eq!(now, first),
+        other => panic!("{other:?}"),
+    }
+    match ds
+        .compare_and_swap(s.clone(), Some(first.mod_revision), "c")
+        .await
+        .unwrap()
+    {
+        Swap::Written(kv) => assert_eq!((kv.value.as_slice(), kv.version), (&b"c"[..], 2)),
+        other => panic!("{other:?}"),
+    }
+    match ds
+        .compare_and_swap(format!("{p}nothing"), Some(3), "x")
+        .await
+        .unwrap()
+    {
+        Swap::Lost(None) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 pub async fn transactions_are_atomic<H: Harness>(h: &H) {
