@@ -223,3 +223,79 @@ fn errors() {
         Err(EncodeError::TooLarge { .. })
     ));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn prefixes() -> impl Strategy<Value = (bool, Vec<Nlri>)> {
+        prop_oneof![
+            prop::collection::vec((any::<u32>(), 0u8..=32, any::<u32>()), 1..400).prop_map(|v| {
+                (
+                    false,
+                    v.into_iter()
+                        .map(|(a, l, id)| {
+                            let net = ipnet::Ipv4Net::new(Ipv4Addr::from(a), l).unwrap();
+                            Nlri::with_path_id(ipnet::IpNet::V4(net), id)
+                        })
+                        .collect(),
+                )
+            }),
+            prop::collection::vec((any::<u128>(), 0u8..=128, any::<u32>()), 1..400).prop_map(|v| {
+                (
+                    true,
+                    v.into_iter()
+                        .map(|(a, l, id)| {
+                            let net = ipnet::Ipv6Net::new(Ipv6Addr::from(a), l).unwrap();
+                            Nlri::with_path_id(ipnet::IpNet::V6(net), id)
+                        })
+                        .collect(),
+                )
+            },),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the prefixes and the size limit, every message fits and
+        /// together they carry exactly the input, in order.
+        #[test]
+        fn packing_is_lossless_and_within_size(
+            (v6, nlri) in prefixes(),
+            max in 256usize..=4096,
+            add_path in any::<bool>(),
+            withdraw in any::<bool>(),
+        ) {
+            let family = if v6 { Family::IPV6_UNICAST } else { Family::IPV4_UNICAST };
+            let nlri: Vec<Nlri> = nlri
+                .into_iter()
+                .map(|n| Nlri { path_id: add_path.then_some(n.path_id.unwrap_or(0)), ..n })
+                .collect();
+            let ctx = EncodeContext {
+                four_octet_as: true,
+                add_path: if add_path { vec![family] } else { vec![] },
+                max_message_size: max,
+                ipv4_unicast_classic: true,
+            };
+            let next_hop = v6.then_some(NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: None,
+            });
+            let messages = if withdraw {
+                build_withdrawals(family, &nlri, &ctx).unwrap()
+            } else {
+                build_announcements(family, &attrs(), next_hop, &nlri, &ctx).unwrap()
+            };
+            let mut all = Vec::new();
+            for u in decode_all(&messages, &ctx) {
+                all.extend(u.withdrawn);
+                all.extend(u.nlri);
+                all.extend(u.mp_reach.into_iter().flat_map(|r| r.nlri));
+                all.extend(u.mp_unreach.into_iter().flat_map(|r| r.withdrawn));
+            }
+            let expected: Vec<Nlri> = nlri.iter().map(|n| Nlri { prefix: n.prefix.trunc(), ..*n }).collect();
+            prop_assert_eq!(all, expected);
+        }
+    }
+}
