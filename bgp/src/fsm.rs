@@ -971,6 +971,58 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
     }
 }
 
+// ----- adapters to the codec ----------------------------------------------
+//
+// The FSM does not depend on the codec's types; these conversions are the
+// glue the session layer uses.
+
+impl From<crate::packet::Notification> for Notification {
+    fn from(n: crate::packet::Notification) -> Self {
+        Self {
+            code: n.code,
+            subcode: n.subcode,
+            data: n.data,
+        }
+    }
+}
+
+impl From<Notification> for crate::packet::Notification {
+    fn from(n: Notification) -> Self {
+        Self {
+            code: n.code,
+            subcode: n.subcode,
+            data: n.data,
+        }
+    }
+}
+
+impl OpenSummary<crate::packet::Negotiated> {
+    /// The summary of a peer OPEN that `packet::negotiate` accepted; the
+    /// negotiated parameters ride along as the capabilities.
+    pub fn from_negotiated(negotiated: crate::packet::Negotiated) -> Self {
+        Self {
+            peer_asn: negotiated.peer_asn,
+            // Already min(ours, peer's); negotiating again is idempotent.
+            hold_time: negotiated.hold_time,
+            bgp_id: negotiated.peer_bgp_id,
+            capabilities: negotiated,
+        }
+    }
+}
+
+impl<U> Event<crate::packet::Negotiated, U> {
+    /// The event for a received OPEN, from the outcome of
+    /// `packet::negotiate(our_open, peer_open, expected_asn)`.
+    pub fn from_negotiation(
+        outcome: Result<crate::packet::Negotiated, crate::packet::NegotiationError>,
+    ) -> Self {
+        match outcome {
+            Ok(negotiated) => Event::OpenReceived(OpenSummary::from_negotiated(negotiated)),
+            Err(error) => Event::OpenMessageError(error.to_notification().into()),
+        }
+    }
+}
+
 fn timer_index(kind: TimerKind) -> usize {
     match kind {
         TimerKind::ConnectRetry => 0,

@@ -927,6 +927,57 @@ fn collision_end_to_end_between_two_fsms() {
     assert_eq!(incoming.state(), State::Established);
 }
 
+// ----- with the codec's negotiation ------------------------------------------
+
+fn codec_open(asn: u32, hold: u16, id: Ipv4Addr) -> brindle_bgp::packet::Open {
+    brindle_bgp::packet::Open {
+        version: 4,
+        asn,
+        hold_time: hold,
+        bgp_id: id,
+        capabilities: Vec::new(),
+    }
+}
+
+#[test]
+fn negotiated_open_drives_the_fsm_to_established() {
+    use brindle_bgp::packet::{negotiate, Negotiated};
+    let ours = codec_open(64512, 90, LOCAL_ID);
+    let theirs = codec_open(64513, 30, PEER_ID);
+    let mut fsm: Fsm<Negotiated, ()> = Fsm::new(config());
+    fsm.process(Event::ManualStart);
+    fsm.process(Event::TcpConnectionAcknowledged);
+    let actions = fsm.process(Event::from_negotiation(negotiate(&ours, &theirs, 64513)));
+    assert!(actions.contains(&Action::StartTimer {
+        kind: TimerKind::Keepalive,
+        duration: Duration::from_secs(10)
+    }));
+    let actions = fsm.process(Event::KeepaliveReceived);
+    let session = actions.iter().find_map(|a| match a {
+        Action::SessionEstablished(s) => Some(s.clone()),
+        _ => None,
+    });
+    let session = session.expect("established");
+    assert_eq!(session.hold_time, Duration::from_secs(30));
+    assert_eq!(session.capabilities.peer_asn, 64513);
+}
+
+#[test]
+fn failed_negotiation_sends_the_codecs_notification() {
+    use brindle_bgp::packet::{negotiate, Negotiated};
+    let ours = codec_open(64512, 90, LOCAL_ID);
+    let wrong_as = codec_open(65000, 90, PEER_ID);
+    let mut fsm: Fsm<Negotiated, ()> = Fsm::new(config());
+    fsm.process(Event::ManualStart);
+    fsm.process(Event::TcpConnectionAcknowledged);
+    let actions = fsm.process(Event::from_negotiation(negotiate(&ours, &wrong_as, 64513)));
+    match &actions[0] {
+        Action::SendNotification(n) => assert_eq!((n.code, n.subcode), (2, 2)),
+        other => panic!("expected NOTIFICATION, got {other:?}"),
+    }
+    assert_eq!(fsm.state(), State::Idle);
+}
+
 // ----- properties ----------------------------------------------------------
 
 fn any_event() -> impl Strategy<Value = TestEvent> {
