@@ -120,3 +120,41 @@ async fn username_and_password() {
     assert!(err.contains(&addr.to_string()), "{err}");
     assert!(!err.contains("wrong"), "error leaks the password: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_while_disconnected_is_reported_on_resume() {
+    use futures::StreamExt;
+    let h = make().await;
+    let watcher = h.connect().await;
+    let writer = h.connect_direct().await;
+    let from = writer.revision().await.unwrap() + 1;
+    let mut w = watcher.watch("/gap/", from);
+    writer.put("/gap/a", "1").await.unwrap();
+    let first = tokio::time::timeout(conformance::PATIENCE, w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    h.cut();
+    for i in 0..3 {
+        writer.put("/gap/b", i.to_string()).await.unwrap();
+    }
+    let compacted_to = writer.revision().await.unwrap();
+    writer.compact(compacted_to).await.unwrap();
+    h.restore();
+
+    match tokio::time::timeout(conformance::PATIENCE, w.next())
+        .await
+        .unwrap()
+    {
+        Some(Err(Error::Compacted {
+            requested,
+            compact_revision,
+        })) => {
+            assert_eq!(requested, first.revision() + 1);
+            assert_eq!(compact_revision, compacted_to);
+        }
+        other => panic!("expected Compacted after the gap, got {other:?}"),
+    }
+}
