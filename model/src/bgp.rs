@@ -517,7 +517,23 @@ impl BGPPeerSpec {
             check_range(p, "spec.ttlSecurity", t, 0, 255);
         }
         if let Some(gw) = &self.reachable_by {
-            parse_ip(p, "spec.reachableBy", gw, None);
+            let peer = self.peer_ip.as_deref().and_then(parse_peer_ip);
+            match (
+                parse_ip(p, "spec.reachableBy", gw, None),
+                &self.peer_ip,
+                peer,
+            ) {
+                (_, None, _) => p.add("spec.reachableBy", "requires peerIP"),
+                (Some(gw_ip), Some(_), Some((peer_ip, _)))
+                    if gw_ip.is_ipv4() != peer_ip.is_ipv4() =>
+                {
+                    p.add(
+                        "spec.reachableBy",
+                        format!("{gw_ip} and peerIP {peer_ip} are of different address families"),
+                    )
+                }
+                _ => {}
+            }
         }
         for (i, f) in self.filters.iter().enumerate() {
             check_subdomain_name(p, &format!("spec.filters[{i}]"), f);

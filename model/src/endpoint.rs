@@ -162,6 +162,9 @@ impl NodeSpec {
     /// Address, MAC and AS checks.
     pub fn validate(&self, _meta: &ObjectMeta, p: &mut Problems) {
         if let Some(bgp) = &self.bgp {
+            if bgp == &NodeBgpSpec::default() {
+                p.add("spec.bgp", "must not be empty when present");
+            }
             if let Some(a) = &bgp.ipv4_address {
                 check_address_with_prefix(p, "spec.bgp.ipv4Address", a, 4);
             }
@@ -241,7 +244,10 @@ pub struct EndpointPort {
 fn validate_ports(p: &mut Problems, ports: &[EndpointPort], host_mapping_allowed: bool) {
     for (i, port) in ports.iter().enumerate() {
         let f = format!("spec.ports[{i}]");
-        if !crate::meta::is_port_name(&port.name) {
+        // A workload port may be unnamed when it only maps a host port.
+        let unnamed_ok =
+            host_mapping_allowed && port.name.is_empty() && port.host_port.unwrap_or(0) != 0;
+        if !unnamed_ok && !crate::meta::is_port_name(&port.name) {
             p.add(
                 format!("{f}.name"),
                 format!("'{}' is not a valid port name", port.name),

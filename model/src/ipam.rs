@@ -112,11 +112,11 @@ impl IPPoolSpec {
     }
 
     /// Fills in Calico's defaults: block size, Never/Never encapsulation,
-    /// `all()` node selector, Workload+Tunnel uses, Automatic assignment;
-    /// normalises the CIDR to its network address.
+    /// `all()` node selector, Workload+Tunnel uses, Automatic assignment. A
+    /// bare address as CIDR becomes a /32 (/128) pool, as in Calico.
     pub fn defaulted(&mut self) {
-        if let Ok(net) = self.cidr.parse::<IpNet>() {
-            self.cidr = net.trunc().to_string();
+        if let Ok(ip) = self.cidr.parse::<std::net::IpAddr>() {
+            self.cidr = IpNet::from(ip).to_string();
         }
         if self.block_size.is_none() {
             self.block_size = self.effective_block_size().map(i64::from);
@@ -161,7 +161,10 @@ impl IPPoolSpec {
             };
             if let Some(block) = self.block_size {
                 check_range(p, "spec.blockSize", block, min.into(), max.into());
-                if block >= i64::from(min)
+                // Calico checks the size only for enabled pools: a disabled
+                // pool allocates nothing.
+                if !self.disabled
+                    && block >= i64::from(min)
                     && block <= i64::from(max)
                     && i64::from(net.prefix_len()) > block
                 {
@@ -172,6 +175,15 @@ impl IPPoolSpec {
                         ),
                     );
                 }
+            }
+            if net.trunc() != net {
+                p.add(
+                    "spec.cidr",
+                    format!(
+                        "{net} is not strictly masked (host bits are set): use {}",
+                        net.trunc()
+                    ),
+                );
             }
             if net_family(&net) == 6 && ipip.enabled() {
                 p.add("spec.ipipMode", "IPIP is not supported on an IPv6 pool");
@@ -309,7 +321,12 @@ mod tests {
     #[test]
     fn defaults() {
         let s = pool("10.1.2.3/16");
-        assert_eq!(s.cidr, "10.1.0.0/16");
+        assert_eq!(
+            problems(&s),
+            ["spec.cidr: 10.1.2.3/16 is not strictly masked (host bits are set): use 10.1.0.0/16"]
+        );
+        assert_eq!(pool("10.9.9.9").cidr, "10.9.9.9/32");
+        let s = pool("10.1.0.0/16");
         assert_eq!(s.block_size, Some(26));
         assert_eq!(s.ipip_mode, Some(EncapMode::Never));
         assert_eq!(s.node_selector.as_deref(), Some("all()"));
@@ -329,6 +346,8 @@ mod tests {
         let mut s = pool("10.0.0.0/28");
         s.block_size = Some(26);
         assert!(problems(&s)[0].contains("larger than the pool"));
+        s.disabled = true;
+        assert!(problems(&s).is_empty());
         let mut s = pool("10.0.0.0/16");
         s.ipip_mode = Some(EncapMode::Always);
         s.vxlan_mode = Some(EncapMode::CrossSubnet);

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{is_false, ObjectMeta, Port, Protocol};
+use crate::selector::{Expr, Selector};
 use crate::validate::{
     check_label_name, check_labels, check_selector, check_subdomain_name, net_family, parse_net,
     Problems,
@@ -248,13 +249,40 @@ impl Rule {
             }
         }
         let has_ports = |e: &EntityRule| !e.ports.is_empty() || !e.not_ports.is_empty();
-        if (has_ports(&self.source) || has_ports(&self.destination))
-            && !self.protocol.as_ref().is_some_and(Protocol::supports_ports)
-        {
-            p.add(
-                format!("{field}.protocol"),
-                "ports require protocol TCP, UDP, SCTP or UDPLite",
-            );
+        // As Calico: without a protocol only named ports may be used (they
+        // carry their own protocol); a protocol without ports allows none.
+        for (entity, side) in [(&self.source, "source"), (&self.destination, "destination")] {
+            for (ports, name) in [(&entity.ports, "ports"), (&entity.not_ports, "notPorts")] {
+                if ports.is_empty() {
+                    continue;
+                }
+                let all_named = ports.iter().all(|p| matches!(p, Port::Named(_)));
+                match &self.protocol {
+                    None if !all_named => p.add(
+                        format!("{field}.{side}.{name}"),
+                        "numeric ports require protocol TCP, UDP, SCTP or UDPLite",
+                    ),
+                    Some(proto) if !proto.supports_ports() => p.add(
+                        format!("{field}.{side}.{name}"),
+                        format!("protocol {proto} does not have ports"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        let families: Vec<u8> = [
+            &self.source.nets,
+            &self.source.not_nets,
+            &self.destination.nets,
+            &self.destination.not_nets,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+        .map(|n| net_family(&n))
+        .collect();
+        if families.contains(&4) && families.contains(&6) {
+            p.add(field, "the rule contains both IPv4 and IPv6 CIDRs");
         }
         self.validate_entity(&format!("{field}.source"), &self.source, p);
         self.validate_entity(&format!("{field}.destination"), &self.destination, p);
@@ -299,6 +327,33 @@ impl Rule {
                     }
                 }
             }
+        }
+        for (i, net) in e.not_nets.iter().enumerate() {
+            if net
+                .parse::<ipnet::IpNet>()
+                .is_ok_and(|n| n.prefix_len() == 0)
+            {
+                p.add(
+                    format!("{field}.notNets[{i}]"),
+                    format!("{net} matches everything, so the rule could never match"),
+                );
+            }
+        }
+        for (sel, name) in [(&e.selector, "selector"), (&e.not_selector, "notSelector")] {
+            if sel.contains("global(") {
+                p.add(
+                    format!("{field}.{name}"),
+                    "global() can only be used in a namespaceSelector",
+                );
+            }
+        }
+        if e.namespace_selector.contains("global(")
+            && Selector::parse(&e.namespace_selector).is_ok_and(|s| s.expr() != &Expr::Global)
+        {
+            p.add(
+                format!("{field}.namespaceSelector"),
+                "global() must be the whole namespaceSelector",
+            );
         }
         for (sel, name) in [
             (&e.selector, "selector"),
@@ -358,9 +413,31 @@ pub fn default_types(ingress: &[Rule], egress: &[Rule]) -> Vec<PolicyType> {
 fn validate_rules(p: &mut Problems, ingress: &[Rule], egress: &[Rule]) {
     for (i, r) in ingress.iter().enumerate() {
         r.validate(&format!("spec.ingress[{i}]"), PolicyType::Ingress, p);
+        if r.destination.services.is_some() {
+            p.add(
+                format!("spec.ingress[{i}].destination.services"),
+                "services are not allowed in an ingress rule's destination",
+            );
+        }
     }
     for (i, r) in egress.iter().enumerate() {
         r.validate(&format!("spec.egress[{i}]"), PolicyType::Egress, p);
+        if r.source.services.is_some() {
+            p.add(
+                format!("spec.egress[{i}].source.services"),
+                "services are not allowed in an egress rule's source",
+            );
+        }
+    }
+}
+
+/// `global()` only means something in a rule's namespaceSelector.
+fn forbid_global(p: &mut Problems, field: &str, selector: &str) {
+    if selector.contains("global(") {
+        p.add(
+            field,
+            "global() can only be used in a rule's namespaceSelector",
+        );
     }
 }
 
@@ -455,6 +532,12 @@ impl NetworkPolicySpec {
             "spec.serviceAccountSelector",
             &self.service_account_selector,
         );
+        forbid_global(p, "spec.selector", &self.selector);
+        forbid_global(
+            p,
+            "spec.serviceAccountSelector",
+            &self.service_account_selector,
+        );
         validate_common(
             p,
             self.order,
@@ -521,6 +604,8 @@ impl GlobalNetworkPolicySpec {
     pub fn validate(&self, _meta: &ObjectMeta, p: &mut Problems) {
         check_selector(p, "spec.selector", &self.selector);
         check_selector(p, "spec.namespaceSelector", &self.namespace_selector);
+        forbid_global(p, "spec.selector", &self.selector);
+        forbid_global(p, "spec.namespaceSelector", &self.namespace_selector);
         check_selector(
             p,
             "spec.serviceAccountSelector",
@@ -597,6 +682,8 @@ mod tests {
             "{action: Deny, protocol: ICMP, icmp: {type: 8, code: 0}}",
             "{action: Allow, protocol: 6, source: {nets: [10.0.0.0/8], selector: \"role == 'db'\"}}",
             "{action: Pass, ipVersion: 6, protocol: ICMPv6, destination: {notNets: ['fd00::/8']}}",
+            "{action: Allow, destination: {ports: [http, metrics]}}",
+            "{action: Allow, source: {namespaceSelector: 'global()'}}",
         ] {
             assert_eq!(rule_problems(yaml), Vec::<String>::new(), "{yaml}");
         }
@@ -608,7 +695,27 @@ mod tests {
             ("{protocol: TCP}", "r.action: required"),
             (
                 "{action: Allow, destination: {ports: [80]}}",
-                "r.protocol: ports require protocol TCP, UDP, SCTP or UDPLite",
+                "r.destination.ports: numeric ports require protocol TCP, UDP, SCTP or UDPLite",
+            ),
+            (
+                "{action: Allow, protocol: ICMP, source: {notPorts: [http]}}",
+                "r.source.notPorts: protocol ICMP does not have ports",
+            ),
+            (
+                "{action: Allow, source: {nets: [10.0.0.0/8]}, destination: {nets: ['fd00::/8']}}",
+                "r: the rule contains both IPv4 and IPv6 CIDRs",
+            ),
+            (
+                "{action: Allow, source: {notNets: [0.0.0.0/0]}}",
+                "r.source.notNets[0]: 0.0.0.0/0 matches everything",
+            ),
+            (
+                "{action: Allow, source: {selector: 'global()'}}",
+                "r.source.selector: global() can only be used in a namespaceSelector",
+            ),
+            (
+                "{action: Allow, source: {namespaceSelector: 'global() || has(x)'}}",
+                "r.source.namespaceSelector: global() must be the whole namespaceSelector",
             ),
             (
                 "{action: Allow, protocol: TCP, icmp: {type: 8}}",

@@ -17,8 +17,8 @@ use crate::ipam::{IPAMConfigSpec, IPPoolSpec};
 use crate::meta::{ApiVersion, ObjectMeta};
 use crate::policy::{GlobalNetworkPolicySpec, NetworkPolicySpec, ProfileSpec};
 use crate::validate::{
-    check_label_name, check_labels, check_permissive_name, check_subdomain_name, FieldError,
-    Problems,
+    check_label_name, check_labels, check_permissive_name, check_policy_name, check_subdomain_name,
+    FieldError, Problems,
 };
 
 /// Root of every resource key in the datastore.
@@ -359,6 +359,8 @@ impl Resource {
             p.add("metadata.name", "required");
         } else if matches!(kind, Kind::Profile | Kind::WorkloadEndpoint) {
             check_permissive_name(&mut p, "metadata.name", &meta.name);
+        } else if matches!(kind, Kind::NetworkPolicy | Kind::GlobalNetworkPolicy) {
+            check_policy_name(&mut p, "metadata.name", &meta.name);
         } else {
             check_subdomain_name(&mut p, "metadata.name", &meta.name);
         }

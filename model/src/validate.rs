@@ -108,6 +108,29 @@ pub fn check_label_name(p: &mut Problems, field: &str, name: &str) {
     }
 }
 
+/// Checks a policy name: a DNS-1123 label, optionally after a `<tier>.`
+/// prefix (Calico's tiered names) or Kubernetes' `knp.default.` prefix.
+pub fn check_policy_name(p: &mut Problems, field: &str, name: &str) {
+    let label_part = name
+        .strip_prefix("knp.default.")
+        .or_else(|| {
+            name.split_once('.')
+                .map(|(tier, rest)| if is_dns_label(tier) { rest } else { tier })
+        })
+        .unwrap_or(name);
+    if name.is_empty() {
+        p.add(field, "must not be empty");
+    } else if name.len() > SUBDOMAIN_MAX || !is_dns_label(label_part) {
+        p.add(
+            field,
+            format!(
+                "'{name}' is not a valid policy name: use lower-case letters, digits and '-' \
+                 (optionally after a '<tier>.' prefix), starting and ending with a letter or digit"
+            ),
+        );
+    }
+}
+
 /// Checks the permissive name rule Calico uses for profiles and workload
 /// endpoints (names derived from namespaces, service accounts and container
 /// ids): letters, digits, `_`, `.` and `-`.
@@ -365,6 +388,16 @@ mod tests {
         let mut p = Problems::default();
         check_label_name(&mut p, "n", "a.b");
         assert_eq!(p.list.len(), 1);
+        let mut p = Problems::default();
+        for ok in ["allow-web", "security.allow-web", "knp.default.allow"] {
+            check_policy_name(&mut p, "n", ok);
+        }
+        assert!(p.is_empty(), "{:?}", p.list);
+        for bad in ["a.b.c", "Allow", "a_b", ".x"] {
+            let mut p = Problems::default();
+            check_policy_name(&mut p, "n", bad);
+            assert_eq!(p.list.len(), 1, "{bad:?}");
+        }
     }
 
     #[test]
