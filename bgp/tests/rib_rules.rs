@@ -625,6 +625,39 @@ fn local_routes_keep_med_to_ebgp_and_get_next_hop_self_and_local_pref_to_ibgp() 
 }
 
 #[test]
+fn exports_carry_mandatory_attributes_and_link_local_next_hops() {
+    let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+    let mut unnumbered = peer("10.0.0.4", 65001);
+    unnumbered.local_v6 = None;
+    unnumbered.local_v6_link_local = Some(ll);
+    let mut dual = peer("10.0.0.5", 65002);
+    dual.local_v6_link_local = Some(ll);
+    let mut rib = rib_with(config(), &[unnumbered, dual, peer("10.0.0.2", LOCAL_AS)]);
+    // A local route with neither ORIGIN nor AS_PATH nor next hop.
+    rib.originate(&[net("2001:db8:1::/122")], PathAttrs::default());
+    let r = announced(&flush(&mut rib, "10.0.0.4"), "2001:db8:1::/122").unwrap();
+    assert_eq!(
+        r.next_hop,
+        Some(NextHop::V6 {
+            global: Ipv6Addr::UNSPECIFIED,
+            link_local: Some(ll)
+        })
+    );
+    assert_eq!(r.attributes.origin, Some(Origin::Incomplete));
+    let r = announced(&flush(&mut rib, "10.0.0.5"), "2001:db8:1::/122").unwrap();
+    assert_eq!(
+        r.next_hop,
+        Some(NextHop::V6 {
+            global: SELF_V6,
+            link_local: Some(ll)
+        })
+    );
+    let r = announced(&flush(&mut rib, "10.0.0.2"), "2001:db8:1::/122").unwrap();
+    assert_eq!(r.attributes.as_path, Some(AsPath::default()));
+    assert_eq!(r.attributes.origin, Some(Origin::Incomplete));
+}
+
+#[test]
 fn ebgp_learned_to_ibgp_keeps_next_hop_unless_next_hop_self() {
     let mut nhs = peer("10.0.0.3", LOCAL_AS);
     nhs.next_hop_self = true;

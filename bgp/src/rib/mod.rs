@@ -93,6 +93,9 @@ pub struct PeerConfig {
     /// Our addresses on this session, used as next hop self per family.
     pub local_v4: Option<Ipv4Addr>,
     pub local_v6: Option<Ipv6Addr>,
+    /// Our link-local address on the session's interface, sent after the
+    /// global one in a 32-octet IPv6 next hop (RFC 2545).
+    pub local_v6_link_local: Option<Ipv6Addr>,
 }
 
 impl PeerConfig {
@@ -105,6 +108,7 @@ impl PeerConfig {
             next_hop_self: false,
             local_v4: None,
             local_v6: None,
+            local_v6_link_local: None,
         }
     }
 }

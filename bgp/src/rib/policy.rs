@@ -20,14 +20,15 @@
 //!   have none, and for eBGP-learned routes when the peer asks for it.
 //!
 //! A route whose next hop would have to be ours but we have no local address
-//! of that family for the session is not exported.
+//! of that family for the session is not exported. Exported routes always
+//! carry ORIGIN and AS_PATH (a local route without ORIGIN gets INCOMPLETE).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::attrs::PathAttrs;
 use super::{PeerConfig, RibConfig};
 use crate::packet::types::NextHop;
-use crate::packet::AsPath;
+use crate::packet::{AsPath, Origin};
 
 /// What export needs to know about where a route came from.
 #[derive(Debug, Clone, Copy)]
@@ -100,10 +101,15 @@ pub(crate) fn export(
 ) -> Option<PathAttrs> {
     let self_next_hop = || -> Option<NextHop> {
         if prefix_is_v6 {
-            to.local_v6.map(|global| NextHop::V6 {
-                global,
-                link_local: None,
-            })
+            match (to.local_v6, to.local_v6_link_local) {
+                (Some(global), link_local) => Some(NextHop::V6 { global, link_local }),
+                // Link-local only: `::` as global, as BIRD does.
+                (None, Some(ll)) => Some(NextHop::V6 {
+                    global: Ipv6Addr::UNSPECIFIED,
+                    link_local: Some(ll),
+                }),
+                (None, None) => None,
+            }
         } else {
             to.local_v4.map(NextHop::V4)
         }
@@ -111,6 +117,10 @@ pub(crate) fn export(
     let default_pref = cfg.default_local_pref;
     let mut out = attrs.clone();
     let a = &mut out.attributes;
+    // ORIGIN and AS_PATH are mandatory on the wire; a local route may lack
+    // them (the decision process ranks a missing ORIGIN as INCOMPLETE).
+    a.origin.get_or_insert(Origin::Incomplete);
+    a.as_path.get_or_insert_with(AsPath::default);
     match source {
         Source::Peer { index, .. } if index == to_index => return None,
         Source::Peer {
