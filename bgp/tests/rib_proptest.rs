@@ -81,6 +81,7 @@ enum Op {
     Originate(usize, u8),
     WithdrawLocal(usize),
     Flush(usize),
+    Refresh(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -92,6 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..PREFIXES, 0..VARIANTS).prop_map(|(j, k)| Op::Originate(j, k)),
         1 => (0..PREFIXES).prop_map(Op::WithdrawLocal),
         2 => (0..PEERS).prop_map(Op::Flush),
+        1 => (0..PEERS).prop_map(Op::Refresh),
     ]
 }
 
@@ -179,6 +181,7 @@ proptest! {
                     local.remove(&j);
                     rib.withdraw_local(&[prefix(j)])
                 }
+                Op::Refresh(i) if up.contains(&i) => rib.refresh(addr(i)).unwrap(),
                 Op::Flush(i) if up.contains(&i) => {
                     let batches = rib.take_updates(addr(i)).unwrap();
                     apply(received.entry(i).or_default(), batches);

@@ -818,6 +818,31 @@ fn changes_before_a_flush_collapse() {
 }
 
 #[test]
+fn route_refresh_resends_everything_with_pending_changes_applied() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.4", 65003)],
+    );
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/26"), net("10.1.0.64/26")],
+        route(&[65001], "10.0.0.2"),
+    )
+    .unwrap();
+    assert_eq!(flush(&mut rib, "10.0.0.4").len(), 1);
+    assert!(flush(&mut rib, "10.0.0.4").is_empty());
+    rib.withdraw(ip("10.0.0.2"), &[net("10.1.0.64/26")])
+        .unwrap();
+    let out = rib.refresh(ip("10.0.0.4")).unwrap();
+    assert_eq!(out.peers_pending, vec![ip("10.0.0.4")]);
+    let batches = flush(&mut rib, "10.0.0.4");
+    assert!(withdrawn(&batches, "10.1.0.64/26"));
+    assert!(announced(&batches, "10.1.0.0/26").is_some());
+    assert_eq!(batches.len(), 2);
+    assert!(flush(&mut rib, "10.0.0.4").is_empty());
+}
+
+#[test]
 fn peer_up_receives_the_whole_table() {
     let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
     rib.announce(

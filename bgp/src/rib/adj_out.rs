@@ -40,6 +40,21 @@ pub struct AdjRibOut {
     sent: PrefixMap<Arc<PathAttrs>>,
     /// Desired changes not flushed yet: `None` withdraws.
     pending: PrefixMap<Option<Arc<PathAttrs>>>,
+    /// The next flush announces every route again (ROUTE-REFRESH).
+    resend_all: bool,
+}
+
+fn group(
+    groups: &mut HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)>,
+    prefix: IpNet,
+    attrs: Arc<PathAttrs>,
+) {
+    let v6 = matches!(prefix, IpNet::V6(_));
+    groups
+        .entry((v6, Arc::as_ptr(&attrs)))
+        .or_insert_with(|| (attrs, Vec::new()))
+        .1
+        .push(prefix);
 }
 
 impl AdjRibOut {
@@ -59,7 +74,13 @@ impl AdjRibOut {
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.resend_all || !self.pending.is_empty()
+    }
+
+    /// Make the next [`Self::take_updates`] announce the whole table again,
+    /// as a ROUTE-REFRESH request (RFC 2918) asks.
+    pub(crate) fn request_resend(&mut self) {
+        self.resend_all = true;
     }
 
     /// Routes as the peer has them (after the last flush), unordered.
@@ -119,12 +140,15 @@ impl AdjRibOut {
                 }
                 Some(attrs) => {
                     self.sent.insert(prefix, Arc::clone(&attrs));
-                    groups
-                        .entry((v6, Arc::as_ptr(&attrs)))
-                        .or_insert_with(|| (attrs, Vec::new()))
-                        .1
-                        .push(prefix);
+                    if !self.resend_all {
+                        group(&mut groups, prefix, attrs);
+                    }
                 }
+            }
+        }
+        if std::mem::take(&mut self.resend_all) {
+            for (prefix, attrs) in self.sent.iter() {
+                group(&mut groups, prefix, Arc::clone(attrs));
             }
         }
         let mut out = Vec::new();

@@ -350,6 +350,16 @@ impl Rib {
         Ok(slot.out.take_updates())
     }
 
+    /// The peer sent ROUTE-REFRESH: its next [`Rib::take_updates`] announces
+    /// everything it should have again.
+    pub fn refresh(&mut self, peer: IpAddr) -> Result<RibOutput, RibError> {
+        let index = self.index_of(peer)?;
+        self.slot_mut(index).out.request_resend();
+        let mut output = RibOutput::default();
+        self.finish(&mut output);
+        Ok(output)
+    }
+
     /// A session came up: register the peer and queue the whole Loc-RIB
     /// for it, as its export rules allow.
     pub fn peer_up(&mut self, config: PeerConfig) -> Result<RibOutput, RibError> {
