@@ -88,3 +88,13 @@ proptest! {
         prop_assert_eq!(combined.matches(&labels), ea || eb);
     }
 }
+
+proptest! {
+    #[test]
+    fn parser_never_panics_on_any_text(text in "\\PC{0,40}") {
+        if let Ok(selector) = Selector::parse(&text) {
+            let canonical = selector.canonical();
+            prop_assert_eq!(Selector::parse(&canonical).map(|s| s.canonical()), Ok(canonical));
+        }
+    }
+}
