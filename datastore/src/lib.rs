@@ -18,6 +18,30 @@
 //!   mode that several processes on one host share safely ([`embedded`]).
 //!
 //! The same conformance suite (`tests/conformance/`) runs against both.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), brindle_datastore::Error> {
+//! use brindle_datastore::{Datastore, Error};
+//! use futures::StreamExt;
+//!
+//! // `--datastore` flag if given, else $BRINDLE_DATASTORE, else the default file.
+//! let ds = Datastore::open(None).await?;
+//! let kv = ds.create("/calico/resources/v3/projectcalico.org/nodes/a", "{}").await?;
+//! match ds.update_if(kv.key.clone(), kv.mod_revision, "{\"spec\":{}}").await {
+//!     Ok(_) | Err(Error::Conflict { .. }) => {} // someone else won: re-read
+//!     Err(e) => return Err(e),
+//! }
+//! let listing = ds.list("/calico/resources/").await?;
+//! let mut changes = ds.watch("/calico/resources/", listing.revision + 1);
+//! while let Some(event) = changes.next().await {
+//!     match event {
+//!         Ok(ev) => println!("{:?} {}", ev.kind, ev.kv.key_str()),
+//!         Err(Error::Compacted { .. }) => break, // re-list, then watch again
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod config;
 pub mod embedded;
@@ -33,3 +57,17 @@ pub use kv::{
     TxnOpResult, TxnResponse,
 };
 pub use store::{Backend, Datastore, Swap, Versioned, WatchStream};
+
+#[cfg(test)]
+mod tests {
+    /// Callers hold these across tasks and put the config in clap structs.
+    #[test]
+    fn public_types_are_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<crate::Datastore>();
+        check::<crate::Error>();
+        check::<crate::DatastoreConfig>();
+        fn check_send<T: Send + 'static>() {}
+        check_send::<crate::WatchStream>();
+    }
+}
