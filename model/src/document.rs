@@ -93,6 +93,24 @@ pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseErrors> {
     parse_documents_with_origin(text).map(|v| v.into_iter().map(|(r, _)| r).collect())
 }
 
+/// [`parse_documents`] for an `apply` against a store that already holds
+/// `existing` resources: additionally rejects pools overlapping a stored pool
+/// of another name, and changing a stored pool's CIDR (immutable, as in
+/// Calico). Resources being re-applied replace their stored selves.
+pub fn parse_documents_against(
+    text: &str,
+    existing: &[Resource],
+) -> Result<Vec<Resource>, ParseErrors> {
+    let parsed = parse_documents_with_origin(text)?;
+    let mut errors = Vec::new();
+    check_against_existing(&parsed, existing, &mut errors);
+    if errors.is_empty() {
+        Ok(parsed.into_iter().map(|(r, _)| r).collect())
+    } else {
+        Err(ParseErrors(errors))
+    }
+}
+
 /// [`parse_documents`], also telling where each resource came from.
 pub fn parse_documents_with_origin(text: &str) -> Result<Vec<(Resource, Origin)>, ParseErrors> {
     let mut errors = Vec::new();
@@ -551,6 +569,46 @@ fn cross_check(parsed: &[(Resource, Origin)], errors: &mut Vec<DocumentError>) {
     }
 }
 
+fn check_against_existing(
+    parsed: &[(Resource, Origin)],
+    existing: &[Resource],
+    errors: &mut Vec<DocumentError>,
+) {
+    let incoming: std::collections::HashSet<String> = parsed.iter().map(|(r, _)| r.key()).collect();
+    for (r, o) in parsed {
+        let Resource::IPPool(pool) = r else { continue };
+        let Some(net) = pool.spec.net() else { continue };
+        let error = |reason: String| DocumentError {
+            document: o.document,
+            item: o.item,
+            kind: Some(r.kind().to_string()),
+            name: Some(r.name().to_string()),
+            field: "spec.cidr".into(),
+            reason,
+        };
+        for old in existing {
+            let Resource::IPPool(old_pool) = old else {
+                continue;
+            };
+            let Some(old_net) = old_pool.spec.net() else {
+                continue;
+            };
+            if old.name() == r.name() {
+                if old_net != net {
+                    errors.push(error(format!(
+                        "the CIDR of an existing pool cannot change ({old_net} -> {net}); create a new pool instead"
+                    )));
+                }
+            } else if !incoming.contains(&old.key()) && nets_overlap(&net, &old_net) {
+                errors.push(error(format!(
+                    "{net} overlaps existing IPPool '{}' ({old_net})",
+                    old.name()
+                )));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,6 +709,25 @@ spec:
         assert_eq!(
             errors(&text),
             ["document 2 (IPPool 'pool-b'): spec.cidr: 10.0.5.0/24 overlaps IPPool 'pool-a' (10.0.0.0/16) in document 1"]
+        );
+    }
+
+    #[test]
+    fn apply_against_stored_pools() {
+        let stored = parse_documents(POOL).unwrap();
+        // Re-applying the same pool is fine.
+        assert_eq!(parse_documents_against(POOL, &stored).unwrap(), stored);
+        let moved = POOL.replace("10.0.0.0/16", "10.9.0.0/16");
+        assert_eq!(
+            parse_documents_against(&moved, &stored).unwrap_err().to_string(),
+            "document 1 (IPPool 'pool-a'): spec.cidr: the CIDR of an existing pool cannot change (10.0.0.0/16 -> 10.9.0.0/16); create a new pool instead"
+        );
+        let other = POOL
+            .replace("pool-a", "pool-b")
+            .replace("10.0.0.0/16", "10.0.64.0/18");
+        assert_eq!(
+            parse_documents_against(&other, &stored).unwrap_err().to_string(),
+            "document 1 (IPPool 'pool-b'): spec.cidr: 10.0.64.0/18 overlaps existing IPPool 'pool-a' (10.0.0.0/16)"
         );
     }
 

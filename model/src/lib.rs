@@ -43,7 +43,9 @@ pub mod resource;
 pub mod selector;
 pub mod validate;
 
-pub use document::{parse_documents, parse_one, DocumentError, ParseErrors};
+pub use document::{
+    parse_documents, parse_documents_against, parse_one, DocumentError, ParseErrors,
+};
 pub use meta::{ApiVersion, ObjectMeta};
 pub use resource::{Kind, Object, Resource};
 pub use selector::{Labels, Selector, SelectorError};
