@@ -927,6 +927,77 @@ fn collision_end_to_end_between_two_fsms() {
     assert_eq!(incoming.state(), State::Established);
 }
 
+// ----- the whole state × event matrix ---------------------------------------
+
+fn all_events() -> Vec<TestEvent> {
+    vec![
+        Event::ManualStart,
+        Event::ManualStartPassive,
+        Event::ManualStop {
+            communication: None,
+        },
+        Event::AutomaticStart,
+        Event::ConnectRetryTimerExpired,
+        Event::HoldTimerExpired,
+        Event::KeepaliveTimerExpired,
+        Event::DelayOpenTimerExpired,
+        Event::IdleHoldTimerExpired,
+        Event::TcpConnectionValid,
+        Event::TcpConnectionAcknowledged,
+        Event::TcpConnectionConfirmed,
+        Event::TcpConnectionFails,
+        open(90),
+        Event::HeaderError(Notification::new(1, 2)),
+        Event::OpenMessageError(Notification::new(2, 4)),
+        Event::OpenCollisionDump,
+        Event::NotificationVersionError,
+        Event::NotificationReceived {
+            code: 6,
+            subcode: 4,
+        },
+        Event::KeepaliveReceived,
+        Event::UpdateReceived(0),
+        Event::UpdateMessageError(Notification::new(3, 1)),
+    ]
+}
+
+/// The state after each event of [`all_events`], per starting state (I Idle,
+/// C Connect, A Active (passive), S OpenSent, F OpenConfirm, E Established).
+/// Expiries of timers that are not running leave the state alone.
+#[test]
+fn every_state_and_event_lands_where_rfc_4271_says() {
+    use State::*;
+    #[rustfmt::skip]
+    let rows: [(State, &str); 6] = [
+        //                MS MP MX AS CR HO KA DO IH TV TA TC TF OP HE OE CD VE NR KR UR UE
+        (Idle,           "C  A  I  C  I  I  I  I  I  I  I  I  I  I  I  I  I  I  I  I  I  I"),
+        (Connect,        "C  C  I  C  C  C  C  C  C  C  S  S  I  I  I  I  I  I  I  I  I  I"),
+        (Active,         "A  A  I  A  A  A  A  A  A  A  S  S  I  I  I  I  I  I  I  I  I  I"),
+        (OpenSent,       "S  S  I  S  S  I  S  S  S  S  S  S  A  F  I  I  I  I  I  I  I  I"),
+        (OpenConfirm,    "F  F  I  F  F  I  F  F  F  F  F  F  I  I  I  I  I  I  I  E  I  I"),
+        (Established,    "E  E  I  E  E  I  E  E  E  E  E  E  I  I  I  I  I  I  I  E  E  I"),
+    ];
+    let decode = |c: &str| match c {
+        "I" => Idle,
+        "C" => Connect,
+        "A" => Active,
+        "S" => OpenSent,
+        "F" => OpenConfirm,
+        _ => Established,
+    };
+    for (from, row) in rows {
+        let expected: Vec<State> = row.split_whitespace().map(decode).collect();
+        let events = all_events();
+        assert_eq!(expected.len(), events.len());
+        for (event, to) in events.into_iter().zip(expected) {
+            let mut fsm = fsm_in(from, config());
+            let label = format!("{from:?} + {event:?}");
+            fsm.process(event);
+            assert_eq!(fsm.state(), to, "{label}");
+        }
+    }
+}
+
 // ----- with the codec's negotiation ------------------------------------------
 
 fn codec_open(asn: u32, hold: u16, id: Ipv4Addr) -> brindle_bgp::packet::Open {
