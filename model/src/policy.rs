@@ -653,6 +653,27 @@ pub struct ProfileSpec {
 }
 
 impl ProfileSpec {
+    /// The profile of a network named `name`, as Calico's libnetwork plugin
+    /// made them: members carry the label `name` (empty value), accept
+    /// traffic from endpoints with that label, and may send anywhere.
+    pub fn network(name: &str) -> ProfileSpec {
+        ProfileSpec {
+            ingress: vec![Rule {
+                action: Some(Action::Allow),
+                source: EntityRule {
+                    selector: format!("has({name})"),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            egress: vec![Rule {
+                action: Some(Action::Allow),
+                ..Default::default()
+            }],
+            labels_to_apply: BTreeMap::from([(name.to_string(), String::new())]),
+        }
+    }
+
     /// No defaults.
     pub fn defaulted(&mut self) {}
 
@@ -778,6 +799,19 @@ mod tests {
             default_types(std::slice::from_ref(&allow), std::slice::from_ref(&allow)),
             vec![PolicyType::Ingress, PolicyType::Egress]
         );
+    }
+
+    #[test]
+    fn network_profile_lets_members_talk() {
+        let spec = ProfileSpec::network("frontend-net");
+        let mut p = Problems::default();
+        spec.validate(&ObjectMeta::default(), &mut p);
+        assert!(p.is_empty(), "{:?}", p.list);
+        let member: BTreeMap<String, String> = spec.labels_to_apply.clone();
+        let outsider: BTreeMap<String, String> = BTreeMap::from([("app".into(), "x".into())]);
+        let source = Selector::parse(&spec.ingress[0].source.selector).unwrap();
+        assert!(source.matches(&member));
+        assert!(!source.matches(&outsider));
     }
 
     #[test]
