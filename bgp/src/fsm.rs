@@ -24,6 +24,23 @@
 //!                      +-------------+        +----------+
 //! ```
 //!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use brindle_bgp::fsm::{Action, Event, Fsm, FsmConfig, State, TimerKind};
+//!
+//! let mut fsm: Fsm = Fsm::new(FsmConfig::new(64512, Ipv4Addr::new(10, 0, 0, 1)));
+//! let actions = fsm.process(Event::ManualStart);
+//! assert!(actions.contains(&Action::Connect));
+//! assert_eq!(fsm.state(), State::Connect);
+//! // The socket connected: send OPEN and wait for the peer's.
+//! let actions = fsm.process(Event::TcpConnectionAcknowledged);
+//! assert!(actions.contains(&Action::SendOpen));
+//! // The timer the session layer started fires later:
+//! fsm.process(Event::HoldTimerExpired);
+//! assert_eq!(fsm.state(), State::Idle);
+//! assert!(fsm.is_timer_running(TimerKind::IdleHold)); // damped restart
+//! ```
+//!
 //! Contract:
 //! * [`Fsm::process`] never panics, for any event in any state (a proptest in
 //!   `bgp/tests/fsm_transitions.rs` drives random sequences). Events that make

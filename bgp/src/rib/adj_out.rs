@@ -1,6 +1,6 @@
 //! Adj-RIB-Out of one peer: what it has been sent, and what still has to be.
 //!
-//! The RIB records the desired state per prefix with [`AdjRibOut::set`];
+//! The RIB records the desired state per prefix with `AdjRibOut::set`;
 //! changes accumulate until the session layer calls
 //! [`AdjRibOut::take_updates`], which returns them packed for UPDATE
 //! messages: withdrawals together, and announcements grouped by attribute set

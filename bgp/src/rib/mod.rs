@@ -15,6 +15,44 @@
 //! session layer then calls [`Rib::take_updates`] for those peers and packs
 //! the returned [`UpdateBatch`]es into UPDATE messages.
 //!
+//! ```
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use brindle_bgp::packet::{AsPath, NextHop, Origin, PathAttributes};
+//! use brindle_bgp::rib::{PathAttrs, PeerConfig, Rib, RibConfig, UpdateBatch};
+//!
+//! let mut rib = Rib::new(RibConfig::new(64512, Ipv4Addr::new(10, 0, 0, 1)));
+//! let tor = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254));
+//! let mut peer = PeerConfig::new(tor, 65000, Ipv4Addr::new(10, 0, 0, 254));
+//! peer.local_v4 = Some(Ipv4Addr::new(10, 0, 0, 1));
+//! rib.peer_up(peer).unwrap();
+//!
+//! // This node's IPAM block, next hop self on export.
+//! let block = "10.244.1.0/26".parse().unwrap();
+//! let local = PathAttrs {
+//!     attributes: PathAttributes { origin: Some(Origin::Igp), ..Default::default() },
+//!     next_hop: None,
+//! };
+//! let out = rib.originate(&[block], local);
+//! assert_eq!(out.peers_pending, vec![tor]);
+//! let batches = rib.take_updates(tor).unwrap();
+//! let UpdateBatch::Announce { attrs, prefixes } = &batches[0] else { unreachable!() };
+//! assert_eq!(prefixes, &vec![block]);
+//! assert_eq!(attrs.attributes.as_path, Some(AsPath::from_sequence([64512])));
+//! assert_eq!(attrs.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));
+//!
+//! // A route from the ToR reaches the kernel through `best_changes`.
+//! let learned = PathAttrs {
+//!     attributes: PathAttributes {
+//!         origin: Some(Origin::Igp),
+//!         as_path: Some(AsPath::from_sequence([65000])),
+//!         ..Default::default()
+//!     },
+//!     next_hop: Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 254))),
+//! };
+//! let out = rib.announce(tor, &["0.0.0.0/0".parse().unwrap()], learned).unwrap();
+//! assert_eq!(out.best_changes[0].best.as_ref().unwrap().next_hops, vec![tor]);
+//! ```
+//!
 //! Storage: the Adj-RIBs-In of all peers live in the Loc-RIB's per-prefix
 //! path lists (one path per peer and prefix; ADD-PATH receive is not
 //! supported), the best first. Attribute sets are interned
