@@ -23,7 +23,14 @@ fn rate(n: usize, d: Duration) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), brindle_datastore::Error> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), brindle_datastore::Error> {
     let mut args = std::env::args().skip(1);
     let url = args.next();
     let writers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);

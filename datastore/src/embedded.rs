@@ -148,7 +148,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.display().to_string(),
+            path: format!("{} (creating the store's directory)", dir.display()),
             source,
         })?;
     }

@@ -68,7 +68,8 @@ fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 impl EtcdBackend {
-    /// Connects and checks that the cluster answers a read.
+    /// Connects (authenticating if credentials are set) and checks that the
+    /// cluster answers a status request.
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
         let endpoints: Arc<str> = config.endpoints.join(",").into();
         let span = debug_span!("etcd_connect", endpoints = %endpoints, tls = config.tls.is_some());
@@ -111,9 +112,12 @@ impl EtcdBackend {
             )
             .await
             .map_err(|_| {
-                err(ec::Error::WatchError(format!(
-                    "no answer within {:?} (is etcd running and reachable?)",
-                    config.timeout
+                err(ec::Error::IoError(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within {:?} (is etcd running and reachable?)",
+                        config.timeout
+                    ),
                 )))
             })?
             .map_err(err)?;
