@@ -424,26 +424,19 @@ impl Rib {
         let index = u32::try_from(index).unwrap_or(LOCAL - 1);
         self.by_address.insert(address, index);
 
-        let mut memo = ExportMemo::new();
-        let exports: Vec<(IpNet, Option<Arc<PathAttrs>>)> = self
+        let bests: Vec<(IpNet, u32, Arc<PathAttrs>)> = self
             .loc
             .iter()
             .filter(|(_, d)| d.multipath() > 0)
-            .map(|(prefix, d)| (prefix, &d.paths()[0]))
-            .map(|(prefix, best)| (prefix, best.source, Arc::clone(&best.attrs)))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|(prefix, source, attrs)| {
-                let out = self.export_to(&mut memo, source, &attrs, index, &prefix);
-                (prefix, out)
-            })
+            .map(|(prefix, d)| (prefix, d.paths()[0].source, Arc::clone(&d.paths()[0].attrs)))
             .collect();
-        let slot = self.slot_mut(index);
-        for (prefix, desired) in exports {
-            if desired.is_some() {
-                slot.out.set(prefix, desired);
+        let mut memo = ExportMemo::new();
+        for (prefix, source, attrs) in bests {
+            if let Some(desired) = self.export_to(&mut memo, source, &attrs, index, &prefix) {
+                self.slot_mut(index).out.set(prefix, Some(desired));
             }
         }
+        let slot = self.slot(index);
         debug!(routes = slot.out.len_desired(), "initial table queued");
         let mut output = RibOutput::default();
         self.finish(&mut output);
