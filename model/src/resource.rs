@@ -476,6 +476,18 @@ impl Serialize for Resource {
     }
 }
 
+/// Reads one resource through the same path as [`crate::parse_one`]
+/// (routing on `kind`, defaults, validation), so a `Resource` inside another
+/// serde type is as checked as one read from a file. Errors carry the full
+/// document message.
+impl<'de> Deserialize<'de> for Resource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_yaml_ng::Value::deserialize(d)?;
+        let text = serde_yaml_ng::to_string(&value).map_err(serde::de::Error::custom)?;
+        crate::document::parse_one(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The shape a document is read into once its kind is known.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -551,6 +563,21 @@ mod tests {
             "/brindle/resources/v3/networkpolicies/default/allow-web"
         );
         assert_eq!(np.describe(), "NetworkPolicy 'default/allow-web'");
+    }
+
+    #[test]
+    fn serde_round_trip_inside_other_types() {
+        let mut pool = IPPool::named("pool-a");
+        pool.spec.cidr = "10.0.0.0/16".into();
+        let mut r = Resource::IPPool(pool);
+        r.defaulted();
+        r.metadata_mut().resource_version = Some("42".into());
+        let json = serde_json::to_string(&vec![r.clone()]).unwrap();
+        let back: Vec<Resource> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, vec![r]);
+        let bad = json.replace("10.0.0.0/16", "10.0.0.0/99");
+        let err = serde_json::from_str::<Vec<Resource>>(&bad).unwrap_err();
+        assert!(err.to_string().contains("spec.cidr"), "{err}");
     }
 
     #[test]
