@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{is_false, AsNumber, ObjectMeta};
+use crate::selector::{Labels, Selector};
 use crate::validate::{
     check_community_value, check_duration, check_range, check_selector, check_subdomain_name,
     net_family, parse_ip, parse_net, Problems,
@@ -443,6 +444,34 @@ pub fn parse_peer_ip(text: &str) -> Option<(IpAddr, Option<u16>)> {
 }
 
 impl BGPPeerSpec {
+    /// Whether this peering applies to the local node `node_name` with
+    /// `labels`: the named node, the nodes the nodeSelector picks, or every
+    /// node when neither is set (a global peer).
+    pub fn applies_to_node<L: Labels + ?Sized>(&self, node_name: &str, labels: &L) -> bool {
+        match (&self.node, &self.node_selector) {
+            (Some(node), _) => node == node_name,
+            (None, Some(sel)) => Selector::parse(sel).is_ok_and(|s| s.matches(labels)),
+            (None, None) => true,
+        }
+    }
+
+    /// Whether a remote node with `labels` is a peer through `peerSelector`.
+    pub fn selects_remote_node<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+        self.peer_selector
+            .as_deref()
+            .is_some_and(|sel| Selector::parse(sel).is_ok_and(|s| s.matches(labels)))
+    }
+
+    /// The effective next-hop handling (`keepOriginalNextHop` is the legacy
+    /// spelling of Keep; unset is Auto).
+    pub fn effective_next_hop_mode(&self) -> NextHopMode {
+        match (self.next_hop_mode, self.keep_original_next_hop) {
+            (Some(mode), _) => mode,
+            (None, true) => NextHopMode::Keep,
+            (None, false) => NextHopMode::Auto,
+        }
+    }
+
     /// BGPPeer has no materialised defaults: unset fields mean "use the
     /// node's or the cluster's setting".
     pub fn defaulted(&mut self) {}
@@ -876,6 +905,31 @@ mod tests {
         assert_eq!(parse_peer_ip("fd00::1:179").map(|x| x.1), Some(None));
         assert_eq!(parse_peer_ip("10.0.0.1:0"), None);
         assert_eq!(parse_peer_ip("peer"), None);
+    }
+
+    #[test]
+    fn which_nodes_peer() {
+        use std::collections::BTreeMap;
+        let rr: BTreeMap<String, String> = BTreeMap::from([("rr".into(), "true".into())]);
+        let none: BTreeMap<String, String> = BTreeMap::new();
+        let global = BGPPeerSpec::default();
+        assert!(global.applies_to_node("any", &none));
+        let one = BGPPeerSpec {
+            node: Some("node-1".into()),
+            ..Default::default()
+        };
+        assert!(one.applies_to_node("node-1", &none));
+        assert!(!one.applies_to_node("node-2", &none));
+        let to_rr = BGPPeerSpec {
+            node_selector: Some("!has(rr)".into()),
+            peer_selector: Some("has(rr)".into()),
+            ..Default::default()
+        };
+        assert!(to_rr.applies_to_node("n", &none));
+        assert!(!to_rr.applies_to_node("n", &rr));
+        assert!(to_rr.selects_remote_node(&rr));
+        assert!(!to_rr.selects_remote_node(&none));
+        assert_eq!(to_rr.effective_next_hop_mode(), NextHopMode::Auto);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{is_false, ObjectMeta};
+use crate::selector::{Labels, Selector, SelectorError};
 use crate::validate::{check_range, check_selector, net_family, Problems};
 
 /// Encapsulation mode for `ipipMode` / `vxlanMode`.
@@ -109,6 +110,31 @@ impl IPPoolSpec {
             (None, Some(IpNet::V6(_))) => Some(DEFAULT_BLOCK_SIZE_V6),
             (None, None) => None,
         }
+    }
+
+    /// The parsed `nodeSelector` (`all()` when unset).
+    pub fn node_selector(&self) -> Result<Selector, SelectorError> {
+        Selector::parse(self.node_selector.as_deref().unwrap_or("all()"))
+    }
+
+    /// Whether the pool may be used for `use_` (unset `allowedUses` means
+    /// Workload and Tunnel).
+    pub fn allows(&self, use_: AllowedUse) -> bool {
+        if self.allowed_uses.is_empty() {
+            matches!(use_, AllowedUse::Workload | AllowedUse::Tunnel)
+        } else {
+            self.allowed_uses.contains(&use_)
+        }
+    }
+
+    /// Whether IPAM may automatically assign `use_` addresses from this pool
+    /// on a node with these labels: enabled, Automatic assignment, the use
+    /// allowed, and the node selected.
+    pub fn assignable_on<L: Labels + ?Sized>(&self, use_: AllowedUse, node_labels: &L) -> bool {
+        !self.disabled
+            && self.assignment_mode.unwrap_or_default() == AssignmentMode::Automatic
+            && self.allows(use_)
+            && self.node_selector().is_ok_and(|s| s.matches(node_labels))
     }
 
     /// Fills in Calico's defaults: block size, Never/Never encapsulation,
@@ -364,6 +390,23 @@ mod tests {
         let mut s = pool("10.0.0.0/16");
         s.node_selector = Some("a ==".into());
         assert!(problems(&s)[0].starts_with("spec.nodeSelector: invalid selector"));
+    }
+
+    #[test]
+    fn assignability() {
+        use std::collections::BTreeMap;
+        let zone_a: BTreeMap<String, String> = BTreeMap::from([("zone".into(), "a".into())]);
+        let mut s = pool("10.0.0.0/16");
+        assert!(s.assignable_on(AllowedUse::Workload, &zone_a));
+        assert!(!s.assignable_on(AllowedUse::LoadBalancer, &zone_a));
+        s.node_selector = Some("zone == 'b'".into());
+        assert!(!s.assignable_on(AllowedUse::Workload, &zone_a));
+        s.node_selector = Some("zone == 'a'".into());
+        s.disabled = true;
+        assert!(!s.assignable_on(AllowedUse::Workload, &zone_a));
+        s.disabled = false;
+        s.assignment_mode = Some(AssignmentMode::Manual);
+        assert!(!s.assignable_on(AllowedUse::Workload, &zone_a));
     }
 
     #[test]
