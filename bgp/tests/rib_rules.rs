@@ -921,6 +921,73 @@ fn unused_attribute_sets_are_collected() {
 }
 
 #[test]
+fn decoded_updates_apply_with_mp_reach_and_treat_as_withdraw() {
+    use brindle_bgp::packet::{Family, MpReach, MpUnreach, Nlri, Update, UpdateOutcome};
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
+    let v6 = net("2001:db8:7::/48");
+    let update = Update {
+        withdrawn: vec![],
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::from_sequence([65001])),
+            next_hop: Some(v4("10.0.0.2")),
+            ..Default::default()
+        },
+        nlri: vec![Nlri::new(net(P))],
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::V6 {
+                global: "2001:db8::2".parse().unwrap(),
+                link_local: None,
+            },
+            nlri: vec![Nlri::new(v6)],
+        }),
+        mp_unreach: None,
+    };
+    let out = rib
+        .apply_update(ip("10.0.0.2"), update.clone(), &UpdateOutcome::Ok)
+        .unwrap();
+    assert_eq!(out.best_changes.len(), 2);
+    assert_eq!(rib.best(&net(P)).unwrap().next_hops, vec![ip("10.0.0.2")]);
+    assert_eq!(rib.best(&v6).unwrap().next_hops, vec![ip("2001:db8::2")]);
+    // The stored attributes are normalised: the next hop lives outside.
+    assert_eq!(rib.best(&net(P)).unwrap().attrs.attributes.next_hop, None);
+
+    // The same UPDATE under treat-as-withdraw removes both.
+    let out = rib
+        .apply_update(
+            ip("10.0.0.2"),
+            update,
+            &UpdateOutcome::TreatAsWithdraw(vec![]),
+        )
+        .unwrap();
+    assert_eq!(out.best_changes.len(), 2);
+    assert!(rib.is_empty());
+
+    // MP_UNREACH withdraws; End-of-RIB is a no-op.
+    rib.announce(ip("10.0.0.2"), &[v6], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    let unreach = Update {
+        withdrawn: vec![],
+        attributes: PathAttributes::default(),
+        nlri: vec![],
+        mp_reach: None,
+        mp_unreach: Some(MpUnreach {
+            family: Family::IPV6_UNICAST,
+            withdrawn: vec![Nlri::new(v6)],
+        }),
+    };
+    rib.apply_update(ip("10.0.0.2"), unreach, &UpdateOutcome::Ok)
+        .unwrap();
+    assert!(rib.is_empty());
+    let eor = Update::end_of_rib(Family::IPV4_UNICAST);
+    let out = rib
+        .apply_update(ip("10.0.0.2"), eor, &UpdateOutcome::Ok)
+        .unwrap();
+    assert_eq!(out, Default::default());
+}
+
+#[test]
 fn codec_attributes_adapt_with_either_next_hop() {
     let classic = PathAttributes {
         origin: Some(Origin::Igp),

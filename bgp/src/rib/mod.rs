@@ -85,6 +85,7 @@ pub use decision::{Candidate, Selection};
 pub use policy::ImportReject;
 
 use crate::packet::types::NextHop;
+use crate::packet::{Family, Nlri, Update, UpdateOutcome};
 use policy::Source;
 use table::PrefixMap;
 
@@ -502,6 +503,55 @@ impl Rib {
             );
         }
         self.finish(&mut output);
+        Ok(output)
+    }
+
+    /// Apply one decoded UPDATE from `peer`: withdrawals (classic and
+    /// MP_UNREACH_NLRI), then announcements (classic NLRI with NEXT_HOP, and
+    /// MP_REACH_NLRI with its next hop). Under RFC 7606 treat-as-withdraw the
+    /// announced prefixes are withdrawn instead. Families other than IPv4 and
+    /// IPv6 unicast are ignored; an End-of-RIB marker changes nothing.
+    pub fn apply_update(
+        &mut self,
+        peer: IpAddr,
+        update: Update,
+        outcome: &UpdateOutcome,
+    ) -> Result<RibOutput, RibError> {
+        self.index_of(peer)?;
+        let unicast = |f: Family| f == Family::IPV4_UNICAST || f == Family::IPV6_UNICAST;
+        let prefixes = |nlri: &[Nlri]| nlri.iter().map(|n| n.prefix).collect::<Vec<_>>();
+        let mut withdrawn = prefixes(&update.withdrawn);
+        if let Some(unreach) = update.mp_unreach.as_ref().filter(|u| unicast(u.family)) {
+            withdrawn.extend(prefixes(&unreach.withdrawn));
+        }
+        let mut output = RibOutput::default();
+        let mut merge = |out: RibOutput| {
+            output.best_changes.extend(out.best_changes);
+            output.rejected.extend(out.rejected);
+            // Each operation lists every peer with pending routes.
+            output.peers_pending = out.peers_pending;
+        };
+        if !withdrawn.is_empty() {
+            merge(self.withdraw(peer, &withdrawn)?);
+        }
+        let classic = prefixes(&update.nlri);
+        let reach = update.mp_reach.filter(|r| unicast(r.family));
+        if outcome.is_treat_as_withdraw() {
+            let mut gone = classic;
+            gone.extend(reach.iter().flat_map(|r| prefixes(&r.nlri)));
+            if !gone.is_empty() {
+                merge(self.withdraw(peer, &gone)?);
+            }
+            return Ok(output);
+        }
+        if !classic.is_empty() {
+            let attrs = PathAttrs::from_update(update.attributes.clone(), None);
+            merge(self.announce(peer, &classic, attrs)?);
+        }
+        if let Some(reach) = reach.filter(|r| !r.nlri.is_empty()) {
+            let attrs = PathAttrs::from_update(update.attributes, Some(reach.next_hop));
+            merge(self.announce(peer, &prefixes(&reach.nlri), attrs)?);
+        }
         Ok(output)
     }
 
