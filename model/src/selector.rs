@@ -742,7 +742,8 @@ impl Parser<'_> {
         loop {
             let token = self.advance();
             match token.kind {
-                TokenKind::RBrace if set.is_empty() => return Ok(set),
+                // Calico accepts `{}` and a trailing comma (`{"a",}`).
+                TokenKind::RBrace => return Ok(set),
                 TokenKind::Str(v) => {
                     set.insert(v);
                     let sep = self.advance();
@@ -807,6 +808,12 @@ mod tests {
         assert!(!eval("a not in {'x', 'y'}", &[("a", "x")]));
         assert!(eval("a not in {'x'}", &[]), "not in is true when absent");
         assert!(eval("a not in {}", &[("a", "q")]));
+        assert!(
+            eval("a in {'x', 'y',}", &[("a", "y")]),
+            "trailing comma, as Calico"
+        );
+        assert!(Selector::parse("a in {,}").is_err());
+        assert!(Selector::parse("a in {'x',,}").is_err());
     }
 
     #[test]
