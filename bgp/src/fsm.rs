@@ -47,7 +47,10 @@
 //!   no sense in a state are either ignored (the RFC's "ignored" rows) or answered
 //!   with the RFC 6608 FSM-error NOTIFICATION.
 //! * Timer expiries for timers that this FSM does not believe are running are
-//!   ignored, so an expiry racing with a `StopTimer` is harmless.
+//!   ignored, so an expiry racing with a `StopTimer` is harmless. The session
+//!   layer keeps at most one timer per [`TimerKind`]: `StartTimer` replaces
+//!   (restarts) a running one, so no stale expiry of an older instance can
+//!   arrive.
 //! * The OPEN summary is validated here only for what the FSM itself owns: hold
 //!   time (1 or 2 s is NOTIFICATION 2/6), peer AS against the configured one
 //!   (2/2) and BGP identifier (0.0.0.0, or ours on an iBGP session, is 2/3).

@@ -988,6 +988,37 @@ fn decoded_updates_apply_with_mp_reach_and_treat_as_withdraw() {
 }
 
 #[test]
+fn batches_encode_into_updates_that_decode_back() {
+    use brindle_bgp::packet::{decode_message, EncodeContext, Message};
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.4", 65003)],
+    );
+    let many: Vec<IpNet> = (0..1000u32)
+        .map(|i| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a64_0000 + (i << 6))), 26).unwrap())
+        .collect();
+    rib.announce(ip("10.0.0.2"), &many, route(&[65001], "10.0.0.2"))
+        .unwrap();
+    let batches = flush(&mut rib, "10.0.0.4");
+    assert_eq!(batches.len(), 1);
+    let ctx = EncodeContext::default();
+    let messages = batches[0].encode(&ctx).unwrap();
+    // 1000 /26 prefixes of 4 octets each need two 4096-octet UPDATEs.
+    assert_eq!(messages.len(), 2);
+    let mut decoded = Vec::new();
+    for m in &messages {
+        let decoded_message = decode_message(m, &ctx.mirror()).unwrap().unwrap();
+        assert_eq!(decoded_message.len, m.len());
+        let Message::Update(update) = decoded_message.message else {
+            panic!("not an UPDATE")
+        };
+        assert_eq!(update.attributes.next_hop, Some(SELF_V4));
+        decoded.extend(update.nlri.into_iter().map(|n| n.prefix));
+    }
+    assert_eq!(decoded, many);
+}
+
+#[test]
 fn codec_attributes_adapt_with_either_next_hop() {
     let classic = PathAttributes {
         origin: Some(Origin::Igp),

@@ -14,8 +14,13 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use bytes::Bytes;
+
 use super::attrs::PathAttrs;
 use super::table::PrefixMap;
+use crate::packet::{
+    build_announcements, build_withdrawals, EncodeContext, EncodeError, Family, Nlri,
+};
 
 /// One UPDATE's worth of changes (before splitting at the maximum message
 /// size, which is the codec's business).
@@ -33,6 +38,29 @@ pub enum UpdateBatch {
 /// Announcements share an UPDATE when family (IPv6?) and interned
 /// attribute set (by identity) agree.
 type GroupKey = (bool, *const PathAttrs);
+
+impl UpdateBatch {
+    /// The UPDATE messages for this batch, split at the session's maximum
+    /// message size (no ADD-PATH: prefixes carry no path identifier).
+    pub fn encode(&self, ctx: &EncodeContext) -> Result<Vec<Bytes>, EncodeError> {
+        let (prefixes, attrs) = match self {
+            UpdateBatch::Withdraw(prefixes) => (prefixes, None),
+            UpdateBatch::Announce { attrs, prefixes } => (prefixes, Some(attrs)),
+        };
+        let Some(first) = prefixes.first() else {
+            return Ok(Vec::new());
+        };
+        let family = match first {
+            IpNet::V4(_) => Family::IPV4_UNICAST,
+            IpNet::V6(_) => Family::IPV6_UNICAST,
+        };
+        let nlri: Vec<Nlri> = prefixes.iter().map(|p| Nlri::new(*p)).collect();
+        match attrs {
+            None => build_withdrawals(family, &nlri, ctx),
+            Some(a) => build_announcements(family, &a.attributes, a.next_hop, &nlri, ctx),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
