@@ -932,6 +932,69 @@ mod tests {
         assert!(eval("contains contains 'q'", &[("contains", "aqa")]));
     }
 
+    /// Reference vectors from Calico's own parser tests: the canonical text
+    /// and UniqueID must match Calico byte for byte, since ipset names derive
+    /// from them.
+    #[test]
+    fn calico_reference_vectors() {
+        let cases = [
+            ("", "all()", "s:5y5I3VdRZfDU01O--xXAPx2yxCQQqMf0M6IWug"),
+            (
+                " (all() )",
+                "all()",
+                "s:5y5I3VdRZfDU01O--xXAPx2yxCQQqMf0M6IWug",
+            ),
+            (
+                "! (has( b)||! has(a ))",
+                "!(has(b) || !has(a))",
+                "s:Iss0uCleLYv1GSv_pNm7hAO58kE9jAx1NKyG3Q",
+            ),
+            (
+                "! (a == \"b\"&&! c != \"d\")",
+                "!(a == \"b\" && !c != \"d\")",
+                "s:lh3haoY1ikTRkd4UZu0nWSaIBknYLPJLX16d-w",
+            ),
+        ];
+        for (input, canonical, uid) in cases {
+            let sel = Selector::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(sel.canonical(), canonical, "{input:?}");
+            assert_eq!(sel.unique_id(), uid, "{input:?}");
+        }
+        for (input, canonical) in [
+            ("a startswith '\"'", "a starts with '\"'"),
+            ("a endswith \"'\"", "a ends with \"'\""),
+            ("a!='\"'", "a != '\"'"),
+            (
+                "a in {\"z\", \"z\", \"x\", \"y\", \"x\", \"a\"}",
+                "a in {\"a\", \"x\", \"y\", \"z\"}",
+            ),
+        ] {
+            assert_eq!(Selector::parse(input).unwrap().canonical(), canonical);
+        }
+        for bad in [
+            "b == b",
+            "b contains b",
+            "'b1' == b",
+            "b",
+            "a b",
+            "!",
+            "foo == \"bar\" &",
+            "foo != ||",
+            "foo in {\"\", ||",
+            "foo in \"\"",
+            "\"FOO'",
+            "(",
+            "(a == \"foo\"",
+            ")",
+            "()",
+            "%",
+            "a ",
+            "has(foo) &&",
+        ] {
+            assert!(Selector::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
     #[test]
     fn unique_id_and_names() {
         let a = Selector::parse("role=='db'").unwrap();
