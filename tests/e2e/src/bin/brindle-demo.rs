@@ -3,8 +3,8 @@
 //!
 //! Topology: three nodes on two subnets joined by a router (nodes 0 and 1 on
 //! 10.0.1.0/24, node 2 on 10.0.2.0/24) and two workload namespaces per node,
-//! each plugged into its node with a veth. The node agent does not exist
-//! yet, so workloads get no addresses or routes: the demo measures the
+//! each plugged into its node with a veth. The demo does not run the node
+//! agent yet, so workloads get no addresses or routes: the demo measures the
 //! underlay (node-to-node pings, IPv4 and IPv6) and says plainly that
 //! workload networking is not implemented. Everything is torn down at the
 //! end and on Ctrl-C / SIGTERM. Exit status: 0 if every underlay ping
@@ -118,9 +118,10 @@ fn run(created: &mut Vec<String>) -> Result<bool> {
     let underlay_ok = print_underlay_matrix(&fabric)?;
 
     println!("\nWorkload networking: NOT IMPLEMENTED YET.");
-    println!("  The Brindle node agent (brindle-node) does not exist yet, so the workload");
-    println!("  namespaces above have a veth to their node but no address, no route and no");
-    println!("  BGP advertisement. No workload-to-workload traffic was attempted or claimed.");
+    println!("  This demo does not run the Brindle node agent (brindle-node) yet, so the");
+    println!("  workload namespaces above have a veth to their node but no address, no route");
+    println!("  and no BGP advertisement. No workload-to-workload traffic was attempted or");
+    println!("  claimed.");
 
     println!("\nTearing down...");
     drop(workloads);
