@@ -3,8 +3,8 @@
 //! This crate owns the translation of networks (profiles), policies and
 //! endpoints into iptables chains and ipsets, and their programming:
 //!
-//! - [`ir`]: the compiler's input, a normalised model the agent builds from
-//!   the datastore;
+//! - [`ir`]: the compiler's input, a normalised model; [`from_model`] builds it
+//!   from the stored resources with Calico's meaning (namespaces, defaults);
 //! - [`compile`]: the pure compiler, model in, one [`compile::Ruleset`] per IP
 //!   family out (tested with golden files: `BRINDLE_UPDATE_GOLDEN=1`
 //!   regenerates them);
@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod compile;
+pub mod from_model;
 pub mod ir;
 pub mod names;
 pub mod render;
