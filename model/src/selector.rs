@@ -127,6 +127,7 @@ impl Selector {
             text,
             tokens,
             next: 0,
+            depth: 0,
         };
         if parser.peek().kind == TokenKind::Eof {
             return Ok(Selector { root: Expr::All });
@@ -602,7 +603,12 @@ struct Parser<'a> {
     text: &'a str,
     tokens: Vec<Token>,
     next: usize,
+    /// Parenthesis nesting, bounded so hostile input cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deepest parenthesis nesting accepted.
+pub const MAX_NESTING: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Token {
@@ -671,7 +677,15 @@ impl Parser<'_> {
             TokenKind::Global => Expr::Global,
             TokenKind::Has(label) => Expr::Has(label),
             TokenKind::LParen => {
+                if self.depth >= MAX_NESTING {
+                    return Err(self.error_at(
+                        &token,
+                        format!("parentheses nested deeper than {MAX_NESTING}"),
+                    ));
+                }
+                self.depth += 1;
                 let inner = self.parse_or()?;
+                self.depth -= 1;
                 let close = self.advance();
                 if close.kind != TokenKind::RParen {
                     let found = close.describe();
@@ -921,6 +935,23 @@ mod tests {
                 "{input:?}: {err} (wanted {reason:?})"
             );
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = format!(
+            "{}has(a){}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(Selector::parse(&ok).is_ok());
+        let deep = format!("{}has(a){}", "(".repeat(100_000), ")".repeat(100_000));
+        let err = Selector::parse(&deep).unwrap_err();
+        assert_eq!(err.position, MAX_NESTING);
+        assert!(err.reason.contains("nested deeper"), "{err}");
+        // Long flat selectors are fine.
+        let wide = vec!["has(a)"; 10_000].join(" || ");
+        assert!(Selector::parse(&wide).is_ok());
     }
 
     #[test]
