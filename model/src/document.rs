@@ -10,9 +10,13 @@
 //! document 3 (IPPool 'pool-a'): spec.blockSize: 33 is out of range 20..32
 //! ```
 //!
-//! Documents are numbered from 1 in the order they appear; items of a list
-//! document are numbered from 1 within it. Unknown fields are errors (a typo
-//! must not be silently dropped). Nothing here panics on any input.
+//! Documents are numbered from 1 in the order they appear, not counting empty
+//! ones (a trailing `---`, a comment-only section); items of a list document
+//! are numbered from 1 within it. A YAML syntax error spoils only its own
+//! document. Unknown fields are errors (a typo must not be silently dropped).
+//! A document with a wrongly typed field reports that one problem (serde
+//! stops there); well-typed documents report every semantic problem.
+//! Nothing here panics on any input.
 
 use std::collections::HashMap;
 use std::fmt;
