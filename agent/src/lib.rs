@@ -7,6 +7,7 @@
 //! VXLAN), and the glue that drives the BGP speaker and the policy engine from
 //! the datastore.
 
+pub mod linkwatch;
 pub mod netlink;
 pub mod netns;
 pub mod reconciler;

@@ -399,3 +399,42 @@ fn netns_helpers_act_in_the_target_namespace_only() {
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ns"), "{err}");
 }
+
+#[test]
+fn link_watcher_unblocks_route_waiting_for_its_veth() {
+    if !can_run() {
+        return;
+    }
+    let ns = node();
+    let path = ns.path();
+    let name = ns.name.clone();
+    block_on_in_netns(&path, move || async move {
+        let mut watcher = brindle_agent::linkwatch::LinkWatcher::start().unwrap();
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        // Resync far away: only the link event can unblock the route.
+        let config = ReconcilerConfig {
+            resync_interval: std::time::Duration::from_secs(3600),
+            ..ReconcilerConfig::default()
+        };
+        let mut syncer = RouteSyncer::new(nl, config);
+        syncer.handle(Input::Start).await;
+        syncer
+            .handle(Input::Set(Route::workload(net("10.65.0.9/32"), "caliW")))
+            .await;
+        assert!(!syncer.reconciler().in_sync());
+        common::run(&[
+            "ip", "-n", &name, "link", "add", "caliW", "type", "veth", "peer", "name", "caliWp",
+        ]);
+        common::run(&["ip", "-n", &name, "link", "set", "caliW", "up"]);
+        while !syncer.reconciler().in_sync() {
+            let event = watcher.next().await.expect("link events");
+            if let Some(input) = event.reconciler_input() {
+                syncer.handle(input).await;
+            }
+        }
+    })
+    .unwrap();
+    assert!(ns
+        .ip(&["route", "show", "proto", "80"])
+        .contains("10.65.0.9 dev caliW"));
+}
