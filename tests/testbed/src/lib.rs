@@ -8,9 +8,11 @@
 //!   ([`Process`], killed with its process group on drop), sysctls, routes.
 //! * [`veth`] and [`Lan`]: point-to-point links and switched segments.
 //! * [`topology`]: [`two_hosts_one_subnet`] and [`hosts_on_two_subnets`].
-//! * [`Etcd`], and the BGP speakers `Bird`, `Frr` and `Gobgp`, each started
-//!   with a generated config and returned only once ready (or an error with
-//!   the daemon's log).
+//! * [`Etcd`], and the BGP speakers [`Bird`], [`Frr`] (zebra + bgpd) and
+//!   [`Gobgp`], each started with a generated config ([`BgpConfig`]) or a raw
+//!   one, returned only once ready (or an error carrying the daemon's log),
+//!   with helpers to wait for sessions and routes. Each daemon's files live
+//!   in a private temp dir removed on drop.
 //! * [`sweep_stale`]: removes what crashed test processes left behind; it
 //!   also runs automatically before a process creates its first namespace.
 //!
