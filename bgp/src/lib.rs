@@ -10,3 +10,4 @@ pub mod fsm;
 /// OPEN negotiation); pure, no I/O.
 pub mod packet;
 pub mod rib;
+pub mod speaker;

@@ -1,0 +1,131 @@
+//! Configuration of a [`super::Speaker`] and of its peers.
+//!
+//! Defaults follow what Calico's BIRD does for node-to-node meshes: port 179,
+//! hold time 90 s (keepalive a third of it), connect retry 5 s, IPv4 and IPv6
+//! unicast, graceful restart with a 120 s restart time.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// Port BGP listens on and connects to (RFC 4271 §8.2.1).
+pub const BGP_PORT: u16 = 179;
+/// Calico's BIRD retries a connection every 5 s.
+pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(5);
+/// Hold time offered by default, seconds.
+pub const DEFAULT_HOLD_TIME: u16 = 90;
+/// Graceful restart time advertised and honoured by default, seconds.
+pub const DEFAULT_RESTART_TIME: u16 = 120;
+
+/// Speaker-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    /// Our AS.
+    pub local_asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Addresses to accept connections on; empty: accept none (every peer
+    /// must then be active). Defaults to `0.0.0.0` and `::`.
+    pub listen_addresses: Vec<IpAddr>,
+    /// Port to accept connections on (179; tests may use another).
+    pub listen_port: u16,
+    /// `Some`: act as a route reflector (RFC 4456) with this cluster id; peers
+    /// with [`PeerConfig::route_reflector_client`] are its clients.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Most equal-cost paths installed per prefix (1: no ECMP).
+    pub max_paths: usize,
+    /// Peers to start with.
+    pub peers: Vec<PeerConfig>,
+}
+
+impl SpeakerConfig {
+    /// A speaker listening on all addresses, port 179, without peers.
+    pub fn new(local_asn: u32, router_id: Ipv4Addr) -> Self {
+        Self {
+            local_asn,
+            router_id,
+            listen_addresses: vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+            listen_port: BGP_PORT,
+            cluster_id: None,
+            max_paths: 1,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// ADD-PATH (RFC 7911) modes we advertise for every negotiated family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddPathConfig {
+    /// Accept several paths per prefix from the peer.
+    pub receive: bool,
+    /// Send path identifiers (we send the best path only, with id 1).
+    pub send: bool,
+}
+
+/// One BGP neighbour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The neighbour's address; also what identifies the peer.
+    pub address: IpAddr,
+    /// The AS the neighbour must announce.
+    pub remote_asn: u32,
+    /// Our AS towards this neighbour, if not the speaker's. Only changes the
+    /// OPEN and iBGP/eBGP detection of the session; routes are exported with
+    /// the speaker's AS prepended.
+    pub local_asn: Option<u32>,
+    /// The neighbour's TCP port.
+    pub port: u16,
+    /// Never connect; wait for the neighbour.
+    pub passive: bool,
+    /// The neighbour is a route-reflector client (with
+    /// [`SpeakerConfig::cluster_id`]).
+    pub route_reflector_client: bool,
+    /// Hold time offered, seconds (0, or at least 3).
+    pub hold_time: u16,
+    /// Keepalive interval, seconds; `None`: a third of the negotiated hold.
+    pub keepalive: Option<u16>,
+    /// Delay between connection attempts.
+    pub connect_retry: Duration,
+    /// TCP MD5 signature (RFC 2385) password.
+    pub md5_password: Option<String>,
+    /// Address to connect from (and to offer as next hop self).
+    pub source_address: Option<IpAddr>,
+    /// Use our address as next hop for eBGP-learned routes sent to this iBGP
+    /// neighbour.
+    pub next_hop_self: bool,
+    /// Offer IPv4 unicast.
+    pub ipv4_unicast: bool,
+    /// Offer IPv6 unicast.
+    pub ipv6_unicast: bool,
+    /// ADD-PATH modes to offer.
+    pub add_path: AddPathConfig,
+    /// Graceful restart (RFC 4724) restart time to advertise; `None`
+    /// disables the capability (and with it the helper side for this peer).
+    pub graceful_restart: Option<u16>,
+}
+
+impl PeerConfig {
+    /// A neighbour with the defaults described in the module docs.
+    pub fn new(address: IpAddr, remote_asn: u32) -> Self {
+        Self {
+            address,
+            remote_asn,
+            local_asn: None,
+            port: BGP_PORT,
+            passive: false,
+            route_reflector_client: false,
+            hold_time: DEFAULT_HOLD_TIME,
+            keepalive: None,
+            connect_retry: DEFAULT_CONNECT_RETRY,
+            md5_password: None,
+            source_address: None,
+            next_hop_self: false,
+            ipv4_unicast: true,
+            ipv6_unicast: true,
+            add_path: AddPathConfig::default(),
+            graceful_restart: Some(DEFAULT_RESTART_TIME),
+        }
+    }
+}

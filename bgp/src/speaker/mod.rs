@@ -1,0 +1,262 @@
+#![allow(dead_code, unused_imports)] // temporary: the core task is being written
+//! The BGP speaker: the tokio session layer around the sans-IO [`crate::fsm`],
+//! [`crate::rib`] and [`crate::packet`] cores.
+//!
+//! ```text
+//!              Speaker (handle, Clone)          subscribe() ─► BestRouteChange
+//!                  │ commands                        ▲
+//!                  ▼                                 │
+//!  listener ──► core task: owns the Rib, the peer registry, subscribers,
+//!  (accept)     graceful-restart stale state
+//!                  │ ▲  session events / batches to send
+//!                  ▼ │
+//!             peer task (one per neighbour): Fsm per connection, timers as
+//!             tokio sleeps, collision detection, UPDATE packing
+//!                  │ ▲
+//!             writer task / reader task per TCP connection (framing only)
+//! ```
+//!
+//! Contract:
+//! * [`Speaker::start`] binds the listen sockets (failing if it cannot) and
+//!   starts the configured peers; it must be called inside a tokio runtime,
+//!   whose network namespace the sockets belong to.
+//! * Nothing a peer sends can panic the speaker or stop another peer: decode
+//!   errors become the NOTIFICATION the codec maps them to, the session is
+//!   closed and retried after the FSM's (damped) idle-hold time.
+//! * The handle's methods fail only with [`SpeakerError::Stopped`] after
+//!   [`Speaker::shutdown`], or with the configuration error they name.
+//! * [`Speaker::subscribe`] first replays the current Loc-RIB as
+//!   [`BestRouteChange::Best`] items, then reports every change in order; a
+//!   subscriber that stops reading only costs memory, it never blocks BGP.
+
+mod config;
+mod core;
+mod listener;
+mod peer;
+mod socket;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::config::{
+    AddPathConfig, PeerConfig, SpeakerConfig, BGP_PORT, DEFAULT_CONNECT_RETRY, DEFAULT_HOLD_TIME,
+    DEFAULT_RESTART_TIME,
+};
+pub use crate::fsm::State as PeerState;
+use crate::packet::Family;
+pub use crate::rib::{PathAttrs, RouteSource};
+
+/// Errors of the speaker's API.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    /// A listen socket could not be set up.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is not usable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("peer {0} is already configured")]
+    DuplicatePeer(IpAddr),
+    #[error("peer {0} is not configured")]
+    UnknownPeer(IpAddr),
+    /// The speaker was shut down.
+    #[error("the speaker has stopped")]
+    Stopped,
+}
+
+/// A change of the Loc-RIB, as the agent programs it into the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BestRouteChange {
+    /// `prefix` now resolves to this route.
+    Best(RouteEntry),
+    /// `prefix` is no longer reachable.
+    Withdrawn(IpNet),
+}
+
+impl BestRouteChange {
+    pub fn prefix(&self) -> IpNet {
+        match self {
+            BestRouteChange::Best(route) => route.prefix,
+            BestRouteChange::Withdrawn(prefix) => *prefix,
+        }
+    }
+}
+
+/// A Loc-RIB route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub prefix: IpNet,
+    /// Where the best path came from.
+    pub source: RouteSource,
+    /// Next hops to install (ECMP: the best path's first); empty for a
+    /// locally originated route.
+    pub next_hops: Vec<IpAddr>,
+    /// The best path's attributes.
+    pub attrs: Arc<PathAttrs>,
+    /// The peer's session went down gracefully and this path is kept as
+    /// stale until it comes back (RFC 4724 helper).
+    pub stale: bool,
+}
+
+/// What [`Speaker::peers`] reports about one neighbour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub config: PeerConfig,
+    pub state: PeerState,
+    /// How long the session has been Established.
+    pub uptime: Option<Duration>,
+    /// The peer's BGP identifier (once an OPEN was accepted).
+    pub router_id: Option<Ipv4Addr>,
+    /// Negotiated families (while Established).
+    pub families: Vec<Family>,
+    /// Negotiated hold time, seconds (while Established).
+    pub hold_time: Option<u16>,
+    /// The last NOTIFICATION sent or received, or the last connection error,
+    /// human readable.
+    pub last_error: Option<String>,
+    /// Prefixes the peer currently announces to us.
+    pub prefixes_received: usize,
+    /// Of those, the ones that passed the import rules (loops, next hop).
+    pub prefixes_accepted: usize,
+    /// Prefixes we currently advertise to the peer.
+    pub prefixes_advertised: usize,
+    /// Routes of this peer kept as stale (graceful restart helper).
+    pub prefixes_stale: usize,
+    /// Times the session reached Established.
+    pub established_transitions: u64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SpeakerError>>;
+
+/// Requests from the handle to the core task.
+enum Request {
+    AddPeer(PeerConfig, Reply<()>),
+    RemovePeer(IpAddr, Reply<()>),
+    UpdatePeer(PeerConfig, Reply<()>),
+    Originate(Vec<IpNet>, PathAttrs, Reply<()>),
+    Withdraw(Vec<IpNet>, Reply<()>),
+    Subscribe(mpsc::UnboundedSender<BestRouteChange>),
+    Peers(Reply<Vec<PeerStatus>>),
+    Routes(Reply<Vec<RouteEntry>>),
+    Shutdown(Reply<()>),
+}
+
+/// Handle to a running speaker; cheap to clone. The speaker keeps running
+/// until [`Speaker::shutdown`] (or until every handle is dropped).
+#[derive(Debug, Clone)]
+pub struct Speaker {
+    requests: mpsc::UnboundedSender<core::Input>,
+}
+
+impl Speaker {
+    /// Binds the listen sockets and starts the configured peers.
+    pub async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError> {
+        core::start(config).await
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, SpeakerError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(core::Input::Request(make(tx)))
+            .map_err(|_| SpeakerError::Stopped)?;
+        rx.await.map_err(|_| SpeakerError::Stopped)?
+    }
+
+    /// Starts a new peer.
+    pub async fn add_peer(&self, peer: PeerConfig) -> Result<(), SpeakerError> {
+        self.ask(|r| Request::AddPeer(peer, r)).await
+    }
+
+    /// Stops a peer with Cease/Administrative Shutdown and forgets it and
+    /// its routes.
+    pub async fn remove_peer(&self, address: IpAddr) -> Result<(), SpeakerError> {
+        self.ask(|r| Request::RemovePeer(address, r)).await
+    }
+
+    /// Replaces a peer's configuration. The session is reset (Cease/6,
+    /// Other Configuration Change) unless nothing changed.
+    pub async fn update_peer(&self, peer: PeerConfig) -> Result<(), SpeakerError> {
+        self.ask(|r| Request::UpdatePeer(peer, r)).await
+    }
+
+    /// Originates `prefix` with `attrs`; a `None` next hop means "our
+    /// address on each session". Replaces an earlier origination of it.
+    pub async fn originate(&self, prefix: IpNet, attrs: PathAttrs) -> Result<(), SpeakerError> {
+        self.originate_many(vec![prefix], attrs).await
+    }
+
+    /// Originates many prefixes sharing one attribute set.
+    pub async fn originate_many(
+        &self,
+        prefixes: Vec<IpNet>,
+        attrs: PathAttrs,
+    ) -> Result<(), SpeakerError> {
+        self.ask(|r| Request::Originate(prefixes, attrs, r)).await
+    }
+
+    /// Stops originating `prefix` (no-op if it was not originated).
+    pub async fn withdraw(&self, prefix: IpNet) -> Result<(), SpeakerError> {
+        self.ask(|r| Request::Withdraw(vec![prefix], r)).await
+    }
+
+    /// A stream of Loc-RIB changes, starting with the current Loc-RIB.
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // If the speaker has stopped, the stream simply ends.
+        let _ = self
+            .requests
+            .send(core::Input::Request(Request::Subscribe(tx)));
+        Subscription { rx }
+    }
+
+    /// Status of every configured peer, sorted by address.
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
+        self.ask(Request::Peers).await
+    }
+
+    /// The Loc-RIB, sorted by prefix.
+    pub async fn routes(&self) -> Result<Vec<RouteEntry>, SpeakerError> {
+        self.ask(Request::Routes).await
+    }
+
+    /// Sends Cease/Administrative Shutdown to every peer, closes the
+    /// sockets and stops all tasks. Later calls return `Stopped`.
+    pub async fn shutdown(&self) -> Result<(), SpeakerError> {
+        self.ask(Request::Shutdown).await
+    }
+}
+
+/// Loc-RIB changes from [`Speaker::subscribe`]; ends when the speaker stops.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<BestRouteChange>,
+}
+
+impl Subscription {
+    /// The next change; `None` once the speaker has stopped.
+    pub async fn recv(&mut self) -> Option<BestRouteChange> {
+        self.rx.recv().await
+    }
+
+    /// A change if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<BestRouteChange> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures::Stream for Subscription {
+    type Item = BestRouteChange;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}

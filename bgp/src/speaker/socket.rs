@@ -1,0 +1,133 @@
+//! Socket options tokio does not expose: TCP MD5 signatures (RFC 2385,
+//! Linux `TCP_MD5SIG`) and `IPV6_V6ONLY`, plus the listen/connect helpers
+//! that use them.
+//!
+//! The only `unsafe` in the speaker is here: `setsockopt` with a correctly
+//! sized, fully initialised option value on a descriptor we own.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+const MD5_MAX_KEY_LEN: usize = 80;
+
+/// `struct tcp_md5sig` from `linux/tcp.h`.
+#[repr(C)]
+struct TcpMd5Sig {
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefix_len: u8,
+    key_len: u16,
+    ifindex: libc::c_int,
+    key: [u8; MD5_MAX_KEY_LEN],
+}
+
+fn sockaddr_storage_of(address: IpAddr) -> libc::sockaddr_storage {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match address {
+        IpAddr::V4(v4) => {
+            // SAFETY: sockaddr_in fits in, and is less aligned than, sockaddr_storage.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            // SAFETY: as above for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = v6.octets();
+        }
+    }
+    storage
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live, initialised T of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets (`Some`) or clears (`None`) the TCP MD5 key for segments to and from
+/// `peer` on `fd`. On a listening socket it applies to connections accepted
+/// from `peer`. IPv4 peers on an IPv6 socket are given as mapped addresses.
+pub(crate) fn set_md5(fd: RawFd, peer: IpAddr, password: Option<&str>) -> io::Result<()> {
+    let key = password.unwrap_or("").as_bytes();
+    if key.len() > MD5_MAX_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TCP MD5 password longer than 80 octets",
+        ));
+    }
+    let mut sig = TcpMd5Sig {
+        addr: sockaddr_storage_of(peer),
+        flags: 0,
+        prefix_len: 0,
+        key_len: key.len() as u16,
+        ifindex: 0,
+        key: [0; MD5_MAX_KEY_LEN],
+    };
+    sig.key[..key.len()].copy_from_slice(key);
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
+}
+
+/// The address to key MD5 with on a socket of `socket_v6` family.
+pub(crate) fn md5_peer_address(peer: IpAddr, socket_v6: bool) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) if socket_v6 => IpAddr::V6(v4.to_ipv6_mapped()),
+        other => other,
+    }
+}
+
+/// A listening socket with SO_REUSEADDR (and IPV6_V6ONLY for `::`, so the
+/// IPv4 and IPv6 wildcards can both be bound).
+pub(crate) fn listen(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => {
+            let s = TcpSocket::new_v6()?;
+            let one: libc::c_int = 1;
+            setsockopt(s.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)?;
+            s
+        }
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(64)
+}
+
+/// Connects to `peer`, from `source` if given, with the MD5 key if given.
+pub(crate) async fn connect(
+    peer: SocketAddr,
+    source: Option<IpAddr>,
+    md5_password: Option<&str>,
+) -> io::Result<TcpStream> {
+    let socket = match peer {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    if let Some(source) = source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    if let Some(password) = md5_password {
+        set_md5(socket.as_raw_fd(), peer.ip(), Some(password))?;
+    }
+    socket.connect(peer).await
+}
