@@ -186,14 +186,20 @@ fn whole_document_error(origin: Origin, reason: String) -> DocumentError {
 /// deserialization reads the scalars exactly as written (`1.10` stays the
 /// string "1.10" in a label; a detour through a generic value would make it
 /// the float 1.1).
-fn split_yaml_text(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.split_inclusive('\n') {
+///
+/// Returns each document's text and the 1-based line of the input where it
+/// starts (the marker line; its remainder is the document's first line).
+fn split_yaml_text(text: &str) -> Vec<(String, usize)> {
+    let mut docs = vec![(String::new(), 1)];
+    for (index, line) in text.split_inclusive('\n').enumerate() {
         let is_marker =
             line.starts_with("---") && line[3..].chars().next().is_none_or(|c| c.is_whitespace());
         if is_marker {
-            docs.push(line[3..].trim_start_matches([' ', '\t']).to_string());
-        } else if let Some(last) = docs.last_mut() {
+            docs.push((
+                line[3..].trim_start_matches([' ', '\t']).to_string(),
+                index + 1,
+            ));
+        } else if let Some((last, _)) = docs.last_mut() {
             last.push_str(line);
         }
     }
@@ -213,6 +219,9 @@ struct Piece {
     origin: Origin,
     route: Route,
     text: String,
+    /// Input line where `text` starts, when it is the input's own text (not
+    /// a re-serialized list item).
+    first_line: Option<usize>,
 }
 
 /// The top-level fields of a document, read leniently (other fields are
@@ -263,7 +272,7 @@ fn is_list_kind(kind: Option<&Value>) -> bool {
 fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut number = 0;
-    for doc_text in split_yaml_text(text) {
+    for (doc_text, first_line) in split_yaml_text(text) {
         // Common case: a mapping that is one resource. Route it from the
         // probe and read it later from its own text.
         if let Ok(probe) = serde_yaml_ng::from_str::<Probe>(&doc_text) {
@@ -288,6 +297,7 @@ fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<Piece> {
                             .and_then(scalar_text),
                     },
                     text: doc_text,
+                    first_line: Some(first_line),
                 });
                 continue;
             }
@@ -301,9 +311,18 @@ fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<Piece> {
                     document: number,
                     item: None,
                 };
+                let mut message = e.to_string();
+                if let (Some(at), Some(loc)) = (message.rfind(" at line "), e.location()) {
+                    message.truncate(at);
+                    message.push_str(&format!(
+                        " (line {} column {})",
+                        first_line + loc.line() - 1,
+                        loc.column()
+                    ));
+                }
                 errors.push(whole_document_error(
                     origin,
-                    format!("invalid YAML/JSON: {e}"),
+                    format!("invalid YAML/JSON: {message}"),
                 ));
                 continue;
             }
@@ -339,6 +358,7 @@ fn split_documents(text: &str, errors: &mut Vec<DocumentError>) -> Vec<Piece> {
                         origin,
                         route: route_of_mapping(&map),
                         text: doc_text,
+                        first_line: Some(first_line),
                     }),
                 }
             }
@@ -401,6 +421,7 @@ fn push_items(
                 origin,
                 route: route_of_mapping(&map),
                 text,
+                first_line: None,
             }),
             Err(e) => errors.push(whole_document_error(
                 origin,
@@ -415,6 +436,7 @@ fn read_resource(piece: Piece) -> Result<Resource, Box<DocumentError>> {
         origin,
         route,
         text,
+        first_line,
     } = piece;
     let name = route.name.clone();
     let err = |kind: Option<String>, field: &str, reason: String| {
@@ -474,7 +496,10 @@ fn read_resource(piece: Piece) -> Result<Resource, Box<DocumentError>> {
         Kind::HostEndpoint => typed(&text).map(Resource::HostEndpoint),
     };
     typed.map_err(|e| {
-        let (field, reason) = split_serde_error(&e);
+        let (field, mut reason) = split_serde_error(&e);
+        if let (Some(first), Some(at)) = (first_line, e.location()) {
+            reason.push_str(&format!(" (line {})", first + at.line() - 1));
+        }
         err(kind_name, &field, reason)
     })
 }
@@ -757,6 +782,25 @@ spec:
         ))
         .unwrap();
         assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn type_errors_give_the_input_line() {
+        let text = format!(
+            "{POOL}---\n{}",
+            POOL.replace(
+                "  cidr: 10.0.0.0/16",
+                "  cidr: 10.1.0.0/16\n  blockSize: big"
+            )
+            .replace("pool-a", "pool-b")
+        );
+        let got = errors(&text);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("document 2 (IPPool 'pool-b'): spec.blockSize: invalid type"),
+            "{got:?}"
+        );
+        assert!(got[0].ends_with("(line 14)"), "{got:?}");
     }
 
     #[test]
