@@ -140,3 +140,53 @@ fn bird_that_fails_to_start_reports_its_log() {
         "{text}"
     );
 }
+
+#[test]
+fn bird_and_frr_peer_across_a_router_with_tcp_md5_and_multihop() {
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 1]).unwrap();
+    let (near, far) = (&fabric.hosts[0], &fabric.hosts[1]);
+    let neighbor = |address, remote_as| brindle_testbed::Neighbor {
+        password: Some("brindle-md5".into()),
+        multihop: true,
+        ..brindle_testbed::Neighbor::new(IpAddr::V4(address), remote_as)
+    };
+    let bird = Bird::start(
+        &near.ns,
+        &BgpConfig::new(near.ipv4, 65001)
+            .with_neighbor(neighbor(far.ipv4, 65002))
+            .originate("10.10.1.0/24"),
+    )
+    .unwrap();
+    let frr = Frr::start(
+        &far.ns,
+        &BgpConfig::new(far.ipv4, 65002)
+            .with_neighbor(neighbor(near.ipv4, 65001))
+            .originate("10.10.2.0/24"),
+    )
+    .unwrap();
+    bird.wait_neighbor_established(IpAddr::V4(far.ipv4), SESSION_TIMEOUT)
+        .unwrap();
+    frr.wait_neighbor_established(IpAddr::V4(near.ipv4), SESSION_TIMEOUT)
+        .unwrap();
+    bird.wait_route("10.10.2.0/24", SESSION_TIMEOUT).unwrap();
+    frr.wait_route("10.10.1.0/24", SESSION_TIMEOUT).unwrap();
+
+    // The session really is MD5-signed: capture one BGP segment (keepalives
+    // flow every 3 s) and look at its TCP options.
+    let capture = near
+        .ns
+        .run(&[
+            "timeout",
+            "30",
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-c",
+            "1",
+            "-n",
+            "-v",
+            "tcp port 179 and (tcp[tcpflags] & tcp-push != 0)",
+        ])
+        .unwrap();
+    assert!(capture.contains("md5"), "no TCP-MD5 option in: {capture}");
+}
