@@ -1,0 +1,239 @@
+//! `brindlectl node status`: like `calicoctl node status`, whether the node
+//! daemon runs, then per address family a table of BGP peers.
+//!
+//! ```text
+//! brindle-node process is running.
+//!
+//! IPv4 BGP status
+//! +---------------+-------------------+-------+----------+-------------+
+//! | PEER ADDRESS  |     PEER TYPE     | STATE |  SINCE   |    INFO     |
+//! +---------------+-------------------+-------+----------+-------------+
+//! | 172.31.40.217 | node-to-node mesh | up    | 17:38:47 | Established |
+//! +---------------+-------------------+-------+----------+-------------+
+//!
+//! IPv6 BGP status
+//! No IPv6 peers found.
+//! ```
+//!
+//! The daemon answers on a local Unix socket with one JSON document
+//! ([`StatusReport`]) and closes the connection. The printer is pure
+//! ([`render`]); [`query`] is the only I/O. The JSON shape here is the
+//! CLI's proposal; the node daemon owns the socket and may refine it (unknown
+//! fields are ignored so the daemon can add more).
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where `brindle-node` listens for status queries by default.
+pub const DEFAULT_SOCKET: &str = "/var/run/brindle/node-status.sock";
+
+/// What the daemon reports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// Every configured peer, of either family.
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
+}
+
+/// One BGP session.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerStatus {
+    /// The peer's address (its family picks the table).
+    pub address: IpAddr,
+    /// `node-to-node mesh`, `global` or `node specific`.
+    #[serde(rename = "type")]
+    pub peer_type: String,
+    /// `up`, `start`, `connect`, ... (BIRD's words, as calicoctl shows them).
+    pub state: String,
+    /// When the state was entered, as the daemon formats it.
+    #[serde(default)]
+    pub since: String,
+    /// FSM state and last error, e.g. `Established` or `Active Socket: Connection refused`.
+    #[serde(default)]
+    pub info: String,
+}
+
+/// Why a status query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Nothing listens on the socket: the daemon is not running.
+    #[error("brindle-node is not running (no status socket at {path})")]
+    NotRunning { path: String },
+    #[error("reading node status from {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node status from {path} is not valid: {source}")]
+    Decode {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Asks the daemon listening on `socket` for its status.
+pub fn query(socket: &Path, timeout: Duration) -> Result<StatusReport, QueryError> {
+    let path = socket.display().to_string();
+    let io = |source: std::io::Error| QueryError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(QueryError::NotRunning { path });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(io)?;
+    serde_json::from_str(&text).map_err(|source| QueryError::Decode { path, source })
+}
+
+/// The whole `node status` output for a running daemon.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = String::from("brindle-node process is running.\n");
+    for (family, is_family) in [
+        ("IPv4", IpAddr::is_ipv4 as fn(&IpAddr) -> bool),
+        ("IPv6", IpAddr::is_ipv6),
+    ] {
+        out.push_str(&format!("\n{family} BGP status\n"));
+        let rows: Vec<[String; 5]> = report
+            .peers
+            .iter()
+            .filter(|p| is_family(&p.address))
+            .map(|p| {
+                [
+                    p.address.to_string(),
+                    p.peer_type.clone(),
+                    p.state.clone(),
+                    p.since.clone(),
+                    p.info.clone(),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            out.push_str(&format!("No {family} peers found.\n"));
+        } else {
+            out.push_str(&boxed(
+                ["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+                &rows,
+            ));
+        }
+    }
+    out
+}
+
+/// A table in the style calicoctl uses for node status (tablewriter
+/// defaults): borders, headings centred, cells left-aligned, one space of
+/// padding.
+fn boxed<const N: usize>(headings: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = headings.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let rule = {
+        let mut s = String::from("+");
+        for w in widths {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = rule.clone();
+    out.push('|');
+    for (h, w) in headings.iter().zip(widths) {
+        let len = h.chars().count();
+        let left = (w - len) / 2;
+        let right = w - len - left;
+        out.push_str(&format!(" {}{h}{} |", " ".repeat(left), " ".repeat(right)));
+    }
+    out.push('\n');
+    out.push_str(&rule);
+    for row in rows {
+        out.push('|');
+        for (cell, w) in row.iter().zip(widths) {
+            out.push_str(&format!(" {cell:<w$} |"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&rule);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_calicoctl() {
+        let report: StatusReport = serde_json::from_str(
+            r#"{"peers":[{"address":"172.31.40.217","type":"node-to-node mesh","state":"up",
+                "since":"17:38:47","info":"Established","extra":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            render(&report),
+            "brindle-node process is running.\n\
+             \n\
+             IPv4 BGP status\n\
+             +---------------+-------------------+-------+----------+-------------+\n\
+             | PEER ADDRESS  |     PEER TYPE     | STATE |  SINCE   |    INFO     |\n\
+             +---------------+-------------------+-------+----------+-------------+\n\
+             | 172.31.40.217 | node-to-node mesh | up    | 17:38:47 | Established |\n\
+             +---------------+-------------------+-------+----------+-------------+\n\
+             \n\
+             IPv6 BGP status\n\
+             No IPv6 peers found.\n"
+        );
+    }
+
+    #[test]
+    fn missing_socket_means_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = query(&dir.path().join("none.sock"), Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(err, QueryError::NotRunning { .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_a_report_from_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(
+                br#"{"peers":[{"address":"fd00::1","type":"global","state":"start","info":"Active"}]}"#,
+            )
+            .unwrap();
+        });
+        let report = query(&path, Duration::from_secs(5)).unwrap();
+        server.join().unwrap();
+        assert_eq!(report.peers.len(), 1);
+        let text = render(&report);
+        assert!(text.contains("No IPv4 peers found."), "{text}");
+        assert!(
+            text.contains("| fd00::1      | global    | start |       | Active |"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! Typed resources in the datastore, with calicoctl's write semantics.
+//!
+//! # Layout
+//!
+//! Each resource is one key, [`Resource::key`]
+//! (`/brindle/resources/v3/<plural>/[<namespace>/]<name>`), holding the
+//! resource as JSON exactly as [`Resource`] serializes it, with `uid` and
+//! `creationTimestamp` set when it was created. `resourceVersion` is never
+//! stored: it is the key's `mod_revision`, filled in on every read (as
+//! Calico's etcd backend does), so it cannot drift from the truth.
+//!
+//! # Writes
+//!
+//! [`ResourceStore::write`] takes a whole input (every document of every
+//! file) and is all-or-nothing:
+//!
+//! 1. parse, default and validate every document, including the
+//!    cross-document checks and the checks against the pools already stored
+//!    ([`brindle_model::parse_documents_against`]);
+//! 2. read the current state of every target key and apply the mode's rules
+//!    (`create`: must be absent; `replace`: must exist; a `resourceVersion`
+//!    in a document must match the stored one);
+//! 3. write everything in one transaction guarded by exactly the state read
+//!    in steps 1 and 2. If anything moved in between, start again (a bounded
+//!    number of times), so the validation always held at the moment of the
+//!    write.
+//!
+//! Every problem found is reported, each naming its document; nothing is
+//! written unless there are none.
+//!
+//! Deletes ([`ResourceStore::delete`]) follow the same pattern: one guarded
+//! transaction for every target.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use brindle_datastore::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
+use brindle_model::document::{parse_documents_with_origin, Origin};
+use brindle_model::resource::resource_key;
+use brindle_model::{parse_documents_against, parse_one, Kind, ParseErrors, Resource};
+
+/// How many times a write is re-validated when the store changed under it.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// What a write does with resources that exist or do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Fail if any resource already exists.
+    Create,
+    /// Fail if any resource does not exist.
+    Replace,
+    /// Create what is absent, replace what exists.
+    Apply,
+}
+
+/// What happened to one resource of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Replaced,
+}
+
+/// A problem that is not the input's syntax or validity: the state of the
+/// store refuses the operation (exists, missing, stale resourceVersion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Where the resource came from, when it came from a file.
+    pub origin: Option<Origin>,
+    /// `IPPool 'pool-a'`.
+    pub resource: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.origin {
+            Some(Origin {
+                document,
+                item: Some(item),
+            }) => write!(f, "document {document} item {item} ({}): ", self.resource)?,
+            Some(Origin {
+                document,
+                item: None,
+            }) => write!(f, "document {document} ({}): ", self.resource)?,
+            None => write!(f, "{}: ", self.resource)?,
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Why a resource operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The input is not valid; every problem, one per line.
+    #[error("{0}")]
+    Invalid(ParseErrors),
+    /// The store's state refuses the operation; every refusal, one per line.
+    #[error("{}", join_lines(.0))]
+    Refused(Vec<Refusal>),
+    /// The datastore failed or could not be reached.
+    #[error(transparent)]
+    Datastore(#[from] brindle_datastore::Error),
+    /// A stored value is not a valid resource (written by something else, or
+    /// by a version with other rules).
+    #[error("stored value at {key} is not a valid resource: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// Other writers kept changing what this write depends on.
+    #[error(
+        "the datastore kept changing while writing (gave up after {WRITE_ATTEMPTS} attempts); \
+         nothing was written"
+    )]
+    Contended,
+}
+
+fn join_lines(refusals: &[Refusal]) -> String {
+    refusals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A resource and the revision it was read at.
+#[derive(Debug, Clone)]
+struct Current {
+    resource: Resource,
+    mod_revision: Revision,
+}
+
+/// Names one resource to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub kind: Kind,
+    /// For namespaced kinds; `None` means `default`.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// Delete only if the stored resourceVersion is this one.
+    pub resource_version: Option<String>,
+    pub origin: Option<Origin>,
+}
+
+impl Target {
+    fn key(&self) -> String {
+        resource_key(
+            self.kind,
+            namespace_for(self.kind, self.namespace.as_deref()),
+            &self.name,
+        )
+    }
+
+    fn describe(&self) -> String {
+        match (&self.namespace, self.kind.namespaced()) {
+            (Some(ns), true) => format!("{} '{ns}/{}'", self.kind, self.name),
+            (None, true) => format!(
+                "{} '{}/{}'",
+                self.kind,
+                brindle_model::resource::DEFAULT_NAMESPACE,
+                self.name
+            ),
+            _ => format!("{} '{}'", self.kind, self.name),
+        }
+    }
+}
+
+/// The typed view of a [`Datastore`].
+#[derive(Debug, Clone)]
+pub struct ResourceStore {
+    ds: Datastore,
+}
+
+impl ResourceStore {
+    pub fn new(ds: Datastore) -> Self {
+        ResourceStore { ds }
+    }
+
+    /// One resource, or `None`.
+    pub async fn get(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Resource>, StoreError> {
+        let namespace = namespace_for(kind, namespace);
+        let key = resource_key(kind, namespace, name);
+        match self.ds.get(key).await? {
+            None => Ok(None),
+            Some(kv) => decode(&kv).map(|c| Some(c.resource)),
+        }
+    }
+
+    /// Every resource of a kind, in key order; for namespaced kinds only
+    /// those in `namespace` (`None`: every namespace).
+    pub async fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Resource>, StoreError> {
+        Ok(self
+            .list_current(kind, namespace)
+            .await?
+            .into_iter()
+            .map(|c| c.resource)
+            .collect())
+    }
+
+    async fn list_current(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Current>, StoreError> {
+        let prefix = match namespace {
+            Some(ns) if kind.namespaced() => format!("{}{ns}/", kind.key_prefix()),
+            _ => kind.key_prefix(),
+        };
+        let listing = self.ds.list(prefix).await?;
+        listing.kvs.iter().map(decode).collect()
+    }
+
+    /// Parses, validates and writes every document of `text` in one
+    /// transaction (see the module docs). Returns each resource as stored,
+    /// with what happened to it, in input order.
+    pub async fn write(
+        &self,
+        text: &str,
+        mode: WriteMode,
+    ) -> Result<Vec<(Resource, Change)>, StoreError> {
+        // Numbering is fixed by the text; read it once for messages.
+        let origins: Vec<Origin> = parse_documents_with_origin(text)
+            .map_err(StoreError::Invalid)?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        for _ in 0..WRITE_ATTEMPTS {
+            let pools = self.list_current(Kind::IPPool, None).await?;
+            let stored_pools: Vec<Resource> = pools.iter().map(|c| c.resource.clone()).collect();
+            let incoming =
+                parse_documents_against(text, &stored_pools).map_err(StoreError::Invalid)?;
+            let mut currents = Vec::with_capacity(incoming.len());
+            for resource in &incoming {
+                let current = match self.ds.get(resource.key()).await? {
+                    Some(kv) => Some(decode(&kv)?),
+                    None => None,
+                };
+                currents.push(current);
+            }
+            let refusals = check_mode(&incoming, &currents, &origins, mode);
+            if !refusals.is_empty() {
+                return Err(StoreError::Refused(refusals));
+            }
+
+            let mut guards = Vec::new();
+            let mut puts = Vec::new();
+            let mut results = Vec::new();
+            let mut guarded = HashSet::new();
+            for (resource, current) in incoming.into_iter().zip(&currents) {
+                let key = resource.key();
+                let (to_store, change) = prepare(resource, current.as_ref());
+                guards.push(match current {
+                    Some(c) => Compare::unchanged_since(key.clone(), c.mod_revision),
+                    None => Compare::absent(key.clone()),
+                });
+                guarded.insert(key.clone());
+                puts.push(TxnOp::put(key, to_store.to_json_compact()));
+                results.push((to_store, change));
+            }
+            // The pools the validation saw must still be the pools there are.
+            if results
+                .iter()
+                .any(|(r, _)| matches!(r, Resource::IPPool(_)))
+            {
+                for pool in &pools {
+                    let key = pool.resource.key();
+                    if !guarded.contains(&key) {
+                        guards.push(Compare::unchanged_since(key, pool.mod_revision));
+                    }
+                }
+            }
+            let response = self.ds.txn(Txn::new().when(guards).and_then(puts)).await?;
+            if !response.succeeded {
+                tracing::debug!("write lost a race; re-validating");
+                continue;
+            }
+            let revision = response.revision.to_string();
+            for (resource, _) in &mut results {
+                resource.metadata_mut().resource_version = Some(revision.clone());
+            }
+            return Ok(results);
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// Deletes every target in one transaction; all must exist unless
+    /// `skip_missing`. Returns what was deleted.
+    pub async fn delete(
+        &self,
+        targets: &[Target],
+        skip_missing: bool,
+    ) -> Result<Vec<Resource>, StoreError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut refusals = Vec::new();
+            let mut guards = Vec::new();
+            let mut ops = Vec::new();
+            let mut deleted = Vec::new();
+            for target in targets {
+                let key = target.key();
+                let refuse = |reason: String| Refusal {
+                    origin: target.origin,
+                    resource: target.describe(),
+                    reason,
+                };
+                match self.ds.get(key.clone()).await? {
+                    None if skip_missing => {}
+                    None => refusals.push(refuse("does not exist".into())),
+                    Some(kv) => {
+                        let current = decode(&kv)?;
+                        if let Some(wanted) = &target.resource_version {
+                            if *wanted != kv.mod_revision.to_string() {
+                                refusals.push(refuse(stale(wanted, kv.mod_revision)));
+                                continue;
+                            }
+                        }
+                        guards.push(Compare::unchanged_since(key.clone(), kv.mod_revision));
+                        ops.push(TxnOp::delete(key));
+                        deleted.push(current.resource);
+                    }
+                }
+            }
+            if !refusals.is_empty() {
+                return Err(StoreError::Refused(refusals));
+            }
+            if ops.is_empty() {
+                return Ok(deleted);
+            }
+            if self
+                .ds
+                .txn(Txn::new().when(guards).and_then(ops))
+                .await?
+                .succeeded
+            {
+                return Ok(deleted);
+            }
+        }
+        Err(StoreError::Contended)
+    }
+}
+
+/// The namespace to use in a key: `default` for namespaced kinds when none
+/// is given, nothing for cluster-scoped kinds.
+fn namespace_for(kind: Kind, namespace: Option<&str>) -> Option<&str> {
+    kind.namespaced()
+        .then(|| namespace.unwrap_or(brindle_model::resource::DEFAULT_NAMESPACE))
+}
+
+fn stale(wanted: &str, current: Revision) -> String {
+    format!(
+        "resourceVersion {wanted} is out of date (the stored one is {current}); \
+         get the resource again and reapply your change"
+    )
+}
+
+/// The mode's rules, checked for every resource so all refusals are shown.
+fn check_mode(
+    incoming: &[Resource],
+    currents: &[Option<Current>],
+    origins: &[Origin],
+    mode: WriteMode,
+) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    for (i, (resource, current)) in incoming.iter().zip(currents).enumerate() {
+        let refuse = |reason: String| Refusal {
+            origin: origins.get(i).copied(),
+            resource: resource.describe(),
+            reason,
+        };
+        let given_version = resource.metadata().resource_version.as_deref();
+        match (mode, current) {
+            (WriteMode::Create, Some(_)) => refusals.push(refuse(
+                "already exists (use apply or replace to change it)".into(),
+            )),
+            (WriteMode::Create, None) if given_version.is_some() => refusals.push(refuse(
+                "metadata.resourceVersion must not be set when creating".into(),
+            )),
+            (WriteMode::Replace, None) => refusals.push(refuse(
+                "does not exist (use create or apply to make it)".into(),
+            )),
+            (WriteMode::Replace | WriteMode::Apply, Some(c)) => {
+                if let Some(wanted) = given_version {
+                    if wanted != c.mod_revision.to_string() {
+                        refusals.push(refuse(stale(wanted, c.mod_revision)));
+                    }
+                }
+            }
+            // Apply of an absent resource creates it; a resourceVersion
+            // copied from an earlier `get` does not matter then.
+            (WriteMode::Create | WriteMode::Apply, None) => {}
+        }
+    }
+    refusals
+}
+
+/// The resource as it will be stored: identity metadata kept from the stored
+/// one on replace, made up on create; never a resourceVersion.
+fn prepare(mut resource: Resource, current: Option<&Current>) -> (Resource, Change) {
+    let meta = resource.metadata_mut();
+    meta.resource_version = None;
+    match current {
+        Some(c) => {
+            let old = c.resource.metadata();
+            meta.uid = old.uid.clone();
+            meta.creation_timestamp = old.creation_timestamp.clone();
+            meta.generation = old.generation;
+            (resource, Change::Replaced)
+        }
+        None => {
+            meta.uid = Some(crate::stamp::new_uid());
+            meta.creation_timestamp = Some(crate::stamp::now_rfc3339());
+            meta.generation = None;
+            (resource, Change::Created)
+        }
+    }
+}
+
+fn decode(kv: &KeyValue) -> Result<Current, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: kv.key_str().into_owned(),
+        reason,
+    };
+    let text = std::str::from_utf8(&kv.value).map_err(|e| corrupt(e.to_string()))?;
+    let mut resource = parse_one(text).map_err(|e| corrupt(e.to_string().replace('\n', "; ")))?;
+    resource.metadata_mut().resource_version = Some(kv.mod_revision.to_string());
+    Ok(Current {
+        resource,
+        mod_revision: kv.mod_revision,
+    })
+}
+
+/// Compact JSON for storage.
+trait CompactJson {
+    fn to_json_compact(&self) -> Vec<u8>;
+}
+
+impl CompactJson for Resource {
+    fn to_json_compact(&self) -> Vec<u8> {
+        // Plain data with string keys: serialization cannot fail; fall back
+        // to the pretty form (also JSON) rather than panic.
+        serde_json::to_vec(self).unwrap_or_else(|_| self.to_json().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, cidr: &str) -> String {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\nspec:\n  cidr: {cidr}\n"
+        )
+    }
+
+    fn current(text: &str, revision: Revision) -> Current {
+        Current {
+            resource: parse_one(text).unwrap(),
+            mod_revision: revision,
+        }
+    }
+
+    #[test]
+    fn modes_refuse_with_document_numbers() {
+        let incoming = vec![
+            parse_one(&pool("a", "10.0.0.0/16")).unwrap(),
+            parse_one(&pool("b", "10.1.0.0/16")).unwrap(),
+        ];
+        let origins = [
+            Origin {
+                document: 1,
+                item: None,
+            },
+            Origin {
+                document: 2,
+                item: None,
+            },
+        ];
+        let currents = vec![Some(current(&pool("a", "10.0.0.0/16"), 7)), None];
+        let create = check_mode(&incoming, &currents, &origins, WriteMode::Create);
+        assert_eq!(
+            create.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["document 1 (IPPool 'a'): already exists (use apply or replace to change it)"]
+        );
+        let replace = check_mode(&incoming, &currents, &origins, WriteMode::Replace);
+        assert_eq!(
+            replace.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["document 2 (IPPool 'b'): does not exist (use create or apply to make it)"]
+        );
+        assert!(check_mode(&incoming, &currents, &origins, WriteMode::Apply).is_empty());
+    }
+
+    #[test]
+    fn resource_version_is_a_compare_and_swap() {
+        let mut stale_pool = parse_one(&pool("a", "10.0.0.0/16")).unwrap();
+        stale_pool.metadata_mut().resource_version = Some("3".into());
+        let currents = vec![Some(current(&pool("a", "10.0.0.0/16"), 7))];
+        let origins = [Origin {
+            document: 1,
+            item: None,
+        }];
+        for mode in [WriteMode::Apply, WriteMode::Replace] {
+            let got = check_mode(std::slice::from_ref(&stale_pool), &currents, &origins, mode);
+            assert_eq!(got.len(), 1);
+            assert!(got[0]
+                .reason
+                .starts_with("resourceVersion 3 is out of date (the stored one is 7)"));
+        }
+        stale_pool.metadata_mut().resource_version = Some("7".into());
+        assert!(check_mode(&[stale_pool], &currents, &origins, WriteMode::Replace).is_empty());
+    }
+
+    #[test]
+    fn replace_keeps_identity_and_create_makes_one() {
+        let mut old = current(&pool("a", "10.0.0.0/16"), 7);
+        old.resource.metadata_mut().uid = Some("u-1".into());
+        old.resource.metadata_mut().creation_timestamp = Some("2020-01-01T00:00:00Z".into());
+        let mut new = parse_one(&pool("a", "10.0.0.0/16")).unwrap();
+        new.metadata_mut().uid = Some("forged".into());
+        new.metadata_mut().resource_version = Some("7".into());
+        let (stored, change) = prepare(new.clone(), Some(&old));
+        assert_eq!(change, Change::Replaced);
+        assert_eq!(stored.metadata().uid.as_deref(), Some("u-1"));
+        assert_eq!(stored.metadata().resource_version, None);
+        let (created, change) = prepare(new, None);
+        assert_eq!(change, Change::Created);
+        assert_ne!(created.metadata().uid.as_deref(), Some("forged"));
+        assert!(created.metadata().creation_timestamp.is_some());
+    }
+
+    #[test]
+    fn delete_targets_default_their_namespace() {
+        let t = Target {
+            kind: Kind::NetworkPolicy,
+            namespace: None,
+            name: "p".into(),
+            resource_version: None,
+            origin: None,
+        };
+        assert_eq!(t.key(), "/brindle/resources/v3/networkpolicies/default/p");
+        assert_eq!(t.describe(), "NetworkPolicy 'default/p'");
+        let t = Target {
+            kind: Kind::IPPool,
+            namespace: Some("ignored".into()),
+            ..t
+        };
+        assert_eq!(t.key(), "/brindle/resources/v3/ippools/p");
+    }
+}
