@@ -522,8 +522,18 @@ fn route_without_next_hop_is_rejected() {
     let mut rib = rib_with(config(), &[peer("10.0.0.2", 65001)]);
     let mut attrs = route(&[65001], "10.0.0.2");
     attrs.next_hop = None;
-    let out = rib.announce(ip("10.0.0.2"), &[net(P)], attrs).unwrap();
+    let out = rib
+        .announce(ip("10.0.0.2"), &[net(P)], attrs.clone())
+        .unwrap();
     assert_eq!(out.rejected, vec![(net(P), ImportReject::MissingNextHop)]);
+    // A classic NEXT_HOP left inside the codec attributes is accepted and
+    // normalised.
+    attrs.attributes.next_hop = Some(v4("10.0.0.2"));
+    let out = rib.announce(ip("10.0.0.2"), &[net(P)], attrs).unwrap();
+    assert!(out.rejected.is_empty());
+    let best = rib.best(&net(P)).unwrap();
+    assert_eq!(best.attrs.next_hop, Some(NextHop::V4(v4("10.0.0.2"))));
+    assert_eq!(best.attrs.attributes.next_hop, None);
 }
 
 #[test]

@@ -58,11 +58,14 @@ pub(crate) fn import(
     ibgp: bool,
     mut attrs: PathAttrs,
 ) -> Result<PathAttrs, ImportReject> {
+    // Keep the normal form: the next hop lives outside `attributes` (the
+    // MP_REACH next hop, when both are given, is the one that counts).
+    if let Some(classic) = attrs.attributes.next_hop.take() {
+        attrs.next_hop.get_or_insert(NextHop::V4(classic));
+    }
     if attrs.next_hop.is_none() {
         return Err(ImportReject::MissingNextHop);
     }
-    // Keep the normal form: the next hop lives outside `attributes`.
-    attrs.attributes.next_hop = None;
     let a = &mut attrs.attributes;
     if ibgp {
         if a.originator_id == Some(cfg.router_id) {
