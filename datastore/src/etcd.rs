@@ -13,6 +13,7 @@
 //!   etcd's `compact_revision` to [`Error::Compacted`].
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,19 +44,68 @@ const WATCH_BUFFER: usize = 256;
 /// The etcd backend.
 #[derive(Clone)]
 pub struct EtcdBackend {
-    client: ec::Client,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One client per member: etcd-client's own balancer fails a request when
+    /// any member is down (etcdv3/etcd-client#39), so failover is done here.
+    members: Vec<Member>,
+    /// The member that answered last; requests start there.
+    preferred: AtomicUsize,
+    options: ec::ConnectOptions,
     /// "h1:2379,h2:2379", for errors.
     endpoints: Arc<str>,
     timeout: Duration,
     tls: bool,
 }
 
+struct Member {
+    uri: String,
+    /// Connected on first use (connecting authenticates, which needs the
+    /// member up); the channel underneath reconnects by itself afterwards.
+    client: tokio::sync::Mutex<Option<ec::Client>>,
+}
+
+/// Whether a failed request may be sent again to another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads: any transport failure or timeout.
+    Always,
+    /// Writes: only when the request provably never reached a server
+    /// (connection refused…), since resending an applied transaction could
+    /// apply it twice.
+    IfNotSent,
+}
+
 impl std::fmt::Debug for EtcdBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdBackend")
-            .field("endpoints", &self.endpoints)
-            .field("tls", &self.tls)
+            .field("endpoints", &self.inner.endpoints)
+            .field("tls", &self.inner.tls)
             .finish()
+    }
+}
+
+/// Whether etcd-client's error says the request was never sent.
+fn never_sent(e: &ec::Error) -> bool {
+    match e {
+        ec::Error::TransportError(_) => true,
+        ec::Error::IoError(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        // gRPC code 14 = Unavailable; tonic reports failed dials this way.
+        ec::Error::GRpcStatus(s) => s.code() as i32 == 14 && s.message().contains("connect"),
+        _ => false,
+    }
+}
+
+/// Whether another member (or a later try) may answer differently.
+fn transient(e: &ec::Error) -> bool {
+    match e {
+        ec::Error::TransportError(_) | ec::Error::IoError(_) => true,
+        // Unknown, DeadlineExceeded, Unavailable (e.g. "no leader" on a
+        // partitioned member).
+        ec::Error::GRpcStatus(s) => matches!(s.code() as i32, 2 | 4 | 14),
+        _ => false,
     }
 }
 
@@ -74,10 +124,6 @@ impl EtcdBackend {
         let endpoints: Arc<str> = config.endpoints.join(",").into();
         let span = debug_span!("etcd_connect", endpoints = %endpoints, tls = config.tls.is_some());
         async {
-            let err = |source: ec::Error| Error::Etcd {
-                endpoints: endpoints.to_string(),
-                source: Box::new(source),
-            };
             let mut options = ec::ConnectOptions::new()
                 .with_connect_timeout(config.timeout)
                 // Why: a watch on a half-open TCP connection would otherwise
@@ -105,27 +151,22 @@ impl EtcdBackend {
                 }
                 options = options.with_tls(t);
             }
-            // Connecting also authenticates when credentials are set.
-            let client = tokio::time::timeout(
-                config.timeout,
-                ec::Client::connect(config.endpoint_uris(), Some(options)),
-            )
-            .await
-            .map_err(|_| {
-                err(ec::Error::IoError(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no answer within {:?} (is etcd running and reachable?)",
-                        config.timeout
-                    ),
-                )))
-            })?
-            .map_err(err)?;
             let backend = EtcdBackend {
-                client,
-                endpoints: endpoints.clone(),
-                timeout: config.timeout,
-                tls: config.tls.is_some(),
+                inner: Arc::new(Inner {
+                    members: config
+                        .endpoint_uris()
+                        .into_iter()
+                        .map(|uri| Member {
+                            uri,
+                            client: tokio::sync::Mutex::new(None),
+                        })
+                        .collect(),
+                    preferred: AtomicUsize::new(0),
+                    options,
+                    endpoints: endpoints.clone(),
+                    timeout: config.timeout,
+                    tls: config.tls.is_some(),
+                }),
             };
             // Status needs no permission on any key, so a user restricted
             // to a prefix can still connect.
@@ -139,26 +180,91 @@ impl EtcdBackend {
 
     fn err(&self, source: ec::Error) -> Error {
         Error::Etcd {
-            endpoints: self.endpoints.to_string(),
+            endpoints: self.inner.endpoints.to_string(),
             source: Box::new(source),
         }
     }
 
-    /// Runs one unary request with the configured timeout.
-    async fn call<T, F>(&self, op: &'static str, fut: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T, ec::Error>>,
-    {
-        match tokio::time::timeout(self.timeout, fut)
-            .instrument(debug_span!("etcd", op, endpoints = %self.endpoints))
-            .await
-        {
-            Ok(r) => r.map_err(|e| self.err(e)),
-            Err(_) => Err(self.err(ec::Error::IoError(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{op} got no answer within {:?}", self.timeout),
-            )))),
+    fn timed_out(&self, what: String) -> ec::Error {
+        ec::Error::IoError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} got no answer within {:?}", self.inner.timeout),
+        ))
+    }
+
+    /// The client of member `i`, connecting it if needed.
+    async fn member(&self, i: usize) -> Result<ec::Client, ec::Error> {
+        let member = &self.inner.members[i];
+        let mut slot = member.client.lock().await;
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
         }
+        let connect = ec::Client::connect([member.uri.as_str()], Some(self.inner.options.clone()));
+        let client = match tokio::time::timeout(self.inner.timeout, connect).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ec::Error::IoError(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    format!(
+                    "connecting to {} got no answer within {:?} (is etcd running and reachable?)",
+                    member.uri, self.inner.timeout
+                ),
+                )))
+            }
+        };
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs one unary request with the configured timeout, starting at the
+    /// preferred member and moving on to the next ones as `retry` allows.
+    async fn call<T, F, Fut>(&self, op: &'static str, retry: Retry, request: F) -> Result<T>
+    where
+        F: Fn(ec::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ec::Error>>,
+    {
+        let n = self.inner.members.len();
+        let first = self.inner.preferred.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            let span = debug_span!("etcd", op, member = %self.inner.members[i].uri);
+            let client = match self.member(i).instrument(span.clone()).await {
+                Ok(c) => c,
+                Err(e) if transient(&e) || never_sent(&e) => {
+                    debug!(parent: &span, error = %e, "member unreachable; trying the next");
+                    last_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(self.err(e)),
+            };
+            match tokio::time::timeout(self.inner.timeout, request(client))
+                .instrument(span.clone())
+                .await
+            {
+                Ok(Ok(v)) => {
+                    self.inner.preferred.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Ok(Err(e)) => {
+                    let again = match retry {
+                        Retry::Always => transient(&e),
+                        Retry::IfNotSent => never_sent(&e),
+                    };
+                    if !again {
+                        return Err(self.err(e));
+                    }
+                    debug!(parent: &span, error = %e, "member failed; trying the next");
+                    last_error = Some(e);
+                }
+                Err(_) if retry == Retry::Always => {
+                    last_error =
+                        Some(self.timed_out(format!("{op} to {}", self.inner.members[i].uri)));
+                }
+                Err(_) => return Err(self.err(self.timed_out(op.to_string()))),
+            }
+        }
+        Err(self.err(last_error.expect("at least one endpoint")))
     }
 }
 
@@ -183,9 +289,12 @@ impl EtcdBackend {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let mut kv = self.client.kv_client();
+            let key = start.clone();
             let resp = self
-                .call("list", kv.get(start.clone(), Some(options)))
+                .call("list", Retry::Always, move |mut c| {
+                    let (key, options) = (key.clone(), options.clone());
+                    async move { c.get(key, Some(options)).await }
+                })
                 .await?;
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
@@ -251,8 +360,12 @@ impl Backend for EtcdBackend {
     fn range(&self, key: Vec<u8>, prefix: bool) -> BoxFuture<'_, Result<Listing>> {
         async move {
             if !prefix {
-                let mut kv = self.client.kv_client();
-                let resp = self.call("get", kv.get(key, None)).await?;
+                let resp = self
+                    .call("get", Retry::Always, |mut c| {
+                        let key = key.clone();
+                        async move { c.get(key, None).await }
+                    })
+                    .await?;
                 return Ok(Listing {
                     kvs: resp.kvs().iter().map(from_etcd_kv).collect(),
                     revision: resp.header().map_or(0, |h| h.revision()),
@@ -279,8 +392,13 @@ impl Backend for EtcdBackend {
 
     fn revision(&self) -> BoxFuture<'_, Result<Revision>> {
         async move {
-            let mut m = self.client.maintenance_client();
-            let status = self.call("status", m.status()).await?;
+            let status = self
+                .call(
+                    "status",
+                    Retry::Always,
+                    |mut c| async move { c.status().await },
+                )
+                .await?;
             Ok(status.header().map_or(0, |h| h.revision()))
         }
         .boxed()
@@ -295,8 +413,12 @@ impl Backend for EtcdBackend {
                 .when(compares)
                 .and_then(success)
                 .or_else(failure);
-            let mut kv = self.client.kv_client();
-            let resp = self.call("txn", kv.txn(request)).await?;
+            let resp = self
+                .call("txn", Retry::IfNotSent, |mut c| {
+                    let request = request.clone();
+                    async move { c.txn(request).await }
+                })
+                .await?;
             let revision = resp.header().map_or(0, |h| h.revision());
             let ops = if resp.succeeded() {
                 &txn.success
@@ -344,7 +466,7 @@ impl Backend for EtcdBackend {
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
         let span = debug_span!(
             "etcd_watch",
-            endpoints = %self.endpoints,
+            endpoints = %self.inner.endpoints,
             prefix = %String::from_utf8_lossy(&prefix)
         );
         let task =
@@ -354,8 +476,12 @@ impl Backend for EtcdBackend {
 
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
         async move {
-            let mut kv = self.client.kv_client();
-            match self.call("compact", kv.compact(revision, None)).await {
+            let compacted = self
+                .call("compact", Retry::IfNotSent, |mut c| async move {
+                    c.compact(revision, None).await
+                })
+                .await;
+            match compacted {
                 Ok(_) => Ok(()),
                 // Already compacted that far: the goal is met (matches embedded).
                 Err(Error::Etcd { source, .. })
@@ -373,8 +499,8 @@ impl Backend for EtcdBackend {
     fn describe(&self) -> String {
         format!(
             "etcd{} at {}",
-            if self.tls { " (TLS)" } else { "" },
-            self.endpoints
+            if self.inner.tls { " (TLS)" } else { "" },
+            self.inner.endpoints
         )
     }
 }
@@ -413,8 +539,16 @@ async fn run_watch(
         if next > 0 {
             options = options.with_start_revision(next);
         }
-        let mut client = backend.client.watch_client();
-        match client.watch(prefix.clone(), Some(options)).await {
+        let members = backend.inner.members.len();
+        let member = backend.inner.preferred.load(Ordering::Relaxed);
+        let established = match backend.member(member).await {
+            Ok(mut client) => client.watch(prefix.clone(), Some(options)).await,
+            Err(e) => Err(e),
+        };
+        match established {
+            Err(e) if backoff >= MAX_WATCH_BACKOFF => {
+                warn!(error = %e, next, member = %backend.inner.members[member].uri, "watch cannot be re-established; still trying")
+            }
             Err(e) => debug!(error = %e, next, "watch could not be established; retrying"),
             Ok(mut stream) => loop {
                 match stream.message().await {
@@ -473,6 +607,14 @@ async fn run_watch(
         if tx.is_closed() {
             return;
         }
+        // Whatever broke, try the next member (a no-op with one endpoint);
+        // unary calls move `preferred` back to whichever member answers.
+        let _ = backend.inner.preferred.compare_exchange(
+            member,
+            (member + 1) % members,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_WATCH_BACKOFF);
     }

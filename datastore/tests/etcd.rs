@@ -158,3 +158,92 @@ async fn compaction_while_disconnected_is_reported_on_resume() {
         other => panic!("expected Compacted after the gap, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_in_the_list_is_survived() {
+    let etcd = start_etcd().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("etcd://{dead},{}?timeout=3", etcd_addr(&etcd));
+    let ds = Datastore::open(Some(&url))
+        .await
+        .expect("one live member suffices");
+    assert!(ds.describe().contains(&dead.to_string()));
+    for i in 0..20 {
+        ds.put("/multi/k", i.to_string()).await.unwrap();
+    }
+    let last = ds.get("/multi/k").await.unwrap().unwrap();
+    assert_eq!(last.version, 20);
+    // Watches fail over too.
+    use futures::StreamExt;
+    let mut w = ds.watch("/multi/", last.mod_revision);
+    let ev = tokio::time::timeout(conformance::PATIENCE, w.next())
+        .await
+        .expect("watch event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.kv, last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_watches_fail_over_between_members() {
+    use futures::StreamExt;
+    // Two "members" that are two doors to one etcd: cutting one is a member
+    // going away while the cluster lives on.
+    let etcd = start_etcd().await;
+    let a = CuttableProxy::start(etcd_addr(&etcd)).await;
+    let b = CuttableProxy::start(etcd_addr(&etcd)).await;
+    let ds = Datastore::open(Some(&format!("etcd://{},{}", a.addr(), b.addr())))
+        .await
+        .unwrap();
+    let first = ds.put("/failover/k", "0").await.unwrap();
+    let mut w = ds.watch("/failover/", first.mod_revision + 1);
+
+    a.cut();
+    let mut written = Vec::new();
+    for i in 1..=5 {
+        let kv = loop {
+            // A write whose fate is unknown (sent, then the member vanished)
+            // is reported, not resent: the caller re-reads and decides.
+            let current = ds.get("/failover/k").await.unwrap().unwrap();
+            if current.value == i.to_string().as_bytes() {
+                break current;
+            }
+            match ds
+                .update_if("/failover/k", current.mod_revision, i.to_string())
+                .await
+            {
+                Ok(kv) => break kv,
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) if e.is_transient() => continue,
+                Err(e) => panic!("write {i}: {e}"),
+            }
+        };
+        written.push(kv.mod_revision);
+    }
+    for (i, rev) in written.iter().enumerate() {
+        let ev = tokio::time::timeout(conformance::PATIENCE, w.next())
+            .await
+            .expect("watch event after failover")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ev.kv.value.clone(), ev.revision()),
+            ((i + 1).to_string().into_bytes(), *rev)
+        );
+    }
+
+    // Back to the first member when the second goes away.
+    a.restore();
+    b.cut();
+    assert_eq!(ds.get("/failover/k").await.unwrap().unwrap().value, b"5");
+    ds.put("/failover/k", "6").await.unwrap();
+    let ev = tokio::time::timeout(conformance::PATIENCE, w.next())
+        .await
+        .expect("watch event after second failover")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.kv.value, b"6");
+}
