@@ -4,13 +4,25 @@
 //! copies), so the only logic here is:
 //!
 //! * connecting: endpoints, optional TLS (CA, client certificate) and
-//!   username/password, with a connect timeout; `connect` proves the cluster
-//!   answers so a wrong URL fails at start-up, naming the endpoints;
+//!   username/password (tokens refreshed when they expire), with a timeout;
+//!   `connect` proves some member answers, so a wrong URL fails at start-up,
+//!   naming the endpoints;
+//! * failover between members: one client per endpoint, requests start at the
+//!   member that answered last and move on when it is unreachable. Reads
+//!   (get, list, status) retry on any transport failure or timeout; writes
+//!   only when the request provably never left (connection refused), because
+//!   a transaction whose answer was lost may have been applied: that case is
+//!   returned as a transient error for the caller to re-read and decide;
+//! * lists in pages, all read at the first page's revision;
 //! * filling in [`KeyValue`] revisions for puts (etcd returns only the header
 //!   revision; the previous key gives create revision and version);
 //! * watches that survive disconnects: a background task re-creates the etcd
-//!   watch from the last delivered revision + 1 with capped backoff, and maps
-//!   etcd's `compact_revision` to [`Error::Compacted`].
+//!   watch (on the next member if the last one failed) from the last
+//!   delivered revision + 1 with capped backoff, and maps etcd's
+//!   `compact_revision` to [`Error::Compacted`].
+//!
+//! [`Backend::revision`] asks one member's status: on a follower it may lag
+//! the leader by a few revisions (harmless for "watch from now").
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
