@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use brindle_model::selector::Selector;
 use brindle_policy::apply::{Applier, IptablesFlavor, SystemBackend};
 use brindle_policy::compile::{compile, Config};
-use brindle_policy::ir::{EntityMatch, Policy, PolicyModel, PortRange, Protocol, Rule};
 use brindle_policy::ir::{Action, WorkloadEndpoint};
+use brindle_policy::ir::{EntityMatch, Policy, PolicyModel, PortRange, Protocol, Rule};
 
 const ENDPOINTS: usize = 1000;
 const POLICIES: usize = 200;
@@ -34,9 +34,11 @@ fn endpoint(i: usize) -> WorkloadEndpoint {
     WorkloadEndpoint {
         name: format!("wl{i}"),
         interface: format!("cali{i:011x}"),
-        addrs: vec![format!("10.{}.{}.{}/32", 64 + i / 65536, (i / 256) % 256, i % 256)
-            .parse()
-            .unwrap()],
+        addrs: vec![
+            format!("10.{}.{}.{}/32", 64 + i / 65536, (i / 256) % 256, i % 256)
+                .parse()
+                .unwrap(),
+        ],
         labels,
         profiles: vec![format!("net{}", i % NETWORKS)],
     }
@@ -102,7 +104,10 @@ struct Row {
 
 fn run(flavor: IptablesFlavor) -> Row {
     let ns = format!("brbench{}", std::process::id());
-    let ok = Command::new("ip").args(["netns", "add", &ns]).status().unwrap();
+    let ok = Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .unwrap();
     assert!(ok.success(), "ip netns add (needs root)");
     let _cleanup = Cleanup(ns.clone());
     let file = File::open(format!("/run/netns/{ns}")).unwrap();
@@ -146,7 +151,11 @@ fn measure(flavor: IptablesFlavor) -> Row {
         model.endpoints.push(endpoint(ENDPOINTS + round));
         add.push(timed(&model, &mut applier));
         let e = &mut model.endpoints[round * 7 % ENDPOINTS];
-        let env = if e.labels["env"] == "prod" { "dev" } else { "prod" };
+        let env = if e.labels["env"] == "prod" {
+            "dev"
+        } else {
+            "prod"
+        };
         e.labels.insert("env".into(), env.into());
         relabel.push(timed(&model, &mut applier));
         let i = round * 13 % POLICIES;
