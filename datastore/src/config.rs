@@ -402,6 +402,38 @@ mod tests {
     }
 
     #[test]
+    fn explicit_url_beats_env_beats_default() {
+        // Only this test touches the variable, so it cannot race others.
+        std::env::remove_var(ENV_VAR);
+        assert_eq!(
+            DatastoreConfig::resolve(None).unwrap(),
+            DatastoreConfig::from_url(DEFAULT_URL).unwrap()
+        );
+        std::env::set_var(ENV_VAR, "etcd://from-env:2379");
+        assert_eq!(
+            etcd_of(DatastoreConfig::resolve(None)).endpoints,
+            ["from-env:2379"]
+        );
+        assert_eq!(
+            etcd_of(DatastoreConfig::resolve(Some("etcd://flag:2379"))).endpoints,
+            ["flag:2379"]
+        );
+        std::env::set_var(ENV_VAR, "");
+        assert_eq!(
+            DatastoreConfig::resolve(None).unwrap(),
+            DatastoreConfig::from_url(DEFAULT_URL).unwrap()
+        );
+        std::env::remove_var(ENV_VAR);
+    }
+
+    fn etcd_of(c: Result<DatastoreConfig>) -> EtcdConfig {
+        match c.unwrap() {
+            DatastoreConfig::Etcd(e) => e,
+            other => panic!("expected etcd, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn errors_do_not_leak_passwords() {
         let err = DatastoreConfig::from_url("etcd://u:secret@h:2379?nope=1")
             .unwrap_err()
