@@ -302,8 +302,8 @@ fn delete_kv(
     log_event(conn, rev, seq, EventKind::Delete, &tombstone)
 }
 
-/// Applies a transaction under the write lock. Returns the response and
-/// whether anything was written.
+/// Applies a transaction under the database write lock, taken before the
+/// compares are read so no other process can slip a write in between.
 fn apply_txn(conn: &mut Connection, history: i64, txn: Txn) -> rusqlite::Result<TxnResponse> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current = meta(&tx, "revision")?;

@@ -1,9 +1,10 @@
 //! The datastore interface callers use: [`Datastore`], a cheap-to-clone
 //! handle over one backend.
 //!
-//! Every single-key operation is a [`Txn`] underneath, so backends implement
-//! only four primitives ([`Backend`]) and the two cannot drift apart on the
-//! semantics of `create`, `update_if` or `delete_if`.
+//! Every single-key write is a [`Txn`] underneath, so backends implement only
+//! a few primitives ([`Backend`]: range, revision, txn, watch, compact) and
+//! the two cannot drift apart on the semantics of `create`, `update_if` or
+//! `delete_if`. Nothing here panics; keys must be non-empty (checked).
 
 use std::fmt;
 use std::pin::Pin;
@@ -35,8 +36,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>>;
 
     /// Streams changes under `prefix` with revision >= `from_revision` (0:
-    /// after the current revision), in
-    /// revision order (op order within a revision), forever. Reconnects on its
+    /// after the current revision), in revision order (op order within a
+    /// revision), forever. Reconnects on its
     /// own after a transient failure, resuming after the last event it
     /// delivered. Ends with `Err(Compacted)` if the requested history is gone.
     fn watch(&self, prefix: Vec<u8>, from_revision: Revision) -> BoxStream<'static, Result<Event>>;
