@@ -4,7 +4,8 @@
 //! Every single-key write is a [`Txn`] underneath, so backends implement only
 //! a few primitives ([`Backend`]: range, revision, txn, watch, compact) and
 //! the two cannot drift apart on the semantics of `create`, `update_if` or
-//! `delete_if`. Nothing here panics; keys must be non-empty (checked).
+//! `delete_if`. Keys must be non-empty (checked); nothing panics except
+//! [`Datastore::watch`] called outside a Tokio runtime.
 
 use std::fmt;
 use std::pin::Pin;

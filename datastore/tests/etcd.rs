@@ -115,6 +115,21 @@ async fn username_and_password() {
     let denied = ds.put("/elsewhere", "1").await.unwrap_err();
     assert!(denied.to_string().contains("permission denied"), "{denied}");
 
+    // A watch outside the role is refused once, not retried forever.
+    use futures::StreamExt;
+    let mut w = ds.watch("/elsewhere/", 1);
+    match tokio::time::timeout(conformance::PATIENCE, w.next())
+        .await
+        .unwrap()
+    {
+        Some(Err(e)) => assert!(e.to_string().contains("permission denied"), "{e}"),
+        other => panic!("expected a permission error, got {other:?}"),
+    }
+    assert!(tokio::time::timeout(conformance::PATIENCE, w.next())
+        .await
+        .unwrap()
+        .is_none());
+
     let wrong = Datastore::open(Some(&format!("etcd://brindle:wrong@{addr}"))).await;
     let err = wrong.expect_err("wrong password must fail").to_string();
     assert!(err.contains(&addr.to_string()), "{err}");
