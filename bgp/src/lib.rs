@@ -5,6 +5,7 @@
 //! (Adj-RIB-In, Loc-RIB with the decision process, Adj-RIB-Out), route
 //! reflection, and the tokio-driven `Speaker` that the node agent embeds. The
 //! standalone daemon `brindle-bgpd` is built from the same library.
+pub mod daemon;
 pub mod fsm;
 /// BGP-4 wire codec (messages, attributes, capabilities, RFC 7606 outcomes,
 /// OPEN negotiation); pure, no I/O.
