@@ -56,6 +56,10 @@ pub struct VxlanConfig {
     pub underlay_mtu: u32,
     /// This node's tunnel address (from its block), assigned as /32.
     pub tunnel_address: Option<Ipv4Addr>,
+    /// Device MAC. Remote nodes' neighbour entries point at it, so keeping
+    /// it stable across re-creation (see [`vtep_mac_for_node`]) keeps their
+    /// state valid; `None` lets the kernel pick a random one.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl VxlanConfig {
@@ -68,6 +72,7 @@ impl VxlanConfig {
             local,
             underlay_mtu,
             tunnel_address: None,
+            mac: None,
         }
     }
 
@@ -76,15 +81,30 @@ impl VxlanConfig {
     }
 }
 
+/// A stable, locally administered unicast MAC for `node`'s VXLAN device,
+/// derived from the node name.
+pub fn vtep_mac_for_node(node: &str) -> [u8; 6] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(node.as_bytes());
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    // Locally administered (bit 1), unicast (bit 0 clear).
+    mac[0] = (mac[0] | 0x02) & !0x01;
+    mac
+}
+
 /// The `RTM_NEWLINK` request creating the VXLAN device: `ip link add
 /// vxlan.brindle type vxlan id 4096 local <ip> dstport 4789 nolearning`.
 pub fn vxlan_link_message(cfg: &VxlanConfig) -> LinkMessage {
-    LinkVxlan::new(&cfg.name, cfg.vni)
+    let mut builder = LinkVxlan::new(&cfg.name, cfg.vni)
         .port(cfg.port)
         .local(cfg.local)
         .learning(false)
-        .mtu(cfg.mtu())
-        .build()
+        .mtu(cfg.mtu());
+    if let Some(mac) = cfg.mac {
+        builder = builder.address(mac.to_vec());
+    }
+    builder.build()
 }
 
 /// Create `vxlan.brindle` (or fix it: a device with the wrong VNI, port or
@@ -111,6 +131,7 @@ pub async fn ensure_vxlan(nl: &Netlink, cfg: &VxlanConfig) -> Result<LinkState, 
         &cfg.name,
         &LinkChange {
             mtu: Some(cfg.mtu()),
+            mac: cfg.mac.map(|m| m.to_vec()),
             up: Some(true),
             ..Default::default()
         },
@@ -329,6 +350,21 @@ mod tests {
         assert!(msg
             .attributes
             .contains(&LinkAttribute::IfName("vxlan.brindle".into())));
+    }
+
+    #[test]
+    fn vtep_mac_is_stable_local_unicast_and_applied() {
+        let mac = vtep_mac_for_node("node-a");
+        assert_eq!(mac, vtep_mac_for_node("node-a"));
+        assert_ne!(mac, vtep_mac_for_node("node-b"));
+        assert_eq!(mac[0] & 0x03, 0x02);
+        let cfg = VxlanConfig {
+            mac: Some(mac),
+            ..VxlanConfig::new("172.16.0.2".parse().unwrap(), 1500)
+        };
+        assert!(vxlan_link_message(&cfg)
+            .attributes
+            .contains(&LinkAttribute::Address(mac.to_vec())));
     }
 
     #[test]

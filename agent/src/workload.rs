@@ -291,6 +291,42 @@ async fn configure_container(spec: &WorkloadSpec, peer: &str) -> Result<Vec<u8>,
     Ok(mac)
 }
 
+/// Node-wide forwarding, which per-interface `forwarding` does not imply
+/// for IPv4 (`ip_forward` gates it) and which IPv6 needs on `all`. Runs in
+/// the calling thread's namespace; IPv6 is skipped if the host has it off.
+pub fn enable_host_forwarding() -> Result<(), SysctlError> {
+    sysctl::write(&SysctlKey::new(["net", "ipv4", "ip_forward"]), "1")?;
+    match sysctl::write(&SysctlKey::ipv6_conf("all", "forwarding"), "1") {
+        Err(e) if e.is_missing() => Ok(()),
+        other => other,
+    }
+}
+
+/// [`add_workload`] for a synchronous caller in the host namespace (the
+/// CNI plugin binary): opens its own connection and runtime.
+pub fn add_workload_blocking(spec: &WorkloadSpec) -> Result<WorkloadAttachment, WorkloadError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(NetnsError::Runtime)?;
+    runtime.block_on(async {
+        let host = Netlink::connect(spec.route_protocol)?;
+        add_workload(&host, spec).await
+    })
+}
+
+/// [`del_workload`] for a synchronous caller in the host namespace.
+pub fn del_workload_blocking(workload_id: &str, route_protocol: u8) -> Result<bool, WorkloadError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(NetnsError::Runtime)?;
+    runtime.block_on(async {
+        let host = Netlink::connect(route_protocol)?;
+        del_workload(&host, workload_id).await
+    })
+}
+
 /// CNI DEL: remove the veth pair (its routes go with it). Returns whether
 /// anything was removed; a second DEL returns `Ok(false)`.
 pub async fn del_workload(host: &Netlink, workload_id: &str) -> Result<bool, WorkloadError> {

@@ -13,7 +13,9 @@ use brindle_agent::netns::block_on_in_netns;
 use brindle_agent::reconciler::{Input, ReconcilerConfig};
 use brindle_agent::route::{Route, BRINDLE_ROUTE_PROTOCOL};
 use brindle_agent::routesync::RouteSyncer;
-use brindle_agent::tunnel::{ensure_vxlan, sync_vteps, Vtep, VxlanConfig, VXLAN_DEVICE};
+use brindle_agent::tunnel::{
+    ensure_vxlan, sync_vteps, vtep_mac_for_node, Vtep, VxlanConfig, VXLAN_DEVICE,
+};
 use brindle_agent::workload::{add_workload, host_veth_name, WorkloadSpec};
 use common::{can_run, veth_between, TestNetns};
 
@@ -34,8 +36,10 @@ fn net(s: &str) -> ipnet::IpNet {
 fn bring_up(node: &Node) -> Vec<u8> {
     let cfg = VxlanConfig {
         tunnel_address: Some(node.tunnel),
+        mac: Some(vtep_mac_for_node(&node.ns.name)),
         ..VxlanConfig::new(node.underlay, 1500)
     };
+    let want_mac = vtep_mac_for_node(&node.ns.name).to_vec();
     let spec = WorkloadSpec {
         workload_id: format!("test/{}", node.workload.name),
         netns: node.workload.path(),
@@ -52,6 +56,11 @@ fn bring_up(node: &Node) -> Vec<u8> {
         assert_eq!(link.index, again.index);
         assert_eq!(link.mtu, 1450);
         add_workload(&nl, &spec).await.expect("workload ADD");
+        assert_eq!(
+            link.mac.as_ref(),
+            Some(&want_mac),
+            "stable VTEP MAC applied"
+        );
         link.mac.expect("vxlan mac")
     })
     .unwrap()

@@ -9,7 +9,8 @@ use brindle_agent::netlink::Netlink;
 use brindle_agent::netns::block_on_in_netns;
 use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
 use brindle_agent::workload::{
-    add_workload, del_workload, host_veth_name, WorkloadSpec, HOST_SIDE_MAC,
+    add_workload, add_workload_blocking, del_workload, del_workload_blocking,
+    enable_host_forwarding, host_veth_name, WorkloadSpec, HOST_SIDE_MAC,
 };
 use common::{can_run, TestNetns};
 
@@ -26,8 +27,9 @@ fn host_namespace() -> TestNetns {
     host.ip(&["addr", "add", "192.0.2.1/24", "dev", "uplink0"]);
     host.ip(&["link", "set", "uplink0", "up"]);
     host.ip(&["route", "add", "default", "dev", "uplink0"]);
-    host.sysctl("net.ipv4.ip_forward", "1");
-    host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    brindle_agent::netns::run_in_netns(&host.path(), enable_host_forwarding)
+        .unwrap()
+        .unwrap();
     host
 }
 
@@ -162,9 +164,9 @@ fn del_cleans_up_half_created_state() {
     let hostif = host_veth_name(&id);
     let tmp = format!("tmp{}", &hostif[4..]);
     host.ip(&["link", "add", &hostif, "type", "veth", "peer", "name", &tmp]);
-    let removed = block_on_in_netns(&host.path(), move || async move {
-        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
-        del_workload(&nl, &id).await.expect("DEL")
+    // The synchronous entry point the CNI binary uses.
+    let removed = brindle_agent::netns::run_in_netns(&host.path(), move || {
+        del_workload_blocking(&id, BRINDLE_ROUTE_PROTOCOL).expect("DEL")
     })
     .unwrap();
     assert!(removed);
@@ -186,11 +188,12 @@ fn add_rejects_non_host_prefix() {
         "fd00:65::1/128",
     );
     s.addresses = vec!["10.65.0.0/24".parse().unwrap()];
-    let err = block_on_in_netns(&host.path(), move || async move {
-        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
-        add_workload(&nl, &s).await.unwrap_err().to_string()
+    let err = brindle_agent::netns::run_in_netns(&host.path(), move || {
+        add_workload_blocking(&s).unwrap_err().to_string()
     })
     .unwrap();
     assert!(err.contains("not a host prefix"), "{err}");
     assert!(!host.ip(&["link", "show"]).contains("cali"));
+    let forwarding = host.exec(&["sysctl", "-n", "net.ipv4.ip_forward"]);
+    assert_eq!(String::from_utf8_lossy(&forwarding.stdout).trim(), "1");
 }
