@@ -1048,3 +1048,10 @@ fn codec_attributes_adapt_with_either_next_hop() {
     );
     assert_eq!(b.next_hop_addr(), Some(IpAddr::V6(ll)));
 }
+
+#[test]
+fn rib_and_fsm_can_move_into_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Rib>();
+    assert_send_sync::<brindle_bgp::fsm::Fsm<brindle_bgp::packet::Negotiated, UpdateBatch>>();
+}
