@@ -1,20 +1,817 @@
-//! The core task: owns the RIB and the peer registry.
+//! The core task: owns the [`Rib`], the peer registry, the subscribers and
+//! the graceful-restart state; everything reaches it as an [`Input`] on one
+//! channel, so it needs no locks.
+//!
+//! Graceful restart, helper side (RFC 4724 §4.2): when the session of a peer
+//! that advertised the capability ends without a NOTIFICATION (TCP failure)
+//! or by hold-timer expiry, its routes stay in the RIB, marked stale, for the
+//! peer's restart time. When the session is back, the peer's announcements
+//! refresh them; at its End-of-RIB (per family), or when the restart time
+//! runs out again, whatever is still stale is withdrawn. Families the peer no
+//! longer preserves forwarding state for are flushed at once. So a peer that
+//! restarts does not make the kernel routes flap.
 
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpStream;
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::{Request, Speaker, SpeakerConfig, SpeakerError};
+use super::peer::{self, family_of, PeerEvent, PeerHandle, PeerInput};
+use super::{
+    listener, socket, BestRouteChange, PeerConfig, PeerState, PeerStatus, Request, RouteEntry,
+    Speaker, SpeakerConfig, SpeakerError,
+};
+use crate::fsm::DownReason;
+use crate::packet::{Family, NextHop, Nlri, Update, UpdateOutcome};
+use crate::rib::{self, PathAttrs, Rib, RibConfig, RibOutput, RouteSource};
 
 /// Everything the core task reacts to.
 pub(crate) enum Input {
     Request(Request),
     Incoming(TcpStream, SocketAddr),
+    Peer {
+        address: IpAddr,
+        instance: u64,
+        event: PeerEvent,
+    },
+    GracefulRestartExpired {
+        address: IpAddr,
+        generation: u64,
+    },
+}
+
+/// Paths received from an ADD-PATH peer for one prefix, by path id; the RIB
+/// holds one path per peer and prefix, the last announced one.
+type AddPaths = Vec<(u32, Arc<PathAttrs>)>;
+
+struct Stale {
+    prefixes: HashSet<IpNet>,
+    generation: u64,
+}
+
+struct PeerEntry {
+    config: PeerConfig,
+    instance: u64,
+    handle: PeerHandle,
+    state: PeerState,
+    /// Session id and negotiated parameters while Established.
+    session: Option<(u64, crate::packet::Negotiated)>,
+    established_at: Option<Instant>,
+    established_transitions: u64,
+    last_error: Option<String>,
+    /// The RIB has a slot for the peer (Established, or stale after GR).
+    in_rib: bool,
+    rib_config: Option<rib::PeerConfig>,
+    /// What the peer currently announces (before import rules).
+    received: HashMap<IpNet, AddPaths>,
+    stale: Option<Stale>,
+    /// The peer's graceful restart time from its last OPEN, if it has GR.
+    peer_restart_time: Option<u16>,
+}
+
+struct Core {
+    config: SpeakerConfig,
+    rib: Rib,
+    peers: BTreeMap<IpAddr, PeerEntry>,
+    subscribers: Vec<mpsc::UnboundedSender<BestRouteChange>>,
+    listeners: Vec<Arc<TcpListener>>,
+    listener_tasks: Vec<JoinHandle<()>>,
+    me: mpsc::UnboundedSender<Input>,
+    next_instance: u64,
+    next_generation: u64,
 }
 
 pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError> {
-    let _ = config;
-    let (requests, _rx) = mpsc::unbounded_channel();
-    Ok(Speaker { requests })
+    validate_speaker(&config)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut listeners = Vec::new();
+    for address in &config.listen_addresses {
+        let address = SocketAddr::new(*address, config.listen_port);
+        let listener =
+            socket::listen(address).map_err(|source| SpeakerError::Listen { address, source })?;
+        listeners.push(Arc::new(listener));
+    }
+    let span = info_span!("bgp_speaker", asn = config.local_asn, router_id = %config.router_id);
+    let listener_tasks = listeners
+        .iter()
+        .map(|l| {
+            tokio::spawn(listener::accept_loop(Arc::clone(l), tx.clone()).instrument(span.clone()))
+        })
+        .collect();
+    let mut rib_config = RibConfig::new(config.local_asn, config.router_id);
+    rib_config.cluster_id = config.cluster_id;
+    rib_config.max_paths = config.max_paths.max(1);
+    let peers = config.peers.clone();
+    let mut core = Core {
+        rib: Rib::new(rib_config),
+        config,
+        peers: BTreeMap::new(),
+        subscribers: Vec::new(),
+        listeners,
+        listener_tasks,
+        me: tx.clone(),
+        next_instance: 1,
+        next_generation: 1,
+    };
+    for peer in peers {
+        core.add_peer(peer)?;
+    }
+    info!(parent: &span, listeners = core.listeners.len(), "speaker started");
+    tokio::spawn(core.run(rx).instrument(span));
+    Ok(Speaker { requests: tx })
+}
+
+fn validate_speaker(config: &SpeakerConfig) -> Result<(), SpeakerError> {
+    if config.router_id.is_unspecified() {
+        return Err(SpeakerError::InvalidConfig(
+            "router id 0.0.0.0 is not a valid BGP identifier".into(),
+        ));
+    }
+    if config.local_asn == 0 {
+        return Err(SpeakerError::InvalidConfig("local AS 0 is reserved".into()));
+    }
+    Ok(())
+}
+
+fn validate_peer(peer: &PeerConfig) -> Result<(), SpeakerError> {
+    let invalid = |m: String| Err(SpeakerError::InvalidConfig(m));
+    if peer.hold_time == 1 || peer.hold_time == 2 {
+        return invalid(format!(
+            "peer {}: hold time must be 0 or at least 3 s",
+            peer.address
+        ));
+    }
+    if peer.remote_asn == 0 {
+        return invalid(format!("peer {}: remote AS 0 is reserved", peer.address));
+    }
+    if !peer.ipv4_unicast && !peer.ipv6_unicast {
+        return invalid(format!("peer {}: no address family enabled", peer.address));
+    }
+    if peer.md5_password.as_ref().is_some_and(|p| p.len() > 80) {
+        return invalid(format!(
+            "peer {}: TCP MD5 password longer than 80 octets",
+            peer.address
+        ));
+    }
+    if peer.connect_retry.is_zero() {
+        return invalid(format!(
+            "peer {}: connect retry must not be 0",
+            peer.address
+        ));
+    }
+    Ok(())
+}
+
+/// IPv4 peers reach an IPv6 socket as mapped addresses.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+impl Core {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        while let Some(input) = rx.recv().await {
+            match input {
+                Input::Request(Request::Shutdown(reply)) => {
+                    self.shutdown().await;
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                Input::Request(request) => self.request(request),
+                Input::Incoming(stream, remote) => self.incoming(stream, remote),
+                Input::Peer {
+                    address,
+                    instance,
+                    event,
+                } => self.peer_event(address, instance, event),
+                Input::GracefulRestartExpired {
+                    address,
+                    generation,
+                } => self.restart_expired(address, generation),
+            }
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        match request {
+            Request::AddPeer(peer, reply) => {
+                let _ = reply.send(self.add_peer(peer));
+            }
+            Request::RemovePeer(address, reply) => {
+                let _ = reply.send(self.remove_peer(address, "peer removed from configuration"));
+            }
+            Request::UpdatePeer(peer, reply) => {
+                let result = match self.peers.get(&peer.address) {
+                    None => Err(SpeakerError::UnknownPeer(peer.address)),
+                    Some(entry) if entry.config == peer => Ok(()),
+                    Some(_) => validate_peer(&peer).and_then(|()| {
+                        self.remove_peer(peer.address, "peer configuration changed")?;
+                        self.add_peer(peer)
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Request::Originate(prefixes, attrs, reply) => {
+                let out = self.rib.originate(&prefixes, attrs);
+                self.apply(out);
+                let _ = reply.send(Ok(()));
+            }
+            Request::Withdraw(prefixes, reply) => {
+                let out = self.rib.withdraw_local(&prefixes);
+                self.apply(out);
+                let _ = reply.send(Ok(()));
+            }
+            Request::Subscribe(tx) => {
+                for route in self.routes() {
+                    if tx.send(BestRouteChange::Best(route)).is_err() {
+                        return;
+                    }
+                }
+                self.subscribers.push(tx);
+            }
+            Request::Peers(reply) => {
+                let _ = reply.send(Ok(self.statuses()));
+            }
+            Request::Routes(reply) => {
+                let _ = reply.send(Ok(self.routes()));
+            }
+            Request::Shutdown(_) => {}
+        }
+    }
+
+    fn add_peer(&mut self, peer: PeerConfig) -> Result<(), SpeakerError> {
+        validate_peer(&peer)?;
+        let address = canonical(peer.address);
+        if self.peers.contains_key(&address) {
+            return Err(SpeakerError::DuplicatePeer(address));
+        }
+        let mut peer = peer;
+        peer.address = address;
+        self.set_listener_md5(address, peer.md5_password.as_deref());
+        let instance = self.next_instance;
+        self.next_instance += 1;
+        let handle = peer::spawn(
+            peer.clone(),
+            self.config.local_asn,
+            self.config.router_id,
+            instance,
+            self.me.clone(),
+        );
+        info!(peer = %address, remote_asn = peer.remote_asn, "peer added");
+        self.peers.insert(
+            address,
+            PeerEntry {
+                config: peer,
+                instance,
+                handle,
+                state: PeerState::Idle,
+                session: None,
+                established_at: None,
+                established_transitions: 0,
+                last_error: None,
+                in_rib: false,
+                rib_config: None,
+                received: HashMap::new(),
+                stale: None,
+                peer_restart_time: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, address: IpAddr, why: &str) -> Result<(), SpeakerError> {
+        let address = canonical(address);
+        let entry = self
+            .peers
+            .remove(&address)
+            .ok_or(SpeakerError::UnknownPeer(address))?;
+        let _ = entry.handle.input.send(PeerInput::Stop {
+            communication: why.to_string(),
+        });
+        if entry.config.md5_password.is_some() {
+            self.set_listener_md5(address, None);
+        }
+        if entry.in_rib {
+            if let Ok(out) = self.rib.peer_down(address) {
+                self.apply(out);
+            }
+        }
+        info!(peer = %address, "peer removed");
+        Ok(())
+    }
+
+    fn set_listener_md5(&self, peer: IpAddr, password: Option<&str>) {
+        use std::os::fd::AsRawFd;
+        for listener in &self.listeners {
+            let Ok(local) = listener.local_addr() else {
+                continue;
+            };
+            if local.is_ipv4() != peer.is_ipv4() {
+                continue;
+            }
+            if let Err(error) = socket::set_md5(listener.as_raw_fd(), peer, password) {
+                // With a key missing, the kernel drops the peer's SYNs: the
+                // session will not come up, which the peer status shows.
+                warn!(%peer, %error, "cannot set TCP MD5 key on the listening socket");
+            }
+        }
+    }
+
+    fn incoming(&mut self, stream: TcpStream, remote: SocketAddr) {
+        let address = canonical(remote.ip());
+        match self.peers.get(&address) {
+            Some(entry) => {
+                let _ = entry.handle.input.send(PeerInput::Incoming(stream));
+            }
+            None => debug!(%remote, "connection from an unconfigured address; closing"),
+        }
+    }
+
+    fn peer_event(&mut self, address: IpAddr, instance: u64, event: PeerEvent) {
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if entry.instance != instance {
+            return; // from a task of a removed incarnation of this peer
+        }
+        match event {
+            PeerEvent::State(state) => entry.state = state,
+            PeerEvent::Error(text) => entry.last_error = Some(text),
+            PeerEvent::Established {
+                session,
+                negotiated,
+                local,
+            } => self.established(address, session, negotiated, local),
+            PeerEvent::Down { session, reason } => self.down(address, session, reason),
+            PeerEvent::Update {
+                session,
+                update,
+                outcome,
+            } => {
+                if entry.session.as_ref().is_some_and(|(s, _)| *s == session) {
+                    self.update(address, update, outcome);
+                }
+            }
+            PeerEvent::RouteRefresh { session, family } => {
+                if entry.session.as_ref().is_some_and(|(s, _)| *s == session) {
+                    debug!(peer = %address, %family, "resending Adj-RIB-Out");
+                    if let Ok(out) = self.rib.refresh(address) {
+                        self.apply(out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn established(
+        &mut self,
+        address: IpAddr,
+        session: u64,
+        negotiated: crate::packet::Negotiated,
+        local: SocketAddr,
+    ) {
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let source = entry.config.source_address;
+        let local_ip = canonical(local.ip());
+        let mut rib_peer =
+            rib::PeerConfig::new(address, negotiated.peer_asn, negotiated.peer_bgp_id);
+        rib_peer.rr_client = entry.config.route_reflector_client;
+        rib_peer.next_hop_self = entry.config.next_hop_self;
+        for ip in [Some(local_ip), source].into_iter().flatten() {
+            match ip {
+                IpAddr::V4(v4) if !v4.is_unspecified() => {
+                    rib_peer.local_v4 = rib_peer.local_v4.or(Some(v4));
+                }
+                IpAddr::V6(v6) if !v6.is_unspecified() => {
+                    if v6.is_unicast_link_local() {
+                        rib_peer.local_v6_link_local = rib_peer.local_v6_link_local.or(Some(v6));
+                    } else {
+                        rib_peer.local_v6 = rib_peer.local_v6.or(Some(v6));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let families = negotiated.families.clone();
+        entry.peer_restart_time = negotiated
+            .peer_graceful_restart
+            .as_ref()
+            .map(|gr| gr.restart_time);
+        // Families whose stale routes cannot wait for End-of-RIB: the peer
+        // did not keep forwarding state for them (or dropped GR).
+        let preserved: Vec<Family> = negotiated
+            .peer_graceful_restart
+            .as_ref()
+            .map(|gr| {
+                gr.families
+                    .iter()
+                    .filter(|f| f.forwarding_preserved)
+                    .map(|f| f.family)
+                    .collect()
+            })
+            .unwrap_or_default();
+        entry.session = Some((session, negotiated));
+        entry.established_at = Some(Instant::now());
+        entry.established_transitions += 1;
+        let mut outputs = Vec::new();
+        if entry.in_rib && entry.rib_config.as_ref() == Some(&rib_peer) {
+            // Back from a graceful restart: the stale routes stay, the peer
+            // gets our whole table again.
+            if let Ok(out) = self.rib.refresh(address) {
+                outputs.push(out);
+            }
+            let not_preserved: Vec<Family> = families
+                .iter()
+                .copied()
+                .filter(|f| !preserved.contains(f))
+                .collect();
+            for family in not_preserved {
+                outputs.push(self.purge_stale(address, Some(family)));
+            }
+            self.arm_stale_timer(address);
+        } else {
+            if entry.in_rib {
+                // Came back as someone else (identifier, addresses): start over.
+                entry.stale = None;
+                entry.received.clear();
+                if let Ok(out) = self.rib.peer_down(address) {
+                    outputs.push(out);
+                }
+            }
+            match self.rib.peer_up(rib_peer.clone()) {
+                Ok(out) => outputs.push(out),
+                Err(error) => warn!(peer = %address, %error, "RIB refused the peer"),
+            }
+        }
+        if let Some(entry) = self.peers.get_mut(&address) {
+            entry.in_rib = true;
+            entry.rib_config = Some(rib_peer);
+        }
+        // The initial table dump, then End-of-RIB for every family.
+        let mut batches = Vec::new();
+        if let Ok(b) = self.rib.take_updates(address) {
+            batches = b;
+        }
+        if let Some(entry) = self.peers.get(&address) {
+            let _ = entry.handle.input.send(PeerInput::Send {
+                session,
+                batches,
+                end_of_rib: families,
+            });
+        }
+        for out in outputs {
+            self.apply(out);
+        }
+    }
+
+    fn down(&mut self, address: IpAddr, session: u64, reason: DownReason) {
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if !entry.session.as_ref().is_some_and(|(s, _)| *s == session) {
+            return;
+        }
+        entry.session = None;
+        entry.established_at = None;
+        let graceful = matches!(
+            reason,
+            DownReason::TransportFailed | DownReason::HoldTimerExpired
+        ) && entry.config.graceful_restart.is_some()
+            && entry.peer_restart_time.is_some_and(|t| t > 0);
+        if graceful && entry.in_rib {
+            let mut prefixes: HashSet<IpNet> = entry.received.keys().copied().collect();
+            if let Some(old) = entry.stale.take() {
+                prefixes.extend(old.prefixes);
+            }
+            info!(peer = %address, stale = prefixes.len(), "graceful restart: keeping routes as stale");
+            entry.stale = Some(Stale {
+                prefixes,
+                generation: 0,
+            });
+            self.arm_stale_timer(address);
+            return;
+        }
+        entry.received.clear();
+        entry.stale = None;
+        if std::mem::take(&mut entry.in_rib) {
+            entry.rib_config = None;
+            if let Ok(out) = self.rib.peer_down(address) {
+                self.apply(out);
+            }
+        }
+    }
+
+    /// (Re)starts the restart timer of a peer with stale routes.
+    fn arm_stale_timer(&mut self, address: IpAddr) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(stale) = &mut entry.stale else {
+            return;
+        };
+        stale.generation = generation;
+        let wait = Duration::from_secs(u64::from(entry.peer_restart_time.unwrap_or(0)));
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = me.send(Input::GracefulRestartExpired {
+                address,
+                generation,
+            });
+        });
+    }
+
+    fn restart_expired(&mut self, address: IpAddr, generation: u64) {
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if !entry
+            .stale
+            .as_ref()
+            .is_some_and(|s| s.generation == generation)
+        {
+            return;
+        }
+        info!(peer = %address, "graceful restart time over: flushing stale routes");
+        if entry.session.is_none() {
+            entry.stale = None;
+            entry.received.clear();
+            entry.in_rib = false;
+            entry.rib_config = None;
+            if let Ok(out) = self.rib.peer_down(address) {
+                self.apply(out);
+            }
+        } else {
+            let out = self.purge_stale(address, None);
+            self.apply(out);
+        }
+    }
+
+    /// Withdraws the peer's still-stale routes (of `family`, or all).
+    fn purge_stale(&mut self, address: IpAddr, family: Option<Family>) -> RibOutput {
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return RibOutput::default();
+        };
+        let Some(stale) = &mut entry.stale else {
+            return RibOutput::default();
+        };
+        let purge: Vec<IpNet> = stale
+            .prefixes
+            .iter()
+            .copied()
+            .filter(|p| family.is_none_or(|f| family_of(p) == f))
+            .collect();
+        for p in &purge {
+            stale.prefixes.remove(p);
+            entry.received.remove(p);
+        }
+        if stale.prefixes.is_empty() {
+            entry.stale = None;
+        }
+        if !purge.is_empty() {
+            info!(peer = %address, withdrawn = purge.len(), "stale routes withdrawn");
+        }
+        self.rib.withdraw(address, &purge).unwrap_or_default()
+    }
+
+    fn update(&mut self, address: IpAddr, update: Update, outcome: UpdateOutcome) {
+        if let Some(family) = update.end_of_rib_family() {
+            debug!(peer = %address, %family, "End-of-RIB received");
+            let out = self.purge_stale(address, Some(family));
+            self.apply(out);
+            return;
+        }
+        let mut withdrawn: Vec<Nlri> = Vec::new();
+        let mut announced: Vec<(Vec<Nlri>, PathAttrs)> = Vec::new();
+        if outcome.is_treat_as_withdraw() {
+            for (_, nlri) in update.into_withdrawals() {
+                withdrawn.extend(nlri);
+            }
+        } else {
+            let Update {
+                withdrawn: classic_withdrawn,
+                attributes,
+                nlri,
+                mp_reach,
+                mp_unreach,
+            } = update;
+            withdrawn.extend(classic_withdrawn);
+            if let Some(unreach) = mp_unreach {
+                withdrawn.extend(unreach.withdrawn);
+            }
+            if !nlri.is_empty() {
+                let attrs = PathAttrs::from_update(attributes.clone(), None);
+                announced.push((nlri, attrs));
+            }
+            if let Some(reach) = mp_reach {
+                let next_hop: NextHop = reach.next_hop;
+                let attrs = PathAttrs::from_update(attributes, Some(next_hop));
+                announced.push((reach.nlri, attrs));
+            }
+        }
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let mut outputs = Vec::new();
+        // Withdrawals: with ADD-PATH only the last path of a prefix removes it.
+        let mut gone = Vec::new();
+        let mut fallback: Vec<(IpNet, Arc<PathAttrs>)> = Vec::new();
+        for n in withdrawn {
+            let prefix = n.prefix;
+            if let Some(stale) = &mut entry.stale {
+                stale.prefixes.remove(&prefix);
+            }
+            match (n.path_id, entry.received.get_mut(&prefix)) {
+                (Some(id), Some(paths)) if !paths.is_empty() => {
+                    paths.retain(|(pid, _)| *pid != id);
+                    match paths.last() {
+                        Some((_, attrs)) => fallback.push((prefix, Arc::clone(attrs))),
+                        None => {
+                            entry.received.remove(&prefix);
+                            gone.push(prefix);
+                        }
+                    }
+                }
+                _ => {
+                    entry.received.remove(&prefix);
+                    gone.push(prefix);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            if let Ok(out) = self.rib.withdraw(address, &gone) {
+                outputs.push(out);
+            }
+        }
+        for (prefix, attrs) in fallback {
+            if let Ok(out) = self.rib.announce(address, &[prefix], (*attrs).clone()) {
+                outputs.push(out);
+            }
+        }
+        for (nlri, attrs) in announced {
+            let Some(entry) = self.peers.get_mut(&address) else {
+                return;
+            };
+            let shared = Arc::new(attrs);
+            let mut prefixes = Vec::with_capacity(nlri.len());
+            for n in nlri {
+                if let Some(stale) = &mut entry.stale {
+                    stale.prefixes.remove(&n.prefix);
+                }
+                let paths = entry.received.entry(n.prefix).or_default();
+                if let Some(id) = n.path_id {
+                    paths.retain(|(pid, _)| *pid != id);
+                    paths.push((id, Arc::clone(&shared)));
+                }
+                prefixes.push(n.prefix);
+            }
+            match self.rib.announce(address, &prefixes, (*shared).clone()) {
+                Ok(out) => {
+                    if !out.rejected.is_empty() {
+                        debug!(peer = %address, rejected = out.rejected.len(), "routes rejected by import rules");
+                    }
+                    outputs.push(out);
+                }
+                Err(error) => warn!(peer = %address, %error, "RIB refused an UPDATE"),
+            }
+        }
+        for out in outputs {
+            self.apply(out);
+        }
+    }
+
+    /// Publishes Loc-RIB changes and sends pending advertisements.
+    fn apply(&mut self, out: RibOutput) {
+        if !out.best_changes.is_empty() {
+            let changes: Vec<BestRouteChange> = out
+                .best_changes
+                .into_iter()
+                .map(|change| match change.best {
+                    Some(best) => BestRouteChange::Best(self.entry_of(change.prefix, best)),
+                    None => BestRouteChange::Withdrawn(change.prefix),
+                })
+                .collect();
+            self.subscribers
+                .retain(|s| changes.iter().all(|c| s.send(c.clone()).is_ok()));
+        }
+        for address in out.peers_pending {
+            let Some(entry) = self.peers.get(&address) else {
+                continue;
+            };
+            let Some((session, _)) = &entry.session else {
+                continue; // stays pending until the session is back
+            };
+            let session = *session;
+            if let Ok(batches) = self.rib.take_updates(address) {
+                if !batches.is_empty() {
+                    let _ = entry.handle.input.send(PeerInput::Send {
+                        session,
+                        batches,
+                        end_of_rib: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn entry_of(&self, prefix: IpNet, best: rib::Selected) -> RouteEntry {
+        let stale = match best.source {
+            RouteSource::Peer(peer) => self
+                .peers
+                .get(&peer)
+                .and_then(|e| e.stale.as_ref())
+                .is_some_and(|s| s.prefixes.contains(&prefix)),
+            RouteSource::Local => false,
+        };
+        RouteEntry {
+            prefix,
+            source: best.source,
+            next_hops: best.next_hops,
+            attrs: best.attrs,
+            stale,
+        }
+    }
+
+    fn routes(&self) -> Vec<RouteEntry> {
+        let mut routes: Vec<RouteEntry> = self
+            .rib
+            .loc_rib()
+            .map(|(prefix, best)| self.entry_of(prefix, best))
+            .collect();
+        routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        routes
+    }
+
+    fn statuses(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|(address, entry)| {
+                let in_rib = entry.in_rib;
+                let accepted = if in_rib {
+                    self.rib.adj_rib_in(*address).map(|r| r.len()).unwrap_or(0)
+                } else {
+                    0
+                };
+                let advertised = if entry.session.is_some() {
+                    self.rib
+                        .adj_rib_out(*address)
+                        .map(|o| o.sent_len())
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                let negotiated = entry.session.as_ref().map(|(_, n)| n);
+                PeerStatus {
+                    config: entry.config.clone(),
+                    state: entry.state,
+                    uptime: entry.established_at.map(|t| t.elapsed()),
+                    router_id: negotiated.map(|n| n.peer_bgp_id),
+                    families: negotiated.map(|n| n.families.clone()).unwrap_or_default(),
+                    hold_time: negotiated.map(|n| n.hold_time),
+                    last_error: entry.last_error.clone(),
+                    prefixes_received: entry.received.len(),
+                    prefixes_accepted: accepted,
+                    prefixes_advertised: advertised,
+                    prefixes_stale: entry.stale.as_ref().map_or(0, |s| s.prefixes.len()),
+                    established_transitions: entry.established_transitions,
+                }
+            })
+            .collect()
+    }
+
+    async fn shutdown(&mut self) {
+        info!("speaker shutting down");
+        for task in self.listener_tasks.drain(..) {
+            task.abort();
+        }
+        self.listeners.clear();
+        let peers = std::mem::take(&mut self.peers);
+        let mut tasks = Vec::new();
+        for (_, entry) in peers {
+            let _ = entry.handle.input.send(PeerInput::Stop {
+                communication: "speaker shutting down".into(),
+            });
+            tasks.push(entry.handle.task);
+        }
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+        self.subscribers.clear();
+    }
 }

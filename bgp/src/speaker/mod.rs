@@ -1,4 +1,3 @@
-#![allow(dead_code, unused_imports)] // temporary: the core task is being written
 //! The BGP speaker: the tokio session layer around the sans-IO [`crate::fsm`],
 //! [`crate::rib`] and [`crate::packet`] cores.
 //!

@@ -86,14 +86,6 @@ pub(crate) fn set_md5(fd: RawFd, peer: IpAddr, password: Option<&str>) -> io::Re
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
 }
 
-/// The address to key MD5 with on a socket of `socket_v6` family.
-pub(crate) fn md5_peer_address(peer: IpAddr, socket_v6: bool) -> IpAddr {
-    match peer {
-        IpAddr::V4(v4) if socket_v6 => IpAddr::V6(v4.to_ipv6_mapped()),
-        other => other,
-    }
-}
-
 /// A listening socket with SO_REUSEADDR (and IPV6_V6ONLY for `::`, so the
 /// IPv4 and IPv6 wildcards can both be bound).
 pub(crate) fn listen(address: SocketAddr) -> io::Result<TcpListener> {
