@@ -186,7 +186,7 @@ fn random_histories_converge_and_spare_foreign_routes() {
                     "eth0",
                 )]),
             };
-            if kernel.table.get(&dst).is_none() {
+            if !kernel.table.contains_key(&dst) {
                 kernel.table.entry(dst).or_default().push(route.clone());
                 foreign.push((dst, route));
             }
@@ -194,7 +194,7 @@ fn random_histories_converge_and_spare_foreign_routes() {
         // Leftovers of ours from a previous run.
         for _ in 0..rng.below(6) {
             let dst = prefix(rng.below(16));
-            if kernel.table.get(&dst).is_none() {
+            if !kernel.table.contains_key(&dst) {
                 kernel.table.entry(dst).or_default().push(SimRoute {
                     proto: OURS,
                     metric: if rng.below(4) == 0 { 7 } else { 0 },
