@@ -211,10 +211,16 @@ async fn connect(url: Option<String>) -> Result<ResourceStore> {
     }
     .map_err(|e| anyhow!("{e} ({source})"))?;
     let ds = Datastore::connect(&config).await.map_err(|e| {
+        let place = config.describe();
+        let text = e.to_string();
+        // The datastore's own errors often start with the same place.
+        let reason = text
+            .strip_prefix(&format!("{place}: "))
+            .unwrap_or(&text)
+            .to_string();
         anyhow!(
-            "cannot reach the datastore ({}, {source}): {}",
-            config.describe(),
-            one_line(&e.to_string())
+            "cannot reach the datastore ({place}, {source}): {}",
+            one_line(&reason)
         )
     })?;
     Ok(ResourceStore::new(ds))

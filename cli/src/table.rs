@@ -29,6 +29,15 @@ fn scalar(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
+        // Go prints a whole float64 without a fraction (`order: 10` shows 10).
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            if f.fract() == 0.0 && f.abs() < 1e15 {
+                format!("{}", f as i64)
+            } else {
+                f.to_string()
+            }
+        }
         Value::Array(items) => items.iter().map(scalar).collect::<Vec<_>>().join(","),
         Value::Object(map) => map
             .iter()
@@ -126,14 +135,7 @@ fn columns(kind: Kind, width: Width) -> Vec<Column> {
         }
         Kind::BGPPeer => {
             cols.push(col!("NAME", name));
-            cols.push(col!("PEERIP", |v| {
-                let ip = at(v, "/spec/peerIP");
-                if ip.is_empty() {
-                    at(v, "/spec/peerSelector")
-                } else {
-                    ip
-                }
-            }));
+            cols.push(col!("PEERIP", |v| at(v, "/spec/peerIP")));
             cols.push(col!("NODE", |v| {
                 let node = at(v, "/spec/node");
                 let selector = at(v, "/spec/nodeSelector");
@@ -302,6 +304,10 @@ mod tests {
             "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: allow, namespace: prod}\nspec: {selector: all(), order: 10}\n",
         )
         .unwrap();
+        assert_eq!(
+            render(Kind::NetworkPolicy, &policies, Width::Wide, false),
+            "NAME    TIER      ORDER   SELECTOR\nallow   default   10      all()\n"
+        );
         assert_eq!(
             render(Kind::NetworkPolicy, &policies, Width::Normal, true),
             "NAMESPACE   NAME    TIER\nprod        allow   default\n"
