@@ -41,12 +41,16 @@ impl Frr {
     /// Starts zebra and bgpd in `ns` with a bgpd config generated from
     /// `config`.
     pub fn start(ns: &Netns, config: &BgpConfig) -> Result<Self> {
-        Self::start_with_config(ns, &frr_config(config))
+        Self::launch(ns, &frr_config(config), config.listen_port)
     }
 
     /// Starts zebra and bgpd in `ns`, with `bgpd_config` as bgpd's whole
-    /// configuration file.
+    /// configuration file; bgpd listens on port 179.
     pub fn start_with_config(ns: &Netns, bgpd_config: &str) -> Result<Self> {
+        Self::launch(ns, bgpd_config, 179)
+    }
+
+    fn launch(ns: &Netns, bgpd_config: &str, listen_port: u16) -> Result<Self> {
         let _span = tracing::info_span!("frr", netns = %ns.name()).entered();
         let dir = temp_dir("frr")?;
         let path = |name: &str| dir.path().join(name);
@@ -71,11 +75,10 @@ impl Frr {
             return Err(zebra.not_ready(FRR_READY_TIMEOUT, "zserv socket never appeared"));
         }
 
-        let mut bgpd = ns.spawn(
-            "bgpd",
-            &daemon_argv("bgpd", dir.path(), &zserv),
-            &path("bgpd.log"),
-        )?;
+        let mut bgpd_argv = daemon_argv("bgpd", dir.path(), &zserv);
+        // The listen port is a command-line option, not configuration.
+        bgpd_argv.extend(["-p".to_string(), listen_port.to_string()]);
+        let mut bgpd = ns.spawn("bgpd", &bgpd_argv, &path("bgpd.log"))?;
         let socket_dir = dir.path().to_path_buf();
         let ready = poll_until(FRR_READY_TIMEOUT, Duration::from_millis(100), || {
             bgpd.check_running()?;

@@ -171,7 +171,9 @@ pub fn bird_config(config: &BgpConfig) -> String {
     out
 }
 
-/// Renders the `bgpd` part of `config` as an FRR configuration file.
+/// Renders the `bgpd` part of `config` as an FRR configuration file. The
+/// listen port is not part of it: [`crate::Frr::start`] passes it to bgpd
+/// with `-p`.
 pub fn frr_config(config: &BgpConfig) -> String {
     let mut out = format!(
         "hostname testbed\nlog stdout informational\n!\nrouter bgp {}\n bgp router-id {}\n \

@@ -190,3 +190,39 @@ fn bird_and_frr_peer_across_a_router_with_tcp_md5_and_multihop() {
         .unwrap();
     assert!(capture.contains("md5"), "no TCP-MD5 option in: {capture}");
 }
+
+#[test]
+fn frr_listens_on_a_custom_port_bird_connects_to_it() {
+    let net = two_hosts_one_subnet().unwrap();
+    let [h0, h1] = &net.hosts;
+    // FRR only accepts (passive) and only on 1179, so the session can only
+    // come up through BIRD connecting to that port.
+    let frr = Frr::start(
+        &h1.ns,
+        &BgpConfig {
+            listen_port: 1179,
+            ..BgpConfig::new(h1.ipv4, 65002)
+        }
+        .with_neighbor(brindle_testbed::Neighbor {
+            passive: true,
+            ..brindle_testbed::Neighbor::new(IpAddr::V4(h0.ipv4), 65001)
+        }),
+    )
+    .unwrap();
+    let bird = Bird::start(
+        &h0.ns,
+        &BgpConfig::new(h0.ipv4, 65001)
+            .with_neighbor(brindle_testbed::Neighbor {
+                port: Some(1179),
+                ..brindle_testbed::Neighbor::new(IpAddr::V4(h1.ipv4), 65002)
+            })
+            .originate("10.10.1.0/24"),
+    )
+    .unwrap();
+    frr.wait_neighbor_established(IpAddr::V4(h0.ipv4), SESSION_TIMEOUT)
+        .unwrap();
+    frr.wait_route("10.10.1.0/24", SESSION_TIMEOUT).unwrap();
+    let sockets = h1.ns.run(&["ss", "-Htn", "state", "established"]).unwrap();
+    assert!(sockets.contains(":1179"), "{sockets}");
+    drop(bird);
+}

@@ -8,17 +8,20 @@ use std::path::PathBuf;
 use brindle_testbed::{bird_config, frr_config, gobgp_config, BgpConfig, Neighbor};
 
 fn speaker() -> BgpConfig {
-    BgpConfig::new("10.0.1.1".parse().unwrap(), 65001)
-        .neighbor("10.0.1.2".parse().unwrap(), 65002)
-        .with_neighbor(Neighbor {
-            port: Some(1790),
-            password: Some("s3cret".into()),
-            passive: true,
-            multihop: true,
-            ..Neighbor::new("fd00:2::1".parse::<IpAddr>().unwrap(), 65003)
-        })
-        .originate("10.10.1.0/24")
-        .originate("fd10:1::/64")
+    BgpConfig {
+        listen_port: 1179,
+        ..BgpConfig::new("10.0.1.1".parse().unwrap(), 65001)
+    }
+    .neighbor("10.0.1.2".parse().unwrap(), 65002)
+    .with_neighbor(Neighbor {
+        port: Some(1790),
+        password: Some("s3cret".into()),
+        passive: true,
+        multihop: true,
+        ..Neighbor::new("fd00:2::1".parse::<IpAddr>().unwrap(), 65003)
+    })
+    .originate("10.10.1.0/24")
+    .originate("fd10:1::/64")
 }
 
 fn check(name: &str, actual: &str) {
