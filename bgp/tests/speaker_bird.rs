@@ -1,0 +1,108 @@
+//! A Brindle speaker peering with a real BIRD 2 over a veth, in both
+//! directions of connection setup (BIRD dials us; we dial a passive BIRD),
+//! with routes flowing both ways and a withdrawal reaching BIRD. Needs root
+//! and `bird`.
+
+#[path = "speaker_support.rs"]
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use brindle_bgp::packet::AsPath;
+use brindle_bgp::speaker::{BestRouteChange, PeerConfig, SpeakerConfig};
+use brindle_testbed::{poll_until, veth, BgpConfig, Bird, Neighbor, Netns};
+use support::{block_on, local_attrs, net, wait_change, wait_established, NsSpeaker, STEP};
+
+const BRINDLE_AS: u32 = 64512;
+const BIRD_AS: u32 = 65001;
+
+fn run(bird_passive: bool, tag: &str, subnet: u8) {
+    let ours_ns = Netns::new(&format!("{tag}o")).unwrap();
+    let bird_ns = Netns::new(&format!("{tag}b")).unwrap();
+    let our_ip = Ipv4Addr::new(10, subnet, 0, 1);
+    let bird_ip = Ipv4Addr::new(10, subnet, 0, 2);
+    veth(
+        &ours_ns,
+        "eth0",
+        &[&format!("{our_ip}/24")],
+        &bird_ns,
+        "eth0",
+        &[&format!("{bird_ip}/24")],
+    )
+    .unwrap();
+
+    let bird_prefix = format!("10.{subnet}.100.0/24");
+    let mut neighbor = Neighbor::new(IpAddr::V4(our_ip), BRINDLE_AS);
+    neighbor.passive = bird_passive;
+    let bird_cfg = BgpConfig::new(bird_ip, BIRD_AS)
+        .with_neighbor(neighbor)
+        .originate(&bird_prefix);
+    let bird = Bird::start(&bird_ns, &bird_cfg).unwrap();
+
+    let mut cfg = SpeakerConfig::new(BRINDLE_AS, our_ip);
+    let mut peer = PeerConfig::new(IpAddr::V4(bird_ip), BIRD_AS);
+    peer.passive = !bird_passive;
+    peer.connect_retry = Duration::from_secs(1);
+    peer.hold_time = 9;
+    cfg.peers.push(peer);
+    let ours = NsSpeaker::start(&ours_ns, cfg);
+    let mut routes = ours.speaker.subscribe();
+
+    let status = wait_established(&ours.speaker, IpAddr::V4(bird_ip));
+    assert_eq!(status.router_id, Some(bird_ip));
+    bird.wait_neighbor_established(IpAddr::V4(our_ip), STEP)
+        .unwrap_or_else(|e| panic!("BIRD not established: {e}\n{}", bird.log()));
+
+    // BIRD -> us.
+    let bird_net = net(&bird_prefix);
+    let change = wait_change(&mut routes, "BIRD's prefix", |c| c.prefix() == bird_net);
+    let BestRouteChange::Best(route) = change else {
+        panic!("expected a route, got {change:?}");
+    };
+    assert_eq!(route.next_hops, vec![IpAddr::V4(bird_ip)]);
+    assert_eq!(
+        route.attrs.attributes.as_path,
+        Some(AsPath::from_sequence([BIRD_AS]))
+    );
+
+    // Us -> BIRD.
+    let block = format!("10.{subnet}.244.0/26");
+    block_on(ours.speaker.originate(net(&block), local_attrs())).unwrap();
+    bird.wait_route(&block, STEP)
+        .unwrap_or_else(|e| panic!("BIRD never got {block}: {e}\n{}", bird.log()));
+    let detail = bird.birdc(&format!("show route {block} all")).unwrap();
+    assert!(
+        detail.contains(&format!("BGP.as_path: {BRINDLE_AS}")),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("BGP.next_hop: {our_ip}")),
+        "{detail}"
+    );
+
+    // Withdraw reaches BIRD.
+    block_on(ours.speaker.withdraw(net(&block))).unwrap();
+    let gone = poll_until(STEP, Duration::from_millis(200), || {
+        Ok((!bird.routes()?.contains(&block)).then_some(()))
+    })
+    .unwrap();
+    assert!(gone.is_some(), "BIRD still has {block}");
+    assert!(
+        bird.protocols()
+            .unwrap()
+            .iter()
+            .any(|p| p.info.starts_with("Established")),
+        "the session survived the exchange"
+    );
+}
+
+#[test]
+fn bird_dials_us() {
+    run(false, "spbd", 66);
+}
+
+#[test]
+fn we_dial_passive_bird() {
+    run(true, "spbp", 67);
+}
