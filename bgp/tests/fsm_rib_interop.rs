@@ -1,4 +1,4 @@
-//! The FSM and the RIB against real BIRD and GoBGP, in network namespaces.
+//! The FSM and the RIB against real BIRD, FRR and GoBGP, in network namespaces.
 //!
 //! A minimal blocking, single-threaded session driver (the job
 //! `brindle-bgpd`'s tokio speaker does for real) runs one sans-IO [`Fsm`] per
@@ -11,6 +11,7 @@
 //!   (BIRD's static route into our Loc-RIB, our originated route into BIRD
 //!   with next hop self), keepalives keep the session up past the hold time,
 //!   and ManualStop's Cease/2 with a shutdown communication reaches BIRD.
+//! * With FRR (eBGP): routes both ways, and FRR sees the shutdown.
 //! * With two GoBGP route-reflector clients (iBGP): a route one client
 //!   announces reaches the other with ORIGINATOR_ID, our CLUSTER_LIST and its
 //!   next hop unchanged, and is not sent back to its source.
@@ -35,7 +36,7 @@ use brindle_bgp::packet::{
 use brindle_bgp::rib::{PathAttrs, PeerConfig, Rib, RibConfig};
 use brindle_testbed::{
     bird_protocol_name, hosts_on_two_subnets, poll_until, two_hosts_one_subnet, BgpConfig, Bird,
-    Gobgp, Neighbor,
+    Frr, Gobgp, Neighbor,
 };
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -568,4 +569,55 @@ fn rib_reflects_between_gobgp_clients() {
         assert_eq!(s.last(), Some(&State::Idle));
         assert!(s.contains(&State::Established));
     }
+}
+
+#[test]
+fn fsm_and_rib_peer_with_frr() {
+    const FRR_AS: u32 = 65003;
+    const OUR_AS: u32 = 65002;
+    let net = two_hosts_one_subnet().expect("topology");
+    let [h0, h1] = &net.hosts;
+    let frr = Frr::start(
+        &h0.ns,
+        &BgpConfig::new(h0.ipv4, FRR_AS)
+            .neighbor(IpAddr::V4(h1.ipv4), OUR_AS)
+            .originate("10.10.3.0/24"),
+    )
+    .expect("frr");
+    let (control, reports, driver) = spawn_driver(
+        format!("/var/run/netns/{}", h1.ns.name()),
+        RibConfig::new(OUR_AS, h1.ipv4),
+        h1.ipv4,
+        vec![PeerSpec {
+            address: h0.ipv4,
+            asn: FRR_AS,
+            rr_client: false,
+        }],
+        vec!["10.10.4.0/24".parse().expect("prefix")],
+    );
+    frr.wait_neighbor_established(IpAddr::V4(h1.ipv4), TIMEOUT)
+        .expect("FRR sees the session established");
+    frr.wait_route("10.10.4.0/24", TIMEOUT)
+        .expect("FRR learned our route");
+    let deadline = Instant::now() + TIMEOUT;
+    let learned = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match reports.recv_timeout(left).expect("driver reports") {
+            Report::Route { prefix, next_hops } if prefix.to_string() == "10.10.3.0/24" => {
+                break next_hops
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(learned, vec![IpAddr::V4(h0.ipv4)]);
+    control.send(()).expect("driver alive");
+    let states = driver.join().expect("driver finished");
+    assert_eq!(states[0].last(), Some(&State::Idle));
+    // FRR saw the session go down.
+    let down = poll_until(TIMEOUT, Duration::from_millis(200), || {
+        let state = frr.neighbor_state(IpAddr::V4(h1.ipv4))?;
+        Ok((state.as_deref() != Some("Established")).then_some(()))
+    })
+    .expect("vtysh");
+    assert!(down.is_some(), "FRR still thinks the session is up");
 }
