@@ -7,12 +7,15 @@
 //! brindle-bgpd show peer ADDRESS [--socket PATH] [--json]
 //! ```
 //!
+//! SIGHUP reloads the file (see `brindle_bgp::daemon` for what changes).
+//!
 //! Exit codes: 0 on success and after SIGTERM/SIGINT (peers get a Cease
 //! NOTIFICATION first); 1 for a configuration error (printed as
 //! `FILE:LINE:COLUMN: message`), a speaker that cannot start, or a failed
 //! `show`; 2 for bad command-line usage (clap).
 
 use std::collections::HashMap;
+use std::io::IsTerminal as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +26,7 @@ use brindle_bgp::daemon::config::{Config, DEFAULT_CONTROL_SOCKET};
 use brindle_bgp::daemon::control::{
     self, peer_detail, peers_table, routes_table, ControlRequest, ControlResponse, ControlServer,
 };
-use brindle_bgp::daemon::{originations, speaker_config};
+use brindle_bgp::daemon::{originations, reload_plan, speaker_config};
 use brindle_bgp::speaker::{PeerState, Speaker};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
@@ -137,6 +140,7 @@ fn init_logging(config: &Config) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -153,6 +157,7 @@ fn run(config: Config, path: &Path) -> anyhow::Result<()> {
 async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
     let control = ControlServer::bind(&config.control_socket)?;
     let speaker = Speaker::start(speaker_config(&config))
@@ -173,22 +178,103 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         "brindle-bgpd running"
     );
 
-    let watcher = watch_peers(speaker.clone());
+    let watcher = tokio::spawn(watch_peers(speaker.clone()));
     let served = control.serve(speaker.clone());
-    tokio::select! {
-        _ = served => {}
-        _ = watcher => {}
-        _ = terminate.recv() => info!("SIGTERM: shutting down"),
-        _ = interrupt.recv() => info!("SIGINT: shutting down"),
+    tokio::pin!(served);
+    let mut running = config;
+    loop {
+        tokio::select! {
+            _ = &mut served => break,
+            _ = terminate.recv() => {
+                info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = interrupt.recv() => {
+                info!("SIGINT: shutting down");
+                break;
+            }
+            _ = hangup.recv() => reload(&speaker, &mut running, path).await,
+        }
     }
+    watcher.abort();
     // Peers get Cease/Administrative Shutdown; do not hang on a stuck peer.
     match tokio::time::timeout(Duration::from_secs(5), speaker.shutdown()).await {
         Ok(Ok(())) => info!("speaker stopped"),
         Ok(Err(e)) => warn!(error = %e, "speaker shutdown"),
         Err(_) => warn!("speaker did not stop within 5 s; exiting anyway"),
     }
-    drop(control);
+    // `control` drops on return and removes the socket file.
     Ok(())
+}
+
+/// SIGHUP: re-reads the file and applies what can change without a
+/// restart. A bad file is logged and changes nothing.
+async fn reload(speaker: &Speaker, running: &mut Config, path: &Path) {
+    let new = match Config::load(path) {
+        Ok(new) => new,
+        Err(e) => {
+            error!(
+                config = %path.display(),
+                line = e.line,
+                column = e.column,
+                "reload rejected, keeping the running configuration: {}",
+                e.message
+            );
+            return;
+        }
+    };
+    let plan = reload_plan(running, &new);
+    if plan.is_empty() {
+        info!(config = %path.display(), "reload: nothing changed");
+        return;
+    }
+    for key in &plan.needs_restart {
+        warn!(
+            key,
+            "reload: this key only changes on restart; keeping the running value"
+        );
+    }
+    for prefix in &plan.withdraw {
+        if let Err(e) = speaker.withdraw(*prefix).await {
+            error!(%prefix, error = %e, "reload: withdraw failed");
+        }
+    }
+    for (prefix, attrs) in &plan.originate {
+        if let Err(e) = speaker.originate(*prefix, attrs.clone()).await {
+            error!(%prefix, error = %e, "reload: originate failed");
+        }
+    }
+    for peer in &plan.remove_peers {
+        if let Err(e) = speaker.remove_peer(*peer).await {
+            error!(%peer, error = %e, "reload: removing peer failed");
+        }
+    }
+    for peer in &plan.add_peers {
+        if let Err(e) = speaker.add_peer(peer.clone()).await {
+            error!(peer = %peer.address, error = %e, "reload: adding peer failed");
+        }
+    }
+    for peer in &plan.update_peers {
+        if let Err(e) = speaker.update_peer(peer.clone()).await {
+            error!(peer = %peer.address, error = %e, "reload: updating peer failed");
+        }
+    }
+    info!(
+        withdrawn = plan.withdraw.len(),
+        originated = plan.originate.len(),
+        peers_removed = plan.remove_peers.len(),
+        peers_added = plan.add_peers.len(),
+        peers_updated = plan.update_peers.len(),
+        "reloaded"
+    );
+    let mut kept = new;
+    kept.asn = running.asn;
+    kept.router_id = running.router_id;
+    kept.listen = running.listen;
+    kept.cluster_id = running.cluster_id;
+    kept.control_socket = running.control_socket.clone();
+    kept.graceful_restart = running.graceful_restart;
+    *running = kept;
 }
 
 /// Logs every peer state change with its reason: the one line an operator

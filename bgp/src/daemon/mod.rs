@@ -6,6 +6,13 @@
 //! The binary (`src/bin/brindle-bgpd.rs`) only wires these to the process:
 //! command line, logging, signals. Everything here is testable without it.
 //!
+//! Reload (SIGHUP): [`reload_plan`] compares the running configuration with
+//! the new file. Originations and peers are changed in place (a changed peer
+//! is reset by the speaker with Cease/Other Configuration Change; unchanged
+//! peers are not touched); keys that need a restart (`asn`, `router_id`,
+//! `listen`, `cluster_id`, `control_socket`, `graceful_restart`) are
+//! reported and otherwise ignored.
+//!
 //! Listening: `listen: 0.0.0.0:P` also listens on `[::]:P` when some peer
 //! has an IPv6 address, since BIRD and FRR users expect one wildcard to cover
 //! both families.
@@ -98,6 +105,77 @@ pub fn originations(config: &Config) -> Vec<(IpNet, PathAttrs)> {
         .collect()
 }
 
+/// What a reload changes; see the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// Prefixes no longer originated.
+    pub withdraw: Vec<IpNet>,
+    /// Prefixes newly originated or with changed attributes.
+    pub originate: Vec<(IpNet, PathAttrs)>,
+    pub remove_peers: Vec<IpAddr>,
+    pub add_peers: Vec<PeerConfig>,
+    pub update_peers: Vec<PeerConfig>,
+    /// Top-level keys whose change needs a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl ReloadPlan {
+    pub fn is_empty(&self) -> bool {
+        self == &ReloadPlan::default()
+    }
+}
+
+/// The changes from `old` to `new`.
+pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
+    let mut plan = ReloadPlan::default();
+    let fixed: [(&'static str, bool); 6] = [
+        ("asn", old.asn != new.asn),
+        ("router_id", old.router_id != new.router_id),
+        ("listen", old.listen != new.listen),
+        ("cluster_id", old.cluster_id != new.cluster_id),
+        ("control_socket", old.control_socket != new.control_socket),
+        (
+            "graceful_restart",
+            old.graceful_restart != new.graceful_restart,
+        ),
+    ];
+    plan.needs_restart = fixed.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
+
+    let before = originations(old);
+    let after = originations(new);
+    for (prefix, _) in &before {
+        if !after.iter().any(|(p, _)| p == prefix) {
+            plan.withdraw.push(*prefix);
+        }
+    }
+    for entry in &after {
+        if !before.contains(entry) {
+            plan.originate.push(entry.clone());
+        }
+    }
+
+    // Peers are compared as the speaker would run them, under the settings
+    // that stay in force (the old top level), so only their own keys count.
+    let mut effective = new.clone();
+    effective.asn = old.asn;
+    effective.graceful_restart = old.graceful_restart;
+    let old_peers = speaker_config(old).peers;
+    let new_peers = speaker_config(&effective).peers;
+    for p in &old_peers {
+        if !new_peers.iter().any(|n| n.address == p.address) {
+            plan.remove_peers.push(p.address);
+        }
+    }
+    for n in new_peers {
+        match old_peers.iter().find(|p| p.address == n.address) {
+            None => plan.add_peers.push(n),
+            Some(p) if *p != n => plan.update_peers.push(n),
+            Some(_) => {}
+        }
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +253,35 @@ peers:
                 link_local: None
             })
         );
+    }
+
+    #[test]
+    fn reload_changes_only_what_changed() {
+        let old = Config::parse(
+            "asn: 1\nrouter_id: 1.1.1.1\noriginate: [10.1.0.0/24, 10.2.0.0/24]\npeers:\n  \
+             - {address: 10.0.0.2, asn: 2}\n  - {address: 10.0.0.3, asn: 3}\n",
+        )
+        .unwrap();
+        assert!(reload_plan(&old, &old).is_empty());
+        let new = Config::parse(
+            "asn: 1\nrouter_id: 1.1.1.2\noriginate:\n  - 10.1.0.0/24\n  - {prefix: 10.3.0.0/24, med: 1}\n\
+             peers:\n  - {address: 10.0.0.2, asn: 2, hold_time: 30}\n  - {address: 10.0.0.4, asn: 4}\n",
+        )
+        .unwrap();
+        let plan = reload_plan(&old, &new);
+        assert_eq!(plan.needs_restart, vec!["router_id"]);
+        assert_eq!(plan.withdraw, vec!["10.2.0.0/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(plan.originate.len(), 1);
+        assert_eq!(plan.originate[0].1.attributes.med, Some(1));
+        assert_eq!(
+            plan.remove_peers,
+            vec!["10.0.0.3".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            plan.add_peers[0].address,
+            "10.0.0.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(plan.update_peers[0].hold_time, 30);
     }
 
     #[test]
