@@ -1,7 +1,8 @@
 //! A Brindle speaker peering with a real BIRD 2 over a veth, in both
 //! directions of connection setup (BIRD dials us; we dial a passive BIRD),
-//! with routes flowing both ways and a withdrawal reaching BIRD. Needs root
-//! and `bird`.
+//! with routes flowing both ways and a withdrawal reaching BIRD; also with
+//! a TCP MD5 password (on our listening socket and on our connecting one).
+//! Needs root and `bird`.
 
 #[path = "speaker_support.rs"]
 mod support;
@@ -17,7 +18,7 @@ use support::{block_on, local_attrs, net, wait_change, wait_established, NsSpeak
 const BRINDLE_AS: u32 = 64512;
 const BIRD_AS: u32 = 65001;
 
-fn run(bird_passive: bool, tag: &str, subnet: u8) {
+fn run(bird_passive: bool, password: Option<&str>, tag: &str, subnet: u8) {
     let ours_ns = Netns::new(&format!("{tag}o")).unwrap();
     let bird_ns = Netns::new(&format!("{tag}b")).unwrap();
     let our_ip = Ipv4Addr::new(10, subnet, 0, 1);
@@ -35,6 +36,7 @@ fn run(bird_passive: bool, tag: &str, subnet: u8) {
     let bird_prefix = format!("10.{subnet}.100.0/24");
     let mut neighbor = Neighbor::new(IpAddr::V4(our_ip), BRINDLE_AS);
     neighbor.passive = bird_passive;
+    neighbor.password = password.map(str::to_string);
     let bird_cfg = BgpConfig::new(bird_ip, BIRD_AS)
         .with_neighbor(neighbor)
         .originate(&bird_prefix);
@@ -45,6 +47,7 @@ fn run(bird_passive: bool, tag: &str, subnet: u8) {
     peer.passive = !bird_passive;
     peer.connect_retry = Duration::from_secs(1);
     peer.hold_time = 9;
+    peer.md5_password = password.map(str::to_string);
     cfg.peers.push(peer);
     let ours = NsSpeaker::start(&ours_ns, cfg);
     let mut routes = ours.speaker.subscribe();
@@ -99,10 +102,20 @@ fn run(bird_passive: bool, tag: &str, subnet: u8) {
 
 #[test]
 fn bird_dials_us() {
-    run(false, "spbd", 66);
+    run(false, None, "spbd", 66);
 }
 
 #[test]
 fn we_dial_passive_bird() {
-    run(true, "spbp", 67);
+    run(true, None, "spbp", 67);
+}
+
+#[test]
+fn bird_dials_us_with_tcp_md5() {
+    run(false, Some("brindle-md5"), "spbm", 72);
+}
+
+#[test]
+fn we_dial_passive_bird_with_tcp_md5() {
+    run(true, Some("brindle-md5"), "spbn", 73);
 }

@@ -26,7 +26,8 @@ pub const STEP: Duration = Duration::from_secs(60);
 /// A speaker running inside a namespace.
 pub struct NsSpeaker {
     pub speaker: Speaker,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `true`: shut down gracefully; `false`: just drop the runtime.
+    stop: Option<tokio::sync::oneshot::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -34,7 +35,7 @@ impl NsSpeaker {
     pub fn start(ns: &Netns, config: SpeakerConfig) -> NsSpeaker {
         let path = format!("/run/netns/{}", ns.name());
         let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<bool>();
         let thread = std::thread::spawn(move || {
             let file = File::open(&path).expect("open netns");
             setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
@@ -48,8 +49,8 @@ impl NsSpeaker {
                 let speaker = result.as_ref().ok().cloned();
                 let _ = started_tx.send(result);
                 if ok {
-                    let _ = stop_rx.await;
-                    if let Some(speaker) = speaker {
+                    let graceful = stop_rx.await.unwrap_or(true);
+                    if let (true, Some(speaker)) = (graceful, speaker) {
                         let _ =
                             tokio::time::timeout(Duration::from_secs(5), speaker.shutdown()).await;
                     }
@@ -68,10 +69,20 @@ impl NsSpeaker {
     }
 }
 
+impl NsSpeaker {
+    /// Stops the speaker as a crash would: its tasks and sockets vanish
+    /// without a NOTIFICATION (the kernel closes the connections).
+    pub fn crash(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(false);
+        }
+    }
+}
+
 impl Drop for NsSpeaker {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

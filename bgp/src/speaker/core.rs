@@ -482,7 +482,7 @@ impl Core {
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
-        if !entry.session.as_ref().is_some_and(|(s, _)| *s == session) {
+        if entry.session.as_ref().is_none_or(|(s, _)| *s != session) {
             return;
         }
         entry.session = None;
@@ -541,10 +541,10 @@ impl Core {
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
-        if !entry
+        if entry
             .stale
             .as_ref()
-            .is_some_and(|s| s.generation == generation)
+            .is_none_or(|s| s.generation != generation)
         {
             return;
         }
@@ -754,7 +754,7 @@ impl Core {
             .loc_rib()
             .map(|(prefix, best)| self.entry_of(prefix, best))
             .collect();
-        routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        routes.sort_by_key(|r| r.prefix);
         routes
     }
 

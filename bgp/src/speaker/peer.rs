@@ -877,7 +877,7 @@ async fn reader(mut read: OwnedReadHalf, conn: u64, peer: mpsc::UnboundedSender<
     loop {
         while buf.len() >= packet::HEADER_LEN {
             let len = usize::from(u16::from_be_bytes([buf[16], buf[17]]));
-            if len < packet::HEADER_LEN || len > MAX_EXTENDED_MESSAGE_SIZE {
+            if !(packet::HEADER_LEN..=MAX_EXTENDED_MESSAGE_SIZE).contains(&len) {
                 let frame = buf.split_to(packet::HEADER_LEN).freeze();
                 let _ = peer.send(PeerInput::Frame {
                     conn,
