@@ -6,6 +6,13 @@
 //! the child, so daemons that fork helpers are cleaned up too. Nothing here
 //! panics; failures to kill are logged with `tracing` and ignored (the process
 //! is already gone in practice).
+//!
+//! Why a process group of its own and no `PR_SET_PDEATHSIG`: the death signal
+//! fires when the spawning *thread* exits, which would kill daemons started
+//! from short-lived helper threads (tokio's blocking pool, for one). The
+//! price is that a test killed without unwinding (SIGKILL, a nextest
+//! timeout) leaves its daemons running; [`crate::sweep_stale`] removes them,
+//! and runs by itself before the next process builds anything.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
