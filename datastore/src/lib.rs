@@ -47,6 +47,7 @@ pub mod config;
 pub mod embedded;
 mod error;
 pub mod etcd;
+pub mod ipam;
 pub mod kv;
 mod store;
 
