@@ -8,7 +8,7 @@
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::SocketAddr;
 use rtnetlink::MulticastGroup;
@@ -20,7 +20,7 @@ use crate::reconciler::Input;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
     /// `RTM_NEWLINK`: created or changed (up/down, MTU, …).
-    Present { index: u32, name: String },
+    Present { index: u32, name: String, up: bool },
     /// `RTM_DELLINK`.
     Gone { index: u32, name: String },
 }
@@ -29,8 +29,11 @@ impl LinkEvent {
     /// The reconciler input this event warrants, if any.
     pub fn reconciler_input(&self) -> Option<Input> {
         match self {
-            LinkEvent::Present { name, .. } => Some(Input::LinkAppeared(name.clone())),
-            LinkEvent::Gone { .. } => None,
+            LinkEvent::Present { name, up: true, .. } => Some(Input::LinkAppeared(name.clone())),
+            LinkEvent::Present {
+                name, up: false, ..
+            } => Some(Input::LinkDown(name.clone())),
+            LinkEvent::Gone { name, .. } => Some(Input::LinkDeleted(name.clone())),
         }
     }
 }
@@ -70,8 +73,9 @@ impl LinkWatcher {
             });
             let Some(name) = name else { continue };
             let index = link.header.index;
+            let up = link.header.flags.contains(LinkFlags::Up);
             return Some(if present {
-                LinkEvent::Present { index, name }
+                LinkEvent::Present { index, name, up }
             } else {
                 LinkEvent::Gone { index, name }
             });

@@ -116,8 +116,13 @@ pub enum Input {
     },
     /// The timer of [`Output::StartResyncTimer`] fired.
     ResyncTimer,
-    /// An interface appeared: retry routes that were waiting for it.
+    /// An interface appeared or came up: retry failed routes that use it.
     LinkAppeared(String),
+    /// An interface went down: the kernel dropped the IPv4 routes through
+    /// it (IPv6 routes stay), so forget them and re-add what is wanted.
+    LinkDown(String),
+    /// An interface was deleted: the kernel dropped every route through it.
+    LinkDeleted(String),
 }
 
 /// Outputs of [`RouteReconciler::process`].
@@ -225,7 +230,13 @@ impl RouteReconciler {
                     .failures
                     .by_prefix
                     .iter()
-                    .filter(|(_, e)| matches!(e, OpError::LinkMissing(n) if *n == name))
+                    .filter(|(dst, e)| {
+                        matches!(e, OpError::LinkMissing(n) if *n == name)
+                            || self
+                                .desired
+                                .get(*dst)
+                                .is_some_and(|t| t.devices().contains(&name.as_str()))
+                    })
                     .map(|(dst, _)| *dst)
                     .collect();
                 for dst in &waiting {
@@ -233,7 +244,30 @@ impl RouteReconciler {
                 }
                 self.reconcile_prefixes(waiting)
             }
+            Input::LinkDown(name) => self.forget_routes_via(&name, true),
+            Input::LinkDeleted(name) => self.forget_routes_via(&name, false),
         }
+    }
+
+    /// Drop kernel-view entries through `device` (IPv4 only if `v4_only`)
+    /// and reconcile their prefixes.
+    fn forget_routes_via(&mut self, device: &str, v4_only: bool) -> Vec<Output> {
+        let Some(kernel) = self.kernel.as_mut() else {
+            return Vec::new();
+        };
+        let mut touched = Vec::new();
+        kernel.retain(|dst, entries| {
+            if v4_only && matches!(dst, IpNet::V6(_)) {
+                return true;
+            }
+            let before = entries.len();
+            entries.retain(|k| !k.target.devices().contains(&device));
+            if entries.len() != before {
+                touched.push(*dst);
+            }
+            !entries.is_empty()
+        });
+        self.reconcile_prefixes(touched)
     }
 
     fn request_dump(&mut self) -> Vec<Output> {
@@ -656,6 +690,42 @@ mod tests {
         assert!(r.process(Input::LinkAppeared("caliZ".into())).is_empty());
         let out = r.process(Input::LinkAppeared("caliA".into()));
         assert_eq!(applies(&out), vec![RouteOp::Add(route)]);
+    }
+
+    #[test]
+    fn link_down_re_adds_v4_routes_through_it_and_link_up_retries() {
+        let mut r = RouteReconciler::new(ReconcilerConfig::default());
+        r.process(Input::Start);
+        let v4 = kr("10.0.0.1/32", dev("caliA"));
+        let v6 = kr("fd00::1/128", dev("caliA"));
+        let other = kr("10.0.0.2/32", dev("caliB"));
+        r.process(Input::SetAll(vec![
+            Route::workload(net("10.0.0.1/32"), "caliA"),
+            Route::workload(net("fd00::1/128"), "caliA"),
+            Route::workload(net("10.0.0.2/32"), "caliB"),
+        ]));
+        assert!(applies(&r.process(Input::KernelDump(vec![v4, v6, other]))).is_empty());
+        // Down: only the IPv4 route through caliA is gone from the kernel.
+        let out = r.process(Input::LinkDown("caliA".into()));
+        let add = applies(&out);
+        assert_eq!(
+            add,
+            vec![RouteOp::Add(Route::workload(net("10.0.0.1/32"), "caliA"))]
+        );
+        // The kernel refuses while the link is down…
+        let out = r.process(Input::OpResult {
+            op: add[0].clone(),
+            result: Err(OpError::Other("Network is down".into())),
+        });
+        assert!(out.is_empty());
+        // …and the route comes back as soon as it is up again.
+        let out = r.process(Input::LinkAppeared("caliA".into()));
+        assert_eq!(applies(&out), add);
+        ok(&mut r, add[0].clone());
+        assert!(r.in_sync());
+        // Deleted: both families go.
+        let out = r.process(Input::LinkDeleted("caliA".into()));
+        assert_eq!(applies(&out).len(), 2);
     }
 
     #[test]

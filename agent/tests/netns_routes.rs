@@ -432,6 +432,33 @@ fn link_watcher_unblocks_route_waiting_for_its_veth() {
                 syncer.handle(input).await;
             }
         }
+
+        // Down flushes the kernel's IPv4 routes through the link; the
+        // events alone (no resync) bring the route back once it is up.
+        let probe = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        let present = |routes: Vec<brindle_agent::route::KernelRoute>| {
+            routes.iter().any(|r| r.dst == net("10.65.0.9/32"))
+        };
+        assert!(present(probe.list_routes().await.unwrap()));
+        common::run(&["ip", "-n", &name, "link", "set", "caliW", "down"]);
+        assert!(
+            !present(probe.list_routes().await.unwrap()),
+            "kernel flushed it"
+        );
+        common::run(&["ip", "-n", &name, "link", "set", "caliW", "up"]);
+        loop {
+            if present(probe.list_routes().await.unwrap()) && syncer.reconciler().in_sync() {
+                break;
+            }
+            // Hang guard only: each awaited event is already queued.
+            let event = tokio::time::timeout(std::time::Duration::from_secs(30), watcher.next())
+                .await
+                .expect("a link event")
+                .expect("link events");
+            if let Some(input) = event.reconciler_input() {
+                syncer.handle(input).await;
+            }
+        }
     })
     .unwrap();
     assert!(ns
