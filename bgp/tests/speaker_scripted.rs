@@ -9,6 +9,12 @@
 //! * silence past the hold time → 4/0;
 //! * a wrong AS in OPEN → 2/2.
 //!
+//! It also drives connection collisions (RFC 4271 §6.8) deterministically:
+//! the scripted peer accepts the speaker's connection and opens its own, and
+//! the speaker must keep the one opened by the side with the higher BGP
+//! identifier, closing the other with Cease/7. And it asks for a
+//! ROUTE-REFRESH, which the speaker answers by resending its Adj-RIB-Out.
+//!
 //! Needs root.
 
 #[path = "speaker_support.rs"]
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use brindle_bgp::packet::{
     decode_message, AsPath, Capability, DecodeContext, EncodeContext, Family, Message, Nlri,
-    Notification, Open, Origin, PathAttributes, Update,
+    Notification, Open, Origin, PathAttributes, RouteRefresh, Update,
 };
 use brindle_bgp::speaker::{BestRouteChange, PeerConfig, PeerState, SpeakerConfig};
 use brindle_testbed::{veth, Netns};
@@ -57,6 +63,27 @@ fn connect_from(ns: &Netns) -> TcpStream {
     })
     .join()
     .expect("connect thread")
+}
+
+/// Accepts one connection on `PEER_IP:179` inside `ns`, on a thread; the
+/// listening socket is bound before this returns.
+fn accept_in(ns: &Netns) -> std::thread::JoinHandle<TcpStream> {
+    let path = format!("/run/netns/{}", ns.name());
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let file = File::open(&path).expect("open netns");
+        setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+        let listener =
+            std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(PEER_IP), 179)).expect("bind");
+        bound_tx.send(()).unwrap();
+        let (stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        stream
+    });
+    bound_rx.recv().expect("listener thread");
+    handle
 }
 
 struct Scripted {
@@ -120,8 +147,7 @@ impl Scripted {
         }
     }
 
-    /// OPEN/KEEPALIVE exchange; returns once the speaker's KEEPALIVE came.
-    fn establish(&mut self, asn: u32, hold_time: u16) {
+    fn send_open(&mut self, asn: u32, hold_time: u16) {
         self.send_message(Message::Open(Open {
             version: 4,
             asn,
@@ -129,9 +155,15 @@ impl Scripted {
             bgp_id: PEER_IP,
             capabilities: vec![
                 Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::RouteRefresh,
                 Capability::FourOctetAs(asn),
             ],
         }));
+    }
+
+    /// OPEN/KEEPALIVE exchange; returns once the speaker's KEEPALIVE came.
+    fn establish(&mut self, asn: u32, hold_time: u16) {
+        self.send_open(asn, hold_time);
         match self.next() {
             Some(Message::Open(open)) => assert_eq!(open.asn, SPEAKER_AS),
             other => panic!("expected OPEN, got {other:?}"),
@@ -259,4 +291,122 @@ fn misbehaving_peer_gets_notifications_and_speaker_survives() {
     )
     .unwrap();
     assert_eq!(block_on(speaker.speaker.routes()).unwrap().len(), 1);
+}
+
+fn two_namespaces(tag: &str) -> (Netns, Netns) {
+    let speaker_ns = Netns::new(&format!("{tag}s")).unwrap();
+    let peer_ns = Netns::new(&format!("{tag}p")).unwrap();
+    veth(
+        &speaker_ns,
+        "eth0",
+        &["10.68.0.1/24"],
+        &peer_ns,
+        "eth0",
+        &["10.68.0.2/24"],
+    )
+    .unwrap();
+    (speaker_ns, peer_ns)
+}
+
+/// The speaker dials the scripted peer while the peer dials the speaker.
+/// Returns (connection the speaker opened, connection the peer opened),
+/// both with OPENs exchanged; the OPEN on the speaker's connection is sent
+/// last, so that is where the speaker detects the collision.
+fn collide(speaker_id: Ipv4Addr, tag: &str) -> (NsSpeaker, Netns, Netns, Scripted, Scripted) {
+    let (speaker_ns, peer_ns) = two_namespaces(tag);
+    let accept = accept_in(&peer_ns);
+    let mut cfg = SpeakerConfig::new(SPEAKER_AS, speaker_id);
+    cfg.listen_addresses = vec![IpAddr::V4(SPEAKER_IP)];
+    let mut peer = PeerConfig::new(IpAddr::V4(PEER_IP), PEER_AS);
+    peer.connect_retry = Duration::from_secs(1);
+    peer.hold_time = 30;
+    cfg.peers.push(peer);
+    let speaker = NsSpeaker::start(&speaker_ns, cfg);
+
+    let mut theirs = Scripted::new(accept.join().expect("accept thread"));
+    assert!(matches!(theirs.next(), Some(Message::Open(_))));
+    let mut ours = Scripted::new(connect_from(&peer_ns));
+    assert!(matches!(ours.next(), Some(Message::Open(_))));
+    ours.send_open(PEER_AS, 30);
+    assert_eq!(ours.next(), Some(Message::Keepalive));
+    theirs.send_open(PEER_AS, 30);
+    (speaker, speaker_ns, peer_ns, theirs, ours)
+}
+
+#[test]
+fn collision_keeps_the_connection_of_the_higher_identifier_peer() {
+    // Our identifier 10.68.0.1 < the peer's 10.68.0.2: keep the peer's.
+    let (speaker, _sns, _pns, mut theirs, mut ours) = collide(SPEAKER_IP, "spcoh");
+    let n = theirs.expect_notification();
+    assert_eq!(
+        (n.code, n.subcode),
+        (6, 7),
+        "Cease/7 on the speaker's connection"
+    );
+    ours.send_message(Message::Keepalive);
+    let status = wait_peer(&speaker.speaker, IpAddr::V4(PEER_IP), "Established", |s| {
+        s.state == PeerState::Established
+    });
+    assert_eq!(status.established_transitions, 1);
+}
+
+#[test]
+fn collision_keeps_our_connection_when_our_identifier_is_higher() {
+    let (speaker, _sns, _pns, mut theirs, mut ours) =
+        collide(Ipv4Addr::new(10, 99, 99, 99), "spcol");
+    let n = ours.expect_notification();
+    assert_eq!(
+        (n.code, n.subcode),
+        (6, 7),
+        "Cease/7 on the peer's connection"
+    );
+    assert_eq!(theirs.next(), Some(Message::Keepalive));
+    theirs.send_message(Message::Keepalive);
+    let status = wait_peer(&speaker.speaker, IpAddr::V4(PEER_IP), "Established", |s| {
+        s.state == PeerState::Established
+    });
+    assert_eq!(status.established_transitions, 1);
+}
+
+#[test]
+fn route_refresh_resends_the_adj_rib_out() {
+    let (speaker_ns, peer_ns) = two_namespaces("sprr");
+    let mut cfg = SpeakerConfig::new(SPEAKER_AS, SPEAKER_IP);
+    let mut peer = PeerConfig::new(IpAddr::V4(PEER_IP), PEER_AS);
+    peer.passive = true;
+    cfg.peers.push(peer);
+    let speaker = NsSpeaker::start(&speaker_ns, cfg);
+    let block = net("10.244.3.0/26");
+    block_on(speaker.speaker.originate(block, support::local_attrs())).unwrap();
+
+    let mut s = Scripted::new(connect_from(&peer_ns));
+    s.establish(PEER_AS, 30);
+    let announces = |m: &Message| match m {
+        Message::Update(u) => u.nlri.iter().any(|n| n.prefix == block),
+        _ => false,
+    };
+    let mut saw_eor = false;
+    let mut saw_block = false;
+    while !(saw_eor && saw_block) {
+        let m = s.next().expect("message");
+        saw_block |= announces(&m);
+        if let Message::Update(u) = &m {
+            // End-of-RIB comes after the initial table.
+            if u.end_of_rib_family() == Some(Family::IPV4_UNICAST) {
+                assert!(saw_block, "End-of-RIB before the table");
+                saw_eor = true;
+            }
+        }
+    }
+    s.send_message(Message::RouteRefresh(RouteRefresh::request(
+        Family::IPV4_UNICAST,
+    )));
+    loop {
+        let m = s.next().expect("message");
+        if announces(&m) {
+            break;
+        }
+    }
+    let status = block_on(speaker.speaker.peers()).unwrap();
+    assert_eq!(status[0].prefixes_advertised, 1);
 }
