@@ -429,7 +429,10 @@ fn fsm_and_rib_peer_with_bird() {
                 learned = Some(next_hops)
             }
             Report::Route { .. } => {}
-            Report::KeepaliveSent { count, .. } => keepalives = count,
+            Report::KeepaliveSent { peer, count } => {
+                assert_eq!(peer, IpAddr::V4(h0.ipv4));
+                keepalives = count
+            }
         }
     }
     assert_eq!(learned, Some(vec![IpAddr::V4(h0.ipv4)]));
