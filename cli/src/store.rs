@@ -28,6 +28,17 @@
 //! Every problem found is reported, each naming its document; nothing is
 //! written unless there are none.
 //!
+//! Pools are validated against each other, so a write of pools also guards
+//! the whole set: every stored pool's revision, and [`POOLS_GUARD_KEY`],
+//! which every pool write bumps, so a pool created by a concurrent
+//! `brindlectl` (which has no key to guard beforehand) fails the
+//! transaction and the write is re-validated against it. Writers that bypass
+//! this module should bump that key too.
+//!
+//! Limits: etcd refuses transactions of more than `--max-txn-ops` (default
+//! 128) compares or operations, so one input holds at most about that many
+//! resources (fewer when it holds pools and many pools are stored).
+//!
 //! Deletes ([`ResourceStore::delete`]) follow the same pattern: one guarded
 //! transaction for every target.
 
@@ -38,6 +49,10 @@ use brindle_datastore::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
 use brindle_model::document::{parse_documents_with_origin, Origin};
 use brindle_model::resource::resource_key;
 use brindle_model::{parse_documents_against, parse_one, Kind, ParseErrors, Resource};
+
+/// Bumped by every write that creates or changes pools, so concurrent pool
+/// writers serialize on it (outside the resource tree: it is not a resource).
+pub const POOLS_GUARD_KEY: &str = "/brindle/guards/ippools";
 
 /// How many times a write is re-validated when the store changed under it.
 const WRITE_ATTEMPTS: usize = 5;
@@ -231,6 +246,13 @@ impl ResourceStore {
             .map(|(_, o)| o)
             .collect();
         for _ in 0..WRITE_ATTEMPTS {
+            // Read the guard before the pools: if it has not moved at write
+            // time, no pool changed after this listing.
+            let pools_guard = self
+                .ds
+                .get(POOLS_GUARD_KEY)
+                .await?
+                .map(|kv| kv.mod_revision);
             let pools = self.list_current(Kind::IPPool, None).await?;
             let stored_pools: Vec<Resource> = pools.iter().map(|c| c.resource.clone()).collect();
             let incoming =
@@ -264,6 +286,9 @@ impl ResourceStore {
                 results.push((to_store, change));
             }
             // The pools the validation saw must still be the pools there are.
+            // Stored pools are guarded one by one; a pool created meanwhile
+            // has no key to guard yet, so every pool write also bumps one
+            // shared key, and two writers of pools cannot both pass.
             if results
                 .iter()
                 .any(|(r, _)| matches!(r, Resource::IPPool(_)))
@@ -274,6 +299,11 @@ impl ResourceStore {
                         guards.push(Compare::unchanged_since(key, pool.mod_revision));
                     }
                 }
+                guards.push(match pools_guard {
+                    Some(revision) => Compare::unchanged_since(POOLS_GUARD_KEY, revision),
+                    None => Compare::absent(POOLS_GUARD_KEY),
+                });
+                puts.push(TxnOp::put(POOLS_GUARD_KEY, "brindlectl"));
             }
             let response = self.ds.txn(Txn::new().when(guards).and_then(puts)).await?;
             if !response.succeeded {
