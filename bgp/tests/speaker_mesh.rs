@@ -1,5 +1,5 @@
 //! Two Brindle speakers in two namespaces over a veth: sessions come up
-//! (iBGP over IPv4, eBGP over IPv6), originated prefixes reach the other
+//! (iBGP over IPv4; eBGP over IPv6 with a per-peer local AS and ADD-PATH), originated prefixes reach the other
 //! side's subscription with the right next hop and AS path, withdrawals
 //! follow, and the peer counters agree. Then a route reflector with two
 //! clients on a LAN reflects between them. Needs root.
@@ -108,6 +108,16 @@ fn ibgp_over_ipv4_originate_and_withdraw() {
     });
     assert_eq!(replayed, 300);
 
+    // A configuration change resets the session, which comes back.
+    let mut changed = peer(a_ip, 64512);
+    changed.hold_time = 12;
+    block_on(b.speaker.update_peer(changed.clone())).unwrap();
+    let status = wait_peer(&b.speaker, a_ip, "back with 300 routes", |s| {
+        s.state == PeerState::Established && s.prefixes_received == 300
+    });
+    assert_eq!(status.config, changed);
+    assert_eq!(status.hold_time, Some(9), "min(12, a's 9)");
+
     // Removing the peer withdraws what it taught us.
     block_on(b.speaker.remove_peer(a_ip)).unwrap();
     assert!(block_on(b.speaker.routes()).unwrap().is_empty());
@@ -122,7 +132,7 @@ fn ibgp_over_ipv4_originate_and_withdraw() {
 }
 
 #[test]
-fn ebgp_over_ipv6_prepends_and_sets_next_hop() {
+fn ebgp_over_ipv6_with_local_as_and_add_path() {
     let a_ns = Netns::new("spk6a").unwrap();
     let b_ns = Netns::new("spk6b").unwrap();
     veth(
@@ -137,11 +147,18 @@ fn ebgp_over_ipv6_prepends_and_sets_next_hop() {
     let a_ip = IpAddr::V6("fd61::1".parse::<Ipv6Addr>().unwrap());
     let b_ip = IpAddr::V6("fd61::2".parse::<Ipv6Addr>().unwrap());
 
+    // a presents AS 64600 to b (per-peer local AS); both offer ADD-PATH.
     let mut a_cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 62, 0, 1));
-    a_cfg.peers.push(peer(b_ip, 65001));
+    let mut to_b = peer(b_ip, 65001);
+    to_b.local_asn = Some(64600);
+    to_b.add_path.send = true;
+    to_b.add_path.receive = true;
+    a_cfg.peers.push(to_b);
     let mut b_cfg = SpeakerConfig::new(65001, Ipv4Addr::new(10, 62, 0, 2));
-    let mut to_a = peer(a_ip, 64512);
+    let mut to_a = peer(a_ip, 64600);
     to_a.passive = true;
+    to_a.add_path.send = true;
+    to_a.add_path.receive = true;
     b_cfg.peers.push(to_a);
     let a = NsSpeaker::start(&a_ns, a_cfg);
     let b = NsSpeaker::start(&b_ns, b_cfg);
@@ -158,7 +175,8 @@ fn ebgp_over_ipv6_prepends_and_sets_next_hop() {
     assert_eq!(route.next_hops, vec![a_ip]);
     assert_eq!(
         route.attrs.attributes.as_path,
-        Some(AsPath::from_sequence([64512]))
+        Some(AsPath::from_sequence([64600])),
+        "the per-peer local AS is what b sees"
     );
 
     // And the other way round.

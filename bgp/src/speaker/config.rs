@@ -71,9 +71,10 @@ pub struct PeerConfig {
     pub address: IpAddr,
     /// The AS the neighbour must announce.
     pub remote_asn: u32,
-    /// Our AS towards this neighbour, if not the speaker's. Only changes the
-    /// OPEN and iBGP/eBGP detection of the session; routes are exported with
-    /// the speaker's AS prepended.
+    /// Our AS towards this neighbour, if not the speaker's (like BIRD's
+    /// per-protocol `local as`): used in the OPEN and prepended to the
+    /// AS_PATH instead of the speaker's AS. The other export rules (next hop
+    /// self, LOCAL_PREF) follow the speaker's AS.
     pub local_asn: Option<u32>,
     /// The neighbour's TCP port.
     pub port: u16,

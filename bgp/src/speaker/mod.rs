@@ -31,6 +31,7 @@
 mod config;
 mod core;
 mod listener;
+mod local_as;
 mod peer;
 mod socket;
 
@@ -151,7 +152,8 @@ enum Request {
 }
 
 /// Handle to a running speaker; cheap to clone. The speaker keeps running
-/// until [`Speaker::shutdown`] (or until every handle is dropped).
+/// until [`Speaker::shutdown`] or until its tokio runtime is dropped (which
+/// closes every connection without a NOTIFICATION, like a crash).
 #[derive(Debug, Clone)]
 pub struct Speaker {
     requests: mpsc::UnboundedSender<core::Input>,
@@ -182,8 +184,9 @@ impl Speaker {
         self.ask(|r| Request::RemovePeer(address, r)).await
     }
 
-    /// Replaces a peer's configuration. The session is reset (Cease/6,
-    /// Other Configuration Change) unless nothing changed.
+    /// Replaces a peer's configuration: unless nothing changed, the session
+    /// is closed (Cease/2 "peer configuration changed"), its routes are
+    /// flushed and it starts again with the new settings.
     pub async fn update_peer(&self, peer: PeerConfig) -> Result<(), SpeakerError> {
         self.ask(|r| Request::UpdatePeer(peer, r)).await
     }

@@ -30,6 +30,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::config::PeerConfig;
 use super::core::Input;
+use super::local_as::apply_local_as;
 use super::socket;
 use crate::fsm::{
     self, resolve_collision, Action, CollisionResolution, ConnectionOrigin, DownReason, Event, Fsm,
@@ -182,6 +183,7 @@ fn expiry_event(kind: TimerKind) -> Event<Negotiated, Received> {
 
 struct PeerTask {
     config: PeerConfig,
+    speaker_asn: u32,
     fsm_config: FsmConfig,
     our_open: Open,
     instance: u64,
@@ -297,6 +299,7 @@ impl PeerTask {
         let our_open = build_open(&config, local_asn, router_id);
         Self {
             config,
+            speaker_asn,
             fsm_config,
             our_open,
             instance,
@@ -803,7 +806,16 @@ impl PeerTask {
                         continue;
                     }
                     let nlri: Vec<Nlri> = prefixes.iter().map(|p| Nlri::new(*p)).collect();
-                    build_announcements(family, &attrs.attributes, attrs.next_hop, &nlri, &s.encode)
+                    let rewritten = self.config.local_asn.and_then(|local| {
+                        apply_local_as(
+                            &attrs.attributes,
+                            self.speaker_asn,
+                            local,
+                            self.config.remote_asn,
+                        )
+                    });
+                    let attributes = rewritten.as_ref().unwrap_or(&attrs.attributes);
+                    build_announcements(family, attributes, attrs.next_hop, &nlri, &s.encode)
                 }
             };
             match result {
