@@ -9,19 +9,18 @@
 //! `*TimerExpired` event back.
 //!
 //! ```text
-//!                      +--------+  ManualStart / AutomaticStart
-//!         +----------->|  Idle  |-------------------------------+
-//!         |  (errors,  +--------+          ManualStartPassive   |
-//!         |   stop)        ^  |  IdleHold expired (auto restart)|
-//!         |                |  +------------+                    v
-//!   +-------------+   +---------+  CR exp  +---------+     +---------+
-//!   | Established |   | Active  |--------->| Connect |<----| (start) |
-//!   +-------------+   +---------+<---------+---------+     +---------+
-//!         ^               | TCP up   TCP fails |  TCP up
-//!         |               v  (send OPEN)       v  (send OPEN)
-//!         |  KEEPALIVE +-------------+  OPEN  +----------+
-//!         +------------| OpenConfirm |<-------| OpenSent |
-//!                      +-------------+        +----------+
+//!  Idle        --ManualStart / AutomaticStart---------> Connect     (dial)
+//!  Idle        --ManualStartPassive--------------------> Active      (wait for the peer)
+//!  Connect     --ConnectRetry expired: dial again------> Connect
+//!  Active      --ConnectRetry expired: dial------------> Connect     (unless passive)
+//!  Connect,
+//!  Active      --TCP up: send OPEN (hold 4 min)--------> OpenSent
+//!  OpenSent    --OPEN ok: send KEEPALIVE---------------> OpenConfirm (negotiated timers)
+//!  OpenSent    --TCP fails-----------------------------> Active
+//!  OpenConfirm --KEEPALIVE-----------------------------> Established
+//!  any         --error, NOTIFICATION, hold expiry------> Idle  (NOTIFICATION sent where
+//!                                                              due; IdleHold restarts)
+//!  any         --ManualStop----------------------------> Idle  (Cease/2 once OPEN sent)
 //! ```
 //!
 //! ```
