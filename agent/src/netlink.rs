@@ -102,7 +102,7 @@ pub struct LinkState {
 pub struct VxlanParams {
     pub vni: Option<u32>,
     pub port: Option<u16>,
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<IpAddr>,
     pub learning: Option<bool>,
 }
 
@@ -992,7 +992,8 @@ fn link_state(link: &LinkMessage) -> LinkState {
                                 match v {
                                     InfoVxlan::Id(id) => p.vni = Some(*id),
                                     InfoVxlan::Port(port) => p.port = Some(*port),
-                                    InfoVxlan::Local(ip) => p.local = Some(*ip),
+                                    InfoVxlan::Local(ip) => p.local = Some(IpAddr::V4(*ip)),
+                                    InfoVxlan::Local6(ip) => p.local = Some(IpAddr::V6(*ip)),
                                     InfoVxlan::Learning(l) => p.learning = Some(*l),
                                     _ => {}
                                 }

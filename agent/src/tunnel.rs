@@ -37,8 +37,13 @@ pub const VXLAN_DEVICE: &str = "vxlan.brindle";
 pub const VXLAN_VNI: u32 = 4096;
 /// IANA VXLAN port.
 pub const VXLAN_PORT: u16 = 4789;
+/// Name of Brindle's VXLAN device over an IPv6 underlay.
+/// (`vxlan-v6.brindle` would exceed the kernel's 15-byte name limit.)
+pub const VXLAN_V6_DEVICE: &str = "vxlan6.brindle";
 /// Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
+/// Outer IPv6 + UDP + VXLAN + inner Ethernet headers.
+pub const VXLAN_OVERHEAD_V6: u32 = 70;
 /// Name of the ipip device (the kernel's fallback tunnel).
 pub const IPIP_DEVICE: &str = "tunl0";
 /// Outer IPv4 header.
@@ -50,12 +55,13 @@ pub struct VxlanConfig {
     pub name: String,
     pub vni: u32,
     pub port: u16,
-    /// This node's address: the outer source of encapsulated packets.
-    pub local: Ipv4Addr,
+    /// This node's address: the outer source of encapsulated packets. Its
+    /// family is the underlay's (IPv6 costs 20 more bytes of MTU).
+    pub local: IpAddr,
     /// MTU of the underlay interface; the device gets this minus 50.
     pub underlay_mtu: u32,
-    /// This node's tunnel address (from its block), assigned as /32.
-    pub tunnel_address: Option<Ipv4Addr>,
+    /// This node's tunnel address (from its block), assigned as /32 or /128.
+    pub tunnel_address: Option<IpAddr>,
     /// Device MAC. Remote nodes' neighbour entries point at it, so keeping
     /// it stable across re-creation (see [`vtep_mac_for_node`]) keeps their
     /// state valid; `None` lets the kernel pick a random one.
@@ -63,10 +69,15 @@ pub struct VxlanConfig {
 }
 
 impl VxlanConfig {
-    /// Brindle's defaults for a node at `local`.
-    pub fn new(local: Ipv4Addr, underlay_mtu: u32) -> Self {
+    /// Brindle's defaults for a node at `local`: `vxlan.brindle` over an
+    /// IPv4 underlay, `vxlan6.brindle` over IPv6.
+    pub fn new(local: impl Into<IpAddr>, underlay_mtu: u32) -> Self {
+        let local = local.into();
         Self {
-            name: VXLAN_DEVICE.to_owned(),
+            name: match local {
+                IpAddr::V4(_) => VXLAN_DEVICE.to_owned(),
+                IpAddr::V6(_) => VXLAN_V6_DEVICE.to_owned(),
+            },
             vni: VXLAN_VNI,
             port: VXLAN_PORT,
             local,
@@ -77,7 +88,11 @@ impl VxlanConfig {
     }
 
     pub fn mtu(&self) -> u32 {
-        self.underlay_mtu.saturating_sub(VXLAN_OVERHEAD_V4)
+        let overhead = match self.local {
+            IpAddr::V4(_) => VXLAN_OVERHEAD_V4,
+            IpAddr::V6(_) => VXLAN_OVERHEAD_V6,
+        };
+        self.underlay_mtu.saturating_sub(overhead)
     }
 }
 
@@ -98,9 +113,12 @@ pub fn vtep_mac_for_node(node: &str) -> [u8; 6] {
 pub fn vxlan_link_message(cfg: &VxlanConfig) -> LinkMessage {
     let mut builder = LinkVxlan::new(&cfg.name, cfg.vni)
         .port(cfg.port)
-        .local(cfg.local)
         .learning(false)
         .mtu(cfg.mtu());
+    builder = match cfg.local {
+        IpAddr::V4(v4) => builder.local(v4),
+        IpAddr::V6(v6) => builder.local6(v6),
+    };
     if let Some(mac) = cfg.mac {
         builder = builder.address(mac.to_vec());
     }
@@ -138,8 +156,7 @@ pub async fn ensure_vxlan(nl: &Netlink, cfg: &VxlanConfig) -> Result<LinkState, 
     )
     .await?;
     if let Some(addr) = cfg.tunnel_address {
-        nl.add_address(&cfg.name, IpNet::from(IpAddr::V4(addr)), false)
-            .await?;
+        nl.add_address(&cfg.name, IpNet::from(addr), true).await?;
     }
     nl.link(&cfg.name)
         .await?
@@ -335,7 +352,7 @@ mod tests {
 
     #[test]
     fn vxlan_request_has_vni_port_local_nolearning_and_mtu_minus_50() {
-        let cfg = VxlanConfig::new("172.16.0.2".parse().unwrap(), 1500);
+        let cfg = VxlanConfig::new("172.16.0.2".parse::<IpAddr>().unwrap(), 1500);
         let msg = vxlan_link_message(&cfg);
         assert_eq!(mtu_of(&msg), Some(1450));
         let (kind, data) = link_info_of(&msg);
@@ -353,6 +370,19 @@ mod tests {
     }
 
     #[test]
+    fn vxlan_over_ipv6_underlay_uses_local6_and_mtu_minus_70() {
+        let cfg = VxlanConfig::new("fd00:a::2".parse::<IpAddr>().unwrap(), 1500);
+        assert_eq!(cfg.name, "vxlan6.brindle");
+        let msg = vxlan_link_message(&cfg);
+        assert_eq!(mtu_of(&msg), Some(1430));
+        let Some(InfoData::Vxlan(infos)) = link_info_of(&msg).1 else {
+            panic!("no vxlan data")
+        };
+        assert!(infos.contains(&InfoVxlan::Local6("fd00:a::2".parse().unwrap())));
+        assert!(infos.contains(&InfoVxlan::Id(4096)));
+    }
+
+    #[test]
     fn vtep_mac_is_stable_local_unicast_and_applied() {
         let mac = vtep_mac_for_node("node-a");
         assert_eq!(mac, vtep_mac_for_node("node-a"));
@@ -360,7 +390,7 @@ mod tests {
         assert_eq!(mac[0] & 0x03, 0x02);
         let cfg = VxlanConfig {
             mac: Some(mac),
-            ..VxlanConfig::new("172.16.0.2".parse().unwrap(), 1500)
+            ..VxlanConfig::new("172.16.0.2".parse::<IpAddr>().unwrap(), 1500)
         };
         assert!(vxlan_link_message(&cfg)
             .attributes
