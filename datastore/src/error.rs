@@ -121,9 +121,11 @@ impl Error {
         match self {
             Error::Etcd { source, .. } => match &**source {
                 etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-                // gRPC codes (stable across gRPC implementations): Unknown,
-                // DeadlineExceeded, ResourceExhausted, Aborted, Unavailable.
-                etcd_client::Error::GRpcStatus(s) => matches!(s.code() as i32, 2 | 4 | 8 | 10 | 14),
+                // gRPC codes (stable across gRPC implementations): Cancelled,
+                // Unknown, DeadlineExceeded, ResourceExhausted, Aborted, Unavailable.
+                etcd_client::Error::GRpcStatus(s) => {
+                    matches!(s.code() as i32, 1 | 2 | 4 | 8 | 10 | 14)
+                }
                 _ => false,
             },
             Error::Sqlite { source, .. } => matches!(

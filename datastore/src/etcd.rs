@@ -114,9 +114,9 @@ fn never_sent(e: &ec::Error) -> bool {
 fn transient(e: &ec::Error) -> bool {
     match e {
         ec::Error::TransportError(_) | ec::Error::IoError(_) => true,
-        // Unknown, DeadlineExceeded, Unavailable (e.g. "no leader" on a
-        // partitioned member).
-        ec::Error::GRpcStatus(s) => matches!(s.code() as i32, 2 | 4 | 14),
+        // Cancelled (the connection closed under the request), Unknown,
+        // DeadlineExceeded, Unavailable (e.g. "no leader" on a partitioned member).
+        ec::Error::GRpcStatus(s) => matches!(s.code() as i32, 1 | 2 | 4 | 14),
         _ => false,
     }
 }

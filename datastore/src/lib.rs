@@ -47,12 +47,14 @@ pub mod config;
 pub mod embedded;
 mod error;
 pub mod etcd;
+pub mod follow;
 pub mod ipam;
 pub mod kv;
 mod store;
 
 pub use config::{DatastoreConfig, DEFAULT_URL, ENV_VAR};
 pub use error::{Error, Result};
+pub use follow::{Follow, Update};
 pub use kv::{
     Compare, CompareOp, CompareTarget, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnOp,
     TxnOpResult, TxnResponse,

@@ -113,3 +113,21 @@ async fn processes_racing_to_create_a_fresh_file_agree() {
         (4 * conformance::CHILD_INCREMENTS, 4)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_relists_when_it_falls_behind_compaction() {
+    let h = make().await;
+    let ds = h.connect().await;
+    ds.put("/f/a", "1").await.unwrap();
+    let mut f = ds.follow("/f/");
+    let mut state = Default::default();
+    conformance::follow_until(&mut f, &mut state, &conformance::current(&ds, "/f/").await).await;
+    // The embedded watch reads the log only when polled, so these are
+    // compacted away before the follower can see them as events.
+    ds.put("/f/b", "1").await.unwrap();
+    ds.delete("/f/a").await.unwrap();
+    ds.compact(ds.revision().await.unwrap()).await.unwrap();
+    let want = conformance::current(&ds, "/f/").await;
+    let snapshots = conformance::follow_until(&mut f, &mut state, &want).await;
+    assert_eq!(snapshots, 1, "expected a re-list after compaction");
+}

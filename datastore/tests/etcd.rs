@@ -262,3 +262,30 @@ async fn requests_and_watches_fail_over_between_members() {
         .unwrap();
     assert_eq!(ev.kv.value, b"6");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_relists_after_compaction_during_a_disconnect() {
+    let h = make().await;
+    let follower = h.connect().await;
+    let writer = h.connect_direct().await;
+    writer.put("/f/a", "1").await.unwrap();
+    let mut f = follower.follow("/f/");
+    let mut state = Default::default();
+    conformance::follow_until(
+        &mut f,
+        &mut state,
+        &conformance::current(&writer, "/f/").await,
+    )
+    .await;
+    h.cut();
+    writer.put("/f/b", "1").await.unwrap();
+    writer.delete("/f/a").await.unwrap();
+    writer
+        .compact(writer.revision().await.unwrap())
+        .await
+        .unwrap();
+    h.restore();
+    let want = conformance::current(&writer, "/f/").await;
+    let snapshots = conformance::follow_until(&mut f, &mut state, &want).await;
+    assert_eq!(snapshots, 1, "expected a re-list after compaction");
+}

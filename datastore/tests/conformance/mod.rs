@@ -58,6 +58,7 @@ macro_rules! conformance_suite {
             concurrent_writers_lose_no_update,
             concurrent_processes_lose_no_update,
             typed_json_layer,
+            follow_converges_across_compaction,
         );
 
         /// Not a test on its own: the body of the child processes spawned by
@@ -865,4 +866,72 @@ pub async fn typed_json_layer<H: Harness>(h: &H) {
         Err(e @ Error::Decode { .. }) => assert!(e.to_string().contains("junk"), "{e}"),
         other => panic!("expected a decode error, got {other:?}"),
     }
+}
+
+/// Applies follow updates to a map, as a consumer would. Returns how many
+/// snapshots it saw.
+pub async fn follow_until(
+    f: &mut brindle_datastore::Follow,
+    state: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    want: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+) -> usize {
+    use brindle_datastore::Update;
+    let mut snapshots = 0;
+    while state != want {
+        match tokio::time::timeout(PATIENCE, f.next()).await {
+            Ok(Some(Ok(Update::Snapshot(listing)))) => {
+                snapshots += 1;
+                *state = listing
+                    .kvs
+                    .into_iter()
+                    .map(|kv| (kv.key, kv.value))
+                    .collect();
+            }
+            Ok(Some(Ok(Update::Event(ev)))) => match ev.kind {
+                EventKind::Put => {
+                    state.insert(ev.kv.key, ev.kv.value);
+                }
+                EventKind::Delete => {
+                    state.remove(&ev.kv.key);
+                }
+            },
+            Ok(Some(Err(e))) => panic!("follow failed: {e}"),
+            Ok(None) => panic!("follow ended"),
+            Err(_) => panic!("follow did not converge within {PATIENCE:?}: {state:?} vs {want:?}"),
+        }
+    }
+    snapshots
+}
+
+pub async fn current(ds: &Datastore, p: &str) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    ds.list(p)
+        .await
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect()
+}
+
+pub async fn follow_converges_across_compaction<H: Harness>(h: &H) {
+    let ds = h.connect().await;
+    let p = prefix("follow");
+    ds.put(format!("{p}a"), "1").await.unwrap();
+    ds.put(format!("{p}b"), "1").await.unwrap();
+    let mut f = ds.follow(p.clone());
+    let mut state = Default::default();
+    assert_eq!(
+        follow_until(&mut f, &mut state, &current(&ds, &p).await).await,
+        1
+    );
+
+    // Changes, then compaction of them, possibly before the follower saw
+    // them: it must still end up with the store's state.
+    ds.put(format!("{p}c"), "1").await.unwrap();
+    ds.delete(format!("{p}a")).await.unwrap();
+    ds.put(format!("{p}b"), "2").await.unwrap();
+    ds.compact(ds.revision().await.unwrap()).await.unwrap();
+    ds.put(format!("{p}d"), "1").await.unwrap();
+    follow_until(&mut f, &mut state, &current(&ds, &p).await).await;
+    assert_eq!(state.len(), 3);
 }
