@@ -19,6 +19,12 @@
 //!
 //! The same conformance suite (`tests/conformance/`) runs against both.
 //!
+//! On top: a typed JSON layer ([`Datastore::get_json`], [`Datastore::modify_json`]
+//! for read-modify-write with retries, the IPAM pattern),
+//! [`Datastore::compare_and_swap`] that hands back the winner, and
+//! [`Datastore::follow`] to mirror a prefix (snapshot, changes, re-snapshot
+//! after compaction).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), brindle_datastore::Error> {
 //! use brindle_datastore::{Datastore, Error};

@@ -115,7 +115,11 @@ async fn allocates_by_handle_from_a_claimed_block(ds: Datastore) {
     expected.sort();
     assert_eq!(released, expected);
     assert!(ipam.release_by_handle("net.c1").await.unwrap().is_empty());
-    assert!(ipam.release_by_handle("never-existed").await.unwrap().is_empty());
+    assert!(ipam
+        .release_by_handle("never-existed")
+        .await
+        .unwrap()
+        .is_empty());
     assert!(ds
         .get("/brindle/ipam/v2/handle/net.c1")
         .await
@@ -126,7 +130,10 @@ async fn allocates_by_handle_from_a_claimed_block(ds: Datastore) {
         .await
         .unwrap();
     assert_eq!(report.allocated, 5);
-    assert!(report.leaks.is_empty() && report.conflicts.is_empty(), "{report:?}");
+    assert!(
+        report.leaks.is_empty() && report.conflicts.is_empty(),
+        "{report:?}"
+    );
 
     // release_ips: by address; a wrong handle or stale sequence is refused.
     let target = more.ipv4[0].addr();
@@ -140,7 +147,11 @@ async fn allocates_by_handle_from_a_claimed_block(ds: Datastore) {
         .unwrap();
     assert_eq!(out.refused.len(), 1);
     let out = ipam
-        .release_ips(&[target.into(), ip("10.10.0.200").into(), ip("10.99.0.1").into()])
+        .release_ips(&[
+            target.into(),
+            ip("10.10.0.200").into(),
+            ip("10.99.0.1").into(),
+        ])
         .await
         .unwrap();
     assert_eq!(out.released, vec![target]);
@@ -150,7 +161,10 @@ async fn allocates_by_handle_from_a_claimed_block(ds: Datastore) {
         .await
         .unwrap();
     assert_eq!(report.allocated, 4);
-    assert!(report.conflicts.is_empty(), "handle doc follows: {report:?}");
+    assert!(
+        report.conflicts.is_empty(),
+        "handle doc follows: {report:?}"
+    );
 }
 
 async fn claims_up_to_max_blocks_then_borrows(ds: Datastore) {
@@ -210,9 +224,23 @@ async fn claims_up_to_max_blocks_then_borrows(ds: Datastore) {
 }
 
 async fn pools_are_chosen_by_node_use_and_family(ds: Datastore) {
-    pool(&ds, "zone-a", "10.20.0.0/24", 26, "  nodeSelector: zone == 'a'\n").await;
+    pool(
+        &ds,
+        "zone-a",
+        "10.20.0.0/24",
+        26,
+        "  nodeSelector: zone == 'a'\n",
+    )
+    .await;
     pool(&ds, "off", "10.21.0.0/24", 26, "  disabled: true\n").await;
-    pool(&ds, "tunnels", "10.22.0.0/24", 26, "  allowedUses: [Tunnel]\n").await;
+    pool(
+        &ds,
+        "tunnels",
+        "10.22.0.0/24",
+        26,
+        "  allowedUses: [Tunnel]\n",
+    )
+    .await;
     pool(&ds, "v6", "fd00:10::/120", 122, "").await;
     node(&ds, "na", &[("zone", "a")]).await;
     node(&ds, "nb", &[("zone", "b")]).await;
@@ -252,7 +280,10 @@ async fn pools_are_chosen_by_node_use_and_family(ds: Datastore) {
     assert_eq!(d.ipv6[0].prefix_len(), 128);
     assert!(net("fd00:10::/120").contains(&d.ipv6[0]));
     let na = ipam.blocks_of("na").await.unwrap();
-    assert!(na.affine.contains(&net("fd00:10::/122")) || na.affine.iter().any(|b| b.contains(&d.ipv6[0])));
+    assert!(
+        na.affine.contains(&net("fd00:10::/122"))
+            || na.affine.iter().any(|b| b.contains(&d.ipv6[0]))
+    );
     assert_eq!(ipam.release_by_handle("net.dual").await.unwrap().len(), 2);
     // An IPv6 request with no IPv6 pool for the use fails cleanly, and
     // takes back the IPv4 address it got first.
@@ -284,7 +315,10 @@ async fn a_fixed_address_follows_its_workload(ds: Datastore) {
     // The workload restarts on n2 and asks for its old address: it is
     // borrowed from n1's block and routed by n2 as a /32.
     let attrs = BTreeMap::from([("pod".to_owned(), "web-0".to_owned())]);
-    let got = ipam.assign_ip(x, "net.moving", "n2", attrs.clone()).await.unwrap();
+    let got = ipam
+        .assign_ip(x, "net.moving", "n2", attrs.clone())
+        .await
+        .unwrap();
     assert_eq!(got, IpNet::from(x));
     assert_eq!(
         ipam.assign_ip(x, "net.moving", "n2", attrs).await.unwrap(),
@@ -299,7 +333,8 @@ async fn a_fixed_address_follows_its_workload(ds: Datastore) {
         Err(IpamError::AddressInUse { holder: Some(h), .. }) if h == "net.moving"
     ));
     assert!(matches!(
-        ipam.assign_ip(ip("10.31.0.1"), "net.o", "n3", BTreeMap::new()).await,
+        ipam.assign_ip(ip("10.31.0.1"), "net.o", "n3", BTreeMap::new())
+            .await,
         Err(IpamError::NotInPool(_))
     ));
     // An address in a block nobody has yet: the node claims that block.
@@ -447,8 +482,14 @@ async fn check_finds_leaks_and_release_repairs_them(ds: Datastore) {
     one(&ipam, "net.c6", "n1").await.unwrap();
     let second = ipam.check(&live).await.unwrap();
     let confirmed = second.leaks_confirmed_by(&first);
-    assert!(confirmed.leaks.iter().all(|l| l.handle.as_deref() != Some("net.c6")));
-    assert!(confirmed.leaks.iter().any(|l| l.handle.as_deref() == Some("net.n2")));
+    assert!(confirmed
+        .leaks
+        .iter()
+        .all(|l| l.handle.as_deref() != Some("net.c6")));
+    assert!(confirmed
+        .leaks
+        .iter()
+        .any(|l| l.handle.as_deref() == Some("net.n2")));
 
     // Handles from the store: endpoints' container ids and nodes' tunnels.
     node(&ds, "n1", &[]).await;
@@ -480,8 +521,14 @@ async fn usage_and_default_pool(ds: Datastore) {
         one(&ipam, "net.x", "n1").await,
         Err(IpamError::NoPool { .. })
     ));
-    assert!(ipam.ensure_default_pool(net(DEFAULT_POOL_V4)).await.unwrap());
-    assert!(!ipam.ensure_default_pool(net("10.0.0.0/8")).await.unwrap(), "one exists");
+    assert!(ipam
+        .ensure_default_pool(net(DEFAULT_POOL_V4))
+        .await
+        .unwrap());
+    assert!(
+        !ipam.ensure_default_pool(net("10.0.0.0/8")).await.unwrap(),
+        "one exists"
+    );
     // The pool is a resource like any the CLI writes.
     let stored = ds
         .get("/brindle/resources/v3/ippools/default-ipv4-ippool")

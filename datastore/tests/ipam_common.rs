@@ -21,7 +21,9 @@ enum Keep {
 pub async fn embedded() -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("file://{}/store.db", dir.path().display());
-    let ds = Datastore::open(Some(&url)).await.expect("open embedded store");
+    let ds = Datastore::open(Some(&url))
+        .await
+        .expect("open embedded store");
     TestStore {
         url,
         ds,

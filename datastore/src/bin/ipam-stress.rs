@@ -58,7 +58,9 @@ async fn run() -> Result<(), BoxError> {
                     log.write_all(format!("A {} {handle} {micros}\n", ip.addr()).as_bytes())?;
                 }
             }
-            Err(IpamError::Exhausted { .. }) => log.write_all(format!("X {handle}\n").as_bytes())?,
+            Err(IpamError::Exhausted { .. }) => {
+                log.write_all(format!("X {handle}\n").as_bytes())?
+            }
             Err(e) => return Err(format!("allocation {i} ({handle}): {e}").into()),
         }
         if release_every > 0 && i % release_every == release_every - 1 {
