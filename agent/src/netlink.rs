@@ -141,7 +141,12 @@ impl Netlink {
     /// # Panics
     /// Outside a tokio runtime (the connection task is spawned).
     pub fn connect(protocol: u8) -> Result<Self, NetlinkError> {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        // Strict checking makes the kernel validate requests instead of
+        // ignoring what it does not understand, and lets route dumps be
+        // filtered by protocol and table in the kernel: a host carrying a
+        // full BGP table from BIRD costs us only our own routes per resync.
+        let (connection, handle, _) =
+            rtnetlink::new_connection_with_strict_check().map_err(NetlinkError::Socket)?;
         tokio::spawn(connection);
         Ok(Self {
             handle,
@@ -773,6 +778,8 @@ impl KernelRoutes for Netlink {
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut req = RouteMessage::default();
             req.header.address_family = family;
+            req.header.protocol = RouteProtocol::from(self.protocol);
+            req.header.table = RT_TABLE_MAIN;
             let msgs = self
                 .dump("dump routes", RouteNetlinkMessage::GetRoute(req))
                 .await?;
