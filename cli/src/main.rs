@@ -2,8 +2,8 @@
 //! node status, with calicoctl's habits.
 //!
 //! ```text
-//! brindlectl apply|create|replace -f FILE|-     (all documents, one transaction)
-//! brindlectl delete -f FILE | delete KIND NAME [-n NS] [--skip-not-exists]
+//! brindlectl apply|create|replace -f FILE|- [-n NS]  (all documents, one transaction)
+//! brindlectl delete -f FILE|- [-n NS] | delete KIND NAME [-n NS] [--skip-not-exists]
 //! brindlectl get KIND [NAME] [-o table|wide|yaml|json] [-n NS | -A]
 //! brindlectl node status
 //! brindlectl version
@@ -16,6 +16,7 @@
 //! never writes anything.
 
 mod kinds;
+mod namespace;
 mod node_status;
 mod output;
 mod stamp;
@@ -76,6 +77,9 @@ struct WriteArgs {
     /// File of resources (YAML documents, JSON, or a List); `-` reads stdin.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     filename: PathBuf,
+    /// Namespace for namespaced resources that name none.
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +93,8 @@ struct DeleteArgs {
     /// Name of the resource.
     #[arg(requires = "kind", required_unless_present = "filename")]
     name: Option<String>,
-    /// Namespace of a namespaced kind (default: default).
+    /// Namespace of a namespaced kind (default: default); with -f, for
+    /// resources that name none.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
     /// Do not fail on resources that do not exist.
@@ -271,7 +276,7 @@ async fn write(url: Option<String>, args: WriteArgs, mode: WriteMode) -> Result<
     parse_documents(&text).map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
     let store = connect(url).await?;
     let written = store
-        .write(&text, mode)
+        .write(&text, mode, args.namespace.as_deref())
         .await
         .map_err(|e| in_file(&file, e))?;
     if written.is_empty() {
@@ -319,9 +324,15 @@ async fn delete(url: Option<String>, args: DeleteArgs) -> Result<()> {
             let (file, text) = read_input(path)?;
             let parsed = brindle_model::document::parse_documents_with_origin(&text)
                 .map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
-            let targets: Vec<Target> = parsed
-                .into_iter()
-                .map(|(r, origin)| target_of(&r, Some(origin)))
+            let (mut resources, origins): (Vec<Resource>, Vec<Origin>) = parsed.into_iter().unzip();
+            if let Some(ns) = &args.namespace {
+                store::override_namespace(&text, &mut resources, &origins, ns)
+                    .map_err(|e| in_file(&file, e))?;
+            }
+            let targets: Vec<Target> = resources
+                .iter()
+                .zip(origins)
+                .map(|(r, origin)| target_of(r, Some(origin)))
                 .collect();
             (Some(file), targets)
         }

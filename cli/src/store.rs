@@ -234,10 +234,14 @@ impl ResourceStore {
     /// Parses, validates and writes every document of `text` in one
     /// transaction (see the module docs). Returns each resource as stored,
     /// with what happened to it, in input order.
+    ///
+    /// `namespace` is the `-n` flag: namespaced resources that name no
+    /// namespace go there; naming another one is refused.
     pub async fn write(
         &self,
         text: &str,
         mode: WriteMode,
+        namespace: Option<&str>,
     ) -> Result<Vec<(Resource, Change)>, StoreError> {
         // Numbering is fixed by the text; read it once for messages.
         let origins: Vec<Origin> = parse_documents_with_origin(text)
@@ -255,8 +259,11 @@ impl ResourceStore {
                 .map(|kv| kv.mod_revision);
             let pools = self.list_current(Kind::IPPool, None).await?;
             let stored_pools: Vec<Resource> = pools.iter().map(|c| c.resource.clone()).collect();
-            let incoming =
+            let mut incoming =
                 parse_documents_against(text, &stored_pools).map_err(StoreError::Invalid)?;
+            if let Some(ns) = namespace {
+                override_namespace(text, &mut incoming, &origins, ns)?;
+            }
             let mut currents = Vec::with_capacity(incoming.len());
             for resource in &incoming {
                 let current = match self.ds.get(resource.key()).await? {
@@ -371,6 +378,46 @@ impl ResourceStore {
             }
         }
         Err(StoreError::Contended)
+    }
+}
+
+/// Applies `-n` to parsed input (see [`crate::namespace`]) and re-checks
+/// that no two resources now share a key.
+pub fn override_namespace(
+    text: &str,
+    resources: &mut [Resource],
+    origins: &[Origin],
+    namespace: &str,
+) -> Result<(), StoreError> {
+    let refusal = |i: usize, resource: &Resource, reason: String| Refusal {
+        origin: origins.get(i).copied(),
+        resource: resource.describe(),
+        reason,
+    };
+    let Some(written) = crate::namespace::written_namespaces(text, resources.len()) else {
+        return Err(StoreError::Refused(vec![Refusal {
+            origin: None,
+            resource: "input".into(),
+            reason: "cannot tell which documents name a namespace; \
+                     set metadata.namespace in the file instead of using --namespace"
+                .into(),
+        }]));
+    };
+    let problems = crate::namespace::apply_flag(resources, &written, namespace);
+    let mut refusals: Vec<Refusal> = problems
+        .into_iter()
+        .map(|(i, reason)| refusal(i, &resources[i], reason))
+        .collect();
+    let mut seen = HashSet::new();
+    for (i, r) in resources.iter().enumerate() {
+        if !seen.insert(r.key()) {
+            refusals.push(refusal(i, r, "is defined twice".into()));
+        }
+    }
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(refusals))
     }
 }
 

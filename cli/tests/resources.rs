@@ -407,4 +407,22 @@ fn stdin_and_namespaces(store: &Store) {
     let out = store.run_stdin(&["delete", "-f", "-"], &policy(None, "in-default"));
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(store.everything().len(), 1);
+
+    // -n gives a namespace to documents naming none, and refuses others.
+    let out = store.run_stdin(&["apply", "-n", "staging", "-f", "-"], &policy(None, "p1"));
+    assert_eq!(out.code, 0, "{out:?}");
+    store.ok(&["get", "np", "p1", "-n", "staging"]);
+    let mixed = [policy(None, "p2"), policy(Some("prod"), "p3")].join("---\n");
+    let out = store.run_stdin(&["apply", "-n", "staging", "-f", "-"], &mixed);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            1,
+            "error: <stdin>: document 2 (NetworkPolicy 'prod/p3'): metadata.namespace: 'prod' does not match --namespace 'staging'\n"
+        )
+    );
+    assert_eq!(store.everything().len(), 2);
+    let out = store.run_stdin(&["delete", "-n", "staging", "-f", "-"], &policy(None, "p1"));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(store.everything().len(), 1);
 }
