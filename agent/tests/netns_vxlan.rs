@@ -278,3 +278,44 @@ fn workloads_on_two_nodes_ping_over_vxlan_v6() {
     assert!(details.contains("mtu 1430"), "{details}");
     assert!(details.contains("local fd00:a::2"), "{details}");
 }
+
+#[test]
+fn vxlan_device_with_wrong_parameters_is_recreated() {
+    if !can_run() {
+        return;
+    }
+    let ns = TestNetns::new("vxfix");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    ns.ip(&["addr", "add", "10.1.0.2/24", "dev", "eth0"]);
+    // Left behind by something else: wrong VNI, learning on.
+    ns.ip(&[
+        "link",
+        "add",
+        "vxlan.brindle",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "local",
+        "10.1.0.2",
+        "dstport",
+        "4789",
+    ]);
+    let cfg = VxlanConfig::new("10.1.0.2".parse::<IpAddr>().unwrap(), 1500);
+    let link = block_on_in_netns(&ns.path(), move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
+        ensure_vxlan(&nl, &cfg).await.expect("ensure")
+    })
+    .unwrap();
+    let params = link.vxlan.expect("vxlan params");
+    assert_eq!(params.vni, Some(4096));
+    assert_eq!(params.learning, Some(false));
+    assert!(link.up);
+    let details = ns.ip(&["-d", "link", "show", "vxlan.brindle"]);
+    assert!(
+        details.contains("id 4096") && details.contains("nolearning"),
+        "{details}"
+    );
+}
