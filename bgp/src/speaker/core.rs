@@ -94,9 +94,19 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
     let mut listeners = Vec::new();
     for address in &config.listen_addresses {
         let address = SocketAddr::new(*address, config.listen_port);
-        let listener =
-            socket::listen(address).map_err(|source| SpeakerError::Listen { address, source })?;
-        listeners.push(Arc::new(listener));
+        match socket::listen(address) {
+            Ok(listener) => listeners.push(Arc::new(listener)),
+            // A host booted without IPv6 cannot bind `::`; the default
+            // configuration must still work there.
+            Err(error)
+                if address.ip().is_unspecified()
+                    && address.is_ipv6()
+                    && error.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+            {
+                warn!(%address, "IPv6 is not available; not listening on it");
+            }
+            Err(source) => return Err(SpeakerError::Listen { address, source }),
+        }
     }
     let span = info_span!("bgp_speaker", asn = config.local_asn, router_id = %config.router_id);
     let listener_tasks = listeners

@@ -86,18 +86,24 @@ pub(crate) enum PeerInput {
     },
     /// Administrative shutdown: Cease/2 with this communication, then the
     /// task ends.
-    Stop {
-        communication: String,
-    },
+    Stop { communication: String },
     Connected {
         attempt: u64,
         result: io::Result<TcpStream>,
     },
-    Frame {
-        conn: u64,
-        frame: Option<Bytes>,
-    },
 }
+
+/// A whole message read from connection `conn`; `None` at EOF or error.
+#[derive(Debug)]
+struct Frame {
+    conn: u64,
+    frame: Option<Bytes>,
+}
+
+/// Messages read but not yet handled, per peer. Bounded so that a peer
+/// sending faster than we process waits in TCP flow control instead of
+/// growing our memory.
+const FRAME_QUEUE: usize = 256;
 
 /// The running task of one peer.
 #[derive(Debug)]
@@ -117,8 +123,17 @@ pub(crate) fn spawn(
 ) -> PeerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = info_span!("bgp_peer", peer = %config.address);
-    let peer = PeerTask::new(config, local_asn, router_id, instance, core, tx.clone());
-    let task = tokio::spawn(peer.run(rx).instrument(span));
+    let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
+    let peer = PeerTask::new(
+        config,
+        local_asn,
+        router_id,
+        instance,
+        core,
+        tx.clone(),
+        frames_tx,
+    );
+    let task = tokio::spawn(peer.run(rx, frames_rx).instrument(span));
     PeerHandle { input: tx, task }
 }
 
@@ -189,6 +204,7 @@ struct PeerTask {
     instance: u64,
     core: mpsc::UnboundedSender<Input>,
     me: mpsc::UnboundedSender<PeerInput>,
+    frames: mpsc::Sender<Frame>,
     /// `sessions[0]` is the main one; a second exists during a collision.
     sessions: Vec<Session>,
     next_id: u64,
@@ -284,6 +300,7 @@ impl PeerTask {
         instance: u64,
         core: mpsc::UnboundedSender<Input>,
         me: mpsc::UnboundedSender<PeerInput>,
+        frames: mpsc::Sender<Frame>,
     ) -> Self {
         let local_asn = config.local_asn.unwrap_or(speaker_asn);
         let mut fsm_config = FsmConfig::new(local_asn, router_id);
@@ -305,6 +322,7 @@ impl PeerTask {
             instance,
             core,
             me,
+            frames,
             sessions: Vec::new(),
             next_id: 1,
             established: None,
@@ -336,7 +354,11 @@ impl PeerTask {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PeerInput>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<PeerInput>,
+        mut frames: mpsc::Receiver<Frame>,
+    ) {
         let session = self.new_session(ConnectionOrigin::Local);
         self.sessions.push(session);
         self.process(0, Event::ManualStart);
@@ -349,6 +371,10 @@ impl PeerTask {
                 .copied();
             let input = tokio::select! {
                 input = rx.recv() => input,
+                Some(Frame { conn, frame }) = frames.recv() => {
+                    self.frame(conn, frame);
+                    continue;
+                }
                 () = sleep_until(deadline) => {
                     self.fire_timers();
                     continue;
@@ -423,27 +449,28 @@ impl PeerTask {
                     }
                 }
             }
-            PeerInput::Frame { conn, frame } => {
-                let Some(i) = self.conn_index(conn) else {
-                    return;
-                };
-                match frame {
-                    Some(frame) => self.message(i, &frame),
-                    None => {
-                        debug!("connection closed by the peer");
-                        if let Some(c) = self.sessions[i].conn.take() {
-                            drop(c.close());
-                        }
-                        self.process(i, Event::TcpConnectionFails);
-                    }
-                }
-            }
             PeerInput::Send {
                 session,
                 batches,
                 end_of_rib,
             } => self.send_batches(session, batches, end_of_rib),
             PeerInput::Stop { .. } => {}
+        }
+    }
+
+    fn frame(&mut self, conn: u64, frame: Option<Bytes>) {
+        let Some(i) = self.conn_index(conn) else {
+            return;
+        };
+        match frame {
+            Some(frame) => self.message(i, &frame),
+            None => {
+                debug!("connection closed by the peer");
+                if let Some(c) = self.sessions[i].conn.take() {
+                    drop(c.close());
+                }
+                self.process(i, Event::TcpConnectionFails);
+            }
         }
     }
 
@@ -510,7 +537,7 @@ impl PeerTask {
         let (read, write) = stream.into_split();
         let (wtx, wrx) = mpsc::unbounded_channel();
         let writer_task = tokio::spawn(writer(write, wrx).in_current_span());
-        let reader_task = tokio::spawn(reader(read, id, self.me.clone()).in_current_span());
+        let reader_task = tokio::spawn(reader(read, id, self.frames.clone()).in_current_span());
         let s = &mut self.sessions[i];
         s.decode = DecodeContext::default();
         s.encode = EncodeContext::default();
@@ -884,17 +911,19 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// `None` at EOF or on error. Validation is the decoder's job: a header
 /// whose length cannot frame a message is passed on as is, and the decoder
 /// turns it into the right NOTIFICATION.
-async fn reader(mut read: OwnedReadHalf, conn: u64, peer: mpsc::UnboundedSender<PeerInput>) {
+async fn reader(mut read: OwnedReadHalf, conn: u64, peer: mpsc::Sender<Frame>) {
     let mut buf = BytesMut::with_capacity(65536);
     loop {
         while buf.len() >= packet::HEADER_LEN {
             let len = usize::from(u16::from_be_bytes([buf[16], buf[17]]));
             if !(packet::HEADER_LEN..=MAX_EXTENDED_MESSAGE_SIZE).contains(&len) {
                 let frame = buf.split_to(packet::HEADER_LEN).freeze();
-                let _ = peer.send(PeerInput::Frame {
-                    conn,
-                    frame: Some(frame),
-                });
+                let _ = peer
+                    .send(Frame {
+                        conn,
+                        frame: Some(frame),
+                    })
+                    .await;
                 return;
             }
             if buf.len() < len {
@@ -902,10 +931,11 @@ async fn reader(mut read: OwnedReadHalf, conn: u64, peer: mpsc::UnboundedSender<
             }
             let frame = buf.split_to(len).freeze();
             if peer
-                .send(PeerInput::Frame {
+                .send(Frame {
                     conn,
                     frame: Some(frame),
                 })
+                .await
                 .is_err()
             {
                 return;
@@ -913,7 +943,7 @@ async fn reader(mut read: OwnedReadHalf, conn: u64, peer: mpsc::UnboundedSender<
         }
         match read.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
-                let _ = peer.send(PeerInput::Frame { conn, frame: None });
+                let _ = peer.send(Frame { conn, frame: None }).await;
                 return;
             }
             Ok(_) => {}
