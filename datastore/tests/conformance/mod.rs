@@ -798,6 +798,9 @@ pub async fn concurrent_processes_lose_no_update<H: Harness>(h: &H) {
     let ds = h.connect_direct().await;
     ds.put(format!("{p}acct/a"), "1000").await.unwrap();
     ds.put(format!("{p}acct/b"), "1000").await.unwrap();
+    // A watcher on its own handle sees every increment, whoever made it.
+    let watcher = h.connect().await;
+    let mut w = watcher.watch(format!("{p}counter"), ds.revision().await.unwrap() + 1);
 
     let children = spawn_children(&h.url(), &p, CHILDREN);
     // Meanwhile this process competes too.
@@ -816,6 +819,18 @@ pub async fn concurrent_processes_lose_no_update<H: Harness>(h: &H) {
         "lost updates across processes"
     );
     assert_eq!(c.value.writers.len(), CHILDREN + 1);
+    let mut last_revision = 0;
+    for n in 1..=c.value.n {
+        let ev = next_event(&mut w).await;
+        let seen: Counter = serde_json::from_slice(&ev.kv.value).unwrap();
+        assert_eq!(
+            (seen.n, ev.kv.version),
+            (n, n as i64),
+            "watch skipped or reordered"
+        );
+        assert!(ev.revision() > last_revision);
+        last_revision = ev.revision();
+    }
     let a = ds.get(format!("{p}acct/a")).await.unwrap().unwrap();
     let b = ds.get(format!("{p}acct/b")).await.unwrap().unwrap();
     let sum: i64 = [a, b]
