@@ -237,8 +237,20 @@ impl Txn {
     }
 
     /// Rejects what etcd rejects, so both backends fail the same way: empty
-    /// keys and a key written twice in one branch.
+    /// keys, a key written twice in one branch, and more than
+    /// [`MAX_TXN_OPS`] compares or ops per branch.
     pub(crate) fn validate(&self) -> crate::Result<()> {
+        for (what, n) in [
+            ("compares", self.compares.len()),
+            ("success ops", self.success.len()),
+            ("failure ops", self.failure.len()),
+        ] {
+            if n > MAX_TXN_OPS {
+                return Err(crate::Error::InvalidRequest(format!(
+                    "{n} {what} in one transaction (at most {MAX_TXN_OPS}, etcd's default --max-txn-ops)"
+                )));
+            }
+        }
         for c in &self.compares {
             if c.key.is_empty() {
                 return Err(crate::Error::InvalidRequest(
@@ -273,6 +285,11 @@ impl Txn {
         Ok(())
     }
 }
+
+/// Most compares, and most ops per branch, in one transaction: etcd's
+/// default `--max-txn-ops`, enforced for both backends so a transaction that
+/// works on the embedded store also works on etcd.
+pub const MAX_TXN_OPS: usize = 128;
 
 /// The outcome of one [`TxnOp`], in op order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +380,18 @@ mod tests {
         assert!(empty.validate().is_err());
         let read_after_write = Txn::new().and_then([TxnOp::put("a", "1"), TxnOp::get("a")]);
         assert!(read_after_write.validate().is_ok());
+        let many = |n: usize| (0..n).map(|i| TxnOp::put(format!("k{i}"), "v"));
+        assert!(Txn::new().and_then(many(MAX_TXN_OPS)).validate().is_ok());
+        assert!(Txn::new()
+            .and_then(many(MAX_TXN_OPS + 1))
+            .validate()
+            .is_err());
+        assert!(Txn::new()
+            .or_else(many(MAX_TXN_OPS + 1))
+            .validate()
+            .is_err());
+        let compares = (0..=MAX_TXN_OPS).map(|i| Compare::absent(format!("k{i}")));
+        assert!(Txn::new().when(compares).validate().is_err());
         let both_branches = Txn::new()
             .and_then([TxnOp::put("a", "1")])
             .or_else([TxnOp::put("a", "2")]);

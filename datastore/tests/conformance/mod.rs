@@ -412,6 +412,18 @@ pub async fn transactions_are_atomic<H: Harness>(h: &H) {
     assert!(resp.succeeded);
     assert!(ds.get(a.clone()).await.unwrap().is_none());
 
+    // So is a transaction bigger than etcd's default limit.
+    let big =
+        (0..=brindle_datastore::kv::MAX_TXN_OPS).map(|i| TxnOp::put(format!("{p}big/{i}"), "v"));
+    let refused = ds.txn(Txn::new().and_then(big)).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidRequest(_))),
+        "{refused:?}"
+    );
+    let fits =
+        (0..brindle_datastore::kv::MAX_TXN_OPS).map(|i| TxnOp::put(format!("{p}big/{i}"), "v"));
+    assert!(ds.txn(Txn::new().and_then(fits)).await.unwrap().succeeded);
+
     // Writing one key twice is refused up front, by both backends alike.
     let twice = ds
         .txn(Txn::new().and_then([TxnOp::put(b.clone(), "x"), TxnOp::put(b.clone(), "y")]))
