@@ -5,6 +5,8 @@
 //! brindlectl apply|create|replace -f FILE|- [-n NS]  (all documents, one transaction)
 //! brindlectl delete -f FILE|- [-n NS] | delete KIND NAME [-n NS] [--skip-not-exists]
 //! brindlectl get KIND [NAME] [-o table|wide|yaml|json] [-n NS | -A]
+//! brindlectl ipam show [--show-blocks | --ip ADDR] | ipam check [-o REPORT]
+//! brindlectl ipam release --ip ADDR... | --from-report REPORT
 //! brindlectl node status
 //! brindlectl version
 //! ```
@@ -15,6 +17,7 @@
 //! (`error: ...`); usage errors exit 2 (clap's convention). Invalid input
 //! never writes anything.
 
+mod ipam;
 mod kinds;
 mod namespace;
 mod node_status;
@@ -63,6 +66,11 @@ enum Command {
     Delete(DeleteArgs),
     /// Show resources.
     Get(GetArgs),
+    /// IP address management: usage, consistency, releasing addresses.
+    Ipam {
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
     /// Node commands.
     Node {
         #[command(subcommand)]
@@ -125,6 +133,36 @@ struct GetArgs {
     /// Every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum IpamCommand {
+    /// Addresses per pool (total, in use, free), per block with
+    /// --show-blocks, or what is known about one address.
+    Show {
+        /// Also one row per block.
+        #[arg(long)]
+        show_blocks: bool,
+        /// Show this address: pool, block, whether and to whom it is allocated.
+        #[arg(long, value_name = "ADDR", conflicts_with = "show_blocks")]
+        ip: Option<std::net::IpAddr>,
+    },
+    /// Look for leaked addresses and inconsistencies (reads only).
+    Check {
+        /// Also write the findings as JSON, for `ipam release --from-report`.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Release addresses.
+    Release {
+        /// An address to release (repeatable).
+        #[arg(long, value_name = "ADDR", required_unless_present = "from_report")]
+        ip: Vec<std::net::IpAddr>,
+        /// Release the leaks listed in a report from `ipam check -o`, each
+        /// only if still held as it was then.
+        #[arg(long, value_name = "FILE", conflicts_with = "ip")]
+        from_report: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,12 +231,79 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Replace(args) => write(cli.datastore, args, WriteMode::Replace).await,
         Command::Delete(args) => delete(cli.datastore, args).await,
         Command::Get(args) => get(cli.datastore, args).await,
+        Command::Ipam { command } => ipam_command(cli.datastore, command).await,
     }
+}
+
+async fn ipam_command(url: Option<String>, command: IpamCommand) -> Result<()> {
+    let ipam = brindle_datastore::ipam::Ipam::new(connect_datastore(url).await?);
+    let failed = |e: brindle_datastore::ipam::IpamError| anyhow!("{}", one_line(&e.to_string()));
+    match command {
+        IpamCommand::Show { ip: Some(ip), .. } => {
+            print!(
+                "{}",
+                ipam::render_ip(&ipam::show_ip(&ipam, ip).await.map_err(failed)?)
+            );
+        }
+        IpamCommand::Show {
+            ip: None,
+            show_blocks,
+        } => print!("{}", ipam::show(&ipam, show_blocks).await.map_err(failed)?),
+        IpamCommand::Check { output } => {
+            let report = ipam::check(&ipam).await.map_err(failed)?;
+            print!("{}", ipam::render_check(&report));
+            if let Some(path) = output {
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("Report written to {}", path.display());
+            }
+        }
+        IpamCommand::Release { ip, from_report } => {
+            let requests = match &from_report {
+                Some(path) => {
+                    let (file, text) = read_input(path)?;
+                    let report: ipam::Report = serde_json::from_str(&text)
+                        .map_err(|e| anyhow!("{file}: not an `ipam check` report: {e}"))?;
+                    ipam::release_requests(&report)
+                }
+                None => ip.iter().copied().map(Into::into).collect(),
+            };
+            let outcome = ipam::release(&ipam, &requests).await.map_err(failed)?;
+            for ip in &outcome.released {
+                println!("Successfully released IP {ip}");
+            }
+            let mut problems = Vec::new();
+            for ip in &outcome.not_allocated {
+                if from_report.is_some() {
+                    println!("IP {ip} was already released");
+                } else {
+                    problems.push(format!("IP {ip} is not assigned"));
+                }
+            }
+            for (ip, why) in &outcome.refused {
+                if from_report.is_some() {
+                    println!("IP {ip} was reused since the check; left alone ({why:?})");
+                } else {
+                    problems.push(format!("IP {ip} not released: {why:?}"));
+                }
+            }
+            if !problems.is_empty() {
+                bail!("{}", problems.join("\n"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Connects to the configured datastore; on failure says which store and
 /// where the URL came from.
 async fn connect(url: Option<String>) -> Result<ResourceStore> {
+    connect_datastore(url).await.map(ResourceStore::new)
+}
+
+/// [`connect`], for the raw datastore (IPAM).
+async fn connect_datastore(url: Option<String>) -> Result<Datastore> {
     let source = if url.is_some() {
         // clap fills the flag from the environment too; tell them apart.
         match std::env::var(brindle_datastore::ENV_VAR) {
@@ -228,7 +333,7 @@ async fn connect(url: Option<String>) -> Result<ResourceStore> {
             one_line(&reason)
         )
     })?;
-    Ok(ResourceStore::new(ds))
+    Ok(ds)
 }
 
 fn one_line(text: &str) -> String {

@@ -130,52 +130,12 @@ pub fn render(report: &StatusReport) -> String {
         if rows.is_empty() {
             out.push_str(&format!("No {family} peers found.\n"));
         } else {
-            out.push_str(&boxed(
+            out.push_str(&crate::table::boxed(
                 ["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
                 &rows,
             ));
         }
     }
-    out
-}
-
-/// A table in the style calicoctl uses for node status (tablewriter
-/// defaults): borders, headings centred, cells left-aligned, one space of
-/// padding.
-fn boxed<const N: usize>(headings: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = headings.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let rule = {
-        let mut s = String::from("+");
-        for w in widths {
-            s.push_str(&"-".repeat(w + 2));
-            s.push('+');
-        }
-        s.push('\n');
-        s
-    };
-    let mut out = rule.clone();
-    out.push('|');
-    for (h, w) in headings.iter().zip(widths) {
-        let len = h.chars().count();
-        let left = (w - len) / 2;
-        let right = w - len - left;
-        out.push_str(&format!(" {}{h}{} |", " ".repeat(left), " ".repeat(right)));
-    }
-    out.push('\n');
-    out.push_str(&rule);
-    for row in rows {
-        out.push('|');
-        for (cell, w) in row.iter().zip(widths) {
-            out.push_str(&format!(" {cell:<w$} |"));
-        }
-        out.push('\n');
-    }
-    out.push_str(&rule);
     out
 }
 
