@@ -11,7 +11,7 @@
 //! longer preserves forwarding state for are flushed at once. So a peer that
 //! restarts does not make the kernel routes flap.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +23,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::peer::{self, family_of, PeerEvent, PeerHandle, PeerInput};
+use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
+use super::received::{ReceivedRoutes, UpdateEffect};
 use super::{
     listener, socket, BestRouteChange, PeerConfig, PeerState, PeerStatus, Request, RouteEntry,
     Speaker, SpeakerConfig, SpeakerError,
 };
 use crate::fsm::DownReason;
-use crate::packet::{Family, NextHop, Nlri, Update, UpdateOutcome};
-use crate::rib::{self, PathAttrs, Rib, RibConfig, RibOutput, RouteSource};
+use crate::packet::{Family, Update, UpdateOutcome};
+use crate::rib::{self, Rib, RibConfig, RibOutput, RouteSource};
 
 /// Everything the core task reacts to.
 pub(crate) enum Input {
@@ -47,15 +48,6 @@ pub(crate) enum Input {
     },
 }
 
-/// Paths received from an ADD-PATH peer for one prefix, by path id; the RIB
-/// holds one path per peer and prefix, the last announced one.
-type AddPaths = Vec<(u32, Arc<PathAttrs>)>;
-
-struct Stale {
-    prefixes: HashSet<IpNet>,
-    generation: u64,
-}
-
 struct PeerEntry {
     config: PeerConfig,
     instance: u64,
@@ -70,8 +62,9 @@ struct PeerEntry {
     in_rib: bool,
     rib_config: Option<rib::PeerConfig>,
     /// What the peer currently announces (before import rules).
-    received: HashMap<IpNet, AddPaths>,
-    stale: Option<Stale>,
+    received: ReceivedRoutes,
+    /// Identifies the running graceful-restart timer while routes are stale.
+    stale_generation: Option<u64>,
     /// The peer's graceful restart time from its last OPEN, if it has GR.
     peer_restart_time: Option<u16>,
 }
@@ -293,8 +286,8 @@ impl Core {
                 last_error: None,
                 in_rib: false,
                 rib_config: None,
-                received: HashMap::new(),
-                stale: None,
+                received: ReceivedRoutes::default(),
+                stale_generation: None,
                 peer_restart_time: None,
             },
         );
@@ -456,7 +449,7 @@ impl Core {
         } else {
             if entry.in_rib {
                 // Came back as someone else (identifier, addresses): start over.
-                entry.stale = None;
+                entry.stale_generation = None;
                 entry.received.clear();
                 if let Ok(out) = self.rib.peer_down(address) {
                     outputs.push(out);
@@ -502,21 +495,15 @@ impl Core {
             DownReason::TransportFailed | DownReason::HoldTimerExpired
         ) && entry.config.graceful_restart.is_some()
             && entry.peer_restart_time.is_some_and(|t| t > 0);
-        if graceful && entry.in_rib {
-            let mut prefixes: HashSet<IpNet> = entry.received.keys().copied().collect();
-            if let Some(old) = entry.stale.take() {
-                prefixes.extend(old.prefixes);
-            }
-            info!(peer = %address, stale = prefixes.len(), "graceful restart: keeping routes as stale");
-            entry.stale = Some(Stale {
-                prefixes,
-                generation: 0,
-            });
+        // With nothing to keep, a graceful end is just an end.
+        if graceful && entry.in_rib && entry.received.len() > 0 {
+            let stale = entry.received.mark_all_stale();
+            info!(peer = %address, stale, "graceful restart: keeping routes as stale");
             self.arm_stale_timer(address);
             return;
         }
         entry.received.clear();
-        entry.stale = None;
+        entry.stale_generation = None;
         if std::mem::take(&mut entry.in_rib) {
             entry.rib_config = None;
             if let Ok(out) = self.rib.peer_down(address) {
@@ -532,10 +519,11 @@ impl Core {
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
-        let Some(stale) = &mut entry.stale else {
+        if entry.received.stale_len() == 0 {
+            entry.stale_generation = None;
             return;
-        };
-        stale.generation = generation;
+        }
+        entry.stale_generation = Some(generation);
         let wait = Duration::from_secs(u64::from(entry.peer_restart_time.unwrap_or(0)));
         let me = self.me.clone();
         tokio::spawn(async move {
@@ -551,16 +539,12 @@ impl Core {
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
-        if entry
-            .stale
-            .as_ref()
-            .is_none_or(|s| s.generation != generation)
-        {
+        if entry.stale_generation != Some(generation) {
             return;
         }
         info!(peer = %address, "graceful restart time over: flushing stale routes");
         if entry.session.is_none() {
-            entry.stale = None;
+            entry.stale_generation = None;
             entry.received.clear();
             entry.in_rib = false;
             entry.rib_config = None;
@@ -578,120 +562,38 @@ impl Core {
         let Some(entry) = self.peers.get_mut(&address) else {
             return RibOutput::default();
         };
-        let Some(stale) = &mut entry.stale else {
+        let purge = entry.received.take_stale(family);
+        if entry.received.stale_len() == 0 {
+            entry.stale_generation = None;
+        }
+        if purge.is_empty() {
             return RibOutput::default();
-        };
-        let purge: Vec<IpNet> = stale
-            .prefixes
-            .iter()
-            .copied()
-            .filter(|p| family.is_none_or(|f| family_of(p) == f))
-            .collect();
-        for p in &purge {
-            stale.prefixes.remove(p);
-            entry.received.remove(p);
         }
-        if stale.prefixes.is_empty() {
-            entry.stale = None;
-        }
-        if !purge.is_empty() {
-            info!(peer = %address, withdrawn = purge.len(), "stale routes withdrawn");
-        }
+        info!(peer = %address, withdrawn = purge.len(), "stale routes withdrawn");
         self.rib.withdraw(address, &purge).unwrap_or_default()
     }
 
     fn update(&mut self, address: IpAddr, update: Update, outcome: UpdateOutcome) {
-        if let Some(family) = update.end_of_rib_family() {
-            debug!(peer = %address, %family, "End-of-RIB received");
-            let out = self.purge_stale(address, Some(family));
-            self.apply(out);
-            return;
-        }
-        let mut withdrawn: Vec<Nlri> = Vec::new();
-        let mut announced: Vec<(Vec<Nlri>, PathAttrs)> = Vec::new();
-        if outcome.is_treat_as_withdraw() {
-            for (_, nlri) in update.into_withdrawals() {
-                withdrawn.extend(nlri);
-            }
-        } else {
-            let Update {
-                withdrawn: classic_withdrawn,
-                attributes,
-                nlri,
-                mp_reach,
-                mp_unreach,
-            } = update;
-            withdrawn.extend(classic_withdrawn);
-            if let Some(unreach) = mp_unreach {
-                withdrawn.extend(unreach.withdrawn);
-            }
-            if !nlri.is_empty() {
-                let attrs = PathAttrs::from_update(attributes.clone(), None);
-                announced.push((nlri, attrs));
-            }
-            if let Some(reach) = mp_reach {
-                let next_hop: NextHop = reach.next_hop;
-                let attrs = PathAttrs::from_update(attributes, Some(next_hop));
-                announced.push((reach.nlri, attrs));
-            }
-        }
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
-        let mut outputs = Vec::new();
-        // Withdrawals: with ADD-PATH only the last path of a prefix removes it.
-        let mut gone = Vec::new();
-        let mut fallback: Vec<(IpNet, Arc<PathAttrs>)> = Vec::new();
-        for n in withdrawn {
-            let prefix = n.prefix;
-            if let Some(stale) = &mut entry.stale {
-                stale.prefixes.remove(&prefix);
-            }
-            match (n.path_id, entry.received.get_mut(&prefix)) {
-                (Some(id), Some(paths)) if !paths.is_empty() => {
-                    paths.retain(|(pid, _)| *pid != id);
-                    match paths.last() {
-                        Some((_, attrs)) => fallback.push((prefix, Arc::clone(attrs))),
-                        None => {
-                            entry.received.remove(&prefix);
-                            gone.push(prefix);
-                        }
-                    }
-                }
-                _ => {
-                    entry.received.remove(&prefix);
-                    gone.push(prefix);
-                }
-            }
-        }
-        if !gone.is_empty() {
-            if let Ok(out) = self.rib.withdraw(address, &gone) {
-                outputs.push(out);
-            }
-        }
-        for (prefix, attrs) in fallback {
-            if let Ok(out) = self.rib.announce(address, &[prefix], (*attrs).clone()) {
-                outputs.push(out);
-            }
-        }
-        for (nlri, attrs) in announced {
-            let Some(entry) = self.peers.get_mut(&address) else {
+        let changes = match entry.received.update(update, &outcome) {
+            UpdateEffect::EndOfRib(family) => {
+                debug!(peer = %address, %family, "End-of-RIB received");
+                let out = self.purge_stale(address, Some(family));
+                self.apply(out);
                 return;
-            };
-            let shared = Arc::new(attrs);
-            let mut prefixes = Vec::with_capacity(nlri.len());
-            for n in nlri {
-                if let Some(stale) = &mut entry.stale {
-                    stale.prefixes.remove(&n.prefix);
-                }
-                let paths = entry.received.entry(n.prefix).or_default();
-                if let Some(id) = n.path_id {
-                    paths.retain(|(pid, _)| *pid != id);
-                    paths.push((id, Arc::clone(&shared)));
-                }
-                prefixes.push(n.prefix);
             }
-            match self.rib.announce(address, &prefixes, (*shared).clone()) {
+            UpdateEffect::Changes(changes) => changes,
+        };
+        let mut outputs = Vec::new();
+        if !changes.withdraw.is_empty() {
+            if let Ok(out) = self.rib.withdraw(address, &changes.withdraw) {
+                outputs.push(out);
+            }
+        }
+        for (prefixes, attrs) in changes.announce {
+            match self.rib.announce(address, &prefixes, attrs) {
                 Ok(out) => {
                     if !out.rejected.is_empty() {
                         debug!(peer = %address, rejected = out.rejected.len(), "routes rejected by import rules");
@@ -745,8 +647,7 @@ impl Core {
             RouteSource::Peer(peer) => self
                 .peers
                 .get(&peer)
-                .and_then(|e| e.stale.as_ref())
-                .is_some_and(|s| s.prefixes.contains(&prefix)),
+                .is_some_and(|e| e.received.is_stale(&prefix)),
             RouteSource::Local => false,
         };
         RouteEntry {
@@ -798,7 +699,7 @@ impl Core {
                     prefixes_received: entry.received.len(),
                     prefixes_accepted: accepted,
                     prefixes_advertised: advertised,
-                    prefixes_stale: entry.stale.as_ref().map_or(0, |s| s.prefixes.len()),
+                    prefixes_stale: entry.received.stale_len(),
                     established_transitions: entry.established_transitions,
                 }
             })

@@ -33,6 +33,7 @@ mod core;
 mod listener;
 mod local_as;
 mod peer;
+mod received;
 mod socket;
 
 use std::net::{IpAddr, Ipv4Addr};
