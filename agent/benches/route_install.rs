@@ -11,7 +11,8 @@
 //! from an empty table of our protocol. Phases:
 //! - install: empty table → N routes `10.x.y.z/32 via 10.0.0.2 dev eth0`;
 //! - restart resync: a fresh reconciler over the N installed routes (dump +
-//!   diff, zero operations expected);
+//!   diff, zero operations expected), then again with N routes of another
+//!   protocol in the table (the kernel filters the dump);
 //! - remove: N routes → none.
 
 use std::io::Write;
@@ -49,6 +50,13 @@ fn prefixes(n: usize) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// Someone else's routes (e.g. a full table from BIRD), disjoint from ours.
+fn foreign_prefixes(n: usize) -> Vec<Ipv4Addr> {
+    (0..n as u32)
+        .map(|i| Ipv4Addr::from(0x0b00_0000 + i))
+        .collect()
+}
+
 fn count_ours(ns: &str) -> usize {
     let out = Command::new("ip")
         .args(["-n", ns, "route", "show", "proto", "80"])
@@ -57,8 +65,16 @@ fn count_ours(ns: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-fn brindle_phases(ns: &str, n: usize) -> (Duration, Duration, Duration) {
+struct Phases {
+    install: Duration,
+    resync: Duration,
+    resync_with_foreign: Duration,
+    remove: Duration,
+}
+
+fn brindle_phases(ns: &str, n: usize) -> Phases {
     let path = named_netns_path(ns);
+    let nsname = ns.to_owned();
     let routes: Vec<Route> = prefixes(n)
         .into_iter()
         .map(|p| {
@@ -86,35 +102,71 @@ fn brindle_phases(ns: &str, n: usize) -> (Duration, Duration, Duration) {
             config.clone(),
         );
         let start = Instant::now();
-        restarted.handle(Input::SetAll(routes)).await;
+        restarted.handle(Input::SetAll(routes.clone())).await;
         restarted.handle(Input::Start).await;
         let resync = start.elapsed();
         assert_eq!(restarted.ops_applied(), 0, "restart must be a no-op");
 
+        // Another N routes of another protocol: the kernel filters the dump.
+        batch(
+            &nsname,
+            foreign_prefixes(n)
+                .iter()
+                .map(|p| format!("route add {p}/32 via 10.0.0.2 dev eth0 proto bird")),
+        );
+        let mut third = RouteSyncer::new(
+            Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap(),
+            config.clone(),
+        );
         let start = Instant::now();
-        restarted.handle(Input::SetAll(Vec::new())).await;
+        third.handle(Input::SetAll(routes)).await;
+        third.handle(Input::Start).await;
+        let resync_with_foreign = start.elapsed();
+        assert_eq!(third.ops_applied(), 0, "foreign routes are not ours");
+
+        let start = Instant::now();
+        third.handle(Input::SetAll(Vec::new())).await;
         let remove = start.elapsed();
-        assert!(restarted.reconciler().in_sync());
-        (install, resync, remove)
+        assert!(third.reconciler().in_sync());
+        batch(
+            &nsname,
+            foreign_prefixes(n)
+                .iter()
+                .map(|p| format!("route del {p}/32 proto bird")),
+        );
+        Phases {
+            install,
+            resync,
+            resync_with_foreign,
+            remove,
+        }
     })
     .unwrap()
 }
 
-fn ip_batch(ns: &str, verb: &str, n: usize) -> Duration {
+/// Run `ip -n <ns> -batch` over `lines`; returns the time `ip` took.
+fn batch(ns: &str, lines: impl Iterator<Item = String>) -> Duration {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     {
         let mut w = std::io::BufWriter::new(file.as_file_mut());
-        for p in prefixes(n) {
-            match verb {
-                "add" => writeln!(w, "route add {p}/32 via 10.0.0.2 dev eth0 proto 80").unwrap(),
-                _ => writeln!(w, "route del {p}/32 proto 80").unwrap(),
-            }
+        for line in lines {
+            writeln!(w, "{line}").unwrap();
         }
     }
     let path = file.path().to_str().unwrap().to_owned();
     let start = Instant::now();
     ip(&["-n", ns, "-batch", &path]);
     start.elapsed()
+}
+
+fn ip_batch(ns: &str, verb: &str, n: usize) -> Duration {
+    batch(
+        ns,
+        prefixes(n).into_iter().map(|p| match verb {
+            "add" => format!("route add {p}/32 via 10.0.0.2 dev eth0 proto 80"),
+            _ => format!("route del {p}/32 proto 80"),
+        }),
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -142,7 +194,7 @@ fn main() {
     ip(&["-n", &ns.0, "link", "set", "eth0", "up"]);
     ip(&["-n", &ns.0, "link", "set", "eth0p", "up"]);
 
-    let (b_install, b_resync, b_remove) = brindle_phases(&ns.0, n);
+    let b = brindle_phases(&ns.0, n);
     assert_eq!(count_ours(&ns.0), 0);
 
     let i_install = ip_batch(&ns.0, "add", n);
@@ -151,13 +203,19 @@ fn main() {
     assert_eq!(count_ours(&ns.0), 0);
 
     println!("routes: {n} (/32 via 10.0.0.2 dev eth0, proto 80, one netns)");
-    println!("{:<28}{:>13}{:>13}", "phase", "brindle", "ip -batch");
-    println!("{:<28}{}{}", "install", ms(b_install), ms(i_install));
+    println!("{:<34}{:>13}{:>13}", "phase", "brindle", "ip -batch");
+    println!("{:<34}{}{}", "install", ms(b.install), ms(i_install));
     println!(
-        "{:<28}{}{:>13}",
+        "{:<34}{}{:>13}",
         "restart resync (no-op)",
-        ms(b_resync),
+        ms(b.resync),
         "n/a"
     );
-    println!("{:<28}{}{}", "remove", ms(b_remove), ms(i_remove));
+    println!(
+        "{:<34}{}{:>13}",
+        "  same, with N foreign routes",
+        ms(b.resync_with_foreign),
+        "n/a"
+    );
+    println!("{:<34}{}{}", "remove", ms(b.remove), ms(i_remove));
 }
