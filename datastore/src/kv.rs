@@ -251,6 +251,28 @@ impl Txn {
                 )));
             }
         }
+        let bytes: usize = self
+            .compares
+            .iter()
+            .map(|c| {
+                c.key.len()
+                    + match &c.target {
+                        CompareTarget::Value(v) => v.len(),
+                        _ => 8,
+                    }
+            })
+            .chain(self.success.iter().chain(&self.failure).map(|op| match op {
+                TxnOp::Put { key, value } => key.len() + value.len(),
+                TxnOp::Delete { key } | TxnOp::Get { key } => key.len(),
+                TxnOp::DeletePrefix { prefix } => prefix.len(),
+            }))
+            .sum();
+        if bytes > MAX_TXN_BYTES {
+            return Err(crate::Error::InvalidRequest(format!(
+                "transaction carries {bytes} bytes of keys and values (at most {MAX_TXN_BYTES}, \
+                 under etcd's default --max-request-bytes)"
+            )));
+        }
         for c in &self.compares {
             if c.key.is_empty() {
                 return Err(crate::Error::InvalidRequest(
@@ -290,6 +312,11 @@ impl Txn {
 /// default `--max-txn-ops`, enforced for both backends so a transaction that
 /// works on the embedded store also works on etcd.
 pub const MAX_TXN_OPS: usize = 128;
+
+/// Most bytes of keys and values in one transaction: etcd refuses requests
+/// over 1.5 MiB by default (`--max-request-bytes`); this leaves room for the
+/// request's framing. Enforced for both backends, like [`MAX_TXN_OPS`].
+pub const MAX_TXN_BYTES: usize = 1_500_000;
 
 /// The outcome of one [`TxnOp`], in op order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,6 +419,10 @@ mod tests {
             .is_err());
         let compares = (0..=MAX_TXN_OPS).map(|i| Compare::absent(format!("k{i}")));
         assert!(Txn::new().when(compares).validate().is_err());
+        let huge = Txn::new().and_then([TxnOp::put("k", vec![0u8; MAX_TXN_BYTES])]);
+        assert!(huge.validate().is_err());
+        let large = Txn::new().and_then([TxnOp::put("k", vec![0u8; MAX_TXN_BYTES - 1])]);
+        assert!(large.validate().is_ok());
         let both_branches = Txn::new()
             .and_then([TxnOp::put("a", "1")])
             .or_else([TxnOp::put("a", "2")]);

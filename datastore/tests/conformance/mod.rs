@@ -424,6 +424,17 @@ pub async fn transactions_are_atomic<H: Harness>(h: &H) {
         (0..brindle_datastore::kv::MAX_TXN_OPS).map(|i| TxnOp::put(format!("{p}big/{i}"), "v"));
     assert!(ds.txn(Txn::new().and_then(fits)).await.unwrap().succeeded);
 
+    // Values near etcd's request limit work on both; over it, both refuse.
+    let big_value = vec![7u8; 1_400_000];
+    let kv = ds.put(format!("{p}blob"), big_value.clone()).await.unwrap();
+    assert_eq!(ds.get(format!("{p}blob")).await.unwrap().unwrap(), kv);
+    assert_eq!(kv.value, big_value);
+    let too_big = ds.put(format!("{p}blob"), vec![7u8; 1_600_000]).await;
+    assert!(
+        matches!(too_big, Err(Error::InvalidRequest(_))),
+        "too big accepted"
+    );
+
     // Writing one key twice is refused up front, by both backends alike.
     let twice = ds
         .txn(Txn::new().and_then([TxnOp::put(b.clone(), "x"), TxnOp::put(b.clone(), "y")]))
