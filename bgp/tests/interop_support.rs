@@ -435,6 +435,12 @@ pub fn bird_text(spec: &OtherSpec) -> String {
     out.push_str(&filter);
     for n in &spec.neighbors {
         let fam = if n.address.is_ipv6() { "ipv6" } else { "ipv4" };
+        // A 2-octet-only BIRD knows a wide peer AS only as AS_TRANS.
+        let peer_as = if !spec.as4 && n.asn > 65535 {
+            23456
+        } else {
+            n.asn
+        };
         out.push_str(&format!(
             "protocol bgp {} {{\n  local as {};\n  neighbor {} as {};\n  hold time 9;\n  \
              keepalive time 3;\n  connect retry time 2;\n  connect delay time 1;\n  \
@@ -442,7 +448,7 @@ pub fn bird_text(spec: &OtherSpec) -> String {
             bird_protocol_name(n.address),
             spec.asn,
             n.address,
-            n.asn
+            peer_as
         ));
         if n.passive {
             out.push_str("  passive on;\n");
@@ -476,7 +482,7 @@ pub fn frr_text(spec: &OtherSpec) -> String {
     );
     if let Some(t) = spec.graceful_restart {
         out.push_str(&format!(
-            " bgp graceful-restart\n bgp graceful-restart restart-time {t}\n"
+            " bgp graceful-restart\n bgp graceful-restart restart-time {t}\n bgp graceful-restart preserve-fw-state\n"
         ));
     }
     if let Some(c) = spec.cluster_id {
