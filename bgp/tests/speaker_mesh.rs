@@ -2,7 +2,8 @@
 //! (iBGP over IPv4; eBGP over IPv6 with a per-peer local AS and ADD-PATH), originated prefixes reach the other
 //! side's subscription with the right next hop and AS path, withdrawals
 //! follow, and the peer counters agree. Then a route reflector with two
-//! clients on a LAN reflects between them. Needs root.
+//! clients on a LAN reflects between them, and a node with two equal eBGP
+//! paths installs both next hops (ECMP). Needs root.
 
 #[path = "speaker_support.rs"]
 mod support;
@@ -265,4 +266,59 @@ fn route_reflector_reflects_between_clients() {
     wait_change(&mut c2_routes, "c1's block withdrawn at c2", |c| {
         *c == BestRouteChange::Withdrawn(block)
     });
+}
+
+#[test]
+fn ecmp_installs_both_next_hops() {
+    let lan = Lan::new("spkel").unwrap();
+    let x_ns = Netns::new("spkex").unwrap();
+    let p1_ns = Netns::new("spke1").unwrap();
+    let p2_ns = Netns::new("spke2").unwrap();
+    lan.attach(&x_ns, "eth0", &["10.74.0.10/24"]).unwrap();
+    lan.attach(&p1_ns, "eth0", &["10.74.0.1/24"]).unwrap();
+    lan.attach(&p2_ns, "eth0", &["10.74.0.2/24"]).unwrap();
+    let x_ip = IpAddr::V4(Ipv4Addr::new(10, 74, 0, 10));
+    let p1_ip = IpAddr::V4(Ipv4Addr::new(10, 74, 0, 1));
+    let p2_ip = IpAddr::V4(Ipv4Addr::new(10, 74, 0, 2));
+
+    let mut x_cfg = SpeakerConfig::new(64512, Ipv4Addr::new(10, 74, 0, 10));
+    x_cfg.max_paths = 4;
+    x_cfg.peers.push(peer(p1_ip, 65001));
+    x_cfg.peers.push(peer(p2_ip, 65001));
+    let leaf = |id: Ipv4Addr| {
+        let mut c = SpeakerConfig::new(65001, id);
+        let mut p = peer(x_ip, 64512);
+        p.passive = true;
+        c.peers.push(p);
+        c
+    };
+    let x = NsSpeaker::start(&x_ns, x_cfg);
+    let p1 = NsSpeaker::start(&p1_ns, leaf(Ipv4Addr::new(10, 74, 0, 1)));
+    let p2 = NsSpeaker::start(&p2_ns, leaf(Ipv4Addr::new(10, 74, 0, 2)));
+    let mut routes = x.speaker.subscribe();
+    wait_established(&x.speaker, p1_ip);
+    wait_established(&x.speaker, p2_ip);
+
+    let anycast = net("10.250.0.0/24");
+    block_on(p1.speaker.originate(anycast, local_attrs())).unwrap();
+    block_on(p2.speaker.originate(anycast, local_attrs())).unwrap();
+    let change = wait_change(
+        &mut routes,
+        "both next hops",
+        |c| matches!(c, BestRouteChange::Best(r) if r.prefix == anycast && r.next_hops.len() == 2),
+    );
+    let BestRouteChange::Best(route) = change else {
+        unreachable!()
+    };
+    let mut hops = route.next_hops.clone();
+    hops.sort();
+    assert_eq!(hops, vec![p1_ip, p2_ip]);
+
+    // One of them goes away: one next hop left, the prefix stays.
+    block_on(p2.speaker.withdraw(anycast)).unwrap();
+    let change = wait_change(&mut routes, "one next hop", |c| c.prefix() == anycast);
+    assert!(
+        matches!(&change, BestRouteChange::Best(r) if r.next_hops == vec![p1_ip]),
+        "{change:?}"
+    );
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
+use super::peer::{self, family_of, PeerEvent, PeerHandle, PeerInput};
 use super::received::{ReceivedRoutes, UpdateEffect};
 use super::{
     listener, socket, BestRouteChange, PeerConfig, PeerState, PeerStatus, Request, RouteEntry,
@@ -679,13 +679,14 @@ impl Core {
                 } else {
                     0
                 };
-                let advertised = if entry.session.is_some() {
-                    self.rib
-                        .adj_rib_out(*address)
-                        .map(|o| o.sent_len())
-                        .unwrap_or(0)
-                } else {
-                    0
+                // What reached the wire: the RIB also marks as sent the
+                // routes of families the session did not negotiate.
+                let advertised = match (&entry.session, self.rib.adj_rib_out(*address)) {
+                    (Some((_, negotiated)), Ok(out)) => out
+                        .sent()
+                        .filter(|(p, _)| negotiated.has_family(family_of(p)))
+                        .count(),
+                    _ => 0,
                 };
                 let negotiated = entry.session.as_ref().map(|(_, n)| n);
                 PeerStatus {
@@ -720,9 +721,10 @@ impl Core {
             });
             tasks.push(entry.handle.task);
         }
-        for task in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
-        }
+        // Each peer task sends its Cease and waits (bounded) for it to be
+        // written; all of them at once.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(tasks)).await;
         self.subscribers.clear();
     }
 }
