@@ -156,7 +156,10 @@ pub async fn ensure_vxlan(nl: &Netlink, cfg: &VxlanConfig) -> Result<LinkState, 
     )
     .await?;
     if let Some(addr) = cfg.tunnel_address {
-        nl.add_address(&cfg.name, IpNet::from(addr), true).await?;
+        // A node whose block changed must not keep answering for the old
+        // tunnel address.
+        nl.set_sole_address(&cfg.name, IpNet::from(addr), true)
+            .await?;
     }
     nl.link(&cfg.name)
         .await?
@@ -307,7 +310,7 @@ pub async fn ensure_ipip(
     )
     .await?;
     if let Some(addr) = tunnel_address {
-        nl.add_address(IPIP_DEVICE, IpNet::from(IpAddr::V4(addr)), false)
+        nl.set_sole_address(IPIP_DEVICE, IpNet::from(IpAddr::V4(addr)), false)
             .await?;
     }
     nl.link(IPIP_DEVICE)

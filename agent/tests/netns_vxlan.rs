@@ -303,12 +303,24 @@ fn vxlan_device_with_wrong_parameters_is_recreated() {
         "dstport",
         "4789",
     ]);
-    let cfg = VxlanConfig::new("10.1.0.2".parse::<IpAddr>().unwrap(), 1500);
+    let cfg = VxlanConfig {
+        tunnel_address: Some("10.65.0.0".parse().unwrap()),
+        ..VxlanConfig::new("10.1.0.2".parse::<IpAddr>().unwrap(), 1500)
+    };
     let link = block_on_in_netns(&ns.path(), move || async move {
         let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL).unwrap();
-        ensure_vxlan(&nl, &cfg).await.expect("ensure")
+        ensure_vxlan(&nl, &cfg).await.expect("ensure");
+        // The node's block moved: the old tunnel address goes.
+        let moved = VxlanConfig {
+            tunnel_address: Some("10.65.7.0".parse().unwrap()),
+            ..cfg
+        };
+        ensure_vxlan(&nl, &moved).await.expect("ensure moved")
     })
     .unwrap();
+    let addrs = ns.ip(&["-4", "addr", "show", "dev", "vxlan.brindle"]);
+    assert!(addrs.contains("10.65.7.0/32"), "{addrs}");
+    assert!(!addrs.contains("10.65.0.0"), "{addrs}");
     let params = link.vxlan.expect("vxlan params");
     assert_eq!(params.vni, Some(4096));
     assert_eq!(params.learning, Some(false));
