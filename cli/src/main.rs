@@ -223,6 +223,12 @@ async fn run(cli: Cli) -> Result<()> {
             command: NodeCommand::Status { socket },
         } => {
             let report = node_status::query(&socket, Duration::from_secs(5))?;
+            if !report.running {
+                bail!(
+                    "brindle-node is not running (its status socket {} says so)",
+                    socket.display()
+                );
+            }
             print!("{}", node_status::render(&report));
             Ok(())
         }

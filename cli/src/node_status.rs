@@ -17,9 +17,9 @@
 //!
 //! The daemon answers on a local Unix socket with one JSON document
 //! ([`StatusReport`]) and closes the connection. The printer is pure
-//! ([`render`]); [`query`] is the only I/O. The JSON shape here is the
-//! CLI's proposal; the node daemon owns the socket and may refine it (unknown
-//! fields are ignored so the daemon can add more).
+//! ([`render`]); [`query`] is the only I/O. The node daemon owns the shape
+//! (`brindle_agent::node::status`); this reads the part it prints and
+//! ignores the rest, so the daemon can add fields.
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -36,9 +36,16 @@ pub const DEFAULT_SOCKET: &str = "/var/run/brindle/node-status.sock";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
+    /// Whether the daemon considers itself up (absent: it answered, so yes).
+    #[serde(default = "yes")]
+    pub running: bool,
     /// Every configured peer, of either family.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One BGP session.
@@ -107,6 +114,9 @@ pub fn query(socket: &Path, timeout: Duration) -> Result<StatusReport, QueryErro
 
 /// The whole `node status` output for a running daemon.
 pub fn render(report: &StatusReport) -> String {
+    if !report.running {
+        return "brindle-node process is not running.\n".into();
+    }
     let mut out = String::from("brindle-node process is running.\n");
     for (family, is_family) in [
         ("IPv4", IpAddr::is_ipv4 as fn(&IpAddr) -> bool),
@@ -164,6 +174,43 @@ mod tests {
              IPv6 BGP status\n\
              No IPv6 peers found.\n"
         );
+    }
+
+    /// The document `brindle-node` serves, as its module documents it.
+    #[test]
+    fn reads_the_daemons_document() {
+        let report: StatusReport = serde_json::from_str(
+            r#"{
+              "running": true, "node": "node-a", "asNumber": 64512,
+              "routerId": "10.0.1.1", "routesInSync": true,
+              "peers": [
+                { "address": "10.0.1.2", "type": "node-to-node mesh", "state": "up",
+                  "since": "2026-11-23 05:20:01", "info": "Established",
+                  "name": "node-b", "established": true, "sinceSeconds": 42,
+                  "prefixesReceived": 1, "prefixesAdvertised": 1 },
+                { "address": "fd00::9", "type": "global", "state": "start",
+                  "since": "", "info": "Active Connection refused",
+                  "name": "tor", "established": false, "sinceSeconds": null,
+                  "prefixesReceived": 0, "prefixesAdvertised": 0 }
+              ]
+            }"#,
+        )
+        .unwrap();
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "| 10.0.1.2     | node-to-node mesh | up    | 2026-11-23 05:20:01 | Established |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| fd00::9      | global    | start |       | Active Connection refused |"
+            ),
+            "{text}"
+        );
+        let stopped: StatusReport = serde_json::from_str(r#"{"running": false}"#).unwrap();
+        assert_eq!(render(&stopped), "brindle-node process is not running.\n");
     }
 
     #[test]
