@@ -28,6 +28,7 @@
 pub mod linkwatch;
 pub mod netlink;
 pub mod netns;
+pub mod node;
 pub mod reconciler;
 pub mod route;
 pub mod routesync;

@@ -1,6 +1,97 @@
 //! `brindle-node`: the per-host daemon.
+//!
+//! ```text
+//! brindle-node --datastore URL --node-name NAME [--ip ADDR/PREFIX] [--asn N]
+//!              [--status-socket PATH]
+//! ```
+//!
+//! Registers the `Node` (address autodetected from the interface holding
+//! the default route when `--ip` is not given), starts the BGP speaker,
+//! follows the datastore and keeps the kernel in line with it. SIGTERM and
+//! SIGINT stop it without removing kernel routes (so running flows survive
+//! a restart). Logs go to stderr (`RUST_LOG` filters; default `info`).
 
-fn main() {
-    eprintln!("brindle-node: not implemented yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use brindle_agent::node::daemon::{run, NodeOptions};
+use brindle_agent::node::status::DEFAULT_STATUS_SOCKET;
+use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
+use clap::Parser;
+use ipnet::Ipv4Net;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, Parser)]
+#[command(name = "brindle-node", about = "Brindle per-host node daemon")]
+struct Args {
+    /// Datastore URL (`file:///path/store.db`, `etcd://host:2379`).
+    #[arg(long, env = "BRINDLE_DATASTORE")]
+    datastore: Option<String>,
+    /// This node's name (default: the hostname).
+    #[arg(long, env = "NODENAME")]
+    node_name: Option<String>,
+    /// The node's IPv4 address and subnet, e.g. 10.0.1.1/24.
+    #[arg(long)]
+    ip: Option<Ipv4Net>,
+    /// The node's AS number (default: the cluster's).
+    #[arg(long)]
+    asn: Option<u32>,
+    /// Where to serve `brindlectl node status`.
+    #[arg(long, default_value = DEFAULT_STATUS_SOCKET)]
+    status_socket: PathBuf,
+    /// Route protocol number of Brindle's routes.
+    #[arg(long, default_value_t = BRINDLE_ROUTE_PROTOCOL)]
+    route_protocol: u8,
+    /// Seconds between full resyncs of kernel routes.
+    #[arg(long, default_value_t = 90)]
+    resync_seconds: u64,
+    /// Longest wait, in seconds, for BGP to converge before kernel routes are reconciled.
+    #[arg(long, default_value_t = 30)]
+    startup_grace_seconds: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .context("reading the hostname")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let opts = NodeOptions {
+        datastore: args.datastore,
+        node_name,
+        address: args.ip,
+        asn: args.asn,
+        status_socket: args.status_socket,
+        route_protocol: args.route_protocol,
+        resync_interval: Duration::from_secs(args.resync_seconds.max(1)),
+        startup_grace: Duration::from_secs(args.startup_grace_seconds),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let result = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        run(opts, shutdown).await.context("brindle-node")
+    });
+    // Dropping the runtime closes BGP sessions without a NOTIFICATION, so
+    // peers keep our routes as stale (graceful restart) until we are back.
+    runtime.shutdown_background();
+    result
 }

@@ -1,0 +1,283 @@
+//! The datastore as the node agent sees it: the raw key/value mirrors of the
+//! resource and IPAM-block prefixes, decoded into a [`ClusterState`].
+//!
+//! Decoding is pure and total: a document that does not parse is skipped and
+//! named in [`ClusterState::problems`] (one bad resource must not stop a node
+//! from routing everything else), never a panic.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
+use brindle_datastore::KeyValue;
+use brindle_model::bgp::{BGPPeerSpec, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT};
+use brindle_model::endpoint::WorkloadEndpointSpec;
+use brindle_model::ipam::IPPoolSpec;
+use brindle_model::{parse_one, Resource};
+use ipnet::{IpNet, Ipv4Net};
+
+/// A `Node` resource, reduced to what routing needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.bgp.ipv4Address`: the node's address and its subnet.
+    pub address: Option<Ipv4Net>,
+    /// `spec.bgp.asNumber` (unset: the cluster's).
+    pub asn: Option<u32>,
+    /// `spec.bgp.routeReflectorClusterID`: the node is a route reflector.
+    pub rr_cluster_id: Option<Ipv4Addr>,
+    /// `spec.ipv4VXLANTunnelAddr`.
+    pub vxlan_tunnel: Option<Ipv4Addr>,
+    /// `spec.vxlanTunnelMACAddr`.
+    pub vxlan_mac: Option<[u8; 6]>,
+}
+
+impl NodeInfo {
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.address.map(|a| a.addr())
+    }
+}
+
+/// Cluster-wide BGP settings (`BGPConfiguration default`, defaulted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BgpSettings {
+    pub mesh: bool,
+    pub asn: u32,
+    pub listen_port: u16,
+}
+
+impl Default for BgpSettings {
+    fn default() -> Self {
+        Self {
+            mesh: true,
+            asn: DEFAULT_AS_NUMBER,
+            listen_port: DEFAULT_BGP_PORT,
+        }
+    }
+}
+
+/// A local or remote workload interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadInfo {
+    pub key: String,
+    pub node: Option<String>,
+    pub interface: Option<String>,
+    pub addresses: Vec<IpNet>,
+}
+
+/// One IPAM block: who holds its affinity and who each allocation is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub cidr: IpNet,
+    pub affinity: Option<String>,
+    /// Allocated addresses with the node they were allocated for.
+    pub allocations: Vec<(IpAddr, Option<String>)>,
+}
+
+/// Everything the node's desired state is computed from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterState {
+    pub nodes: BTreeMap<String, NodeInfo>,
+    pub pools: Vec<(String, IPPoolSpec)>,
+    pub bgp: BgpSettings,
+    /// Per-node `BGPConfiguration node.<name>` AS overrides are not used by
+    /// Calico for routing; only `default` is read.
+    pub peers: Vec<(String, BGPPeerSpec)>,
+    pub workloads: Vec<WorkloadInfo>,
+    pub blocks: Vec<BlockInfo>,
+    /// Keys that did not decode, with the reason.
+    pub problems: Vec<(String, String)>,
+}
+
+/// Parses `"aa:bb:cc:dd:ee:ff"`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn node_info(node: &brindle_model::resource::Node) -> NodeInfo {
+    let bgp = node.spec.bgp.clone().unwrap_or_default();
+    NodeInfo {
+        name: node.metadata.name.clone(),
+        labels: node.metadata.labels.clone(),
+        address: bgp.ipv4_address.as_deref().and_then(|a| a.parse().ok()),
+        asn: bgp.as_number.map(|a| a.0),
+        rr_cluster_id: bgp
+            .route_reflector_cluster_id
+            .as_deref()
+            .and_then(|c| c.parse().ok()),
+        vxlan_tunnel: node
+            .spec
+            .ipv4_vxlan_tunnel_addr
+            .as_deref()
+            .and_then(|a| a.split('/').next()?.parse().ok()),
+        vxlan_mac: node
+            .spec
+            .vxlan_tunnel_mac_addr
+            .as_deref()
+            .and_then(parse_mac),
+    }
+}
+
+fn workload_info(key: &str, spec: &WorkloadEndpointSpec) -> WorkloadInfo {
+    WorkloadInfo {
+        key: key.to_owned(),
+        node: spec.node.clone(),
+        interface: spec.interface_name.clone(),
+        addresses: spec
+            .ip_networks
+            .iter()
+            .filter_map(|n| {
+                n.parse::<IpNet>()
+                    .ok()
+                    .or_else(|| n.parse::<IpAddr>().ok().map(IpNet::from))
+            })
+            .collect(),
+    }
+}
+
+impl ClusterState {
+    /// Decodes the mirrors of the resource prefix and the IPAM block prefix.
+    pub fn decode<'a>(
+        resources: impl IntoIterator<Item = &'a KeyValue>,
+        blocks: impl IntoIterator<Item = &'a KeyValue>,
+    ) -> ClusterState {
+        let mut state = ClusterState::default();
+        for kv in resources {
+            let key = kv.key_str().into_owned();
+            let parsed = std::str::from_utf8(&kv.value)
+                .map_err(|e| e.to_string())
+                .and_then(|text| parse_one(text).map_err(|e| e.to_string()));
+            let resource = match parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    state.problems.push((key, e));
+                    continue;
+                }
+            };
+            match resource {
+                Resource::Node(n) => {
+                    let info = node_info(&n);
+                    state.nodes.insert(info.name.clone(), info);
+                }
+                Resource::IPPool(p) => state.pools.push((p.metadata.name, p.spec)),
+                Resource::BGPPeer(p) => state.peers.push((p.metadata.name, p.spec)),
+                Resource::BGPConfiguration(c) if c.metadata.name == "default" => {
+                    let s = &c.spec;
+                    state.bgp = BgpSettings {
+                        mesh: s.node_to_node_mesh_enabled.unwrap_or(true),
+                        asn: s.as_number.map_or(DEFAULT_AS_NUMBER, |a| a.0),
+                        listen_port: s
+                            .listen_port
+                            .and_then(|p| u16::try_from(p).ok())
+                            .unwrap_or(DEFAULT_BGP_PORT),
+                    };
+                }
+                Resource::WorkloadEndpoint(w) => {
+                    state.workloads.push(workload_info(&key, &w.spec));
+                }
+                _ => {}
+            }
+        }
+        for kv in blocks {
+            match serde_json::from_slice::<AllocationBlock>(&kv.value) {
+                Ok(block) => {
+                    let allocations = block
+                        .allocations_view()
+                        .map(|a| {
+                            let node = a
+                                .attribute
+                                .and_then(|x| x.secondary.get(ATTR_NODE).cloned());
+                            (a.ip, node)
+                        })
+                        .collect();
+                    state.blocks.push(BlockInfo {
+                        cidr: block.cidr,
+                        affinity: block.affine_node().map(str::to_owned),
+                        allocations,
+                    });
+                }
+                Err(e) => state
+                    .problems
+                    .push((kv.key_str().into_owned(), e.to_string())),
+            }
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn decodes_nodes_pools_config_and_skips_garbage() {
+        let resources = [
+            kv(
+                "/brindle/resources/v3/nodes/a",
+                r#"{"apiVersion":"projectcalico.org/v3","kind":"Node","metadata":{"name":"a","labels":{"rack":"1"}},
+                   "spec":{"bgp":{"ipv4Address":"10.0.1.1/24","asNumber":65001,"routeReflectorClusterID":"1.0.0.1"},
+                   "ipv4VXLANTunnelAddr":"10.65.0.1","vxlanTunnelMACAddr":"02:00:00:00:00:01"}}"#,
+            ),
+            kv(
+                "/brindle/resources/v3/ippools/p",
+                r#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool","metadata":{"name":"p"},"spec":{"cidr":"10.65.0.0/16","vxlanMode":"CrossSubnet"}}"#,
+            ),
+            kv(
+                "/brindle/resources/v3/bgpconfigurations/default",
+                r#"{"apiVersion":"projectcalico.org/v3","kind":"BGPConfiguration","metadata":{"name":"default"},"spec":{"nodeToNodeMeshEnabled":false,"asNumber":65000,"listenPort":1179}}"#,
+            ),
+            kv("/brindle/resources/v3/nodes/bad", "{not json"),
+        ];
+        let state = ClusterState::decode(&resources, &[]);
+        let a = &state.nodes["a"];
+        assert_eq!(a.address, Some("10.0.1.1/24".parse().unwrap()));
+        assert_eq!(a.asn, Some(65001));
+        assert_eq!(a.rr_cluster_id, Some(Ipv4Addr::new(1, 0, 0, 1)));
+        assert_eq!(a.vxlan_tunnel, Some(Ipv4Addr::new(10, 65, 0, 1)));
+        assert_eq!(a.vxlan_mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(a.labels["rack"], "1");
+        assert_eq!(state.pools.len(), 1);
+        assert_eq!(
+            state.bgp,
+            BgpSettings {
+                mesh: false,
+                asn: 65000,
+                listen_port: 1179
+            }
+        );
+        assert_eq!(state.problems.len(), 1);
+        assert_eq!(state.problems[0].0, "/brindle/resources/v3/nodes/bad");
+    }
+
+    #[test]
+    fn mac_round_trip() {
+        let mac = [0x02, 0xab, 0, 1, 0xff, 0x10];
+        assert_eq!(parse_mac(&format_mac(&mac)), Some(mac));
+        assert_eq!(parse_mac("02:ab"), None);
+        assert_eq!(parse_mac("02:ab:00:01:ff:10:00"), None);
+    }
+}

@@ -1,0 +1,732 @@
+//! The node daemon's I/O shell: registers the `Node`, mirrors the datastore,
+//! drives the BGP speaker, the kernel routes and the VXLAN device from the
+//! pure [`desired_state`], and serves the status socket.
+//!
+//! ```text
+//!  datastore follow(resources) ─┐
+//!  datastore follow(ipam blocks)┼─► ClusterState ─┐
+//!  speaker.subscribe() ─► learned routes ─────────┴─► desired_state()
+//!        ┌──────────────────────────┬──────────────────┬──────┘
+//!   speaker peers/originations   RouteSyncer (SetAll)   VTEP neighbour/FDB
+//! ```
+//!
+//! Restart safety (a running flow loses no packet across a restart):
+//! * on shutdown nothing is removed: kernel routes, VXLAN entries and the
+//!   speaker's sessions are left to die with the process (no NOTIFICATION,
+//!   so peers keep our routes as stale under graceful restart);
+//! * on start, kernel routes are not touched until BGP has converged
+//!   (every desired session Established and the table received) or
+//!   [`NodeOptions::startup_grace`] ran out; then the reconciler dumps the
+//!   kernel's routes of our protocol and changes only what differs.
+//!
+//! Errors that stop the daemon are the ones it cannot work without at start
+//! (no datastore, no address, cannot listen for BGP); everything later is
+//! logged and retried on the next change or resync.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use brindle_bgp::packet::{Origin, PathAttributes};
+use brindle_bgp::speaker::{
+    BestRouteChange, PathAttrs, PeerConfig, PeerState, RouteSource, Speaker, SpeakerConfig,
+    SpeakerError,
+};
+use brindle_datastore::ipam::{keys, tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
+use brindle_datastore::{Datastore, KeyValue, Swap, Update};
+use brindle_model::endpoint::{NodeBgpSpec, NodeSpec};
+use brindle_model::ipam::AllowedUse;
+use brindle_model::meta::AsNumber;
+use brindle_model::resource::{resource_key, Kind, Node, KEY_ROOT};
+use brindle_model::{parse_one, ApiVersion, ObjectMeta, Resource};
+use futures::StreamExt;
+use ipnet::{IpNet, Ipv4Net};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::time::Instant;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::cluster::{format_mac, ClusterState};
+use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned, PeerType};
+use super::status::{PeerRow, StatusReport};
+use crate::linkwatch::LinkWatcher;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::reconciler::{Input, ReconcilerConfig};
+use crate::route::BRINDLE_ROUTE_PROTOCOL;
+use crate::routesync::RouteSyncer;
+use crate::tunnel::{ensure_vxlan, sync_vteps, vtep_mac_for_node, VxlanConfig, VXLAN_DEVICE};
+
+/// How the daemon is run (`brindle-node` flags).
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Datastore URL (`None`: `$BRINDLE_DATASTORE` or the default file).
+    pub datastore: Option<String>,
+    pub node_name: String,
+    /// Address and subnet; `None`: those of the interface holding the
+    /// default route.
+    pub address: Option<Ipv4Net>,
+    /// AS number to record on the Node (`None`: keep what it has).
+    pub asn: Option<u32>,
+    pub status_socket: PathBuf,
+    pub route_protocol: u8,
+    /// Periodic repair of kernel routes and VXLAN entries.
+    pub resync_interval: Duration,
+    /// Longest wait for BGP before kernel routes are converged anyway.
+    pub startup_grace: Duration,
+}
+
+impl NodeOptions {
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self {
+            datastore: None,
+            node_name: node_name.into(),
+            address: None,
+            asn: None,
+            status_socket: PathBuf::from(super::status::DEFAULT_STATUS_SOCKET),
+            route_protocol: BRINDLE_ROUTE_PROTOCOL,
+            resync_interval: Duration::from_secs(90),
+            startup_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("datastore: {0}")]
+    Datastore(#[from] brindle_datastore::Error),
+    #[error("IPAM: {0}")]
+    Ipam(#[from] IpamError),
+    #[error("netlink: {0}")]
+    Netlink(#[from] NetlinkError),
+    #[error("BGP speaker: {0}")]
+    Speaker(#[from] SpeakerError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Finds the IPv4 address and subnet of the interface that holds the
+/// default route, and that interface's name (`ip -j`, read-only).
+pub fn autodetect_address() -> Result<(Ipv4Net, String), NodeError> {
+    let json = |args: &[&str]| -> Result<serde_json::Value, NodeError> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|source| NodeError::Io {
+                what: "running ip".into(),
+                source,
+            })?;
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| NodeError::Config(format!("parsing `ip {}`: {e}", args.join(" "))))
+    };
+    let routes = json(&["-4", "-j", "route", "show", "default"])?;
+    let dev = routes
+        .get(0)
+        .and_then(|r| r.get("dev"))
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| {
+            NodeError::Config("no IPv4 default route to autodetect the address from".into())
+        })?
+        .to_owned();
+    let addrs = json(&["-4", "-j", "addr", "show", "dev", &dev])?;
+    let info = addrs
+        .get(0)
+        .and_then(|a| a.get("addr_info"))
+        .and_then(|a| a.as_array())
+        .and_then(|list| {
+            list.iter()
+                .find(|a| a.get("scope").and_then(|s| s.as_str()) == Some("global"))
+        })
+        .ok_or_else(|| NodeError::Config(format!("{dev} has no global IPv4 address")))?;
+    let local = info
+        .get("local")
+        .and_then(|l| l.as_str())
+        .unwrap_or_default();
+    let len = info.get("prefixlen").and_then(|l| l.as_u64()).unwrap_or(32);
+    let net = format!("{local}/{len}")
+        .parse()
+        .map_err(|e| NodeError::Config(format!("{dev}: bad address {local}/{len}: {e}")))?;
+    Ok((net, dev))
+}
+
+fn decode_node(kv: &KeyValue) -> Option<Node> {
+    match parse_one(std::str::from_utf8(&kv.value).ok()?) {
+        Ok(Resource::Node(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// Reads the Node, lets `change` edit it, writes it back with
+/// compare-and-swap (creating it if absent); retries on conflicts.
+async fn modify_node(
+    ds: &Datastore,
+    name: &str,
+    change: impl Fn(&mut Node),
+) -> Result<Node, NodeError> {
+    let key = resource_key(Kind::Node, None, name);
+    let mut current = ds.get(key.clone()).await?;
+    for _ in 0..100 {
+        let (mut node, expected) = match &current {
+            Some(kv) => match decode_node(kv) {
+                Some(n) => (n, Some(kv.mod_revision)),
+                None => {
+                    return Err(NodeError::Config(format!(
+                        "{key} does not hold a valid Node"
+                    )));
+                }
+            },
+            None => (
+                Node {
+                    api_version: ApiVersion::CalicoV3,
+                    metadata: ObjectMeta {
+                        name: name.to_owned(),
+                        ..Default::default()
+                    },
+                    spec: NodeSpec::default(),
+                    status: None,
+                },
+                None,
+            ),
+        };
+        let before = node.clone();
+        change(&mut node);
+        if expected.is_some() && node == before {
+            return Ok(node);
+        }
+        // Store metadata is the store's business.
+        node.metadata.resource_version = None;
+        let value = serde_json::to_vec(&Resource::Node(node.clone()))
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        match ds.compare_and_swap(key.clone(), expected, value).await? {
+            Swap::Written(_) => return Ok(node),
+            Swap::Lost(now) => current = now,
+        }
+    }
+    Err(NodeError::Config(format!(
+        "{key}: too many concurrent updates"
+    )))
+}
+
+/// Registers the node: address, AS (if given), keeping everything else.
+async fn register(ds: &Datastore, opts: &NodeOptions, address: Ipv4Net) -> Result<Node, NodeError> {
+    modify_node(ds, &opts.node_name, |node| {
+        let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
+        bgp.ipv4_address = Some(address.to_string());
+        if let Some(asn) = opts.asn {
+            bgp.as_number = Some(AsNumber(asn));
+        }
+    })
+    .await
+}
+
+/// Shared with the status socket.
+#[derive(Debug, Default)]
+struct Shared {
+    kinds: BTreeMap<IpAddr, (PeerType, String)>,
+    routes_in_sync: bool,
+}
+
+fn local_attrs() -> PathAttrs {
+    PathAttrs {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            ..Default::default()
+        },
+        next_hop: None,
+    }
+}
+
+/// The running daemon's state.
+struct Daemon {
+    opts: NodeOptions,
+    ds: Datastore,
+    address: Ipv4Net,
+    underlay_mtu: u32,
+    speaker: Speaker,
+    nl: Netlink,
+    syncer: RouteSyncer<Netlink>,
+    resources: BTreeMap<Vec<u8>, KeyValue>,
+    blocks: BTreeMap<Vec<u8>, KeyValue>,
+    learned: BTreeMap<IpNet, Learned>,
+    peers: BTreeMap<IpAddr, PeerConfig>,
+    originated: BTreeSet<IpNet>,
+    /// Kernel routes are managed (BGP converged or grace over).
+    routes_open: bool,
+    vxlan_ready: bool,
+    desired: Desired,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn apply_update(map: &mut BTreeMap<Vec<u8>, KeyValue>, update: Update) {
+    match update {
+        Update::Snapshot(listing) => {
+            map.clear();
+            for kv in listing.kvs {
+                map.insert(kv.key.clone(), kv);
+            }
+        }
+        Update::Event(event) => match event.kind {
+            brindle_datastore::EventKind::Put => {
+                map.insert(event.kv.key.clone(), event.kv);
+            }
+            brindle_datastore::EventKind::Delete => {
+                map.remove(&event.kv.key);
+            }
+        },
+    }
+}
+
+impl Daemon {
+    fn cluster(&self) -> ClusterState {
+        ClusterState::decode(self.resources.values(), self.blocks.values())
+    }
+
+    /// Allocates this node's VXLAN tunnel address (once; kept in the Node)
+    /// and creates the device.
+    async fn ensure_vxlan(&mut self, cluster: &ClusterState) -> Result<(), NodeError> {
+        let name = self.opts.node_name.clone();
+        let mut tunnel = cluster.nodes.get(&name).and_then(|n| n.vxlan_tunnel);
+        if tunnel.is_none() {
+            let pools: Vec<IpNet> = cluster
+                .pools
+                .iter()
+                .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
+                .filter_map(|(_, p)| p.net())
+                .filter(|n| matches!(n, IpNet::V4(_)))
+                .collect();
+            let args = AutoAssignArgs {
+                num4: 1,
+                num6: 0,
+                handle: tunnel_handle(TunnelKind::Vxlan, &name),
+                attrs: BTreeMap::new(),
+                node: name.clone(),
+                pools,
+                use_: AllowedUse::Tunnel,
+            };
+            let assigned = Ipam::new(self.ds.clone()).auto_assign(&args).await?;
+            tunnel = assigned.ipv4.first().and_then(|n| match n.addr() {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            });
+        }
+        let Some(tunnel) = tunnel else {
+            return Err(NodeError::Config(
+                "IPAM gave no VXLAN tunnel address".into(),
+            ));
+        };
+        let mac = vtep_mac_for_node(&name);
+        modify_node(&self.ds, &name, |node| {
+            node.spec.ipv4_vxlan_tunnel_addr = Some(tunnel.to_string());
+            node.spec.vxlan_tunnel_mac_addr = Some(format_mac(&mac));
+        })
+        .await?;
+        let mut cfg = VxlanConfig::new(IpAddr::V4(self.address.addr()), self.underlay_mtu);
+        cfg.tunnel_address = Some(IpAddr::V4(tunnel));
+        cfg.mac = Some(mac);
+        ensure_vxlan(&self.nl, &cfg).await?;
+        info!(%tunnel, mtu = cfg.mtu(), "VXLAN device ready");
+        self.vxlan_ready = true;
+        Ok(())
+    }
+
+    async fn sync_peers(&mut self, desired: &BTreeMap<IpAddr, DesiredPeer>) {
+        let gone: Vec<IpAddr> = self
+            .peers
+            .keys()
+            .filter(|a| !desired.contains_key(a))
+            .copied()
+            .collect();
+        for address in gone {
+            let span = info_span!("peer", %address);
+            async {
+                info!("removing peer");
+                if let Err(error) = self.speaker.remove_peer(address).await {
+                    warn!(%error, "removing peer failed");
+                }
+            }
+            .instrument(span)
+            .await;
+            self.peers.remove(&address);
+        }
+        for (address, peer) in desired {
+            let span = info_span!("peer", %address, kind = peer.kind.as_str(), name = %peer.name);
+            let result = async {
+                match self.peers.get(address) {
+                    None => {
+                        info!(
+                            asn = peer.config.remote_asn,
+                            passive = peer.config.passive,
+                            "adding peer"
+                        );
+                        self.speaker.add_peer(peer.config.clone()).await
+                    }
+                    Some(current) if *current != peer.config => {
+                        info!("peer configuration changed");
+                        self.speaker.update_peer(peer.config.clone()).await
+                    }
+                    Some(_) => Ok(()),
+                }
+            }
+            .instrument(span)
+            .await;
+            match result {
+                Ok(()) => {
+                    self.peers.insert(*address, peer.config.clone());
+                }
+                Err(error) => warn!(%address, %error, "configuring peer failed"),
+            }
+        }
+    }
+
+    async fn sync_originations(&mut self, desired: &BTreeSet<IpNet>) {
+        let new: Vec<IpNet> = desired.difference(&self.originated).copied().collect();
+        let gone: Vec<IpNet> = self.originated.difference(desired).copied().collect();
+        if !new.is_empty() {
+            info!(prefixes = ?new, "originating");
+            match self
+                .speaker
+                .originate_many(new.clone(), local_attrs())
+                .await
+            {
+                Ok(()) => self.originated.extend(new),
+                Err(error) => warn!(%error, "originating failed"),
+            }
+        }
+        for prefix in gone {
+            info!(%prefix, "withdrawing");
+            match self.speaker.withdraw(prefix).await {
+                Ok(()) => {
+                    self.originated.remove(&prefix);
+                }
+                Err(error) => warn!(%prefix, %error, "withdrawing failed"),
+            }
+        }
+    }
+
+    /// Recomputes the desired state and applies it everywhere.
+    async fn converge(&mut self) {
+        let cluster = self.cluster();
+        for (key, problem) in &cluster.problems {
+            debug!(%key, %problem, "ignoring undecodable document");
+        }
+        let desired = desired_state(Inputs {
+            node: &self.opts.node_name,
+            cluster: &cluster,
+            learned: &self.learned,
+        });
+        if desired.vxlan && !self.vxlan_ready {
+            if let Err(error) = self.ensure_vxlan(&cluster).await {
+                warn!(%error, "cannot set up VXLAN yet");
+            }
+        }
+        if desired.ipip {
+            // This kernel path is proven elsewhere (qemu); configure tunl0
+            // best effort so routes through it can be installed.
+            if let Err(error) = crate::tunnel::ensure_ipip(&self.nl, self.underlay_mtu, None).await
+            {
+                debug!(%error, "tunl0 not available");
+            }
+        }
+        self.sync_peers(&desired.peers).await;
+        self.sync_originations(&desired.originations).await;
+        if self.routes_open && desired.routes != self.desired.routes {
+            self.syncer
+                .handle(Input::SetAll(desired.routes.clone()))
+                .await;
+        }
+        if self.vxlan_ready && desired.vteps != self.desired.vteps {
+            self.sync_vteps(&desired).await;
+        }
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.kinds = desired
+                .peers
+                .iter()
+                .map(|(a, p)| (*a, (p.kind, p.name.clone())))
+                .collect();
+            shared.routes_in_sync = self.routes_open && self.syncer.reconciler().in_sync();
+        }
+        self.desired = desired;
+    }
+
+    async fn sync_vteps(&self, desired: &Desired) {
+        match sync_vteps(&self.nl, VXLAN_DEVICE, &desired.vteps).await {
+            Ok(0) => {}
+            Ok(n) => info!(ops = n, "VXLAN neighbour/FDB entries updated"),
+            Err(error) => warn!(%error, "syncing VXLAN entries failed"),
+        }
+    }
+
+    /// Opens route management once every desired session is up (and the
+    /// table had a moment to arrive), or when the grace period is over.
+    async fn maybe_open_routes(&mut self, started: Instant, all_up_since: &mut Option<Instant>) {
+        if self.routes_open {
+            return;
+        }
+        let peers = self.speaker.peers().await.unwrap_or_default();
+        let wanted = &self.desired.peers;
+        let all_up = !self.resources.is_empty()
+            && wanted.keys().all(|a| {
+                peers
+                    .iter()
+                    .any(|p| p.config.address == *a && p.state == PeerState::Established)
+            });
+        if all_up {
+            all_up_since.get_or_insert_with(Instant::now);
+        } else {
+            *all_up_since = None;
+        }
+        let settled = all_up_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
+        let grace_over = started.elapsed() >= self.opts.startup_grace;
+        if settled || grace_over {
+            info!(settled, grace_over, "converging kernel routes");
+            self.routes_open = true;
+            self.syncer
+                .handle(Input::SetAll(self.desired.routes.clone()))
+                .await;
+            self.syncer.handle(Input::Start).await;
+        }
+    }
+
+    fn on_route_change(&mut self, change: BestRouteChange) {
+        match change {
+            BestRouteChange::Best(entry) => match (entry.source, entry.next_hops.first()) {
+                (RouteSource::Peer(_), Some(next_hop)) => {
+                    self.learned.insert(
+                        entry.prefix,
+                        Learned {
+                            next_hop: *next_hop,
+                        },
+                    );
+                }
+                _ => {
+                    self.learned.remove(&entry.prefix);
+                }
+            },
+            BestRouteChange::Withdrawn(prefix) => {
+                self.learned.remove(&prefix);
+            }
+        }
+    }
+}
+
+async fn serve_status(
+    stream: tokio::net::UnixStream,
+    speaker: Speaker,
+    shared: Arc<Mutex<Shared>>,
+    node: String,
+    asn: u32,
+    router_id: Ipv4Addr,
+) {
+    let peers = speaker.peers().await.unwrap_or_default();
+    let now = SystemTime::now();
+    let report = {
+        let shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+        StatusReport {
+            running: true,
+            node,
+            as_number: asn,
+            router_id: router_id.to_string(),
+            routes_in_sync: shared.routes_in_sync,
+            peers: peers
+                .iter()
+                .map(|p| {
+                    let (kind, name) = shared
+                        .kinds
+                        .get(&p.config.address)
+                        .cloned()
+                        .unwrap_or((PeerType::Global, String::new()));
+                    PeerRow::from_status(p, kind, &name, now)
+                })
+                .collect(),
+        }
+    };
+    let mut stream = stream;
+    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    if let Err(error) = stream.write_all(&text).await {
+        debug!(%error, "status client went away");
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The interface holding `address`, and its MTU.
+async fn underlay_of(nl: &Netlink, address: Ipv4Addr) -> Result<(String, u32), NodeError> {
+    for link in nl.links().await? {
+        let addrs = nl.addresses(&link.name).await?;
+        if addrs.iter().any(|a| a.addr() == IpAddr::V4(address)) {
+            return Ok((link.name, link.mtu));
+        }
+    }
+    Err(NodeError::Config(format!("no interface holds {address}")))
+}
+
+/// Runs the daemon until `shutdown` resolves. Must run inside a tokio
+/// runtime in the host's network namespace.
+pub async fn run(
+    opts: NodeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let span = info_span!("node", name = %opts.node_name);
+    run_inner(opts, shutdown).instrument(span).await
+}
+
+async fn run_inner(
+    opts: NodeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let started = Instant::now();
+    let ds = Datastore::open(opts.datastore.as_deref()).await?;
+    info!(store = %ds.describe(), "datastore open");
+    let address = match opts.address {
+        Some(a) => a,
+        None => {
+            let (a, dev) = autodetect_address()?;
+            info!(address = %a, %dev, "autodetected node address");
+            a
+        }
+    };
+    let node = register(&ds, &opts, address).await?;
+    info!(address = %address, "node registered");
+    if let Err(error) = crate::workload::enable_host_forwarding() {
+        warn!(%error, "cannot enable forwarding");
+    }
+    crate::netlink::install_protocol_name(
+        opts.route_protocol,
+        crate::route::BRINDLE_ROUTE_PROTOCOL_NAME,
+    );
+    let nl = Netlink::connect(opts.route_protocol)?;
+    let (underlay, underlay_mtu) = underlay_of(&nl, address.addr()).await?;
+    info!(%underlay, underlay_mtu, "underlay");
+
+    // Speaker settings come from the store as it is now.
+    let initial = ds.list(format!("{KEY_ROOT}/")).await?;
+    let cluster = ClusterState::decode(&initial.kvs, &[]);
+    let asn = node
+        .spec
+        .bgp
+        .as_ref()
+        .and_then(|b| b.as_number)
+        .map_or(cluster.bgp.asn, |a| a.0);
+    let mut speaker_config = SpeakerConfig::new(asn, address.addr());
+    speaker_config.listen_port = cluster.bgp.listen_port;
+    speaker_config.cluster_id = cluster
+        .nodes
+        .get(&opts.node_name)
+        .and_then(|n| n.rr_cluster_id);
+    let speaker = Speaker::start(speaker_config).await?;
+    info!(asn, router_id = %address.addr(), "BGP speaker started");
+    let mut routes = speaker.subscribe();
+
+    let syncer = RouteSyncer::new(
+        Netlink::connect(opts.route_protocol)?,
+        ReconcilerConfig {
+            protocol: opts.route_protocol,
+            resync_interval: opts.resync_interval,
+            ..Default::default()
+        },
+    );
+    let mut links = match LinkWatcher::start() {
+        Ok(w) => Some(w),
+        Err(error) => {
+            warn!(%error, "no link notifications; relying on resync");
+            None
+        }
+    };
+
+    if let Some(dir) = opts.status_socket.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(&opts.status_socket);
+    let listener = UnixListener::bind(&opts.status_socket).map_err(|source| NodeError::Io {
+        what: format!("binding {}", opts.status_socket.display()),
+        source,
+    })?;
+
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut daemon = Daemon {
+        opts: opts.clone(),
+        ds: ds.clone(),
+        address,
+        underlay_mtu,
+        speaker: speaker.clone(),
+        nl,
+        syncer,
+        resources: BTreeMap::new(),
+        blocks: BTreeMap::new(),
+        learned: BTreeMap::new(),
+        peers: BTreeMap::new(),
+        originated: BTreeSet::new(),
+        routes_open: false,
+        vxlan_ready: false,
+        desired: Desired::default(),
+        shared: shared.clone(),
+    };
+
+    let mut resources = ds.follow(format!("{KEY_ROOT}/"));
+    let mut blocks = ds.follow(format!("{}/assignment/", keys::IPAM_ROOT));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut resync = tokio::time::interval(opts.resync_interval);
+    resync.tick().await;
+    let mut recompute_at: Option<Instant> = None;
+    let mut all_up_since = None;
+    tokio::pin!(shutdown);
+    let debounce = Duration::from_millis(50);
+    loop {
+        let recompute_timer =
+            recompute_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutting down; kernel routes and rules stay in place");
+                break;
+            }
+            Some(update) = resources.next() => match update {
+                Ok(u) => { apply_update(&mut daemon.resources, u); recompute_at.get_or_insert(Instant::now() + debounce); }
+                Err(error) => warn!(%error, "following resources"),
+            },
+            Some(update) = blocks.next() => match update {
+                Ok(u) => { apply_update(&mut daemon.blocks, u); recompute_at.get_or_insert(Instant::now() + debounce); }
+                Err(error) => warn!(%error, "following IPAM blocks"),
+            },
+            Some(change) = routes.recv() => {
+                daemon.on_route_change(change);
+                recompute_at.get_or_insert(Instant::now() + debounce);
+            }
+            Some(event) = async { match links.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } } => {
+                if let (true, Some(input)) = (daemon.routes_open, event.reconciler_input()) {
+                    daemon.syncer.handle(input).await;
+                }
+            }
+            Ok((stream, _)) = listener.accept() => {
+                tokio::spawn(serve_status(stream, speaker.clone(), shared.clone(), opts.node_name.clone(), asn, address.addr()));
+            }
+            _ = tokio::time::sleep_until(recompute_timer) => {
+                recompute_at = None;
+                daemon.converge().await;
+            }
+            _ = tick.tick() => {
+                daemon.maybe_open_routes(started, &mut all_up_since).await;
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                s.routes_in_sync = daemon.routes_open && daemon.syncer.reconciler().in_sync();
+            }
+            _ = resync.tick() => {
+                if daemon.routes_open {
+                    daemon.syncer.handle(Input::ResyncTimer).await;
+                }
+                if daemon.vxlan_ready {
+                    let desired = daemon.desired.clone();
+                    daemon.sync_vteps(&desired).await;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&opts.status_socket);
+    Ok(())
+}

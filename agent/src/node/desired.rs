@@ -1,0 +1,717 @@
+//! The node's desired state, computed purely from the cluster state and the
+//! speaker's Loc-RIB: `desired_state(inputs) -> Desired`.
+//!
+//! * **Originations**: the node's own IPAM blocks (as their block prefix,
+//!   e.g. /26) plus every address it borrowed from another node's block (as
+//!   a /32); never prefixes of pools with `disableBGPExport`.
+//! * **Kernel routes** (all under Brindle's route protocol):
+//!   `blackhole <block>` for each own block (not for /32 blocks), `<ip> dev
+//!   caliX scope link` for each local workload, and one route per learned
+//!   prefix whose kind [`learned_route`] chooses from the pool's
+//!   encapsulation and the subnets.
+//! * **Peers**: the node-to-node mesh from `Node` resources when enabled
+//!   (route reflectors leave it; the node with the higher address is
+//!   passive, like Calico), plus `BGPPeer` resources that apply to this node
+//!   (global, `node`, or `nodeSelector`; targets by `peerIP` or
+//!   `peerSelector`). A route-reflector node treats same-AS peers that are
+//!   not reflectors themselves as clients.
+//! * **VTEPs**: the remote nodes' VXLAN endpoints, when a pool uses VXLAN.
+//!
+//! IPv4 only for now. Nothing here panics; data that cannot be used (a node
+//! without an address, a malformed peer IP) is left out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use brindle_bgp::speaker::PeerConfig;
+use brindle_model::bgp::parse_peer_ip;
+use brindle_model::ipam::{EncapMode, IPPoolSpec};
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+
+use super::cluster::{ClusterState, NodeInfo};
+use crate::route::Route;
+use crate::tunnel::{Vtep, IPIP_DEVICE, VXLAN_DEVICE};
+
+/// How `brindlectl node status` names a session's origin (Calico's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PeerType {
+    #[serde(rename = "node-to-node mesh")]
+    Mesh,
+    #[serde(rename = "global")]
+    Global,
+    #[serde(rename = "node specific")]
+    NodeSpecific,
+}
+
+impl PeerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerType::Mesh => "node-to-node mesh",
+            PeerType::Global => "global",
+            PeerType::NodeSpecific => "node specific",
+        }
+    }
+}
+
+/// One session the node should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredPeer {
+    pub config: PeerConfig,
+    pub kind: PeerType,
+    /// The remote node (mesh, peerSelector) or the BGPPeer resource.
+    pub name: String,
+}
+
+/// A Loc-RIB entry learned from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learned {
+    pub next_hop: IpAddr,
+}
+
+/// What the pure core is given.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub node: &'a str,
+    pub cluster: &'a ClusterState,
+    pub learned: &'a BTreeMap<IpNet, Learned>,
+}
+
+/// What the node should make true.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub routes: Vec<Route>,
+    pub originations: BTreeSet<IpNet>,
+    pub peers: BTreeMap<IpAddr, DesiredPeer>,
+    pub vteps: Vec<Vtep>,
+    /// Some enabled pool uses VXLAN: the device must exist.
+    pub vxlan: bool,
+    /// Some enabled pool uses ipip: `tunl0` must be configured.
+    pub ipip: bool,
+}
+
+/// Parses a Go duration of whole seconds/minutes (`120s`, `2m`, `1m30s`).
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        total += match c {
+            'h' => n * 3600,
+            'm' => n * 60,
+            's' => n,
+            _ => return None,
+        };
+    }
+    number.is_empty().then(|| Duration::from_secs(total))
+}
+
+fn pool_of<'a>(pools: &'a [(String, IPPoolSpec)], prefix: &IpNet) -> Option<&'a IPPoolSpec> {
+    pools
+        .iter()
+        .map(|(_, p)| p)
+        .find(|p| p.net().is_some_and(|net| net.contains(prefix)))
+}
+
+/// The kernel route for a prefix learned with `next_hop`:
+/// * the pool's `vxlanMode` is Always, or CrossSubnet and the next hop is
+///   outside `local_subnet`, and the remote node has a VTEP: `via <remote
+///   tunnel address> dev vxlan.brindle onlink`;
+/// * likewise for `ipipMode`: `via <next hop> dev tunl0 onlink`;
+/// * otherwise directly `via <next hop>` (same subnet, or a ToR's route).
+pub fn learned_route(
+    prefix: IpNet,
+    next_hop: IpAddr,
+    local_subnet: Option<Ipv4Net>,
+    pool: Option<&IPPoolSpec>,
+    remote: Option<&NodeInfo>,
+) -> Route {
+    let same_subnet = match (local_subnet, next_hop) {
+        (Some(net), IpAddr::V4(nh)) => net.contains(&nh),
+        _ => false,
+    };
+    let encapsulate = |mode: Option<EncapMode>| match mode.unwrap_or_default() {
+        EncapMode::Always => true,
+        EncapMode::CrossSubnet => !same_subnet,
+        EncapMode::Never => false,
+    };
+    if let Some(pool) = pool.filter(|p| !p.disabled) {
+        if encapsulate(pool.vxlan_mode) {
+            if let Some(tunnel) = remote.and_then(|r| r.vxlan_tunnel) {
+                return Route::onlink(prefix, IpAddr::V4(tunnel), VXLAN_DEVICE);
+            }
+        }
+        if encapsulate(pool.ipip_mode) && next_hop.is_ipv4() {
+            return Route::onlink(prefix, next_hop, IPIP_DEVICE);
+        }
+    }
+    Route::via(prefix, next_hop)
+}
+
+fn peer_config(address: IpAddr, remote_asn: u32, local_ip: Option<Ipv4Addr>) -> PeerConfig {
+    let mut config = PeerConfig::new(address, remote_asn);
+    // Mesh sessions are one-directional like Calico's: the node with the
+    // higher address waits, which avoids collisions and a restart race.
+    if let (Some(local), IpAddr::V4(remote)) = (local_ip, address) {
+        config.passive = local > remote;
+        config.source_address = Some(IpAddr::V4(local));
+    }
+    config.ipv6_unicast = false;
+    config
+}
+
+/// The desired state; see the module docs.
+pub fn desired_state(inputs: Inputs<'_>) -> Desired {
+    let cluster = inputs.cluster;
+    let me = cluster.nodes.get(inputs.node);
+    let local_ip = me.and_then(NodeInfo::ip);
+    let local_subnet = me.and_then(|n| n.address).map(|a| a.trunc());
+    let local_asn = me.and_then(|n| n.asn).unwrap_or(cluster.bgp.asn);
+    let local_rr = me.and_then(|n| n.rr_cluster_id);
+    let empty = BTreeMap::new();
+    let local_labels = me.map_or(&empty, |n| &n.labels);
+    let mut out = Desired::default();
+
+    let enabled_pools = || cluster.pools.iter().map(|(_, p)| p).filter(|p| !p.disabled);
+    out.vxlan = enabled_pools().any(|p| p.vxlan_mode.unwrap_or_default().enabled());
+    out.ipip = enabled_pools().any(|p| p.ipip_mode.unwrap_or_default().enabled());
+
+    // Own blocks and borrowed addresses.
+    let exported =
+        |prefix: &IpNet| pool_of(&cluster.pools, prefix).is_some_and(|p| !p.disable_bgp_export);
+    let mut own_blocks = BTreeSet::new();
+    for block in &cluster.blocks {
+        if block.affinity.as_deref() == Some(inputs.node) {
+            own_blocks.insert(block.cidr);
+            if block.cidr.prefix_len() < block.cidr.max_prefix_len() {
+                out.routes.push(Route::blackhole(block.cidr));
+            }
+            if exported(&block.cidr) {
+                out.originations.insert(block.cidr);
+            }
+        } else {
+            for (ip, node) in &block.allocations {
+                if node.as_deref() == Some(inputs.node) {
+                    let host = IpNet::from(*ip);
+                    if exported(&host) {
+                        out.originations.insert(host);
+                    }
+                }
+            }
+        }
+    }
+
+    // Local workloads.
+    for w in &cluster.workloads {
+        if w.node.as_deref() != Some(inputs.node) {
+            continue;
+        }
+        let Some(ifname) = &w.interface else { continue };
+        for addr in &w.addresses {
+            out.routes.push(Route::workload(*addr, ifname.clone()));
+        }
+    }
+
+    // Learned routes.
+    let node_by_ip: BTreeMap<IpAddr, &NodeInfo> = cluster
+        .nodes
+        .values()
+        .filter_map(|n| Some((IpAddr::V4(n.ip()?), n)))
+        .collect();
+    let local_prefixes: BTreeSet<IpNet> = out.routes.iter().map(|r| r.dst).collect();
+    for (prefix, learned) in inputs.learned {
+        if local_prefixes.contains(prefix) || out.originations.contains(prefix) {
+            continue;
+        }
+        if local_ip.map(IpAddr::V4) == Some(learned.next_hop) {
+            continue;
+        }
+        out.routes.push(learned_route(
+            *prefix,
+            learned.next_hop,
+            local_subnet,
+            pool_of(&cluster.pools, prefix),
+            node_by_ip.get(&learned.next_hop).copied(),
+        ));
+    }
+
+    // VTEPs of the other nodes.
+    if out.vxlan {
+        for n in cluster.nodes.values() {
+            if n.name == inputs.node {
+                continue;
+            }
+            if let (Some(ip), Some(tunnel), Some(mac)) = (n.ip(), n.vxlan_tunnel, n.vxlan_mac) {
+                out.vteps.push(Vtep {
+                    tunnel_ip: IpAddr::V4(tunnel),
+                    mac: mac.to_vec(),
+                    node_ip: IpAddr::V4(ip),
+                });
+            }
+        }
+        out.vteps.sort();
+    }
+
+    // The mesh.
+    if cluster.bgp.mesh && local_rr.is_none() && local_ip.is_some() {
+        for n in cluster.nodes.values() {
+            if n.name == inputs.node || n.rr_cluster_id.is_some() {
+                continue;
+            }
+            let Some(ip) = n.ip() else { continue };
+            let mut config =
+                peer_config(IpAddr::V4(ip), n.asn.unwrap_or(cluster.bgp.asn), local_ip);
+            config.port = cluster.bgp.listen_port;
+            out.peers.insert(
+                config.address,
+                DesiredPeer {
+                    config,
+                    kind: PeerType::Mesh,
+                    name: n.name.clone(),
+                },
+            );
+        }
+    }
+
+    // Explicit peerings (they take precedence over a mesh session to the
+    // same address).
+    for (name, spec) in &cluster.peers {
+        if !spec.applies_to_node(inputs.node, local_labels) {
+            continue;
+        }
+        let kind = if spec.node.is_none() && spec.node_selector.is_none() {
+            PeerType::Global
+        } else {
+            PeerType::NodeSpecific
+        };
+        let mut targets: Vec<(IpAddr, u16, u32, bool, String)> = Vec::new();
+        if let Some(text) = &spec.peer_ip {
+            if let Some((ip, port)) = parse_peer_ip(text) {
+                let asn = spec.as_number.map_or(local_asn, |a| a.0);
+                targets.push((
+                    ip,
+                    port.unwrap_or(cluster.bgp.listen_port),
+                    asn,
+                    false,
+                    name.clone(),
+                ));
+            }
+        } else if spec.peer_selector.is_some() {
+            for n in cluster.nodes.values() {
+                if n.name == inputs.node || !spec.selects_remote_node(&n.labels) {
+                    continue;
+                }
+                if let Some(ip) = n.ip() {
+                    let asn = n.asn.unwrap_or(cluster.bgp.asn);
+                    let is_rr = n.rr_cluster_id.is_some();
+                    targets.push((
+                        IpAddr::V4(ip),
+                        cluster.bgp.listen_port,
+                        asn,
+                        is_rr,
+                        n.name.clone(),
+                    ));
+                }
+            }
+        }
+        for (ip, port, asn, remote_is_rr, peer_name) in targets {
+            if local_ip.map(IpAddr::V4) == Some(ip) {
+                continue;
+            }
+            let mut config = peer_config(ip, asn, local_ip);
+            if spec.peer_ip.is_some() {
+                // A ToR does not run our one-directional rule.
+                config.passive = false;
+            }
+            config.port = port;
+            config.local_asn = spec.local_as_number.map(|a| a.0);
+            config.route_reflector_client = local_rr.is_some() && asn == local_asn && !remote_is_rr;
+            if let Some(restart) = spec.max_restart_time.as_deref().and_then(parse_go_duration) {
+                config.graceful_restart =
+                    Some(u16::try_from(restart.as_secs()).unwrap_or(u16::MAX));
+            }
+            if let Some(keepalive) = spec.keepalive_time.as_deref().and_then(parse_go_duration) {
+                let secs = u16::try_from(keepalive.as_secs())
+                    .unwrap_or(u16::MAX)
+                    .max(1);
+                config.keepalive = Some(secs);
+                config.hold_time = config.hold_time.max(secs.saturating_mul(3));
+            }
+            out.peers.insert(
+                ip,
+                DesiredPeer {
+                    config,
+                    kind,
+                    name: peer_name,
+                },
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::cluster::{BgpSettings, BlockInfo, WorkloadInfo};
+    use brindle_model::bgp::BGPPeerSpec;
+    use brindle_model::meta::AsNumber;
+
+    fn node(name: &str, addr: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            address: Some(addr.parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn pool(cidr: &str, vxlan: EncapMode, ipip: EncapMode) -> (String, IPPoolSpec) {
+        let mut spec = IPPoolSpec {
+            cidr: cidr.into(),
+            vxlan_mode: Some(vxlan),
+            ipip_mode: Some(ipip),
+            ..Default::default()
+        };
+        spec.defaulted();
+        ("p".into(), spec)
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Three nodes: a, b on 10.0.1.0/24, c on 10.0.2.0/24.
+    fn cluster(vxlan: EncapMode, ipip: EncapMode) -> ClusterState {
+        let mut c = ClusterState::default();
+        for (name, addr, tunnel) in [
+            ("a", "10.0.1.1/24", "10.65.0.1"),
+            ("b", "10.0.1.2/24", "10.65.0.65"),
+            ("c", "10.0.2.1/24", "10.65.0.129"),
+        ] {
+            let mut n = node(name, addr);
+            n.vxlan_tunnel = Some(tunnel.parse().unwrap());
+            n.vxlan_mac = Some(crate::tunnel::vtep_mac_for_node(name));
+            c.nodes.insert(name.into(), n);
+        }
+        c.pools.push(pool("10.65.0.0/16", vxlan, ipip));
+        c.blocks = vec![
+            BlockInfo {
+                cidr: net("10.65.0.0/26"),
+                affinity: Some("a".into()),
+                allocations: vec![(ip("10.65.0.1"), Some("a".into()))],
+            },
+            BlockInfo {
+                cidr: net("10.65.0.64/26"),
+                affinity: Some("b".into()),
+                allocations: vec![(ip("10.65.0.70"), Some("a".into()))],
+            },
+        ];
+        c.workloads.push(WorkloadInfo {
+            key: "w1".into(),
+            node: Some("a".into()),
+            interface: Some("cali1".into()),
+            addresses: vec![net("10.65.0.2/32")],
+        });
+        c.workloads.push(WorkloadInfo {
+            key: "w2".into(),
+            node: Some("b".into()),
+            interface: Some("cali2".into()),
+            addresses: vec![net("10.65.0.66/32")],
+        });
+        c
+    }
+
+    #[test]
+    fn route_kind_table() {
+        let c = cluster(EncapMode::Never, EncapMode::Never);
+        let subnet = Some(net_v4("10.0.1.0/24"));
+        let b = &c.nodes["b"];
+        let cn = &c.nodes["c"];
+        let p = |v, i| pool("10.65.0.0/16", v, i).1;
+        use EncapMode::*;
+        let cases: Vec<(&str, IPPoolSpec, &NodeInfo, &str, Route)> = vec![
+            (
+                "same subnet, no encap",
+                p(Never, Never),
+                b,
+                "10.0.1.2",
+                Route::via(net("10.65.0.64/26"), ip("10.0.1.2")),
+            ),
+            (
+                "same subnet, vxlan cross-subnet",
+                p(CrossSubnet, Never),
+                b,
+                "10.0.1.2",
+                Route::via(net("10.65.0.64/26"), ip("10.0.1.2")),
+            ),
+            (
+                "other subnet, vxlan cross-subnet",
+                p(CrossSubnet, Never),
+                cn,
+                "10.0.2.1",
+                Route::onlink(net("10.65.0.64/26"), ip("10.65.0.129"), VXLAN_DEVICE),
+            ),
+            (
+                "same subnet, vxlan always",
+                p(Always, Never),
+                b,
+                "10.0.1.2",
+                Route::onlink(net("10.65.0.64/26"), ip("10.65.0.65"), VXLAN_DEVICE),
+            ),
+            (
+                "other subnet, ipip cross-subnet",
+                p(Never, CrossSubnet),
+                cn,
+                "10.0.2.1",
+                Route::onlink(net("10.65.0.64/26"), ip("10.0.2.1"), IPIP_DEVICE),
+            ),
+            (
+                "same subnet, ipip always",
+                p(Never, Always),
+                b,
+                "10.0.1.2",
+                Route::onlink(net("10.65.0.64/26"), ip("10.0.1.2"), IPIP_DEVICE),
+            ),
+        ];
+        for (what, pool, remote, nh, want) in cases {
+            let got = learned_route(
+                net("10.65.0.64/26"),
+                ip(nh),
+                subnet,
+                Some(&pool),
+                Some(remote),
+            );
+            assert_eq!(got, want, "{what}");
+        }
+        // A prefix outside every pool (e.g. from the ToR) goes direct.
+        assert_eq!(
+            learned_route(net("192.0.2.0/24"), ip("10.0.1.254"), subnet, None, None),
+            Route::via(net("192.0.2.0/24"), ip("10.0.1.254"))
+        );
+        // VXLAN wanted but the remote has no VTEP yet: direct.
+        let no_vtep = node("d", "10.0.2.9/24");
+        assert_eq!(
+            learned_route(
+                net("10.65.1.0/26"),
+                ip("10.0.2.9"),
+                subnet,
+                Some(&p(Always, Never)),
+                Some(&no_vtep)
+            ),
+            Route::via(net("10.65.1.0/26"), ip("10.0.2.9"))
+        );
+    }
+
+    fn net_v4(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn blocks_workloads_borrowed_and_learned() {
+        let c = cluster(EncapMode::CrossSubnet, EncapMode::Never);
+        let learned = BTreeMap::from([
+            (
+                net("10.65.0.64/26"),
+                Learned {
+                    next_hop: ip("10.0.1.2"),
+                },
+            ),
+            (
+                net("10.65.0.128/26"),
+                Learned {
+                    next_hop: ip("10.0.2.1"),
+                },
+            ),
+            // Our own block reflected back: ignored.
+            (
+                net("10.65.0.0/26"),
+                Learned {
+                    next_hop: ip("10.0.1.2"),
+                },
+            ),
+        ]);
+        let d = desired_state(Inputs {
+            node: "a",
+            cluster: &c,
+            learned: &learned,
+        });
+        assert_eq!(
+            d.originations,
+            BTreeSet::from([net("10.65.0.0/26"), net("10.65.0.70/32")])
+        );
+        let mut routes = d.routes.clone();
+        routes.sort_by_key(|r| r.dst);
+        assert_eq!(
+            routes,
+            vec![
+                Route::blackhole(net("10.65.0.0/26")),
+                Route::workload(net("10.65.0.2/32"), "cali1"),
+                Route::via(net("10.65.0.64/26"), ip("10.0.1.2")),
+                Route::onlink(net("10.65.0.128/26"), ip("10.65.0.129"), VXLAN_DEVICE),
+            ]
+        );
+        assert!(d.vxlan && !d.ipip);
+        assert_eq!(d.vteps.len(), 2);
+        assert!(d.vteps.iter().all(|v| v.node_ip != ip("10.0.1.1")));
+    }
+
+    #[test]
+    fn mesh_is_one_directional_and_skips_reflectors() {
+        let mut c = cluster(EncapMode::Never, EncapMode::Never);
+        let d = desired_state(Inputs {
+            node: "b",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        let peers: Vec<_> = d
+            .peers
+            .values()
+            .map(|p| (p.config.address, p.config.passive, p.kind))
+            .collect();
+        assert_eq!(
+            peers,
+            vec![
+                (ip("10.0.1.1"), true, PeerType::Mesh),
+                (ip("10.0.2.1"), false, PeerType::Mesh),
+            ]
+        );
+        // c becomes a reflector: it leaves the mesh, and b's mesh loses it.
+        c.nodes.get_mut("c").unwrap().rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+        let d = desired_state(Inputs {
+            node: "b",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert_eq!(
+            d.peers.keys().copied().collect::<Vec<_>>(),
+            vec![ip("10.0.1.1")]
+        );
+        let d = desired_state(Inputs {
+            node: "c",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert!(d.peers.is_empty());
+        // Mesh off: no sessions at all.
+        c.bgp = BgpSettings {
+            mesh: false,
+            ..c.bgp
+        };
+        let d = desired_state(Inputs {
+            node: "a",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert!(d.peers.is_empty());
+    }
+
+    #[test]
+    fn bgp_peers_global_node_selector_and_reflector_clients() {
+        let mut c = cluster(EncapMode::Never, EncapMode::Never);
+        c.bgp.mesh = false;
+        c.nodes
+            .get_mut("a")
+            .unwrap()
+            .labels
+            .insert("rack".into(), "r1".into());
+        c.nodes.get_mut("c").unwrap().rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+        c.nodes
+            .get_mut("c")
+            .unwrap()
+            .labels
+            .insert("rr".into(), "yes".into());
+        c.peers = vec![
+            (
+                "tor".into(),
+                BGPPeerSpec {
+                    peer_ip: Some("10.0.1.254:1179".into()),
+                    as_number: Some(AsNumber(65100)),
+                    max_restart_time: Some("2m".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "rack1".into(),
+                BGPPeerSpec {
+                    node_selector: Some("rack == 'r1'".into()),
+                    peer_ip: Some("10.0.1.253".into()),
+                    as_number: Some(AsNumber(65101)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "to-rr".into(),
+                BGPPeerSpec {
+                    node_selector: Some("!has(rr)".into()),
+                    peer_selector: Some("has(rr)".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "rr-to-clients".into(),
+                BGPPeerSpec {
+                    node_selector: Some("has(rr)".into()),
+                    peer_selector: Some("!has(rr)".into()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let d = desired_state(Inputs {
+            node: "a",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        let tor = &d.peers[&ip("10.0.1.254")];
+        assert_eq!(
+            (tor.kind, tor.config.port, tor.config.remote_asn),
+            (PeerType::Global, 1179, 65100)
+        );
+        assert_eq!(tor.config.graceful_restart, Some(120));
+        assert!(!tor.config.passive);
+        assert_eq!(d.peers[&ip("10.0.1.253")].kind, PeerType::NodeSpecific);
+        let rr = &d.peers[&ip("10.0.2.1")];
+        assert_eq!(
+            (rr.kind, rr.name.as_str(), rr.config.route_reflector_client),
+            (PeerType::NodeSpecific, "c", false)
+        );
+        // b is not in rack r1.
+        let d = desired_state(Inputs {
+            node: "b",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert!(!d.peers.contains_key(&ip("10.0.1.253")));
+        // The reflector sees a and b as clients.
+        let d = desired_state(Inputs {
+            node: "c",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        let clients: Vec<_> = d
+            .peers
+            .values()
+            .filter(|p| p.config.route_reflector_client)
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(clients, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("120s"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("12"), None);
+        assert_eq!(parse_go_duration("1x"), None);
+    }
+}
