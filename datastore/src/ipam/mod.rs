@@ -309,6 +309,13 @@ pub enum Conflict {
     },
     /// A block affine to a node that has no claim record for it.
     MissingAffinity { node: String, block: IpNet },
+    /// A claim left pending on a block that is the node's (its claimer
+    /// died before confirming): the node does not announce the block yet.
+    UnconfirmedClaim {
+        node: String,
+        block: IpNet,
+        key: String,
+    },
     /// A block whose CIDR is in no pool any more.
     BlockOutsidePools { block: IpNet },
     /// A document that does not decode.
@@ -323,6 +330,7 @@ impl Conflict {
             Conflict::HandleMismatch { .. }
                 | Conflict::StaleAffinity { .. }
                 | Conflict::MissingAffinity { .. }
+                | Conflict::UnconfirmedClaim { .. }
         )
     }
 }
@@ -372,6 +380,7 @@ pub struct RepairSummary {
     pub skipped: Vec<IpAddr>,
     pub affinities_removed: usize,
     pub affinities_restored: usize,
+    pub claims_confirmed: usize,
     pub handles_rewritten: usize,
 }
 
@@ -482,6 +491,14 @@ fn decode<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> IpamResult<T> {
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Our own plain structs with string keys: serialization cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// The part of a block document needed to choose a block.
+#[derive(Debug, Deserialize)]
+struct BlockHead {
+    cidr: IpNet,
+    affinity: Option<String>,
+    unallocated: Vec<usize>,
 }
 
 /// A change to one handle document made together with a block write.
@@ -769,6 +786,32 @@ impl Ipam {
         }
     }
 
+    /// Reads several blocks in one round trip (a transaction of gets).
+    async fn read_blocks(
+        &self,
+        nets: &[IpNet],
+    ) -> IpamResult<Vec<Option<Versioned<AllocationBlock>>>> {
+        if nets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gets = nets.iter().map(|n| TxnOp::get(keys::block_key(n)));
+        let resp = self.store.txn(Txn::new().and_then(gets)).await?;
+        resp.results
+            .into_iter()
+            .map(|r| match r {
+                crate::TxnOpResult::Get(Some(kv)) => versioned(kv).map(Some),
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Every block of a family with just what choosing one needs (decoding
+    /// whole documents of a big pool on every allocation would dominate).
+    async fn block_heads(&self, family: Family) -> IpamResult<Vec<BlockHead>> {
+        let listing = self.store.list(keys::blocks_prefix(family)).await?;
+        listing.kvs.iter().map(decode).collect()
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn assign_family(
         &self,
@@ -789,12 +832,13 @@ impl Ipam {
                 .count()
         };
 
-        // 1. The node's own blocks.
+        // 1. The node's own blocks, read in one round trip.
         let claims = self
             .store
             .list(keys::host_family_prefix(node, family))
             .await?;
         let mut owned = 0usize;
+        let mut mine: Vec<(IpNet, AffinityState, String)> = Vec::new();
         for kv in &claims.kvs {
             let Some((_, net)) = keys::parse_affinity_key(&kv.key_str()) else {
                 continue;
@@ -804,53 +848,75 @@ impl Ipam {
                 continue;
             }
             owned += 1;
-            if count(taken) >= n || !in_eligible(&net) {
-                continue;
+            if in_eligible(&net) {
+                mine.push((net, state, kv.key_str().into_owned()));
             }
-            if state == AffinityState::Pending && !self.finish_claim(node, &net, kv).await? {
+        }
+        let nets: Vec<IpNet> = mine.iter().map(|(n, _, _)| *n).collect();
+        let blocks = self.read_blocks(&nets).await?;
+        for ((net, state, key), current) in mine.into_iter().zip(blocks) {
+            if count(taken) >= n {
+                break;
+            }
+            // A pending claim counts only if the block is the node's (its
+            // claimer died before confirming): then finish it.
+            let Some(current) = current.filter(|b| b.value.affine_node() == Some(node)) else {
+                continue;
+            };
+            if state == AffinityState::Pending {
+                self.confirm(&key).await?;
+            }
+            if current.value.free() == 0 {
                 continue;
             }
             let got = self
-                .assign_from_block(&net, n - count(taken), attr, Some(node))
+                .assign_from_block(&net, n - count(taken), attr, Some(node), Some(current))
                 .await?;
             taken.extend(got.into_iter().map(|a| (net, a)));
         }
+        if count(taken) >= n {
+            return Ok(());
+        }
 
         // 2. New blocks.
+        let mut heads = self.block_heads(family).await?;
         while count(taken) < n
             && settings.auto_allocate_blocks
             && (settings.max_blocks_per_host == 0 || owned < settings.max_blocks_per_host)
         {
-            let Some(net) = self.claim_free_block(node, family, eligible).await? else {
+            let Some(net) = self.claim_free_block(node, eligible, &heads).await? else {
                 break;
             };
             owned += 1;
             let got = self
-                .assign_from_block(&net, n - count(taken), attr, Some(node))
+                .assign_from_block(&net, n - count(taken), attr, Some(node), None)
                 .await?;
             taken.extend(got.into_iter().map(|a| (net, a)));
+            if count(taken) < n {
+                heads = self.block_heads(family).await?;
+            }
         }
 
         // 3. Borrow from anyone's block.
         if count(taken) < n && !settings.strict_affinity {
-            let mut blocks: Vec<Versioned<AllocationBlock>> = self
-                .list_blocks(family)
-                .await?
-                .into_iter()
-                .filter(|b| in_eligible(&b.value.cidr) && b.value.free() > 0)
-                .filter(|b| b.value.affine_node() != Some(node))
+            let mut candidates: Vec<IpNet> = heads
+                .iter()
+                .filter(|b| in_eligible(&b.cidr) && !b.unallocated.is_empty())
+                .filter(|b| {
+                    b.affinity.as_deref().and_then(|a| a.strip_prefix("host:")) != Some(node)
+                })
+                .map(|b| b.cidr)
                 .collect();
-            if !blocks.is_empty() {
-                let start = (spread(node) % blocks.len() as u128) as usize;
-                blocks.rotate_left(start);
+            if !candidates.is_empty() {
+                let start = (spread(node) % candidates.len() as u128) as usize;
+                candidates.rotate_left(start);
             }
-            for b in blocks {
+            for net in candidates {
                 if count(taken) >= n {
                     break;
                 }
-                let net = b.value.cidr;
                 let got = self
-                    .assign_from_block(&net, n - count(taken), attr, None)
+                    .assign_from_block(&net, n - count(taken), attr, None, None)
                     .await?;
                 if !got.is_empty() {
                     debug!(block = %net, n = got.len(), "borrowed");
@@ -861,19 +927,25 @@ impl Ipam {
         Ok(())
     }
 
-    /// Takes up to `n` addresses from one block (CAS, retried). With
-    /// `owner`, only while the block is still affine to that node.
+    /// Takes up to `n` addresses from one block (CAS, retried; `first`: the
+    /// block as just read, saving a read). With `owner`, only while the
+    /// block is still affine to that node.
     async fn assign_from_block(
         &self,
         net: &IpNet,
         n: usize,
         attr: &AllocationAttribute,
         owner: Option<&str>,
+        mut first: Option<Versioned<AllocationBlock>>,
     ) -> IpamResult<Vec<block::Allocated>> {
         let handle = attr.handle_id.clone().unwrap_or_default();
         for _ in 0..MAX_RETRIES {
-            let Some(current) = self.read_block(net).await? else {
-                return Ok(Vec::new());
+            let current = match first.take() {
+                Some(b) => b,
+                None => match self.read_block(net).await? {
+                    Some(b) => b,
+                    None => return Ok(Vec::new()),
+                },
             };
             if owner.is_some() && current.value.affine_node() != owner {
                 return Ok(Vec::new());
@@ -901,21 +973,22 @@ impl Ipam {
     async fn claim_free_block(
         &self,
         node: &str,
-        family: Family,
         eligible: &[&Pool],
+        heads: &[BlockHead],
     ) -> IpamResult<Option<IpNet>> {
-        let existing: HashMap<IpNet, Versioned<AllocationBlock>> = self
-            .list_blocks(family)
-            .await?
-            .into_iter()
-            .map(|b| (b.value.cidr, b))
-            .collect();
+        let existing: HashMap<IpNet, &BlockHead> = heads.iter().map(|b| (b.cidr, b)).collect();
         for pool in eligible {
             let total = pool.block_count();
-            let in_pool = existing.keys().filter(|n| pool.net.contains(*n)).count() as u128;
+            let in_pool: Vec<&BlockHead> = heads
+                .iter()
+                .filter(|b| pool.net.contains(&b.cidr))
+                .collect();
+            if in_pool.len() as u128 >= total && in_pool.iter().all(|b| b.affinity.is_some()) {
+                continue; // every block exists and is someone's
+            }
             // Among in_pool + 1 consecutive candidates at least one is free;
             // the slack covers candidates lost to concurrent claimers.
-            let tries = total.min(in_pool + 64);
+            let tries = total.min(in_pool.len() as u128 + 64);
             let start = spread(node) % total.max(1);
             for i in 0..tries {
                 let Some(net) = pool.nth_block((start + i) % total) else {
@@ -923,9 +996,12 @@ impl Ipam {
                 };
                 let claimed = match existing.get(&net) {
                     None => self.claim_block(node, &net, None).await?,
-                    Some(b) if b.value.affinity.is_none() => {
-                        self.claim_block(node, &net, Some(b)).await?
-                    }
+                    Some(b) if b.affinity.is_none() => match self.read_block(&net).await? {
+                        Some(full) if full.value.affinity.is_none() => {
+                            self.claim_block(node, &net, Some(&full)).await?
+                        }
+                        _ => false,
+                    },
                     Some(_) => false,
                 };
                 if claimed {
@@ -1027,18 +1103,6 @@ impl Ipam {
         Err(IpamError::TooManyConflicts {
             what: format!("confirming {aff_key}"),
         })
-    }
-
-    /// A pending claim found by the node itself: confirm it if the block is
-    /// the node's (its claimer died before confirming), else leave it.
-    async fn finish_claim(&self, node: &str, net: &IpNet, kv: &KeyValue) -> IpamResult<bool> {
-        match self.read_block(net).await? {
-            Some(b) if b.value.affine_node() == Some(node) => {
-                self.confirm(&kv.key_str()).await?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
     }
 
     /// Allocates one specific address (a workload that keeps its address,
@@ -1474,6 +1538,13 @@ impl Ipam {
                 .get(&net)
                 .is_some_and(|b| b.affine_node() == Some(node.as_str()));
             if owned {
+                if state == AffinityState::Pending {
+                    report.conflicts.push(Conflict::UnconfirmedClaim {
+                        node: node.clone(),
+                        block: net,
+                        key: kv.key_str().into_owned(),
+                    });
+                }
                 claimed.insert((node, net));
             } else {
                 report.conflicts.push(Conflict::StaleAffinity {
@@ -1544,6 +1615,10 @@ impl Ipam {
                     {
                         summary.affinities_restored += 1;
                     }
+                }
+                Conflict::UnconfirmedClaim { key, .. } => {
+                    self.confirm(key).await?;
+                    summary.claims_confirmed += 1;
                 }
                 Conflict::HandleMismatch { handle, .. } => {
                     let rewritten = self.rewrite_handle(handle).await?;
