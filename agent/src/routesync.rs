@@ -44,6 +44,13 @@ impl<K: KernelRoutes + Sync> RouteSyncer<K> {
         &self.kernel
     }
 
+    /// When the reconciler wants its next resync (after a failed dump this
+    /// is soon), for callers running their own loop instead of [`Self::run`]:
+    /// feed [`Input::ResyncTimer`] at or after this instant.
+    pub fn next_resync(&self) -> Option<Instant> {
+        self.resync_at
+    }
+
     /// Operations performed on the kernel so far (successful or not).
     pub fn ops_applied(&self) -> u64 {
         self.ops_applied
