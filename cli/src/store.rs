@@ -37,7 +37,8 @@
 //!
 //! Limits: etcd refuses transactions of more than `--max-txn-ops` (default
 //! 128) compares or operations, so one input holds at most about that many
-//! resources (fewer when it holds pools and many pools are stored).
+//! resources (fewer when it holds pools and many pools are stored); a bigger
+//! one is refused whole ([`StoreError::TooLarge`]).
 //!
 //! Deletes ([`ResourceStore::delete`]) follow the same pattern: one guarded
 //! transaction for every target.
@@ -45,6 +46,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use brindle_datastore::kv::MAX_TXN_OPS;
 use brindle_datastore::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
 use brindle_model::document::{parse_documents_with_origin, Origin};
 use brindle_model::resource::resource_key;
@@ -119,6 +121,12 @@ pub enum StoreError {
     /// by a version with other rules).
     #[error("stored value at {key} is not a valid resource: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The input needs a bigger transaction than etcd allows.
+    #[error(
+        "{resources} resources need {needed} operations in one transaction, more than the \
+         {MAX_TXN_OPS} etcd allows; split the input (nothing was written)"
+    )]
+    TooLarge { resources: usize, needed: usize },
     /// Other writers kept changing what this write depends on.
     #[error(
         "the datastore kept changing while writing (gave up after {WRITE_ATTEMPTS} attempts); \
@@ -311,6 +319,13 @@ impl ResourceStore {
                     None => Compare::absent(POOLS_GUARD_KEY),
                 });
                 puts.push(TxnOp::put(POOLS_GUARD_KEY, "brindlectl"));
+            }
+            let largest = guards.len().max(puts.len());
+            if largest > MAX_TXN_OPS {
+                return Err(StoreError::TooLarge {
+                    resources: results.len(),
+                    needed: largest,
+                });
             }
             let response = self.ds.txn(Txn::new().when(guards).and_then(puts)).await?;
             if !response.succeeded {

@@ -36,6 +36,7 @@ on_both_backends!(
     create_replace_delete_semantics,
     multi_document_writes_are_atomic,
     stdin_and_namespaces,
+    too_large_inputs_are_refused_whole,
 );
 
 fn get_args(r: &Resource) -> Vec<String> {
@@ -342,6 +343,24 @@ fn multi_document_writes_are_atomic(store: &Store) {
         out.stderr
     );
     assert_eq!(store.everything().len(), 3);
+}
+
+fn too_large_inputs_are_refused_whole(store: &Store) {
+    let profiles: Vec<String> = (0..130)
+        .map(|i| {
+            format!("apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: p{i}\n")
+        })
+        .collect();
+    let out = store.run_stdin(&["apply", "-f", "-"], &profiles.join("---\n"));
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: 130 resources need 130 operations in one transaction, more than the 128 etcd allows; split the input (nothing was written)\n"
+    );
+    assert!(store.everything().is_empty());
+    let out = store.run_stdin(&["apply", "-f", "-"], &profiles[..128].join("---\n"));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(store.everything().len(), 128);
 }
 
 fn stdin_and_namespaces(store: &Store) {
