@@ -67,13 +67,22 @@ fn check_reports_the_line_of_the_first_error() {
             good.replace("    asn: 64513", "    asn: 64513\n    hold_time: 2"),
             "FILE:6:16: peers[0].hold_time: hold_time 2 is invalid",
         ),
-        (good.replace("10.0.0.1", "10.0.0"), "FILE:2:12: router_id: router_id \"10.0.0\""),
-        ("asn: [\n".to_string(), "FILE:1:6: asn: invalid type: sequence"),
+        (
+            good.replace("10.0.0.1", "10.0.0"),
+            "FILE:2:12: router_id: router_id \"10.0.0\"",
+        ),
+        (
+            "asn: [\n".to_string(),
+            "FILE:1:6: asn: invalid type: sequence",
+        ),
     ];
     for (text, expected) in cases {
         let (ok, _, err) = check(&text);
         assert!(!ok, "{text}");
-        assert!(err.starts_with(expected), "expected {expected:?}, got {err:?}");
+        assert!(
+            err.starts_with(expected),
+            "expected {expected:?}, got {err:?}"
+        );
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
     let out = Command::new(BGPD)
@@ -92,7 +101,10 @@ fn show_without_a_daemon_fails_clearly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach brindle-bgpd at /nonexistent/bgpd.sock"), "{err}");
+    assert!(
+        err.contains("cannot reach brindle-bgpd at /nonexistent/bgpd.sock"),
+        "{err}"
+    );
 }
 
 /// Runs `f` on a thread that joined `ns` (setns moves only that thread).
@@ -131,7 +143,9 @@ fn send_from(from: Ipv4Addr, bytes: Vec<u8>) -> Vec<u8> {
     nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &remote)
         .expect("connect to brindle-bgpd");
     let mut stream = stream;
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let _ = stream.write_all(&bytes);
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -179,19 +193,27 @@ fn bad_peers_get_a_log_line_and_never_a_crash() {
             .any(|l| l.contains("session not up") && l.contains("10.77.0.9"))
             .then_some(())
     });
-    assert!(logged.is_some(), "no log line for the unreachable peer:\n{}", bgpd.log());
+    assert!(
+        logged.is_some(),
+        "no log line for the unreachable peer:\n{}",
+        bgpd.log()
+    );
 
     // Garbage from a configured peer: a bad marker is answered with
     // NOTIFICATION 1/1 (Connection Not Synchronized).
     let mut garbage = vec![0u8; 16];
     garbage.extend_from_slice(&[0, 19, 4]);
-    let answer = in_netns(&net.hosts[1], move || send_from(Ipv4Addr::new(10, 77, 0, 2), garbage));
+    let answer = in_netns(&net.hosts[1], move || {
+        send_from(Ipv4Addr::new(10, 77, 0, 2), garbage)
+    });
     assert_eq!(notification(&answer), Some((1, 1)), "answer {answer:02x?}");
 
     // A bad message type: 1/3.
     let mut bad_type = vec![0xffu8; 16];
     bad_type.extend_from_slice(&[0, 19, 9]);
-    let answer = in_netns(&net.hosts[1], move || send_from(Ipv4Addr::new(10, 77, 0, 2), bad_type));
+    let answer = in_netns(&net.hosts[1], move || {
+        send_from(Ipv4Addr::new(10, 77, 0, 2), bad_type)
+    });
     assert_eq!(notification(&answer), Some((1, 3)), "answer {answer:02x?}");
 
     // An OPEN with the wrong AS: 2/2 Bad Peer AS.
@@ -200,14 +222,19 @@ fn bad_peers_get_a_log_line_and_never_a_crash() {
     open.extend_from_slice(&(19u16 + 10).to_be_bytes());
     open.push(1);
     open.extend_from_slice(&body);
-    let answer = in_netns(&net.hosts[1], move || send_from(Ipv4Addr::new(10, 77, 0, 2), open));
+    let answer = in_netns(&net.hosts[1], move || {
+        send_from(Ipv4Addr::new(10, 77, 0, 2), open)
+    });
     assert_eq!(notification(&answer), Some((2, 2)), "answer {answer:02x?}");
 
     // A connection from an address that is not a peer is dropped.
     let answer = in_netns(&net.hosts[1], move || {
         send_from(Ipv4Addr::new(10, 77, 0, 3), vec![0xff; 19])
     });
-    assert!(notification(&answer).is_none_or(|(code, _)| code == 6), "{answer:02x?}");
+    assert!(
+        notification(&answer).is_none_or(|(code, _)| code == 6),
+        "{answer:02x?}"
+    );
 
     // Still serving, and the peer shows what went wrong.
     let peer = bgpd.peer("10.77.0.2".parse().unwrap());
@@ -256,7 +283,15 @@ fn show_prints_tables_and_json() {
     let mut lines = peers.lines();
     assert_eq!(
         lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
-        ["ADDRESS", "ASN", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "ADVERTISED"]
+        [
+            "ADDRESS",
+            "ASN",
+            "STATE",
+            "UPTIME",
+            "RECEIVED",
+            "ACCEPTED",
+            "ADVERTISED"
+        ]
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(row[..2], ["10.77.0.2", "65020"]);
@@ -267,16 +302,28 @@ fn show_prints_tables_and_json() {
         routes.lines().next().unwrap(),
         "PREFIX        NEXT HOP  AS PATH  LOCAL PREF  BEST"
     );
-    assert!(routes.contains("10.21.0.0/26  self      -        300         *"), "{routes}");
+    assert!(
+        routes.contains("10.21.0.0/26  self      -        300         *"),
+        "{routes}"
+    );
 
-    let json: serde_json::Value = serde_json::from_str(&run(&["show", "routes", "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["show", "routes", "--json"])).unwrap();
     let r = &json[1];
     assert_eq!(r["prefix"], "10.21.0.0/26");
     assert_eq!(r["med"], 5);
     assert_eq!(r["communities"][0], "64512:1");
     assert_eq!(r["best"], true);
     let json: serde_json::Value = serde_json::from_str(&run(&["show", "peers", "--json"])).unwrap();
-    for key in ["address", "asn", "state", "uptime", "received", "accepted", "advertised"] {
+    for key in [
+        "address",
+        "asn",
+        "state",
+        "uptime",
+        "received",
+        "accepted",
+        "advertised",
+    ] {
         assert!(json[0].get(key).is_some(), "{key} missing in {json}");
     }
     let detail = run(&["show", "peer", "10.77.0.2"]);

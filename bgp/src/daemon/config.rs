@@ -864,7 +864,7 @@ peers:
         assert_eq!(p.keepalive, None);
         assert_eq!(p.families, vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         assert!(p.is_ibgp(&c) && p.route_reflector_client && p.passive);
-        assert_eq!(p.graceful_restart_enabled(&c), false);
+        assert!(!p.graceful_restart_enabled(&c));
         assert_eq!(p.password.as_deref(), Some("s3cret"));
     }
 
