@@ -15,6 +15,35 @@
 //!             writer task / reader task per TCP connection (framing only)
 //! ```
 //!
+//! ```no_run
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use brindle_bgp::packet::{Origin, PathAttributes};
+//! use brindle_bgp::speaker::{BestRouteChange, PathAttrs, PeerConfig, Speaker, SpeakerConfig};
+//!
+//! # async fn example() -> Result<(), brindle_bgp::speaker::SpeakerError> {
+//! let mut config = SpeakerConfig::new(64512, Ipv4Addr::new(10, 0, 0, 1));
+//! config.peers.push(PeerConfig::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)), 65000));
+//! let speaker = Speaker::start(config).await?;
+//!
+//! // This node's IPAM block; a `None` next hop means "our session address".
+//! let attrs = PathAttrs {
+//!     attributes: PathAttributes { origin: Some(Origin::Igp), ..Default::default() },
+//!     next_hop: None,
+//! };
+//! speaker.originate("10.244.1.0/26".parse().unwrap(), attrs).await?;
+//!
+//! // What to program into the kernel.
+//! let mut routes = speaker.subscribe();
+//! while let Some(change) = routes.recv().await {
+//!     match change {
+//!         BestRouteChange::Best(route) => println!("{} via {:?}", route.prefix, route.next_hops),
+//!         BestRouteChange::Withdrawn(prefix) => println!("{prefix} gone"),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Contract:
 //! * [`Speaker::start`] binds the listen sockets (failing if it cannot) and
 //!   starts the configured peers; it must be called inside a tokio runtime,
@@ -27,6 +56,23 @@
 //! * [`Speaker::subscribe`] first replays the current Loc-RIB as
 //!   [`BestRouteChange::Best`] items, then reports every change in order; a
 //!   subscriber that stops reading only costs memory, it never blocks BGP.
+//! * Each peer's session announces multiprotocol IPv4/IPv6 unicast (as
+//!   configured), route refresh, 4-octet AS, graceful restart (restart time,
+//!   forwarding state preserved), ADD-PATH when configured and extended
+//!   messages. The initial table is followed by End-of-RIB per family;
+//!   ROUTE-REFRESH resends the Adj-RIB-Out.
+//! * Graceful restart, helper side: see the `core` module; a peer's routes
+//!   survive its crash until End-of-RIB or its restart time.
+//! * Peer status counters: received (what the peer announces), accepted
+//!   (what passed the import rules), advertised (what we sent in negotiated
+//!   families), stale (kept for graceful restart).
+//!
+//! Not done: the restarting side of graceful restart (R bit, deferring our
+//! End-of-RIB until our own table is complete: an embedding agent should
+//! originate its prefixes before adding peers); ADD-PATH receive feeds the
+//! RIB one path per peer and prefix (the last announced) and ADD-PATH send
+//! sends the best path only; IPv6 link-local peers (scope ids); DelayOpen;
+//! prefix limits and per-peer policy beyond the RFC import/export rules.
 
 mod config;
 mod core;

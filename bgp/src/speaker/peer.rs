@@ -820,7 +820,9 @@ impl PeerTask {
         for batch in batches {
             let result = match batch {
                 UpdateBatch::Withdraw(prefixes) => {
-                    let family = family_of(&prefixes[0]);
+                    let Some(family) = prefixes.first().map(family_of) else {
+                        continue;
+                    };
                     if !negotiated.has_family(family) {
                         continue;
                     }
@@ -828,7 +830,9 @@ impl PeerTask {
                     build_withdrawals(family, &nlri, &s.encode)
                 }
                 UpdateBatch::Announce { attrs, prefixes } => {
-                    let family = family_of(&prefixes[0]);
+                    let Some(family) = prefixes.first().map(family_of) else {
+                        continue;
+                    };
                     if !negotiated.has_family(family) {
                         continue;
                     }
