@@ -2,7 +2,8 @@
 //! directions of connection setup (BIRD dials us; we dial a passive BIRD),
 //! with routes flowing both ways and a withdrawal reaching BIRD; also with
 //! a TCP MD5 password (on our listening socket and on our connecting one).
-//! Needs root and `bird`.
+//! The same over IPv6 (IPv6 unicast over an IPv6 session). Needs root and
+//! `bird`.
 
 #[path = "speaker_support.rs"]
 mod support;
@@ -18,32 +19,70 @@ use support::{block_on, local_attrs, net, wait_change, wait_established, NsSpeak
 const BRINDLE_AS: u32 = 64512;
 const BIRD_AS: u32 = 65001;
 
-fn run(bird_passive: bool, password: Option<&str>, tag: &str, subnet: u8) {
+struct Case<'a> {
+    tag: &'a str,
+    subnet: u8,
+    bird_passive: bool,
+    password: Option<&'a str>,
+    ipv6: bool,
+}
+
+fn run(case: Case<'_>) {
+    let Case {
+        tag,
+        subnet,
+        bird_passive,
+        password,
+        ipv6,
+    } = case;
     let ours_ns = Netns::new(&format!("{tag}o")).unwrap();
     let bird_ns = Netns::new(&format!("{tag}b")).unwrap();
-    let our_ip = Ipv4Addr::new(10, subnet, 0, 1);
-    let bird_ip = Ipv4Addr::new(10, subnet, 0, 2);
+    let (our_ip, bird_ip, len): (IpAddr, IpAddr, u8) = if ipv6 {
+        (
+            format!("fd{subnet}::1").parse().unwrap(),
+            format!("fd{subnet}::2").parse().unwrap(),
+            64,
+        )
+    } else {
+        (
+            IpAddr::V4(Ipv4Addr::new(10, subnet, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(10, subnet, 0, 2)),
+            24,
+        )
+    };
+    let bird_id = Ipv4Addr::new(10, subnet, 0, 2);
+    let our_id = Ipv4Addr::new(10, subnet, 0, 1);
     veth(
         &ours_ns,
         "eth0",
-        &[&format!("{our_ip}/24")],
+        &[&format!("{our_ip}/{len}")],
         &bird_ns,
         "eth0",
-        &[&format!("{bird_ip}/24")],
+        &[&format!("{bird_ip}/{len}")],
     )
     .unwrap();
 
-    let bird_prefix = format!("10.{subnet}.100.0/24");
-    let mut neighbor = Neighbor::new(IpAddr::V4(our_ip), BRINDLE_AS);
+    let (bird_prefix, block) = if ipv6 {
+        (
+            format!("fd00:{subnet}:100::/64"),
+            format!("fd00:{subnet}:244::/64"),
+        )
+    } else {
+        (
+            format!("10.{subnet}.100.0/24"),
+            format!("10.{subnet}.244.0/26"),
+        )
+    };
+    let mut neighbor = Neighbor::new(our_ip, BRINDLE_AS);
     neighbor.passive = bird_passive;
     neighbor.password = password.map(str::to_string);
-    let bird_cfg = BgpConfig::new(bird_ip, BIRD_AS)
+    let bird_cfg = BgpConfig::new(bird_id, BIRD_AS)
         .with_neighbor(neighbor)
         .originate(&bird_prefix);
     let bird = Bird::start(&bird_ns, &bird_cfg).unwrap();
 
-    let mut cfg = SpeakerConfig::new(BRINDLE_AS, our_ip);
-    let mut peer = PeerConfig::new(IpAddr::V4(bird_ip), BIRD_AS);
+    let mut cfg = SpeakerConfig::new(BRINDLE_AS, our_id);
+    let mut peer = PeerConfig::new(bird_ip, BIRD_AS);
     peer.passive = !bird_passive;
     peer.connect_retry = Duration::from_secs(1);
     peer.hold_time = 9;
@@ -52,9 +91,9 @@ fn run(bird_passive: bool, password: Option<&str>, tag: &str, subnet: u8) {
     let ours = NsSpeaker::start(&ours_ns, cfg);
     let mut routes = ours.speaker.subscribe();
 
-    let status = wait_established(&ours.speaker, IpAddr::V4(bird_ip));
-    assert_eq!(status.router_id, Some(bird_ip));
-    bird.wait_neighbor_established(IpAddr::V4(our_ip), STEP)
+    let status = wait_established(&ours.speaker, bird_ip);
+    assert_eq!(status.router_id, Some(bird_id));
+    bird.wait_neighbor_established(our_ip, STEP)
         .unwrap_or_else(|e| panic!("BIRD not established: {e}\n{}", bird.log()));
 
     // BIRD -> us.
@@ -63,14 +102,13 @@ fn run(bird_passive: bool, password: Option<&str>, tag: &str, subnet: u8) {
     let BestRouteChange::Best(route) = change else {
         panic!("expected a route, got {change:?}");
     };
-    assert_eq!(route.next_hops, vec![IpAddr::V4(bird_ip)]);
+    assert_eq!(route.next_hops, vec![bird_ip]);
     assert_eq!(
         route.attrs.attributes.as_path,
         Some(AsPath::from_sequence([BIRD_AS]))
     );
 
     // Us -> BIRD.
-    let block = format!("10.{subnet}.244.0/26");
     block_on(ours.speaker.originate(net(&block), local_attrs())).unwrap();
     bird.wait_route(&block, STEP)
         .unwrap_or_else(|e| panic!("BIRD never got {block}: {e}\n{}", bird.log()));
@@ -102,20 +140,66 @@ fn run(bird_passive: bool, password: Option<&str>, tag: &str, subnet: u8) {
 
 #[test]
 fn bird_dials_us() {
-    run(false, None, "spbd", 66);
+    run(Case {
+        tag: "spbd",
+        subnet: 66,
+        bird_passive: false,
+        password: None,
+        ipv6: false,
+    });
 }
 
 #[test]
 fn we_dial_passive_bird() {
-    run(true, None, "spbp", 67);
+    run(Case {
+        tag: "spbp",
+        subnet: 67,
+        bird_passive: true,
+        password: None,
+        ipv6: false,
+    });
 }
 
 #[test]
 fn bird_dials_us_with_tcp_md5() {
-    run(false, Some("brindle-md5"), "spbm", 72);
+    run(Case {
+        tag: "spbm",
+        subnet: 72,
+        bird_passive: false,
+        password: Some("brindle-md5"),
+        ipv6: false,
+    });
 }
 
 #[test]
 fn we_dial_passive_bird_with_tcp_md5() {
-    run(true, Some("brindle-md5"), "spbn", 73);
+    run(Case {
+        tag: "spbn",
+        subnet: 73,
+        bird_passive: true,
+        password: Some("brindle-md5"),
+        ipv6: false,
+    });
+}
+
+#[test]
+fn bird_over_ipv6_both_ways() {
+    run(Case {
+        tag: "spb6",
+        subnet: 75,
+        bird_passive: false,
+        password: None,
+        ipv6: true,
+    });
+}
+
+#[test]
+fn we_dial_passive_bird_over_ipv6_with_tcp_md5() {
+    run(Case {
+        tag: "spb7",
+        subnet: 76,
+        bird_passive: true,
+        password: Some("brindle-md5"),
+        ipv6: true,
+    });
 }
