@@ -54,6 +54,7 @@ each_daemon!(
     brindle_restart,
     graceful_restart_of_brindle,
     graceful_restart_of_peer,
+    tcp_md5,
 );
 
 fn tag(kind: Kind, what: &str) -> String {
@@ -536,4 +537,23 @@ fn graceful_restart_of_peer(kind: Kind) {
         );
     }
     other.wait_established(v4(1));
+}
+
+/// TCP MD5 (RFC 2385) with the same key on both sides: the session comes
+/// up and routes flow (without the key the kernel drops every segment).
+fn tcp_md5(kind: Kind) {
+    let net = lan(&tag(kind, "md5"), 2);
+    let mut spec = OtherSpec::new(rid(2), THEIRS)
+        .neighbor(v4(1), OURS, false)
+        .route(OtherRoute::plain(THEIR_PREFIX));
+    spec.password = Some("brindle-md5".to_string());
+    let other = Other::start(kind, &net.hosts[1], &spec);
+    let bgpd = Bgpd::start(
+        &net.hosts[0],
+        &our_yaml(OURS, v4(2), THEIRS, false, "    password: brindle-md5\n"),
+    );
+    bgpd.wait_established(v4(2));
+    other.wait_established(v4(1));
+    bgpd.wait_route(THEIR_PREFIX, |r| r.as_path_asns == vec![THEIRS]);
+    other.wait_route(OUR_PREFIX, |r| r.as_path == vec![OURS]);
 }

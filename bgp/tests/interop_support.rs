@@ -343,6 +343,8 @@ pub struct OtherSpec {
     pub cluster_id: Option<Ipv4Addr>,
     /// BIRD only: ASes to prepend on export (to build AS4_PATH cases).
     pub prepend: Vec<u32>,
+    /// TCP MD5 password on every session.
+    pub password: Option<String>,
 }
 
 impl OtherSpec {
@@ -356,6 +358,7 @@ impl OtherSpec {
             graceful_restart: None,
             cluster_id: None,
             prepend: Vec::new(),
+            password: None,
         }
     }
 
@@ -453,6 +456,9 @@ pub fn bird_text(spec: &OtherSpec) -> String {
         if n.passive {
             out.push_str("  passive on;\n");
         }
+        if let Some(p) = &spec.password {
+            out.push_str(&format!("  password \"{p}\";\n"));
+        }
         if !spec.as4 {
             out.push_str("  enable as4 off;\n");
         }
@@ -496,6 +502,9 @@ pub fn frr_text(spec: &OtherSpec) -> String {
         ));
         if n.passive {
             out.push_str(&format!(" neighbor {a} passive\n"));
+        }
+        if let Some(p) = &spec.password {
+            out.push_str(&format!(" neighbor {a} password {p}\n"));
         }
     }
     for (v6, fam) in [(false, "ipv4"), (true, "ipv6")] {
@@ -553,10 +562,15 @@ pub fn gobgp_text(spec: &OtherSpec) -> String {
     );
     for n in &spec.neighbors {
         out.push_str(&format!(
-            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n\
-             [neighbors.timers.config]\n    connect-retry = 2\n    hold-time = 9\n    keepalive-interval = 3\n",
+            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n",
             n.address, n.asn
         ));
+        if let Some(p) = &spec.password {
+            out.push_str(&format!("    auth-password = \"{p}\"\n"));
+        }
+        out.push_str(
+            "  [neighbors.timers.config]\n    connect-retry = 2\n    hold-time = 9\n    keepalive-interval = 3\n",
+        );
         if n.passive {
             out.push_str("  [neighbors.transport.config]\n    passive-mode = true\n");
         }
