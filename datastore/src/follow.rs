@@ -39,6 +39,8 @@ struct State {
     prefix: Vec<u8>,
     watch: Option<WatchStream>,
     backoff: Duration,
+    /// The last list failed: wait `backoff` before the next.
+    list_failed: bool,
 }
 
 impl Datastore {
@@ -51,6 +53,7 @@ impl Datastore {
             prefix: prefix.into(),
             watch: None,
             backoff: Duration::from_millis(100),
+            list_failed: false,
         };
         futures::stream::unfold(state, next_update).boxed()
     }
@@ -59,15 +62,19 @@ impl Datastore {
 async fn next_update(mut s: State) -> Option<(Result<Update>, State)> {
     loop {
         let Some(watch) = s.watch.as_mut() else {
+            if s.list_failed {
+                tokio::time::sleep(s.backoff).await;
+                s.backoff = (s.backoff * 2).min(MAX_LIST_BACKOFF);
+            }
             match s.ds.list(s.prefix.clone()).await {
                 Ok(listing) => {
+                    s.list_failed = false;
                     s.backoff = Duration::from_millis(100);
                     s.watch = Some(s.ds.watch(s.prefix.clone(), listing.revision + 1));
                     return Some((Ok(Update::Snapshot(listing)), s));
                 }
                 Err(e) => {
-                    tokio::time::sleep(s.backoff).await;
-                    s.backoff = (s.backoff * 2).min(MAX_LIST_BACKOFF);
+                    s.list_failed = true;
                     return Some((Err(e), s));
                 }
             }

@@ -289,3 +289,35 @@ async fn follow_relists_after_compaction_during_a_disconnect() {
     let snapshots = conformance::follow_until(&mut f, &mut state, &want).await;
     assert_eq!(snapshots, 1, "expected a re-list after compaction");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_reports_an_unreachable_store_then_recovers() {
+    use brindle_datastore::Update;
+    use futures::StreamExt;
+    let h = make().await;
+    let follower = h.connect().await;
+    h.connect_direct().await.put("/r/a", "1").await.unwrap();
+    h.cut();
+    let mut f = follower.follow("/r/");
+    match tokio::time::timeout(conformance::PATIENCE, f.next())
+        .await
+        .unwrap()
+    {
+        Some(Err(e)) => assert!(e.is_transient(), "{e}"),
+        other => panic!("expected an error while cut off, got {other:?}"),
+    }
+    h.restore();
+    loop {
+        match tokio::time::timeout(conformance::PATIENCE, f.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Update::Snapshot(listing))) => {
+                assert_eq!(listing.kvs.len(), 1);
+                break;
+            }
+            Some(Err(e)) if e.is_transient() => continue, // still reconnecting
+            other => panic!("expected a snapshot after recovery, got {other:?}"),
+        }
+    }
+}
