@@ -197,3 +197,77 @@ fn add_rejects_non_host_prefix() {
     let forwarding = host.exec(&["sysctl", "-n", "net.ipv4.ip_forward"]);
     assert_eq!(String::from_utf8_lossy(&forwarding.stdout).trim(), "1");
 }
+
+/// Many concurrent ADDs into one host (calico#3940 appeared when creating
+/// thousands of pods): no name collisions, no "route already exists", every
+/// host route points at its own veth; then concurrent DELs leave nothing.
+#[test]
+fn concurrent_adds_and_dels_do_not_collide() {
+    if !can_run() {
+        return;
+    }
+    const WORKLOADS: usize = 32;
+    const THREADS: usize = 8;
+    let host = host_namespace();
+    let containers: Vec<TestNetns> = (0..WORKLOADS).map(|_| TestNetns::new("wlm")).collect();
+    let specs: Vec<WorkloadSpec> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut s = spec(
+                &format!("test/{}", c.name),
+                c,
+                &format!("10.66.0.{}/32", i + 1),
+                &format!("fd00:66::{:x}/128", i + 1),
+            );
+            s.mtu = 1500;
+            s
+        })
+        .collect();
+    let host_path = host.path();
+    let per_thread = WORKLOADS.div_ceil(THREADS);
+    std::thread::scope(|scope| {
+        for chunk in specs.chunks(per_thread) {
+            let host_path = host_path.clone();
+            scope.spawn(move || {
+                for s in chunk {
+                    let s = s.clone();
+                    brindle_agent::netns::run_in_netns(&host_path, move || {
+                        add_workload_blocking(&s).expect("concurrent ADD")
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let routes = host.ip(&["route", "show", "proto", "80"]);
+    for (i, s) in specs.iter().enumerate() {
+        let line = format!(
+            "10.66.0.{} dev {} scope link",
+            i + 1,
+            host_veth_name(&s.workload_id)
+        );
+        assert!(routes.contains(&line), "missing {line}\n{routes}");
+    }
+    assert_eq!(routes.lines().count(), WORKLOADS);
+    assert!(containers[0].ping("10.66.0.2"));
+    assert!(containers[WORKLOADS - 1].ping("fd00:66::1"));
+
+    std::thread::scope(|scope| {
+        for chunk in specs.chunks(per_thread) {
+            let host_path = host_path.clone();
+            scope.spawn(move || {
+                for s in chunk {
+                    let id = s.workload_id.clone();
+                    let removed = brindle_agent::netns::run_in_netns(&host_path, move || {
+                        del_workload_blocking(&id, BRINDLE_ROUTE_PROTOCOL).expect("concurrent DEL")
+                    })
+                    .unwrap();
+                    assert!(removed);
+                }
+            });
+        }
+    });
+    assert_eq!(host.ip(&["route", "show", "proto", "80"]).trim(), "");
+    assert!(!host.ip(&["link", "show"]).contains("cali"));
+}
