@@ -966,3 +966,84 @@ async fn writer(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<By
     }
     let _ = write.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::open::capability_code;
+
+    fn config() -> PeerConfig {
+        PeerConfig::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 65000)
+    }
+
+    #[test]
+    fn open_offers_the_configured_capabilities() {
+        let open = build_open(&config(), 4_200_000_000, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(open.asn, 4_200_000_000);
+        assert_eq!(open.hold_time, 90);
+        assert_eq!(
+            open.multiprotocol_families(),
+            vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+        );
+        assert_eq!(open.four_octet_as(), Some(4_200_000_000));
+        for code in [
+            capability_code::ROUTE_REFRESH,
+            capability_code::GRACEFUL_RESTART,
+            capability_code::EXTENDED_MESSAGE,
+        ] {
+            assert!(open.has_capability(code), "capability {code}");
+        }
+        assert!(!open.has_capability(capability_code::ADD_PATH));
+        let gr = open
+            .capabilities
+            .iter()
+            .find_map(|c| match c {
+                Capability::GracefulRestart(gr) => Some(gr.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(gr.restart_time, 120);
+        assert!(gr.families.iter().all(|f| f.forwarding_preserved));
+        // It encodes (AS_TRANS in the 2-octet field).
+        assert!(Message::Open(open)
+            .to_bytes(&EncodeContext::default())
+            .is_ok());
+    }
+
+    #[test]
+    fn open_without_gr_with_add_path_and_v4_only() {
+        let mut c = config();
+        c.graceful_restart = None;
+        c.ipv6_unicast = false;
+        c.add_path.receive = true;
+        let open = build_open(&c, 64512, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(open.multiprotocol_families(), vec![Family::IPV4_UNICAST]);
+        assert!(!open.has_capability(capability_code::GRACEFUL_RESTART));
+        assert!(open
+            .capabilities
+            .contains(&Capability::AddPath(vec![AddPathFamily {
+                family: Family::IPV4_UNICAST,
+                mode: AddPathMode::Receive,
+            }])));
+    }
+
+    #[test]
+    fn decode_errors_map_to_fsm_events_by_code() {
+        let header = decode_error_event(&DecodeError::ConnectionNotSynchronized);
+        assert!(matches!(header, Event::HeaderError(n) if (n.code, n.subcode) == (1, 1)));
+        let open = decode_error_event(&DecodeError::UnsupportedVersion { version: 3 });
+        assert!(matches!(open, Event::OpenMessageError(n) if (n.code, n.subcode) == (2, 1)));
+        let update = decode_error_event(&DecodeError::MalformedAttributeList);
+        assert!(matches!(update, Event::UpdateMessageError(n) if (n.code, n.subcode) == (3, 1)));
+    }
+
+    #[test]
+    fn notifications_are_described_for_humans() {
+        let shutdown = fsm::Notification::admin_shutdown(Some("maintenance"));
+        let text = describe(&shutdown);
+        assert!(text.starts_with("6/2 ("), "{text}");
+        assert!(text.ends_with(": \"maintenance\""), "{text}");
+        let hold = describe(&fsm::Notification::new(4, 0));
+        assert_eq!(hold, "4/0 (hold timer expired)");
+    }
+}
