@@ -494,7 +494,7 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// The part of a block document needed to choose a block.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct BlockHead {
     cidr: IpNet,
     affinity: Option<String>,
@@ -510,15 +510,56 @@ struct HandleWrite {
     doc: Option<HandleDoc>,
 }
 
-/// The IPAM API over one datastore. Cheap to clone.
+/// How long [`Ipam`] reuses its listing of a family's blocks when choosing
+/// a block to claim or borrow from. Only the choice uses it: every write is
+/// still a compare-and-swap on a fresh read, and blocks it reads refresh it.
+pub const BLOCK_LISTING_TTL: Duration = Duration::from_secs(1);
+
+type HeadsCache = HashMap<Family, (std::time::Instant, Vec<BlockHead>)>;
+
+/// The IPAM API over one datastore. Cheap to clone (clones share the
+/// block listing cache).
 #[derive(Debug, Clone)]
 pub struct Ipam {
     store: Datastore,
+    heads: std::sync::Arc<std::sync::Mutex<HeadsCache>>,
 }
 
 impl Ipam {
     pub fn new(store: Datastore) -> Self {
-        Ipam { store }
+        Ipam {
+            store,
+            heads: Default::default(),
+        }
+    }
+
+    fn cached_heads(&self, family: Family) -> Option<Vec<BlockHead>> {
+        let cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&family)
+            .filter(|(at, _)| at.elapsed() < BLOCK_LISTING_TTL)
+            .map(|(_, heads)| heads.clone())
+    }
+
+    /// Forgets the block listing (after this instance deleted or re-homed blocks).
+    fn forget_heads(&self) {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Records what a fresh read or write showed about one block.
+    fn note_block(&self, block: &AllocationBlock) {
+        let mut cache = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, heads)) = cache.get_mut(&Family::of(&block.cidr)) {
+            let head = BlockHead {
+                cidr: block.cidr,
+                affinity: block.affinity.clone(),
+                unallocated: block.unallocated.clone(),
+            };
+            match heads.iter_mut().find(|h| h.cidr == block.cidr) {
+                Some(h) => *h = head,
+                None => heads.push(head),
+            }
+        }
     }
 
     pub fn store(&self) -> &Datastore {
@@ -808,8 +849,16 @@ impl Ipam {
     /// Every block of a family with just what choosing one needs (decoding
     /// whole documents of a big pool on every allocation would dominate).
     async fn block_heads(&self, family: Family) -> IpamResult<Vec<BlockHead>> {
+        if let Some(heads) = self.cached_heads(family) {
+            return Ok(heads);
+        }
         let listing = self.store.list(keys::blocks_prefix(family)).await?;
-        listing.kvs.iter().map(decode).collect()
+        let heads: Vec<BlockHead> = listing.kvs.iter().map(decode).collect::<IpamResult<_>>()?;
+        self.heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(family, (std::time::Instant::now(), heads.clone()));
+        Ok(heads)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -947,6 +996,7 @@ impl Ipam {
                     None => return Ok(Vec::new()),
                 },
             };
+            self.note_block(&current.value);
             if owner.is_some() && current.value.affine_node() != owner {
                 return Ok(Vec::new());
             }
@@ -960,6 +1010,7 @@ impl Ipam {
                 .commit_block(current.mod_revision, &block, vec![hw])
                 .await?
             {
+                self.note_block(&block);
                 return Ok(got);
             }
         }
@@ -1052,9 +1103,14 @@ impl Ipam {
                     .compare_and_swap(keys::block_key(net), None, to_json(&fresh))
                     .await?
                 {
-                    Swap::Written(_) => true,
+                    Swap::Written(_) => {
+                        self.note_block(&fresh);
+                        true
+                    }
                     Swap::Lost(Some(kv)) => {
-                        decode::<AllocationBlock>(&kv)?.affinity.as_deref() == Some(&ours)
+                        let theirs = decode::<AllocationBlock>(&kv)?;
+                        self.note_block(&theirs);
+                        theirs.affinity.as_deref() == Some(&ours)
                     }
                     Swap::Lost(None) => false,
                 }
@@ -1578,6 +1634,7 @@ impl Ipam {
     /// and are left as they are.
     #[instrument(skip(self, report), fields(leaks = report.leaks.len()))]
     pub async fn release_leaks(&self, report: &CheckReport) -> IpamResult<RepairSummary> {
+        self.forget_heads();
         let mut summary = RepairSummary::default();
         let opts: Vec<ReleaseOptions> = report
             .leaks
@@ -1685,6 +1742,7 @@ impl Ipam {
     /// allocated until released or found leaked; another node may claim them).
     #[instrument(skip(self))]
     pub async fn release_node(&self, node: &str) -> IpamResult<NodeRelease> {
+        self.forget_heads();
         let mut out = NodeRelease::default();
         let claims = self.store.list(keys::host_prefix(node)).await?;
         for kv in &claims.kvs {
@@ -1746,6 +1804,7 @@ impl Ipam {
     /// only if the block did not change, else the claim is restored.
     #[instrument(skip(self))]
     pub async fn release_empty_blocks(&self, grace: Duration) -> IpamResult<Vec<IpNet>> {
+        self.forget_heads();
         let now = unix_now();
         let mut released = Vec::new();
         let claims = self.store.list(keys::hosts_prefix()).await?;
