@@ -557,3 +557,77 @@ fn tcp_md5(kind: Kind) {
     bgpd.wait_route(THEIR_PREFIX, |r| r.as_path_asns == vec![THEIRS]);
     other.wait_route(OUR_PREFIX, |r| r.as_path == vec![OURS]);
 }
+
+/// A route learned over eBGP from GoBGP (host 3) goes to iBGP peers with
+/// its next hop unchanged (BIRD, host 2) or rewritten to ours where
+/// `next_hop_self` is set (FRR, host 4); `local_address` is the session's
+/// source and so the next hop we announce for our own prefix.
+#[test]
+fn next_hop_self_towards_ibgp_peers() {
+    let net = lan("nhs", 4);
+    let bird = Other::start(
+        Kind::Bird,
+        &net.hosts[1],
+        &OtherSpec::new(rid(2), OURS).neighbor(v4(1), OURS, false),
+    );
+    let gobgp = Other::start(
+        Kind::Gobgp,
+        &net.hosts[2],
+        &OtherSpec::new(rid(3), 65030)
+            .neighbor(v4(1), OURS, false)
+            .route(OtherRoute::plain("10.63.0.0/26")),
+    );
+    let frr = Other::start(
+        Kind::Frr,
+        &net.hosts[3],
+        &OtherSpec::new(rid(4), OURS).neighbor(v4(1), OURS, false),
+    );
+    let yaml = format!(
+        "asn: {OURS}\nrouter_id: 10.77.0.1\noriginate: [{OUR_PREFIX}]\npeers:\n  \
+         - {{address: 10.77.0.2, asn: {OURS}, hold_time: 9, local_address: 10.77.0.1}}\n  \
+         - {{address: 10.77.0.3, asn: 65030, hold_time: 9}}\n  \
+         - {{address: 10.77.0.4, asn: {OURS}, hold_time: 9, next_hop_self: true}}\n"
+    );
+    let bgpd = Bgpd::start(&net.hosts[0], &yaml);
+    for n in 2..=4 {
+        bgpd.wait_established(v4(n));
+    }
+    gobgp.wait_established(v4(1));
+    let kept = bird.wait_route("10.63.0.0/26", |_| true);
+    assert_eq!(kept.next_hop, Some(v4(3)), "{kept:?}");
+    assert_eq!(kept.as_path, vec![65030]);
+    let rewritten = frr.wait_route("10.63.0.0/26", |_| true);
+    assert_eq!(rewritten.next_hop, Some(v4(1)), "{rewritten:?}");
+    assert_eq!(rewritten.as_path, vec![65030]);
+    let ours = bird.wait_route(OUR_PREFIX, |_| true);
+    assert_eq!(ours.next_hop, Some(v4(1)), "{ours:?}");
+}
+
+/// SIGHUP adds a peer written into the file, and removing it again tears
+/// the session down with a Cease (GoBGP drops our route).
+#[test]
+fn reload_adds_and_removes_a_peer() {
+    let net = lan("rld", 2);
+    let gobgp = Other::start(
+        Kind::Gobgp,
+        &net.hosts[1],
+        &OtherSpec::new(rid(2), THEIRS).neighbor(v4(1), OURS, true),
+    );
+    let base = format!("asn: {OURS}\nrouter_id: 10.77.0.1\noriginate: [{OUR_PREFIX}]\n");
+    let bgpd = Bgpd::start(&net.hosts[0], &base);
+    assert!(bgpd.peers().is_empty());
+    let written = std::fs::read_to_string(bgpd.config_path()).unwrap();
+    let with_peer = format!(
+        "{written}peers:\n  - {{address: 10.77.0.2, asn: {THEIRS}, hold_time: 9, connect_retry: 1}}\n"
+    );
+    std::fs::write(bgpd.config_path(), &with_peer).unwrap();
+    bgpd.signal(nix::sys::signal::Signal::SIGHUP);
+    bgpd.wait_established(v4(2));
+    gobgp.wait_route(OUR_PREFIX, |r| r.as_path == vec![OURS]);
+
+    std::fs::write(bgpd.config_path(), &written).unwrap();
+    bgpd.signal(nix::sys::signal::Signal::SIGHUP);
+    gobgp.wait_no_route(OUR_PREFIX);
+    let gone = wait_for(WAIT, || bgpd.peers().is_empty().then_some(()));
+    assert!(gone.is_some(), "peer still listed: {:?}", bgpd.peers());
+}
