@@ -148,52 +148,63 @@ pub async fn add_workload(
         host.delete_link(&peer).await?;
 
         host.create_veth(&host_ifname, &peer).await?;
-        host.set_link(
-            &host_ifname,
-            &LinkChange {
-                mac: Some(HOST_SIDE_MAC.to_vec()),
-                mtu: Some(spec.mtu),
-                ..Default::default()
-            },
-        )
-        .await?;
-        // Setting the MAC can silently not stick (udev MACAddressPolicy
-        // racing us); the container's neighbour entry depends on it.
-        let actual = host.link(&host_ifname).await?.and_then(|l| l.mac);
-        if actual.as_deref() != Some(&HOST_SIDE_MAC[..]) {
-            return Err(WorkloadError::MacNotApplied {
-                ifname: host_ifname.clone(),
-                actual,
-            });
-        }
-        configure_host_sysctls(&host_ifname, has_v6)?;
-        host.set_link(
-            &host_ifname,
-            &LinkChange {
-                up: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let wired = async {
+            host.set_link(
+                &host_ifname,
+                &LinkChange {
+                    mac: Some(HOST_SIDE_MAC.to_vec()),
+                    mtu: Some(spec.mtu),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            // Setting the MAC can silently not stick (udev MACAddressPolicy
+            // racing us); the container's neighbour entry depends on it.
+            let actual = host.link(&host_ifname).await?.and_then(|l| l.mac);
+            if actual.as_deref() != Some(&HOST_SIDE_MAC[..]) {
+                return Err(WorkloadError::MacNotApplied {
+                    ifname: host_ifname.clone(),
+                    actual,
+                });
+            }
+            configure_host_sysctls(&host_ifname, has_v6)?;
+            host.set_link(
+                &host_ifname,
+                &LinkChange {
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
 
-        host.move_to_netns(&peer, &spec.netns).await?;
-        let container = spec.clone();
-        let container_mac = in_netns(&spec.netns, move || async move {
-            configure_container(&container, &peer).await
-        })
-        .await??;
+            host.move_to_netns(&peer, &spec.netns).await?;
+            let container = spec.clone();
+            let container_peer = peer.clone();
+            let container_mac = in_netns(&spec.netns, move || async move {
+                configure_container(&container, &container_peer).await
+            })
+            .await??;
 
-        for addr in &spec.addresses {
-            let route = Route::workload(*addr, host_ifname.clone());
-            host.replace_route(&route)
-                .await
-                .map_err(route_err(&route))?;
+            for addr in &spec.addresses {
+                let route = Route::workload(*addr, host_ifname.clone());
+                host.replace_route(&route)
+                    .await
+                    .map_err(route_err(&route))?;
+            }
+            Ok(WorkloadAttachment {
+                host_ifname: host_ifname.clone(),
+                container_mac,
+                addresses: spec.addresses.clone(),
+            })
         }
-        Ok(WorkloadAttachment {
-            host_ifname: host_ifname.clone(),
-            container_mac,
-            addresses: spec.addresses.clone(),
-        })
+        .await;
+        if wired.is_err() {
+            // A failed ADD leaves nothing behind (the runtime will retry or
+            // give up; either way a half-wired veth would only confuse).
+            let _ = host.delete_link(&host_ifname).await;
+            let _ = host.delete_link(&peer).await;
+        }
+        wired
     }
     .instrument(span)
     .await

@@ -271,3 +271,28 @@ fn concurrent_adds_and_dels_do_not_collide() {
     assert_eq!(host.ip(&["route", "show", "proto", "80"]).trim(), "");
     assert!(!host.ip(&["link", "show"]).contains("cali"));
 }
+
+#[test]
+fn failed_add_leaves_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    let host = host_namespace();
+    let c = TestNetns::new("wlgone");
+    let mut s = spec(
+        &format!("test/{}-gone", c.name),
+        &c,
+        "10.65.0.9/32",
+        "fd00:65::9/128",
+    );
+    // The container's namespace vanished before ADD got to it.
+    s.netns = std::path::PathBuf::from(format!("/run/netns/{}-missing", c.name));
+    let err = brindle_agent::netns::run_in_netns(&host.path(), move || {
+        add_workload_blocking(&s).unwrap_err().to_string()
+    })
+    .unwrap();
+    assert!(err.contains("missing"), "{err}");
+    let links = host.ip(&["link", "show"]);
+    assert!(!links.contains("cali") && !links.contains("tmp"), "{links}");
+    assert_eq!(host.ip(&["route", "show", "proto", "80"]).trim(), "");
+}
