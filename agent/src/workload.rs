@@ -19,7 +19,8 @@
 //! Contract: [`add_workload`] must run on a thread in the *host* network
 //! namespace (the one `host` was connected in; sysctls are written there)
 //! and is idempotent: leftovers of an earlier, half-finished ADD are removed
-//! first. [`del_workload`] is idempotent too and succeeds when nothing is
+//! first, and an ADD that fails removes the veth it created.
+//! [`del_workload`] is idempotent too and succeeds when nothing is
 //! left. Addresses must be host prefixes (/32, /128); others are rejected.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
