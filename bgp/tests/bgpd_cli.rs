@@ -125,24 +125,7 @@ fn in_netns<T: Send + 'static>(
 /// Connects from `from` to our port 179, sends `bytes`, returns what the
 /// daemon answered before closing (bounded by a read timeout).
 fn send_from(from: Ipv4Addr, bytes: Vec<u8>) -> Vec<u8> {
-    let socket = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Stream,
-        nix::sys::socket::SockFlag::empty(),
-        None,
-    )
-    .expect("socket");
-    let local = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(from, 0));
-    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &local).expect("bind");
-    let stream = TcpStream::from(socket);
-    // Re-connect the bound socket (std has no bind-then-connect).
-    let remote = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(
-        Ipv4Addr::new(10, 77, 0, 1),
-        179,
-    ));
-    nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &remote)
-        .expect("connect to brindle-bgpd");
-    let mut stream = stream;
+    let mut stream = connect_from(from);
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -375,4 +358,114 @@ fn a_second_daemon_cannot_take_the_socket_or_the_port() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0.0.0.0:179"), "{err}");
     assert!(!socket.exists(), "a failed start leaves no socket behind");
+}
+
+/// Opens a real session from 10.77.0.2 (AS 65020) with OPEN/KEEPALIVE
+/// encoded by our codec, then sends `garbage`; returns every message the
+/// daemon sent, ending with its NOTIFICATION (or whatever came before the
+/// connection closed).
+fn established_then(garbage: Vec<u8>) -> Vec<brindle_bgp::packet::Message> {
+    use brindle_bgp::packet::{
+        decode_message, Capability, DecodeContext, EncodeContext, Family, Message, Open,
+    };
+    let stream = connect_from(Ipv4Addr::new(10, 77, 0, 2));
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let ctx = EncodeContext::default();
+    let open = Message::Open(Open {
+        version: 4,
+        asn: 65020,
+        hold_time: 9,
+        bgp_id: Ipv4Addr::new(10, 77, 0, 2),
+        capabilities: vec![
+            Capability::Multiprotocol(Family::IPV4_UNICAST),
+            Capability::FourOctetAs(65020),
+        ],
+    });
+    stream.write_all(&open.to_bytes(&ctx).unwrap()).unwrap();
+    stream
+        .write_all(&Message::Keepalive.to_bytes(&ctx).unwrap())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut sent_garbage = false;
+    loop {
+        while let Ok(Some(decoded)) = decode_message(&buf, &DecodeContext::default()) {
+            buf.drain(..decoded.len);
+            let done = matches!(decoded.message, Message::Notification(_));
+            if matches!(decoded.message, Message::Keepalive) && !sent_garbage {
+                // Established on their side: now the garbage.
+                stream.write_all(&garbage).unwrap();
+                sent_garbage = true;
+            }
+            got.push(decoded.message);
+            if done {
+                return got;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn connect_from(from: Ipv4Addr) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )
+    .unwrap();
+    let to = SockaddrIn::from(std::net::SocketAddrV4::new(
+        Ipv4Addr::new(10, 77, 0, 1),
+        179,
+    ));
+    connect(fd.as_raw_fd(), &to).expect("connect to brindle-bgpd");
+    TcpStream::from(fd)
+}
+
+#[test]
+fn garbage_inside_a_session_is_answered_with_the_right_notification() {
+    use brindle_bgp::packet::Message;
+    let net = lan("gar", 2);
+    let yaml = "asn: 64512\nrouter_id: 10.77.0.1\noriginate: [10.20.0.0/26]\npeers:\n  \
+                - {address: 10.77.0.2, asn: 65020, passive: true, hold_time: 9}\n";
+    let bgpd = Bgpd::start(&net.hosts[0], yaml);
+
+    // UPDATE whose path-attribute length runs past the message: 3/1.
+    let mut update = vec![0xffu8; 16];
+    update.extend_from_slice(&[0, 23, 2, 0, 0, 0xff, 0xff]);
+    let got = in_netns(&net.hosts[1], move || established_then(update));
+    assert!(
+        matches!(got.first(), Some(Message::Open(o)) if o.asn == 64512),
+        "{got:?}"
+    );
+    let Some(Message::Notification(n)) = got.last() else {
+        panic!("no NOTIFICATION: {got:?}")
+    };
+    assert_eq!((n.code, n.subcode), (3, 1), "{n:?}");
+
+    // The daemon lives on, knows why, and says so in its log.
+    let peer = wait_for(WAIT, || {
+        let p = bgpd.peer("10.77.0.2".parse().unwrap());
+        p.last_error.is_some().then_some(p)
+    })
+    .expect("last_error for 10.77.0.2");
+    assert!(peer.established_transitions >= 1, "{peer:?}");
+    let log = bgpd.log();
+    assert!(log.contains("10.77.0.2"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(bgpd.try_show(&["routes"]).is_ok());
 }
