@@ -35,9 +35,44 @@
 //! * **Releases** are idempotent. [`Ipam::release_ips`] can carry the handle
 //!   and the block sequence number seen at allocation; a release whose number
 //!   no longer matches is refused (the address was freed and reused meanwhile).
+//! * **Choosing** a block to claim or borrow from uses a listing of the
+//!   family's blocks that one [`Ipam`] reuses for up to
+//!   [`BLOCK_LISTING_TTL`] (refreshed by every block it reads or writes):
+//!   a full pool is not re-listed on every request. Only the choice is
+//!   cached; what is written is always decided on a fresh read.
+//! * A fixed address may come from a disabled or Manual pool (it was asked
+//!   for by name); automatic assignment never does.
+//! * Handles and node names are key segments: non-empty, without `/`.
 //! * Nothing here panics on stored data: undecodable or contradictory
 //!   documents are errors ([`IpamError::Corrupt`]) or [`Conflict`]s in a
 //!   check report.
+//!
+//! # Repair and garbage collection
+//!
+//! * [`Ipam::check`] takes the handles whose owner exists (the caller's
+//!   view, or [`Ipam::live_handles_from_store`]: endpoints' container ids and
+//!   nodes' tunnel handles) and reports every other allocation as a [`Leak`],
+//!   plus [`Conflict`]s. As an address is allocated before its endpoint is
+//!   written, release only leaks seen twice a grace period apart
+//!   ([`CheckReport::leaks_confirmed_by`]); [`Ipam::release_leaks`] then
+//!   frees each only if it still has the same handle and sequence number.
+//! * [`Ipam::release_node`] drops a deleted node's claims;
+//!   [`Ipam::release_empty_blocks`] returns blocks empty for a grace period
+//!   (never a node's last one).
+//!
+//! ```no_run
+//! # async fn demo(ds: brindle_datastore::Datastore) -> Result<(), brindle_datastore::ipam::IpamError> {
+//! use brindle_datastore::ipam::{AutoAssignArgs, Ipam};
+//! let ipam = Ipam::new(ds);
+//! let got = ipam
+//!     .auto_assign(&AutoAssignArgs::workload_v4("k8s-pod-network.4b1c9e", "node-a"))
+//!     .await?;
+//! println!("{:?}", got.ipv4); // [10.65.0.7/32]
+//! let routes = ipam.blocks_of("node-a").await?; // what node-a announces
+//! # let _ = routes;
+//! ipam.release_by_handle("k8s-pod-network.4b1c9e").await?; // CNI DEL; idempotent
+//! # Ok(()) }
+//! ```
 
 pub mod block;
 pub mod keys;
@@ -748,9 +783,7 @@ impl Ipam {
     /// `args.node` (see the module docs for the order). All or nothing.
     #[instrument(skip(self, args), fields(handle = %args.handle, node = %args.node))]
     pub async fn auto_assign(&self, args: &AutoAssignArgs) -> IpamResult<Assigned> {
-        if args.handle.is_empty() || args.node.is_empty() {
-            return Err(IpamError::Invalid("handle and node must be set".into()));
-        }
+        check_names(&args.handle, &args.node)?;
         let settings = self.settings().await?;
         let pools = self.pools().await?;
         let labels = self.node_labels(&args.node).await?;
@@ -1173,6 +1206,7 @@ impl Ipam {
         node: &str,
         attrs: BTreeMap<String, String>,
     ) -> IpamResult<IpNet> {
+        check_names(handle, node)?;
         let pools = self.pools().await?;
         let pool = pools
             .iter()
@@ -1876,6 +1910,18 @@ impl Ipam {
         }
         Ok(released)
     }
+}
+
+/// Handles and node names become key segments: non-empty, no `/`.
+fn check_names(handle: &str, node: &str) -> IpamResult<()> {
+    for (what, v) in [("handle", handle), ("node", node)] {
+        if v.is_empty() || v.contains('/') {
+            return Err(IpamError::Invalid(format!(
+                "{what} {v:?} must be non-empty and contain no '/'"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn merge(into: &mut ReleaseOutcome, from: ReleaseOutcome) {
