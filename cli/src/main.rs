@@ -4,7 +4,7 @@
 //! ```text
 //! brindlectl apply|create|replace -f FILE|- [-n NS]  (all documents, one transaction)
 //! brindlectl delete -f FILE|- [-n NS] | delete KIND NAME [-n NS] [--skip-not-exists]
-//! brindlectl get KIND [NAME] [-o table|wide|yaml|json] [-n NS | -A]
+//! brindlectl get KIND [NAME] [-o table|wide|yaml|json] [-n NS | -A] | get -f FILE
 //! brindlectl ipam show [--show-blocks | --ip ADDR] | ipam check [-o REPORT]
 //! brindlectl ipam release --ip ADDR... | --from-report REPORT
 //! brindlectl node status
@@ -121,9 +121,13 @@ enum OutputFormat {
 #[derive(Debug, Args)]
 struct GetArgs {
     /// Kind (ippool, bgppeer, networkpolicy, ... singular, plural or short).
-    kind: String,
+    #[arg(required_unless_present = "filename")]
+    kind: Option<String>,
     /// Only this resource.
     name: Option<String>,
+    /// Get the resources named in FILE (`-` reads stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE", conflicts_with_all = ["kind", "name", "all_namespaces"])]
+    filename: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     output: OutputFormat,
@@ -494,7 +498,10 @@ fn target_of(r: &Resource, origin: Option<Origin>) -> Target {
 }
 
 async fn get(url: Option<String>, args: GetArgs) -> Result<()> {
-    let kind = parse_kind(&args.kind)?;
+    if let Some(path) = &args.filename {
+        return get_from_file(url, path, &args).await;
+    }
+    let kind = parse_kind(args.kind.as_deref().unwrap_or_default())?;
     if args.all_namespaces && args.name.is_some() {
         bail!("a resource name cannot be combined with --all-namespaces");
     }
@@ -534,6 +541,65 @@ async fn get(url: Option<String>, args: GetArgs) -> Result<()> {
         }
         OutputFormat::Yaml => output::yaml(&resources),
         OutputFormat::Json => output::json(&resources),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// `get -f FILE`: the stored version of every resource the file names, in
+/// the file's order; a table per kind.
+async fn get_from_file(url: Option<String>, path: &std::path::Path, args: &GetArgs) -> Result<()> {
+    let (file, text) = read_input(path)?;
+    let parsed = brindle_model::document::parse_documents_with_origin(&text)
+        .map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
+    let (mut wanted, origins): (Vec<Resource>, Vec<Origin>) = parsed.into_iter().unzip();
+    if let Some(ns) = &args.namespace {
+        store::override_namespace(&text, &mut wanted, &origins, ns)
+            .map_err(|e| in_file(&file, e))?;
+    }
+    let store = connect(url).await?;
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for (r, origin) in wanted.iter().zip(&origins) {
+        match store
+            .get(r.kind(), r.namespace(), r.name())
+            .await
+            .map_err(datastore_error)?
+        {
+            Some(stored) => found.push(stored),
+            None => missing.push(format!(
+                "{file}: document {} ({}): not found",
+                origin.document,
+                r.describe()
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        bail!("{}", missing.join("\n"));
+    }
+    let text = match args.output {
+        OutputFormat::Table | OutputFormat::Wide => {
+            let width = if args.output == OutputFormat::Wide {
+                table::Width::Wide
+            } else {
+                table::Width::Normal
+            };
+            let mut kinds: Vec<Kind> = found.iter().map(Resource::kind).collect();
+            kinds.dedup();
+            kinds.sort();
+            kinds.dedup();
+            kinds
+                .into_iter()
+                .map(|kind| {
+                    let of_kind: Vec<Resource> =
+                        found.iter().filter(|r| r.kind() == kind).cloned().collect();
+                    table::render(kind, &of_kind, width, true)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        OutputFormat::Yaml => output::yaml(&found),
+        OutputFormat::Json => output::json(&found),
     };
     print!("{text}");
     Ok(())

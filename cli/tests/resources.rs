@@ -385,6 +385,25 @@ fn stdin_and_namespaces(store: &Store) {
         "Successfully created 3 'NetworkPolicy' resource(s)\n"
     );
 
+    // get -f: the stored versions of what a file names.
+    let out = store.run_stdin(&["get", "-o", "wide", "-f", "-"], &text);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (
+            0,
+            "NAMESPACE   NAME         TIER      ORDER   SELECTOR\n\
+             default     in-default   default   10      app == 'web'\n\
+             prod        in-prod      default   10      app == 'web'\n\
+             prod        also-prod    default   10      app == 'web'\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let yaml = store
+        .run_stdin(&["get", "-o", "yaml", "-f", "-"], &text)
+        .stdout;
+    assert_eq!(parse_documents(&yaml).unwrap().len(), 3);
+
     assert_eq!(
         store.ok(&["get", "networkpolicies"]),
         "NAME         TIER\nin-default   default\n"
@@ -419,6 +438,14 @@ fn stdin_and_namespaces(store: &Store) {
     assert_eq!(
         (out.code, out.stderr.as_str()),
         (1, "error: NetworkPolicy 'default/in-prod' not found\n")
+    );
+    let out = store.run_stdin(&["get", "-f", "-"], &policy(None, "in-prod"));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            1,
+            "error: <stdin>: document 1 (NetworkPolicy 'default/in-prod'): not found\n"
+        )
     );
     store.ok(&["delete", "np", "in-prod", "-n", "prod"]);
     assert_eq!(store.everything().len(), 2);
