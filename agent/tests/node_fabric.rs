@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use brindle_agent::netns::{named_netns_path, run_in_netns};
@@ -83,6 +83,10 @@ struct NodeDaemon {
 
 impl NodeDaemon {
     fn start(store: &Store, host: &Host, name: &str) -> NodeDaemon {
+        Self::start_with(store, host, name, &[])
+    }
+
+    fn start_with(store: &Store, host: &Host, name: &str, extra: &[&str]) -> NodeDaemon {
         let socket = store.dir.path().join(format!("{name}.sock"));
         let log = store.dir.path().join(format!("{name}.log"));
         let args = vec![
@@ -98,6 +102,10 @@ impl NodeDaemon {
             "--startup-grace-seconds".into(),
             "20".into(),
         ];
+        let args = args
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
         let mut d = NodeDaemon {
             name: name.into(),
             socket,
@@ -397,13 +405,185 @@ fn two_nodes_one_subnet_direct_routes() {
     );
     assert!(out.0.success());
     b.wait_established(1);
-
-    // A route deleted by hand comes back (resync, or the re-dump).
-    ha.ns.ip(&["route", "del", &block_of(wb.ip)]).unwrap();
-    // The daemon resyncs every 90 s by default; the next change forces a
-    // dump too, so trigger one.
-    drop(a);
 }
 
-#[allow(dead_code)]
-fn _unused(_: &Path, _: &Bird, _: BgpConfig) {}
+fn node_yaml(name: &str, subnet: usize) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    subnet: \"s{subnet}\"\nspec: {{}}\n"
+    )
+}
+
+fn tor_peer_yaml(subnet: usize, peer_ip: Ipv4Addr) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor-s{subnet}\nspec:\n  nodeSelector: subnet == 's{subnet}'\n  peerIP: {peer_ip}\n  asNumber: 65100\n"
+    )
+}
+
+/// Runs `ping` from `from` to `ip` in the background while `during` runs,
+/// then asserts no reply was lost.
+fn ping_loss_free_during(from: &Netns, ip: Ipv4Addr, during: impl FnOnce()) {
+    let mut ping = from
+        .command("ping")
+        .args([
+            "-n",
+            "-q",
+            "-i",
+            "0.1",
+            "-c",
+            "100",
+            "-W",
+            "1",
+            &ip.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    during();
+    let status = ping.wait().unwrap();
+    let mut text = String::new();
+    ping.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        text.contains(" 0% packet loss") && status.success(),
+        "ping {ip}: {text}"
+    );
+}
+
+/// The full picture: three nodes on two subnets joined by a router that
+/// also runs BIRD as ToR (peered through `BGPPeer`s selected by node
+/// labels), an IPPool with `vxlanMode: CrossSubnet`. Same-subnet traffic is
+/// routed directly, cross-subnet traffic through `vxlan.brindle`; deleted
+/// and new workloads are (un)routed everywhere; a route deleted by hand is
+/// repaired by the resync; a node restart keeps a cross-subnet ping
+/// loss-free.
+#[test]
+fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([2, 1]).unwrap();
+    let (ha, hb, hc) = (&fabric.hosts[0], &fabric.hosts[1], &fabric.hosts[2]);
+    let gw0 = Ipv4Addr::new(10, 0, 1, 254);
+    let gw1 = Ipv4Addr::new(10, 0, 2, 254);
+    let store = Store::new();
+    store.apply(&pool_yaml("10.72.0.0/16", "CrossSubnet"));
+    for (name, subnet) in [("node-a", 0), ("node-b", 0), ("node-c", 1)] {
+        store.apply(&node_yaml(name, subnet));
+    }
+    store.apply(&tor_peer_yaml(0, gw0));
+    store.apply(&tor_peer_yaml(1, gw1));
+    let mut tor_config = BgpConfig::new(gw0, 65100);
+    for h in [ha, hb, hc] {
+        tor_config = tor_config.neighbor(IpAddr::V4(h.ipv4), 64512);
+    }
+    let bird = Bird::start(&fabric.router, &tor_config).unwrap();
+
+    let resync = ["--resync-seconds", "3"];
+    let a = NodeDaemon::start_with(&store, ha, "node-a", &resync);
+    let b = NodeDaemon::start_with(&store, hb, "node-b", &resync);
+    let mut c = NodeDaemon::start_with(&store, hc, "node-c", &resync);
+    let wa = add_workload(&store, ha, "node-a", "wa");
+    let wb = add_workload(&store, hb, "node-b", "wb");
+    let wc = add_workload(&store, hc, "node-c", "wc");
+
+    // Every node: two mesh sessions and its ToR, all Established.
+    for (node, tor) in [(&a, gw0), (&b, gw0), (&c, gw1)] {
+        let report = node.wait_established(3);
+        let kinds: Vec<(IpAddr, &str)> = report
+            .peers
+            .iter()
+            .map(|p| (p.address, p.peer_type.as_str()))
+            .collect();
+        assert!(
+            kinds.contains(&(IpAddr::V4(tor), "node specific")),
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| k.1 == "node-to-node mesh").count(),
+            2,
+            "{kinds:?}"
+        );
+    }
+    for h in [ha, hb, hc] {
+        bird.wait_neighbor_established(IpAddr::V4(h.ipv4), WAIT)
+            .unwrap();
+    }
+    for w in [&wa, &wb, &wc] {
+        bird.wait_route(&block_of(w.ip), WAIT).unwrap();
+    }
+
+    // Same subnet: direct. Across subnets: VXLAN.
+    let direct = wait_route(
+        &ha.ns,
+        &block_of(wb.ip),
+        |r| r.contains(&format!("via {} dev eth0", hb.ipv4)),
+        "a→b",
+    );
+    assert!(!direct.contains("vxlan"), "{direct}");
+    let tunnelled = wait_route(
+        &ha.ns,
+        &block_of(wc.ip),
+        |r| r.contains("dev vxlan.brindle") && r.contains("onlink"),
+        "a→c",
+    );
+    eprintln!("a→b: {direct}a→c: {tunnelled}");
+    wait_route(
+        &hc.ns,
+        &block_of(wa.ip),
+        |r| r.contains("dev vxlan.brindle"),
+        "c→a",
+    );
+    let mtu = ha.ns.ip(&["link", "show", "vxlan.brindle"]).unwrap();
+    assert!(mtu.contains("mtu 1450"), "{mtu}");
+
+    let hosts = [ha, hb, hc];
+    let nodes = [&a, &b, &c];
+    for from in [&wa, &wb, &wc] {
+        for to in [&wa, &wb, &wc] {
+            if from.ip != to.ip {
+                ping_or_dump(&from.ns, to.ip, &nodes, &hosts);
+            }
+        }
+    }
+    assert!(tcp_works(&wa.ns, &wc.ns, wc.ip), "TCP a→c over VXLAN");
+    assert!(tcp_works(&wc.ns, &wb.ns, wb.ip), "TCP c→b over VXLAN");
+    assert!(tcp_works(&wa.ns, &wb.ns, wb.ip), "TCP a→b direct");
+
+    // A route deleted by hand is put back by the periodic resync.
+    ha.ns.ip(&["route", "del", &block_of(wc.ip)]).unwrap();
+    wait_route(
+        &ha.ns,
+        &block_of(wc.ip),
+        |r| r.contains("dev vxlan.brindle"),
+        "repaired a→c",
+    );
+
+    // Delete wb: its /32 leaves node-b, no node routes it specifically.
+    let wb_host = format!("{}/32", wb.ip);
+    assert!(route_of(&hb.ns, &wb_host).contains(&wb.host_ifname));
+    delete_workload(&store, hb, &wb);
+    for h in hosts {
+        wait_route(&h.ns, &wb_host, str::is_empty, "deleted workload");
+    }
+    assert!(!wa.ns.ping(IpAddr::V4(wb.ip)).unwrap());
+
+    // A new workload on node-a is reachable from node-b's and node-c's.
+    let wa2 = add_workload(&store, ha, "node-a", "wa2");
+    ping_or_dump(&wc.ns, wa2.ip, &nodes, &hosts);
+    let wb2 = add_workload(&store, hb, "node-b", "wb2");
+    ping_or_dump(&wb2.ns, wa2.ip, &nodes, &hosts);
+
+    // Restarting node-c keeps a running a→c ping (over VXLAN) loss-free.
+    ping_loss_free_during(&wa.ns, wc.ip, || {
+        c.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        c.restart(hc);
+    });
+    c.wait_established(3);
+    assert_eq!(wa2.node, "node-a");
+    drop(bird);
+}
