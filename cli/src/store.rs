@@ -226,6 +226,7 @@ impl ResourceStore {
             .collect())
     }
 
+    #[tracing::instrument(skip(self))]
     async fn list_current(
         &self,
         kind: Kind,
@@ -245,6 +246,7 @@ impl ResourceStore {
     ///
     /// `namespace` is the `-n` flag: namespaced resources that name no
     /// namespace go there; naming another one is refused.
+    #[tracing::instrument(skip(self, text), fields(bytes = text.len()))]
     pub async fn write(
         &self,
         text: &str,
@@ -343,6 +345,7 @@ impl ResourceStore {
 
     /// Deletes every target in one transaction; all must exist unless
     /// `skip_missing`. Returns what was deleted.
+    #[tracing::instrument(skip(self, targets), fields(targets = targets.len()))]
     pub async fn delete(
         &self,
         targets: &[Target],
