@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use brindle_datastore::ipam::{
     keys, AllocationBlock, CheckReport, Conflict, Family, Ipam, IpamError, Leak, PoolUsage,
-    ReleaseOptions, ReleaseOutcome,
+    ReleaseOptions, ReleaseOutcome, ReleaseRefused,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -297,6 +297,17 @@ pub async fn release(
     requests: &[ReleaseOptions],
 ) -> Result<ReleaseOutcome, IpamError> {
     ipam.release_ips(requests).await
+}
+
+/// Why an address was left alone, in words.
+pub fn describe_refusal(why: &ReleaseRefused) -> String {
+    match why {
+        ReleaseRefused::OtherHandle(Some(h)) => format!("now held by handle {h}"),
+        ReleaseRefused::OtherHandle(None) => "now held without a handle".into(),
+        ReleaseRefused::SequenceMismatch { .. } => {
+            "released and allocated again since it was recorded".into()
+        }
+    }
 }
 
 /// What to release for a saved report.

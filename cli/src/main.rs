@@ -293,9 +293,15 @@ async fn ipam_command(url: Option<String>, command: IpamCommand) -> Result<()> {
             }
             for (ip, why) in &outcome.refused {
                 if from_report.is_some() {
-                    println!("IP {ip} was reused since the check; left alone ({why:?})");
+                    println!(
+                        "IP {ip} changed hands since the check; left alone ({})",
+                        ipam::describe_refusal(why)
+                    );
                 } else {
-                    problems.push(format!("IP {ip} not released: {why:?}"));
+                    problems.push(format!(
+                        "IP {ip} not released: {}",
+                        ipam::describe_refusal(why)
+                    ));
                 }
             }
             if !problems.is_empty() {
@@ -314,6 +320,8 @@ async fn connect(url: Option<String>) -> Result<ResourceStore> {
 
 /// [`connect`], for the raw datastore (IPAM).
 async fn connect_datastore(url: Option<String>) -> Result<Datastore> {
+    // An empty $BRINDLE_DATASTORE means unset, as the datastore crate reads it.
+    let url = url.filter(|u| !u.is_empty());
     let source = if url.is_some() {
         // clap fills the flag from the environment too; tell them apart.
         match std::env::var(brindle_datastore::ENV_VAR) {
