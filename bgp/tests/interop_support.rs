@@ -425,7 +425,6 @@ pub fn bird_text(spec: &OtherSpec) -> String {
             body.push_str(&format!("bgp_large_community.add(({g},{l1},{l2})); "));
         }
         if !body.is_empty() {
-            out.push_str("");
             filter.push_str(&format!("  if net = {} then {{ {body}}}\n", r.prefix));
         }
     }
