@@ -1,0 +1,25 @@
+//! `brindle-cni`: the CNI 1.0 plugin (ADD, DEL, CHECK, VERSION) and its
+//! IPAM plugin `brindle-ipam` (the same binary under a second name).
+//!
+//! ```text
+//!  runtime ──env CNI_*, stdin netconf──► brindle-cni ──same env+stdin──► brindle-ipam
+//!                                            │                                │
+//!                                  veth, routes, sysctls              Ipam (blocks by
+//!                                  (crate::workload)                  handle <name>.<cid>)
+//!                                            └── WorkloadEndpoint ──► datastore ◄┘
+//! ```
+//!
+//! - [`spec`]: the contract as data (env, config, results, error objects
+//!   with the spec's codes); pure.
+//! - [`plugin`]: the commands. ADD is all-or-nothing; DEL is idempotent
+//!   and works on half-created workloads.
+//!
+//! Tests: unit tests here; `tests/cni_*.rs` run the built binary exactly as
+//! a runtime does (env, stdin, a netns from `ip netns add`, `CNI_PATH` with
+//! both names) against a temporary embedded store.
+
+pub mod plugin;
+pub mod spec;
+
+pub use plugin::{run, Role};
+pub use spec::{CniError, ErrorCode, CNI_VERSION};

@@ -1,0 +1,810 @@
+//! The two CNI plugins' commands: `brindle-cni` (interfaces, routes,
+//! WorkloadEndpoint) and `brindle-ipam` (addresses), one binary dispatching
+//! on its name.
+//!
+//! Contract: [`run`] never panics on input; it returns what to print on
+//! stdout (a result, nothing for DEL) or a spec [`CniError`]. ADD either
+//! completes or undoes what it did (veth, endpoint, addresses) before
+//! failing. DEL and the IPAM release are idempotent and succeed on a
+//! half-created workload, a missing namespace or a second call. The main
+//! plugin must run in the host network namespace.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use brindle_datastore::ipam::{AutoAssignArgs, HandleDoc, Ipam, IpamError};
+use brindle_datastore::Datastore;
+use brindle_model::endpoint::WorkloadEndpointSpec;
+use brindle_model::resource::{resource_key, Kind, WorkloadEndpoint};
+use brindle_model::{Object, Resource};
+use ipnet::IpNet;
+use serde_json::Value;
+use tracing::{info, info_span, warn};
+
+use super::spec::{
+    endpoint_name, version_info, CniEnv, CniError, CniResult, Command, ErrorCode, Interface,
+    IpConfig, NetConf, RouteConfig, CNI_VERSION,
+};
+use crate::netlink::Netlink;
+use crate::route::BRINDLE_ROUTE_PROTOCOL;
+use crate::workload::{
+    add_workload, del_workload, host_veth_name, link_local_from_mac, WorkloadSpec, GATEWAY_V4,
+    HOST_SIDE_MAC,
+};
+
+/// Which plugin this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `brindle-cni`: the interface plugin.
+    Main,
+    /// `brindle-ipam`: the IPAM plugin `ipam.type` names.
+    Ipam,
+}
+
+impl Role {
+    /// From `argv[0]`: anything whose file name contains `ipam` is the
+    /// IPAM plugin (installed as a second name of the same binary).
+    pub fn from_argv0(argv0: &str) -> Role {
+        let name = Path::new(argv0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(argv0);
+        if name.contains("ipam") {
+            Role::Ipam
+        } else {
+            Role::Main
+        }
+    }
+}
+
+/// Runs one invocation. `Ok(None)`: success with nothing to print.
+pub fn run(
+    role: Role,
+    get_env: impl Fn(&str) -> Option<String>,
+    stdin: &[u8],
+) -> Result<Option<Value>, CniError> {
+    let env = CniEnv::from_vars(&get_env)?;
+    if env.command == Command::Version {
+        // VERSION may come with only `{"cniVersion": …}` on stdin.
+        let asked = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| CNI_VERSION.to_owned());
+        return Ok(Some(version_info(&asked)));
+    }
+    let conf = NetConf::parse(stdin)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::new(ErrorCode::Internal, format!("tokio runtime: {e}")))?;
+    let span =
+        info_span!("cni", role = ?role, command = ?env.command, container = %env.container_id);
+    let _entered = span.enter();
+    runtime.block_on(async {
+        match role {
+            Role::Ipam => run_ipam(&env, &conf).await,
+            Role::Main => run_main(&env, &conf, stdin).await,
+        }
+    })
+}
+
+// ----- identities ----------------------------------------------------------
+
+/// Who the workload is, derived from the environment like Calico does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    pub node: String,
+    pub orchestrator: String,
+    /// Pod name (k8s) or container id.
+    pub workload: String,
+    pub namespace: String,
+    /// What the host veth name is hashed from.
+    pub veth_id: String,
+    pub endpoint_name: String,
+    /// IPAM handle `<network name>.<container id>` (what
+    /// [`Ipam::live_handles_from_store`] expects).
+    pub handle: String,
+}
+
+impl WorkloadIdentity {
+    pub fn new(env: &CniEnv, conf: &NetConf) -> Result<Self, CniError> {
+        let node = match &conf.nodename {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .ok_or_else(|| {
+                    CniError::new(ErrorCode::InvalidConfig, "nodename unset, no host name")
+                })?,
+        };
+        let pod = env.args.get("K8S_POD_NAME").filter(|p| !p.is_empty());
+        let pod_ns = env.args.get("K8S_POD_NAMESPACE").filter(|p| !p.is_empty());
+        let (orchestrator, workload, namespace) = match (pod, pod_ns) {
+            (Some(pod), Some(ns)) => ("k8s", pod.clone(), ns.clone()),
+            _ => ("cni", env.container_id.clone(), "default".to_owned()),
+        };
+        let veth_id = if orchestrator == "k8s" {
+            format!("{namespace}.{workload}")
+        } else {
+            env.container_id.clone()
+        };
+        // A second interface of one workload needs its own veth.
+        let veth_id = if env.ifname == "eth0" {
+            veth_id
+        } else {
+            format!("{veth_id}.{}", env.ifname)
+        };
+        Ok(WorkloadIdentity {
+            endpoint_name: endpoint_name(&node, orchestrator, &workload, &env.ifname),
+            handle: format!("{}.{}", conf.name, env.container_id),
+            node,
+            orchestrator: orchestrator.to_owned(),
+            workload,
+            namespace,
+            veth_id,
+        })
+    }
+
+    fn endpoint_key(&self) -> String {
+        resource_key(
+            Kind::WorkloadEndpoint,
+            Some(&self.namespace),
+            &self.endpoint_name,
+        )
+    }
+}
+
+// ----- error mapping -------------------------------------------------------
+
+fn store_error(what: &str, e: brindle_datastore::Error) -> CniError {
+    use brindle_datastore::Error as E;
+    let code = match e {
+        E::InvalidUrl { .. } => ErrorCode::InvalidConfig,
+        E::Conflict { .. } | E::Etcd { .. } | E::Io { .. } | E::Sqlite { .. } => {
+            ErrorCode::TryAgainLater
+        }
+        _ => ErrorCode::Internal,
+    };
+    CniError::new(code, format!("{what}: {e}"))
+}
+
+fn ipam_error(what: &str, e: IpamError) -> CniError {
+    let code = match &e {
+        IpamError::Store(inner) => return store_error(what, clone_store_error(inner)),
+        IpamError::TooManyConflicts { .. } => ErrorCode::TryAgainLater,
+        IpamError::NotInPool(_) | IpamError::Invalid(_) | IpamError::NoPool { .. } => {
+            ErrorCode::InvalidConfig
+        }
+        _ => ErrorCode::Internal,
+    };
+    CniError::new(code, format!("{what}: {e}"))
+}
+
+/// `brindle_datastore::Error` is not `Clone`; keep its class and message.
+fn clone_store_error(e: &brindle_datastore::Error) -> brindle_datastore::Error {
+    use brindle_datastore::Error as E;
+    match e {
+        E::InvalidUrl { url, reason } => E::InvalidUrl {
+            url: url.clone(),
+            reason: reason.clone(),
+        },
+        other => E::InvalidRequest(other.to_string()),
+    }
+}
+
+async fn open_store(conf: &NetConf) -> Result<Datastore, CniError> {
+    Datastore::open(conf.datastore.as_deref())
+        .await
+        .map_err(|e| store_error("opening the datastore", e))
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> CniError {
+    CniError::new(ErrorCode::Internal, format!("{what}: {e}"))
+}
+
+// ----- IPAM plugin ---------------------------------------------------------
+
+async fn run_ipam(env: &CniEnv, conf: &NetConf) -> Result<Option<Value>, CniError> {
+    let id = WorkloadIdentity::new(env, conf)?;
+    let ipam = Ipam::new(open_store(conf).await?);
+    match env.command {
+        Command::Add => {
+            let addresses = ipam_add(&ipam, conf, &id).await?;
+            info!(handle = %id.handle, ?addresses, "assigned");
+            let result = CniResult {
+                cni_version: CNI_VERSION.into(),
+                interfaces: Vec::new(),
+                ips: addresses
+                    .into_iter()
+                    .map(|address| IpConfig {
+                        address,
+                        gateway: None,
+                        interface: None,
+                        version: None,
+                    })
+                    .collect(),
+                routes: Vec::new(),
+                dns: Value::Null,
+            };
+            Ok(Some(to_value(result.for_version(&conf.cni_version))?))
+        }
+        Command::Del => {
+            let released = ipam
+                .release_by_handle(&id.handle)
+                .await
+                .map_err(|e| ipam_error("releasing addresses", e))?;
+            info!(handle = %id.handle, ?released, "released");
+            Ok(None)
+        }
+        Command::Check => {
+            let key = brindle_datastore::ipam::keys::handle_key(&id.handle);
+            let doc = ipam
+                .store()
+                .get_json::<HandleDoc>(key)
+                .await
+                .map_err(|e| store_error("reading the IPAM handle", e))?;
+            match doc {
+                Some(d) if !d.value.block.is_empty() => Ok(None),
+                _ => Err(internal(
+                    "CHECK",
+                    format!("no addresses are allocated to handle {}", id.handle),
+                )),
+            }
+        }
+        Command::Version => unreachable_version(),
+    }
+}
+
+fn unreachable_version() -> Result<Option<Value>, CniError> {
+    // `run` answers VERSION before dispatching.
+    Err(internal("VERSION", "answered earlier"))
+}
+
+async fn ipam_add(
+    ipam: &Ipam,
+    conf: &NetConf,
+    id: &WorkloadIdentity,
+) -> Result<Vec<IpNet>, CniError> {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("namespace".to_owned(), id.namespace.clone());
+    if id.orchestrator == "k8s" {
+        attrs.insert("pod".to_owned(), id.workload.clone());
+    }
+    let fixed = conf.fixed_ips()?;
+    if !fixed.is_empty() {
+        let mut got = Vec::new();
+        for ip in fixed {
+            match ipam
+                .assign_ip(ip, &id.handle, &id.node, attrs.clone())
+                .await
+            {
+                Ok(net) => got.push(net),
+                Err(e) => {
+                    // All or nothing, like auto-assignment.
+                    let _ = ipam.release_by_handle(&id.handle).await;
+                    return Err(ipam_error(&format!("assigning {ip}"), e));
+                }
+            }
+        }
+        return Ok(got);
+    }
+    let (v4, v6) = conf.families()?;
+    let ipam_conf = conf.ipam.clone().unwrap_or_default();
+    let mut pools = Vec::new();
+    for text in ipam_conf.ipv4_pools.iter().chain(&ipam_conf.ipv6_pools) {
+        pools.push(text.parse::<IpNet>().map_err(|_| {
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                format!("ipam pool {text:?} is not a CIDR"),
+            )
+        })?);
+    }
+    let args = AutoAssignArgs {
+        num4: usize::from(v4),
+        num6: usize::from(v6),
+        handle: id.handle.clone(),
+        attrs,
+        node: id.node.clone(),
+        pools,
+        ..AutoAssignArgs::workload_v4(&id.handle, &id.node)
+    };
+    let got = ipam
+        .auto_assign(&args)
+        .await
+        .map_err(|e| ipam_error("assigning addresses", e))?;
+    Ok(got.ipv4.into_iter().chain(got.ipv6).collect())
+}
+
+fn to_value(result: CniResult) -> Result<Value, CniError> {
+    serde_json::to_value(result).map_err(|e| internal("encoding the result", e))
+}
+
+// ----- delegation ----------------------------------------------------------
+
+/// Finds `plugin` on `CNI_PATH` (first directory that has it).
+pub fn find_plugin(path: &[String], plugin: &str) -> Result<PathBuf, CniError> {
+    if plugin.contains('/') {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!("plugin type {plugin:?} must be a bare name"),
+        ));
+    }
+    path.iter()
+        .map(|dir| Path::new(dir).join(plugin))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            CniError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "plugin {plugin:?} not found in CNI_PATH {:?}",
+                    path.join(":")
+                ),
+            )
+        })
+}
+
+/// Runs the IPAM plugin as `invoke.DelegateAdd/Del/Check` do: same
+/// environment (with `command`), same stdin; its error object is ours.
+fn delegate(
+    env: &CniEnv,
+    conf: &NetConf,
+    command: &str,
+    stdin: &[u8],
+) -> Result<Option<CniResult>, CniError> {
+    let plugin = find_plugin(&env.path, conf.ipam_type()?)?;
+    let mut child = std::process::Command::new(&plugin)
+        .env("CNI_COMMAND", command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| internal(&format!("starting {}", plugin.display()), e))?;
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin)
+            .map_err(|e| CniError::new(ErrorCode::IoFailure, format!("IPAM stdin: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| internal(&format!("waiting for {}", plugin.display()), e))?;
+    if !out.status.success() {
+        let from_plugin = serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| CniError::from_json(&v));
+        return Err(from_plugin.unwrap_or_else(|| {
+            internal(
+                &format!("IPAM plugin {} {command}", plugin.display()),
+                format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            )
+        }));
+    }
+    if command == "ADD" {
+        return CniResult::parse(&out.stdout).map(Some);
+    }
+    Ok(None)
+}
+
+// ----- main plugin ---------------------------------------------------------
+
+async fn run_main(env: &CniEnv, conf: &NetConf, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+    let id = WorkloadIdentity::new(env, conf)?;
+    match env.command {
+        Command::Add => cmd_add(env, conf, stdin, &id).await.map(Some),
+        Command::Del => cmd_del(env, conf, stdin, &id).await.map(|()| None),
+        Command::Check => cmd_check(env, conf, stdin, &id).await.map(|()| None),
+        Command::Version => unreachable_version(),
+    }
+}
+
+fn connect_netlink() -> Result<Netlink, CniError> {
+    Netlink::connect(BRINDLE_ROUTE_PROTOCOL).map_err(|e| internal("netlink", e))
+}
+
+async fn cmd_add(
+    env: &CniEnv,
+    conf: &NetConf,
+    stdin: &[u8],
+    id: &WorkloadIdentity,
+) -> Result<Value, CniError> {
+    // Validate what the endpoint needs before taking an address.
+    let labels = conf.labels()?;
+    if !Path::new(&env.netns).exists() {
+        return Err(CniError::new(
+            ErrorCode::UnknownContainer,
+            format!("network namespace {} does not exist", env.netns),
+        ));
+    }
+    let store = open_store(conf).await?;
+    let ipam_result = delegate(env, conf, "ADD", stdin)?.unwrap_or_else(|| CniResult {
+        cni_version: CNI_VERSION.into(),
+        interfaces: Vec::new(),
+        ips: Vec::new(),
+        routes: Vec::new(),
+        dns: Value::Null,
+    });
+    let release = || {
+        if let Err(e) = delegate(env, conf, "DEL", stdin) {
+            warn!(error = %e, "releasing addresses after a failed ADD");
+        }
+    };
+    let addresses: Vec<IpNet> = ipam_result
+        .ips
+        .iter()
+        .map(|ip| IpNet::from(ip.address.addr()))
+        .collect();
+    if addresses.is_empty() {
+        release();
+        return Err(internal("ADD", "the IPAM plugin returned no address"));
+    }
+    let spec = WorkloadSpec {
+        workload_id: id.veth_id.clone(),
+        netns: PathBuf::from(&env.netns),
+        container_ifname: env.ifname.clone(),
+        addresses: addresses.clone(),
+        mtu: conf.mtu(),
+        route_protocol: BRINDLE_ROUTE_PROTOCOL,
+    };
+    let host = connect_netlink()?;
+    let attachment = match add_workload(&host, &spec).await {
+        Ok(a) => a,
+        Err(e) => {
+            release();
+            return Err(internal("wiring the workload", e));
+        }
+    };
+    let container_mac = format_mac(&attachment.container_mac);
+    let endpoint = build_endpoint(env, conf, id, &labels, &addresses, &container_mac);
+    let written = write_endpoint(&store, endpoint).await;
+    if let Err(e) = written {
+        let _ = del_workload(&host, &id.veth_id).await;
+        release();
+        return Err(e);
+    }
+    info!(endpoint = %id.endpoint_name, ?addresses, "workload added");
+
+    let has_v4 = addresses.iter().any(|a| matches!(a, IpNet::V4(_)));
+    let has_v6 = addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
+    let mut routes = Vec::new();
+    if has_v4 {
+        routes.push(RouteConfig {
+            dst: "0.0.0.0/0".parse().expect("literal"),
+            gw: Some(IpAddr::V4(GATEWAY_V4)),
+        });
+    }
+    if has_v6 {
+        routes.push(RouteConfig {
+            dst: "::/0".parse().expect("literal"),
+            gw: Some(IpAddr::V6(link_local_from_mac(HOST_SIDE_MAC))),
+        });
+    }
+    let result = CniResult {
+        cni_version: CNI_VERSION.into(),
+        interfaces: vec![
+            Interface {
+                name: attachment.host_ifname.clone(),
+                mac: format_mac(&HOST_SIDE_MAC),
+                sandbox: String::new(),
+            },
+            Interface {
+                name: env.ifname.clone(),
+                mac: container_mac,
+                sandbox: env.netns.clone(),
+            },
+        ],
+        ips: addresses
+            .iter()
+            .map(|a| IpConfig {
+                address: *a,
+                gateway: None,
+                interface: Some(1),
+                version: None,
+            })
+            .collect(),
+        routes,
+        dns: ipam_result.dns,
+    };
+    to_value(result.for_version(&conf.cni_version))
+}
+
+fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The endpoint ADD records (Calico's shape).
+pub fn build_endpoint(
+    env: &CniEnv,
+    conf: &NetConf,
+    id: &WorkloadIdentity,
+    labels: &BTreeMap<String, String>,
+    addresses: &[IpNet],
+    container_mac: &str,
+) -> Resource {
+    let mut meta_labels = labels.clone();
+    meta_labels.insert("projectcalico.org/namespace".into(), id.namespace.clone());
+    meta_labels.insert(
+        "projectcalico.org/orchestrator".into(),
+        id.orchestrator.clone(),
+    );
+    let mut wep: WorkloadEndpoint = Object::named(&id.endpoint_name);
+    wep.metadata.namespace = Some(id.namespace.clone());
+    wep.metadata.labels = meta_labels;
+    wep.spec = WorkloadEndpointSpec {
+        orchestrator: Some(id.orchestrator.clone()),
+        workload: (id.orchestrator != "k8s").then(|| id.workload.clone()),
+        pod: (id.orchestrator == "k8s").then(|| id.workload.clone()),
+        node: Some(id.node.clone()),
+        container_id: Some(env.container_id.clone()),
+        endpoint: Some(env.ifname.clone()),
+        ip_networks: addresses.iter().map(ToString::to_string).collect(),
+        ipv4_gateway: None,
+        ipv6_gateway: None,
+        profiles: vec![conf.network().to_owned()],
+        interface_name: Some(host_veth_name(&id.veth_id)),
+        mac: (!container_mac.is_empty()).then(|| container_mac.to_owned()),
+        ..Default::default()
+    };
+    Resource::WorkloadEndpoint(wep)
+}
+
+async fn write_endpoint(store: &Datastore, mut endpoint: Resource) -> Result<(), CniError> {
+    endpoint.defaulted();
+    let problems = endpoint.validate();
+    if !problems.is_empty() {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "the workload endpoint would be invalid: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
+    }
+    let value = serde_json::to_vec(&endpoint).map_err(|e| internal("encoding endpoint", e))?;
+    store
+        .put(endpoint.key(), value)
+        .await
+        .map_err(|e| store_error("writing the workload endpoint", e))?;
+    Ok(())
+}
+
+/// The stored endpoint, if any (an undecodable one counts as ours to remove).
+async fn read_endpoint(
+    store: &Datastore,
+    id: &WorkloadIdentity,
+) -> Result<Option<Option<WorkloadEndpoint>>, CniError> {
+    let Some(kv) = store
+        .get(id.endpoint_key())
+        .await
+        .map_err(|e| store_error("reading the workload endpoint", e))?
+    else {
+        return Ok(None);
+    };
+    let parsed = std::str::from_utf8(&kv.value)
+        .ok()
+        .and_then(|text| brindle_model::parse_one(text).ok());
+    Ok(Some(match parsed {
+        Some(Resource::WorkloadEndpoint(w)) => Some(w),
+        _ => None,
+    }))
+}
+
+async fn cmd_del(
+    env: &CniEnv,
+    conf: &NetConf,
+    stdin: &[u8],
+    id: &WorkloadIdentity,
+) -> Result<(), CniError> {
+    let store = open_store(conf).await?;
+    // A pod re-created under the same name has a new container id: a late
+    // DEL for the old one must not tear down the new one's endpoint or veth.
+    let stored = read_endpoint(&store, id).await?;
+    let owned_by_other = matches!(
+        &stored,
+        Some(Some(w)) if w.spec.container_id.as_deref().is_some_and(|c| c != env.container_id)
+    );
+    if owned_by_other {
+        info!(endpoint = %id.endpoint_name, "endpoint belongs to a newer container; kept");
+    } else {
+        let host = connect_netlink()?;
+        let removed = del_workload(&host, &id.veth_id)
+            .await
+            .map_err(|e| internal("removing the veth", e))?;
+        if stored.is_some() {
+            store
+                .delete(id.endpoint_key())
+                .await
+                .map_err(|e| store_error("deleting the workload endpoint", e))?;
+        }
+        info!(removed_veth = removed, endpoint = %id.endpoint_name, "workload deleted");
+    }
+    // Addresses are per container id, so always ours to release.
+    delegate(env, conf, "DEL", stdin)?;
+    Ok(())
+}
+
+async fn cmd_check(
+    env: &CniEnv,
+    conf: &NetConf,
+    stdin: &[u8],
+    id: &WorkloadIdentity,
+) -> Result<(), CniError> {
+    let Some(prev) = &conf.prev_result else {
+        return Err(CniError::new(
+            ErrorCode::InvalidConfig,
+            "CHECK needs prevResult",
+        ));
+    };
+    let prev: CniResult = serde_json::from_value(prev.clone()).map_err(|e| {
+        CniError::new(ErrorCode::DecodeFailure, "cannot decode prevResult")
+            .with_details(e.to_string())
+    })?;
+    delegate(env, conf, "CHECK", stdin)?;
+    let want: Vec<IpNet> = prev
+        .ips
+        .iter()
+        .map(|ip| IpNet::from(ip.address.addr()))
+        .collect();
+
+    let host_ifname = host_veth_name(&id.veth_id);
+    let host = connect_netlink()?;
+    let link = host
+        .link(&host_ifname)
+        .await
+        .map_err(|e| internal("reading the host veth", e))?
+        .ok_or_else(|| internal("CHECK", format!("host interface {host_ifname} is missing")))?;
+    if !link.up || link.mac.as_deref() != Some(&HOST_SIDE_MAC[..]) {
+        return Err(internal(
+            "CHECK",
+            format!("host interface {host_ifname} is down or has the wrong MAC"),
+        ));
+    }
+    let ifname = env.ifname.clone();
+    let in_container = crate::netns::block_on_in_netns(Path::new(&env.netns), move || async move {
+        let nl = Netlink::connect(BRINDLE_ROUTE_PROTOCOL)?;
+        nl.addresses(&ifname).await
+    })
+    .map_err(|e| {
+        CniError::new(
+            ErrorCode::UnknownContainer,
+            format!("entering {}: {e}", env.netns),
+        )
+    })?
+    .map_err(|e| internal("reading container addresses", e))?;
+    for addr in &want {
+        if !in_container.contains(addr) {
+            return Err(internal(
+                "CHECK",
+                format!("{addr} is not on {} in the container", env.ifname),
+            ));
+        }
+    }
+    let store = open_store(conf).await?;
+    match read_endpoint(&store, id).await? {
+        Some(Some(w)) => {
+            let mut stored: Vec<String> = w.spec.ip_networks.clone();
+            let mut expected: Vec<String> = want.iter().map(ToString::to_string).collect();
+            stored.sort();
+            expected.sort();
+            if stored != expected {
+                return Err(internal(
+                    "CHECK",
+                    format!(
+                        "endpoint {} has {stored:?}, expected {expected:?}",
+                        id.endpoint_name
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(internal(
+            "CHECK",
+            format!("workload endpoint {} is missing", id.endpoint_name),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(container: &str, args: &str, ifname: &str) -> CniEnv {
+        CniEnv {
+            command: Command::Add,
+            container_id: container.into(),
+            netns: "/run/netns/x".into(),
+            ifname: ifname.into(),
+            args: super::super::spec::parse_cni_args(args).unwrap(),
+            path: Vec::new(),
+        }
+    }
+
+    fn conf() -> NetConf {
+        NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"brindle-cni",
+                 "nodename":"node-1","network":"blue","ipam":{"type":"brindle-ipam"}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn role_follows_the_binary_name() {
+        assert_eq!(Role::from_argv0("/opt/cni/bin/brindle-ipam"), Role::Ipam);
+        assert_eq!(Role::from_argv0("brindle-cni"), Role::Main);
+    }
+
+    #[test]
+    fn identity_of_a_pod_and_of_a_bare_container() {
+        let pod = WorkloadIdentity::new(
+            &env(
+                "c0ffee",
+                "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1",
+                "eth0",
+            ),
+            &conf(),
+        )
+        .unwrap();
+        assert_eq!(pod.endpoint_name, "node--1-k8s-web--1-eth0");
+        assert_eq!(pod.namespace, "shop");
+        assert_eq!(pod.veth_id, "shop.web-1");
+        assert_eq!(pod.handle, "k8s-pod-network.c0ffee");
+
+        let bare = WorkloadIdentity::new(&env("c0ffee", "", "net1"), &conf()).unwrap();
+        assert_eq!(bare.endpoint_name, "node--1-cni-c0ffee-net1");
+        assert_eq!(bare.namespace, "default");
+        assert_eq!(bare.veth_id, "c0ffee.net1");
+    }
+
+    #[test]
+    fn endpoint_carries_network_labels_and_addresses() {
+        let e = env("c0ffee", "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web", "eth0");
+        let id = WorkloadIdentity::new(&e, &conf()).unwrap();
+        let labels = BTreeMap::from([("app".to_owned(), "web".to_owned())]);
+        let addrs = vec!["10.65.0.5/32".parse().unwrap()];
+        let r = build_endpoint(&e, &conf(), &id, &labels, &addrs, "02:42:00:00:00:01");
+        assert!(r.validate().is_empty(), "{:?}", r.validate());
+        let Resource::WorkloadEndpoint(w) = &r else {
+            panic!("kind")
+        };
+        assert_eq!(w.metadata.labels["app"], "web");
+        assert_eq!(w.metadata.labels["projectcalico.org/namespace"], "shop");
+        assert_eq!(w.spec.profiles, vec!["blue"]);
+        assert_eq!(w.spec.ip_networks, vec!["10.65.0.5/32"]);
+        assert_eq!(
+            w.spec.interface_name.as_deref(),
+            Some(host_veth_name("shop.web").as_str())
+        );
+        assert_eq!(
+            r.key(),
+            resource_key(Kind::WorkloadEndpoint, Some("shop"), "node--1-k8s-web-eth0")
+        );
+    }
+
+    #[test]
+    fn plugins_are_found_on_cni_path_by_bare_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("brindle-ipam"), b"").unwrap();
+        let path = vec![
+            "/nonexistent".to_owned(),
+            dir.path().to_string_lossy().into_owned(),
+        ];
+        assert_eq!(
+            find_plugin(&path, "brindle-ipam").unwrap(),
+            dir.path().join("brindle-ipam")
+        );
+        assert_eq!(find_plugin(&path, "other").unwrap_err().code, 7);
+        assert_eq!(find_plugin(&path, "../x").unwrap_err().code, 7);
+    }
+}
