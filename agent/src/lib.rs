@@ -25,6 +25,7 @@
 //! model-based reconciler simulation); `tests/netns_*.rs` prove the real
 //! implementation in network namespaces they create and delete (root).
 
+pub mod cni;
 pub mod linkwatch;
 pub mod netlink;
 pub mod netns;
