@@ -211,7 +211,7 @@ fn add_workload(store: &Store, host: &Host, node: &str, id: &str) -> Workload {
     .unwrap()
     .unwrap();
     let yaml = format!(
-        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {node}-cni-{id}-eth0\n  namespace: default\nspec:\n  node: {node}\n  orchestrator: cni\n  workload: {id}\n  endpoint: eth0\n  interfaceName: {}\n  ipNetworks: [\"{addr}\"]\n",
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {node}-cni-{id}-eth0\n  namespace: default\nspec:\n  node: {node}\n  orchestrator: cni\n  workload: {id}\n  endpoint: eth0\n  interfaceName: {}\n  ipNetworks: [\"{addr}\"]\n  profiles: [allow-all]\n",
         attachment.host_ifname
     );
     let resource = parse_one(&yaml).unwrap();
@@ -307,6 +307,9 @@ fn ping_or_dump(from: &Netns, ip: Ipv4Addr, nodes: &[&NodeDaemon], hosts: &[&Hos
     panic!("ping {ip} from {} failed\n{dump}", from.name());
 }
 
+/// What a namespace's profile is for Calico's CNI: allow everything.
+const ALLOW_ALL_PROFILE: &str = "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: allow-all\nspec:\n  ingress:\n  - action: Allow\n  egress:\n  - action: Allow\n";
+
 fn pool_yaml(cidr: &str, vxlan: &str) -> String {
     format!(
         "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool\nspec:\n  cidr: {cidr}\n  vxlanMode: {vxlan}\n  ipipMode: Never\n  natOutgoing: true\n"
@@ -331,6 +334,7 @@ fn two_nodes_one_subnet_direct_routes() {
     }
     let store = Store::new();
     store.apply(&pool_yaml("10.71.0.0/16", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
     let a = NodeDaemon::start(&store, ha, "node-a");
     let mut b = NodeDaemon::start(&store, hb, "node-b");
     let wa = add_workload(&store, ha, "node-a", "wa");
@@ -471,6 +475,7 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
     let gw1 = Ipv4Addr::new(10, 0, 2, 254);
     let store = Store::new();
     store.apply(&pool_yaml("10.72.0.0/16", "CrossSubnet"));
+    store.apply(ALLOW_ALL_PROFILE);
     for (name, subnet) in [("node-a", 0), ("node-b", 0), ("node-c", 1)] {
         store.apply(&node_yaml(name, subnet));
     }

@@ -49,6 +49,9 @@ struct Args {
     /// Longest wait, in seconds, for BGP to converge before kernel routes are reconciled.
     #[arg(long, default_value_t = 30)]
     startup_grace_seconds: u64,
+    /// Do not program policy (iptables, ipsets, natOutgoing).
+    #[arg(long)]
+    no_policy: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         route_protocol: args.route_protocol,
         resync_interval: Duration::from_secs(args.resync_seconds.max(1)),
         startup_grace: Duration::from_secs(args.startup_grace_seconds),
+        policy: !args.no_policy,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let result = runtime.block_on(async {

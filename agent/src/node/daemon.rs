@@ -50,6 +50,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cluster::{format_mac, ClusterState};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned, PeerType};
+use super::policy::{rulesets, PolicyEngine, PolicyResources};
 use super::status::{PeerRow, StatusReport};
 use crate::linkwatch::LinkWatcher;
 use crate::netlink::{Netlink, NetlinkError};
@@ -75,6 +76,8 @@ pub struct NodeOptions {
     pub resync_interval: Duration,
     /// Longest wait for BGP before kernel routes are converged anyway.
     pub startup_grace: Duration,
+    /// Program policy (iptables + ipsets, natOutgoing).
+    pub policy: bool,
 }
 
 impl NodeOptions {
@@ -88,6 +91,7 @@ impl NodeOptions {
             route_protocol: BRINDLE_ROUTE_PROTOCOL,
             resync_interval: Duration::from_secs(90),
             startup_grace: Duration::from_secs(30),
+            policy: true,
         }
     }
 }
@@ -263,6 +267,7 @@ struct Daemon {
     vxlan_ready: bool,
     desired: Desired,
     shared: Arc<Mutex<Shared>>,
+    policy: Option<Arc<Mutex<PolicyEngine>>>,
 }
 
 fn apply_update(map: &mut BTreeMap<Vec<u8>, KeyValue>, update: Update) {
@@ -437,6 +442,7 @@ impl Daemon {
         }
         self.sync_peers(&desired.peers).await;
         self.sync_originations(&desired.originations).await;
+        self.sync_policy(false).await;
         if self.routes_open && desired.routes != self.desired.routes {
             self.syncer
                 .handle(Input::SetAll(desired.routes.clone()))
@@ -455,6 +461,29 @@ impl Daemon {
             shared.routes_in_sync = self.routes_open && self.syncer.reconciler().in_sync();
         }
         self.desired = desired;
+    }
+
+    /// Compiles policy for this node and applies what changed (`resync`:
+    /// re-read the kernel and repair it).
+    async fn sync_policy(&self, resync: bool) {
+        let Some(engine) = self.policy.clone() else {
+            return;
+        };
+        let resources = PolicyResources::decode(self.resources.values());
+        let desired = rulesets(&self.opts.node_name, &resources);
+        let result = tokio::task::spawn_blocking(move || {
+            engine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(desired, resync)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(stats))) => debug!(?stats, resync, "policy applied"),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => warn!(%error, "applying policy failed"),
+            Err(error) => warn!(%error, "policy task failed"),
+        }
     }
 
     async fn sync_vteps(&self, desired: &Desired) {
@@ -668,6 +697,9 @@ async fn run_inner(
         vxlan_ready: false,
         desired: Desired::default(),
         shared: shared.clone(),
+        policy: opts
+            .policy
+            .then(|| Arc::new(Mutex::new(PolicyEngine::new()))),
     };
 
     let mut resources = ds.follow(format!("{KEY_ROOT}/"));
@@ -724,6 +756,7 @@ async fn run_inner(
                     let desired = daemon.desired.clone();
                     daemon.sync_vteps(&desired).await;
                 }
+                daemon.sync_policy(true).await;
             }
         }
     }

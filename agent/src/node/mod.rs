@@ -16,4 +16,5 @@
 pub mod cluster;
 pub mod daemon;
 pub mod desired;
+pub mod policy;
 pub mod status;

@@ -1,0 +1,106 @@
+//! Policy: the stored resources → [`policy_model`] → [`compile`] → the
+//! [`Applier`] (iptables + ipsets), including the natOutgoing masquerade
+//! rule the compiler renders for pools.
+//!
+//! [`PolicyResources::decode`] and [`rulesets`] are pure; [`PolicyEngine`]
+//! is the I/O (the applier runs iptables-restore and libipset in the calling
+//! thread's network namespace, so the daemon calls it on a blocking thread
+//! of its own runtime, which lives in the host namespace). On shutdown the
+//! rules are left in place, like the routes.
+
+use brindle_datastore::KeyValue;
+use brindle_model::resource::{
+    GlobalNetworkPolicy, HostEndpoint, IPPool, NetworkPolicy, Profile, WorkloadEndpoint,
+};
+use brindle_model::{parse_one, Resource};
+use brindle_policy::apply::{Applier, ApplyError, IptablesFlavor, PlanStats, SystemBackend};
+use brindle_policy::from_model::{policy_model, ClusterView};
+use brindle_policy::{compile, Config, Ruleset};
+
+/// The resources the policy engine reads.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyResources {
+    pub workload_endpoints: Vec<WorkloadEndpoint>,
+    pub host_endpoints: Vec<HostEndpoint>,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub global_network_policies: Vec<GlobalNetworkPolicy>,
+    pub profiles: Vec<Profile>,
+    pub pools: Vec<IPPool>,
+}
+
+impl PolicyResources {
+    /// Picks the policy-relevant resources out of the resource mirror;
+    /// undecodable documents are skipped (the cluster decoder reports them).
+    pub fn decode<'a>(resources: impl IntoIterator<Item = &'a KeyValue>) -> Self {
+        let mut out = PolicyResources::default();
+        for kv in resources {
+            let Ok(text) = std::str::from_utf8(&kv.value) else {
+                continue;
+            };
+            match parse_one(text) {
+                Ok(Resource::WorkloadEndpoint(w)) => out.workload_endpoints.push(w),
+                Ok(Resource::HostEndpoint(h)) => out.host_endpoints.push(h),
+                Ok(Resource::NetworkPolicy(p)) => out.network_policies.push(p),
+                Ok(Resource::GlobalNetworkPolicy(p)) => out.global_network_policies.push(p),
+                Ok(Resource::Profile(p)) => out.profiles.push(p),
+                Ok(Resource::IPPool(p)) => out.pools.push(p),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The rulesets node `node` should have.
+pub fn rulesets(node: &str, resources: &PolicyResources) -> [Ruleset; 2] {
+    let view = ClusterView {
+        node,
+        workload_endpoints: &resources.workload_endpoints,
+        host_endpoints: &resources.host_endpoints,
+        network_policies: &resources.network_policies,
+        global_network_policies: &resources.global_network_policies,
+        profiles: &resources.profiles,
+        pools: &resources.pools,
+    };
+    compile(&policy_model(&view), &Config::default())
+}
+
+/// The applier with the host's iptables flavour.
+pub struct PolicyEngine {
+    applier: Applier<SystemBackend>,
+    last: Option<[Ruleset; 2]>,
+}
+
+impl PolicyEngine {
+    pub fn new() -> Self {
+        Self {
+            applier: Applier::new(SystemBackend::new(IptablesFlavor::detect())),
+            last: None,
+        }
+    }
+
+    /// Applies `desired` if it differs from what was last applied, or
+    /// re-reads the kernel and repairs it when `resync`. Blocking.
+    pub fn apply(
+        &mut self,
+        desired: [Ruleset; 2],
+        resync: bool,
+    ) -> Result<Option<PlanStats>, ApplyError> {
+        if !resync && self.last.as_ref() == Some(&desired) {
+            return Ok(None);
+        }
+        let stats = if resync {
+            self.applier.resync(&desired)?
+        } else {
+            self.applier.apply(&desired)?
+        };
+        self.last = Some(desired);
+        Ok(Some(stats))
+    }
+}
+
+impl Default for PolicyEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
