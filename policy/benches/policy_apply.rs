@@ -141,7 +141,7 @@ fn measure(flavor: IptablesFlavor) -> Row {
     applier.apply(&compile(&model, &config)).unwrap();
     let full = t.elapsed();
 
-    let mut timed = |model: &PolicyModel, applier: &mut Applier<SystemBackend>| {
+    let timed = |model: &PolicyModel, applier: &mut Applier<SystemBackend>| {
         let t = Instant::now();
         applier.apply(&compile(model, &config)).unwrap();
         t.elapsed()
