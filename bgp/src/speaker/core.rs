@@ -324,10 +324,15 @@ impl Core {
             if local.is_ipv4() != peer.is_ipv4() {
                 continue;
             }
-            if let Err(error) = socket::set_md5(listener.as_raw_fd(), peer, password) {
+            match socket::set_md5(listener.as_raw_fd(), peer, password) {
+                // Clearing a key that was never set: nothing to do.
+                Err(error) if password.is_none() && error.raw_os_error() == Some(libc::ENOENT) => {}
                 // With a key missing, the kernel drops the peer's SYNs: the
                 // session will not come up, which the peer status shows.
-                warn!(%peer, %error, "cannot set TCP MD5 key on the listening socket");
+                Err(error) => {
+                    warn!(%peer, %error, "cannot set TCP MD5 key on the listening socket")
+                }
+                Ok(()) => {}
             }
         }
     }
