@@ -558,6 +558,32 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
     assert!(tcp_works(&wc.ns, &wb.ns, wb.ip), "TCP c→b over VXLAN");
     assert!(tcp_works(&wa.ns, &wb.ns, wb.ip), "TCP a→b direct");
 
+    // Policy is programmed: the hook chains and the natOutgoing masquerade.
+    let rules = poll_until(WAIT, Duration::from_millis(250), || {
+        let text = ha.ns.run(&["iptables-save"])?;
+        Ok((text.contains("brindle-FORWARD") && text.contains("MASQUERADE")).then_some(text))
+    })
+    .unwrap();
+    assert!(
+        rules.is_some(),
+        "{}",
+        ha.ns.run(&["iptables-save"]).unwrap_or_default()
+    );
+    // A GlobalNetworkPolicy denying wa into everything cuts wa→c (and
+    // only that), and deleting it restores the flow.
+    store.apply(&format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: deny-wa\nspec:\n  selector: all()\n  order: 10\n  ingress:\n  - action: Deny\n    source:\n      nets: [\"{}/32\"]\n  - action: Allow\n  egress:\n  - action: Allow\n",
+        wa.ip
+    ));
+    let denied = poll_until(WAIT, Duration::from_millis(250), || {
+        Ok((!wa.ns.ping(IpAddr::V4(wc.ip))?).then_some(()))
+    })
+    .unwrap();
+    assert!(denied.is_some(), "deny policy not enforced");
+    ping_or_dump(&wb.ns, wc.ip, &nodes, &hosts);
+    store.delete("/brindle/resources/v3/globalnetworkpolicies/deny-wa");
+    ping_or_dump(&wa.ns, wc.ip, &nodes, &hosts);
+
     // A route deleted by hand is put back by the periodic resync.
     ha.ns.ip(&["route", "del", &block_of(wc.ip)]).unwrap();
     wait_route(
