@@ -8,13 +8,15 @@
 //! bookkeeping proves it writes only what changed, repairs drift and leaves
 //! nothing behind on uninstall. Needs root.
 
-use std::fs::File;
+mod common;
+
 use std::net::IpAddr;
 
 use brindle_policy::apply::{Applier, IptablesFlavor, SystemBackend};
 use brindle_policy::compile::{compile, Config};
 use brindle_policy::ir::{PolicyModel, WorkloadEndpoint};
 use brindle_testbed::{veth, Netns};
+use common::in_netns;
 
 struct Workload {
     ns: Netns,
@@ -74,21 +76,6 @@ fn endpoint(name: &str, iface: &str, ip: &str, network: &str) -> WorkloadEndpoin
     }
 }
 
-/// Runs `body` on a thread that has entered `ns`, so iptables, ip6tables and
-/// libipset all act inside it.
-fn in_netns<T: Send>(ns: &Netns, body: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).unwrap();
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            body()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 fn save_all(node: &Netns, flavor: IptablesFlavor) -> String {
     let tool = match flavor {
         IptablesFlavor::Nft => "iptables-nft-save",
@@ -143,7 +130,7 @@ fn isolates_networks_and_repairs_drift(flavor: IptablesFlavor) {
     };
     let config = Config::default();
 
-    let (first, second) = in_netns(&node, || {
+    let (first, second) = in_netns(node.name(), || {
         let mut applier = Applier::new(SystemBackend::new(flavor));
         let first = applier.apply(&compile(&model, &config)).unwrap();
         let second = applier.apply(&compile(&model, &config)).unwrap();
@@ -163,7 +150,7 @@ fn isolates_networks_and_repairs_drift(flavor: IptablesFlavor) {
     // Moving c from blue to red is a membership change: ipsets only (both
     // networks keep a local member, so no profile jump appears or goes).
     model.endpoints[2].profiles = vec!["red".to_string()];
-    let moved = in_netns(&node, || {
+    let moved = in_netns(node.name(), || {
         let mut applier = Applier::new(SystemBackend::new(flavor));
         applier.apply(&compile(&model, &config)).unwrap()
     });
@@ -184,7 +171,7 @@ fn isolates_networks_and_repairs_drift(flavor: IptablesFlavor) {
     // A rule of someone else's in a built-in chain must survive everything.
     node.run(&[tool, "-A", "FORWARD", "-s", "192.0.2.1", "-j", "DROP"])
         .unwrap();
-    let repaired = in_netns(&node, || {
+    let repaired = in_netns(node.name(), || {
         let mut applier = Applier::new(SystemBackend::new(flavor));
         applier.resync(&compile(&model, &config)).unwrap()
     });
@@ -197,7 +184,7 @@ fn isolates_networks_and_repairs_drift(flavor: IptablesFlavor) {
     assert!(!saved.contains("10.99.0.1"));
 
     // Uninstall leaves nothing of Brindle's.
-    in_netns(&node, || {
+    in_netns(node.name(), || {
         Applier::new(SystemBackend::new(flavor))
             .uninstall()
             .unwrap();
@@ -235,7 +222,7 @@ fn every_golden_case_is_accepted_by_the_kernel() {
             let model: PolicyModel =
                 serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let node = Netns::new("pgold").unwrap();
-            in_netns(&node, || {
+            in_netns(node.name(), || {
                 let mut applier = Applier::new(SystemBackend::new(flavor));
                 let rulesets = compile(&model, &Config::default());
                 applier

@@ -8,8 +8,9 @@
 //! effect (time printed, never asserted); deleting a policy restoring the
 //! previous behaviour; spoofed source addresses dropped. Needs root.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -21,20 +22,7 @@ use brindle_policy::ir::{
     Action, EntityMatch, Policy, PolicyModel, PortRange, Protocol, Rule, WorkloadEndpoint,
 };
 use brindle_testbed::{two_hosts_one_subnet, unique_name, veth, Netns};
-
-/// Runs `body` on a thread inside the namespace named `ns`.
-fn in_netns<T: Send>(ns: &str, body: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).unwrap();
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            body()
-        })
-        .join()
-        .unwrap()
-    })
-}
+use common::in_netns;
 
 struct Workload {
     name: &'static str,
