@@ -291,6 +291,12 @@ async fn ipam_add(
         }
         return Ok(got);
     }
+    // A runtime retrying ADD for the same container gets the same
+    // addresses, not a second set.
+    let held = addresses_of_handle(ipam, &id.handle).await?;
+    if !held.is_empty() {
+        return Ok(held);
+    }
     let (v4, v6) = conf.families()?;
     let ipam_conf = conf.ipam.clone().unwrap_or_default();
     let mut pools = Vec::new();
@@ -316,6 +322,38 @@ async fn ipam_add(
         .await
         .map_err(|e| ipam_error("assigning addresses", e))?;
     Ok(got.ipv4.into_iter().chain(got.ipv6).collect())
+}
+
+/// What `handle` holds now (its handle document names the blocks).
+async fn addresses_of_handle(ipam: &Ipam, handle: &str) -> Result<Vec<IpNet>, CniError> {
+    use brindle_datastore::ipam::{host_net, keys, AllocationBlock};
+    let store = ipam.store();
+    let Some(doc) = store
+        .get_json::<HandleDoc>(keys::handle_key(handle))
+        .await
+        .map_err(|e| store_error("reading the IPAM handle", e))?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for cidr in doc.value.block.keys() {
+        let Some(net) = cidr
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| keys::parse_cidr_segment(cidr))
+        else {
+            continue;
+        };
+        if let Some(block) = store
+            .get_json::<AllocationBlock>(keys::block_key(&net))
+            .await
+            .map_err(|e| store_error("reading an IPAM block", e))?
+        {
+            out.extend(block.value.ips_of_handle(handle).into_iter().map(host_net));
+        }
+    }
+    out.sort_by_key(|n| (n.addr().is_ipv6(), *n));
+    Ok(out)
 }
 
 fn to_value(result: CniResult) -> Result<Value, CniError> {
