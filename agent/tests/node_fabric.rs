@@ -83,29 +83,35 @@ struct NodeDaemon {
 
 impl NodeDaemon {
     fn start(store: &Store, host: &Host, name: &str) -> NodeDaemon {
-        Self::start_with(store, host, name, &[])
+        Self::start_with(store, host, name, true, &[])
     }
 
-    fn start_with(store: &Store, host: &Host, name: &str, extra: &[&str]) -> NodeDaemon {
+    /// `with_ip: false` leaves the address to autodetection (the interface
+    /// of the default route).
+    fn start_with(
+        store: &Store,
+        host: &Host,
+        name: &str,
+        with_ip: bool,
+        extra: &[&str],
+    ) -> NodeDaemon {
         let socket = store.dir.path().join(format!("{name}.sock"));
         let log = store.dir.path().join(format!("{name}.log"));
-        let args = vec![
+        let mut args: Vec<String> = vec![
             NODE_BIN.to_owned(),
             "--datastore".into(),
             store.url.clone(),
             "--node-name".into(),
             name.into(),
-            "--ip".into(),
-            format!("{}/24", host.ipv4),
             "--status-socket".into(),
             socket.display().to_string(),
             "--startup-grace-seconds".into(),
             "20".into(),
         ];
-        let args = args
-            .into_iter()
-            .chain(extra.iter().map(|s| s.to_string()))
-            .collect();
+        if with_ip {
+            args.extend(["--ip".into(), format!("{}/24", host.ipv4)]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut d = NodeDaemon {
             name: name.into(),
             socket,
@@ -488,9 +494,10 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
     let bird = Bird::start(&fabric.router, &tor_config).unwrap();
 
     let resync = ["--resync-seconds", "3"];
-    let a = NodeDaemon::start_with(&store, ha, "node-a", &resync);
-    let b = NodeDaemon::start_with(&store, hb, "node-b", &resync);
-    let mut c = NodeDaemon::start_with(&store, hc, "node-c", &resync);
+    let a = NodeDaemon::start_with(&store, ha, "node-a", true, &resync);
+    let b = NodeDaemon::start_with(&store, hb, "node-b", true, &resync);
+    // node-c finds its address itself, from the interface of its default route.
+    let mut c = NodeDaemon::start_with(&store, hc, "node-c", false, &resync);
     let wa = add_workload(&store, ha, "node-a", "wa");
     let wb = add_workload(&store, hb, "node-b", "wb");
     let wc = add_workload(&store, hc, "node-c", "wc");
@@ -513,6 +520,21 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
             "{kinds:?}"
         );
     }
+    let node_c = store
+        .rt
+        .block_on(store.ds.get("/brindle/resources/v3/nodes/node-c"))
+        .unwrap()
+        .unwrap();
+    let node_c = String::from_utf8_lossy(&node_c.value).into_owned();
+    assert!(
+        node_c.contains("\"ipv4Address\":\"10.0.2.1/24\""),
+        "autodetected: {node_c}"
+    );
+    assert!(node_c.contains("\"s1\""), "labels kept: {node_c}");
+    assert!(
+        node_c.contains("ipv4VXLANTunnelAddr"),
+        "tunnel address: {node_c}"
+    );
     for h in [ha, hb, hc] {
         bird.wait_neighbor_established(IpAddr::V4(h.ipv4), WAIT)
             .unwrap();
