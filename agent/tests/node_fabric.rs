@@ -640,3 +640,61 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
     assert_eq!(wa2.node, "node-a");
     drop(bird);
 }
+
+/// Route reflection: mesh off, node-c (with `routeReflectorClusterID`)
+/// reflects between node-a and node-b, peerings come from `BGPPeer`s with
+/// node and peer selectors; the clients still route to each other directly
+/// (the reflector keeps the next hop).
+#[test]
+fn route_reflector_replaces_the_mesh() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([3, 0]).unwrap();
+    let (ha, hb, hc) = (&fabric.hosts[0], &fabric.hosts[1], &fabric.hosts[2]);
+    let store = Store::new();
+    store.apply(&pool_yaml("10.73.0.0/16", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
+    store.apply(
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMeshEnabled: false\n",
+    );
+    store.apply(
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: node-c\n  labels:\n    rr: \"yes\"\nspec:\n  bgp:\n    routeReflectorClusterID: 224.0.0.1\n",
+    );
+    store.apply(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: to-rr\nspec:\n  nodeSelector: \"!has(rr)\"\n  peerSelector: has(rr)\n",
+    );
+    store.apply(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: rr-to-clients\nspec:\n  nodeSelector: has(rr)\n  peerSelector: \"!has(rr)\"\n",
+    );
+    let a = NodeDaemon::start(&store, ha, "node-a");
+    let b = NodeDaemon::start(&store, hb, "node-b");
+    let c = NodeDaemon::start(&store, hc, "node-c");
+    let wa = add_workload(&store, ha, "node-a", "wa");
+    let wb = add_workload(&store, hb, "node-b", "wb");
+
+    for (node, count) in [(&a, 1), (&b, 1), (&c, 2)] {
+        let report = node.wait_established(count);
+        assert!(
+            report
+                .peers
+                .iter()
+                .all(|p| p.peer_type.as_str() == "node specific"),
+            "{report:?}"
+        );
+    }
+    // a learns b's block only through the reflector, next hop unchanged.
+    wait_route(
+        &ha.ns,
+        &block_of(wb.ip),
+        |r| r.contains(&format!("via {}", hb.ipv4)),
+        "a→b via RR",
+    );
+    wait_route(
+        &hb.ns,
+        &block_of(wa.ip),
+        |r| r.contains(&format!("via {}", ha.ipv4)),
+        "b→a via RR",
+    );
+    ping_or_dump(&wa.ns, wb.ip, &[&a, &b, &c], &[ha, hb, hc]);
+}
