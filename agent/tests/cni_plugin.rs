@@ -7,215 +7,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod cni_support;
 
-use brindle_datastore::ipam::{keys::handle_key, Ipam};
-use brindle_datastore::Datastore;
-use brindle_model::resource::{resource_key, Kind};
 use brindle_model::Resource;
+use cni_support::{container_id, endpoint_name, first_ip, netns_path, Host};
 use common::{can_run, TestNetns};
 use serde_json::{json, Value};
-
-/// A "host": its namespace, a plugin directory and a store.
-struct Host {
-    ns: TestNetns,
-    dir: tempfile::TempDir,
-    store_url: String,
-}
-
-impl Host {
-    fn new(pool_cidrs: &[&str]) -> Host {
-        let ns = TestNetns::new("cnihost");
-        // Proxy ARP answers only for addresses the host routes elsewhere:
-        // give it a default route through a dead-end veth, like a node's uplink.
-        ns.ip(&[
-            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
-        ]);
-        ns.ip(&["link", "set", "uplink0p", "up"]);
-        ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "uplink0"]);
-        ns.ip(&["link", "set", "uplink0", "up"]);
-        ns.ip(&["route", "add", "default", "dev", "uplink0"]);
-        ns.sysctl("net.ipv4.ip_forward", "1");
-        ns.sysctl("net.ipv6.conf.all.forwarding", "1");
-
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        let exe = Path::new(env!("CARGO_BIN_EXE_brindle-cni"));
-        std::fs::copy(exe, bin.join("brindle-cni")).unwrap();
-        std::os::unix::fs::symlink(bin.join("brindle-cni"), bin.join("brindle-ipam")).unwrap();
-        let store_url = format!("file://{}", dir.path().join("store.db").display());
-        let host = Host { ns, dir, store_url };
-        host.block_on(|ipam| async move {
-            for cidr in pool_cidrs {
-                ipam.ensure_default_pool(cidr.parse().unwrap())
-                    .await
-                    .unwrap();
-            }
-        });
-        host
-    }
-
-    fn plugin_dir(&self) -> PathBuf {
-        self.dir.path().join("bin")
-    }
-
-    fn block_on<F, Fut, T>(&self, work: F) -> T
-    where
-        F: FnOnce(Ipam) -> Fut,
-        Fut: std::future::Future<Output = T>,
-    {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let store = Datastore::open(Some(&self.store_url)).await.unwrap();
-            work(Ipam::new(store)).await
-        })
-    }
-
-    fn conf(&self, extra: Value) -> Value {
-        let mut conf = json!({
-            "cniVersion": "1.0.0",
-            "name": "brindle-test",
-            "type": "brindle-cni",
-            "datastore": self.store_url,
-            "nodename": "node-a",
-            "network": "blue",
-            "mtu": 1440,
-            "ipam": {"type": "brindle-ipam"}
-        });
-        merge(&mut conf, extra);
-        conf
-    }
-
-    /// Runs the plugin in the host namespace as a runtime would.
-    fn cni(&self, command: &str, container: &str, netns: &str, conf: &Value) -> Outcome {
-        self.cni_env(
-            &[
-                ("CNI_COMMAND", command),
-                ("CNI_CONTAINERID", container),
-                ("CNI_NETNS", netns),
-                ("CNI_IFNAME", "eth0"),
-                ("CNI_ARGS", "IgnoreUnknown=1"),
-            ],
-            conf.to_string().as_bytes(),
-        )
-    }
-
-    fn cni_env(&self, vars: &[(&str, &str)], stdin: &[u8]) -> Outcome {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns.name])
-            .arg(self.plugin_dir().join("brindle-cni"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "CNI_PATH",
-                format!("/nonexistent:{}", self.plugin_dir().display()),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn brindle-cni");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        Outcome {
-            ok: out.status.success(),
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn endpoint(&self, name: &str) -> Option<Resource> {
-        let key = resource_key(Kind::WorkloadEndpoint, Some("default"), name);
-        self.block_on(|ipam| async move {
-            let kv = ipam.store().get(key).await.unwrap()?;
-            Some(brindle_model::parse_one(std::str::from_utf8(&kv.value).unwrap()).unwrap())
-        })
-    }
-
-    fn handle_exists(&self, handle: &str) -> bool {
-        let key = handle_key(handle);
-        self.block_on(|ipam| async move { ipam.store().get(key).await.unwrap().is_some() })
-    }
-
-    fn sysctl(&self, key: &str) -> String {
-        let out = self.ns.exec(&["sysctl", "-n", key]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-#[derive(Debug)]
-struct Outcome {
-    ok: bool,
-    json: Value,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    #[track_caller]
-    fn expect_ok(self, what: &str) -> Value {
-        assert!(self.ok, "{what} failed: {}\n{}", self.stdout, self.stderr);
-        self.json
-    }
-
-    #[track_caller]
-    fn expect_code(self, what: &str, code: u64) -> Value {
-        assert!(!self.ok, "{what} succeeded: {}", self.stdout);
-        assert_eq!(
-            self.json["code"],
-            json!(code),
-            "{what}: {}\n{}",
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.json["msg"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}: {}",
-            self.stdout
-        );
-        self.json
-    }
-}
-
-fn merge(base: &mut Value, extra: Value) {
-    if let (Value::Object(b), Value::Object(e)) = (base, extra) {
-        for (k, v) in e {
-            match b.get_mut(&k) {
-                Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
-                _ => {
-                    b.insert(k, v);
-                }
-            }
-        }
-    }
-}
-
-fn netns_path(ns: &TestNetns) -> String {
-    ns.path().to_string_lossy().into_owned()
-}
-
-fn container_id(ns: &TestNetns) -> String {
-    format!("cid-{}", ns.name)
-}
-
-fn endpoint_name(ns: &TestNetns) -> String {
-    format!("node--a-cni-{}-eth0", container_id(ns).replace('-', "--"))
-}
-
-fn first_ip(result: &Value) -> String {
-    let addr = result["ips"][0]["address"].as_str().expect("an address");
-    addr.split('/').next().unwrap().to_owned()
-}
 
 #[test]
 fn two_workloads_ping_each_other_then_del_twice() {
@@ -534,4 +331,47 @@ fn version_and_errors_are_spec_objects() {
     host.cni("ADD", &container_id(&c), &netns_path(&c), &wrong_pool)
         .expect_code("fixed address outside the pools", 7);
     assert!(!c.ip(&["link", "show"]).contains("eth0"));
+}
+
+#[test]
+fn kubernetes_pod_args_name_and_label_the_endpoint() {
+    if !can_run() {
+        return;
+    }
+    let host = Host::new(&["10.82.0.0/16"]);
+    let c = TestNetns::new("cnik8s");
+    let args =
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=x";
+    let conf = host.conf(json!({"runtimeConfig": {"labels": {"tier": "front"}}}));
+    let r = host
+        .cni_args("ADD", &container_id(&c), &netns_path(&c), args, &conf)
+        .expect_ok("ADD pod");
+    let Some(Resource::WorkloadEndpoint(wep)) = host.endpoint_in("shop", "node--a-k8s-web--0-eth0")
+    else {
+        panic!("no endpoint for the pod");
+    };
+    assert_eq!(wep.spec.orchestrator.as_deref(), Some("k8s"));
+    assert_eq!(wep.spec.pod.as_deref(), Some("web-0"));
+    assert_eq!(wep.metadata.labels["tier"], "front");
+    assert_eq!(wep.metadata.labels["projectcalico.org/namespace"], "shop");
+    // The veth name hashes `<namespace>.<pod>`, as Calico's does.
+    assert_eq!(
+        r["interfaces"][0]["name"],
+        json!(brindle_agent::workload::host_veth_name("shop.web-0"))
+    );
+
+    // A late DEL from an earlier sandbox of the same pod (another container
+    // id) must not tear down the current one; its own addresses are freed.
+    host.cni_args("DEL", "old-sandbox", "", args, &conf)
+        .expect_ok("DEL of a stale sandbox");
+    assert!(host
+        .endpoint_in("shop", "node--a-k8s-web--0-eth0")
+        .is_some());
+    assert!(c.ip(&["link", "show"]).contains("eth0"));
+
+    host.cni_args("DEL", &container_id(&c), &netns_path(&c), args, &conf)
+        .expect_ok("DEL pod");
+    assert!(host
+        .endpoint_in("shop", "node--a-k8s-web--0-eth0")
+        .is_none());
 }
