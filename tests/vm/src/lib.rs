@@ -10,6 +10,20 @@
 //! comes back on a marker line. Nothing leaves the VM: it has no network
 //! device.
 //!
+//! Binaries are copied with their debug info stripped (`strip
+//! --strip-debug`; a plain copy when `strip` fails): a debug build of a
+//! Brindle daemon is ~200 MB, of which ~40 MB is code, and the initramfs
+//! lives in the VM's RAM.
+//!
+//! Every script runs with the helpers of [`SCRIPT_HELPERS`] loaded (through
+//! `BASH_ENV`): `vm_dump NAME FILE` prints a file between marker lines, and
+//! [`VmOutput::file`] reads it back on the host; that is how logs and other
+//! files leave the VM.
+//!
+//! Panics: none. Errors: [`VmError`] for a missing host prerequisite, a
+//! failed initramfs build, or a VM that never printed its exit marker
+//! (killed at the timeout, kernel panic); the console comes with it.
+//!
 //! A boot takes about five seconds of TCG time on the CI machine. Needs the
 //! apt packages `qemu-system-x86`, `linux-image-cloud-amd64`, `busybox-static`
 //! and `cpio`.
@@ -21,6 +35,36 @@ use std::time::Duration;
 
 /// Marker line the init script prints with the test script's exit status.
 const EXIT_MARKER: &str = "BRINDLE-VM-EXIT=";
+
+/// Marker lines around a file `vm_dump` prints: `<BEGIN>NAME` … `<END>NAME`.
+const FILE_BEGIN: &str = "BRINDLE-VM-FILE-BEGIN ";
+const FILE_END: &str = "BRINDLE-VM-FILE-END ";
+
+/// Bash functions every script can use (`/etc/brindle-vm.sh`, loaded via
+/// `BASH_ENV`):
+///
+/// * `vm_dump NAME FILE`: prints FILE between marker lines, for
+///   [`VmOutput::file`] (a missing file prints nothing between them);
+/// * `vm_wait SECONDS COMMAND…`: runs COMMAND every half second until it
+///   succeeds; fails after SECONDS (counted in tries, not wall-clock, so a
+///   slow TCG guest gets the same number of tries).
+pub const SCRIPT_HELPERS: &str = r#"
+vm_dump() {
+    echo "BRINDLE-VM-FILE-BEGIN $1"
+    cat "$2" 2>/dev/null
+    echo
+    echo "BRINDLE-VM-FILE-END $1"
+}
+vm_wait() {
+    local tries=$(( $1 * 2 )); shift
+    while (( tries-- > 0 )); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    echo "vm_wait: gave up on: $*"
+    return 1
+}
+"#;
 
 /// Errors from building or booting the VM.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +97,11 @@ pub struct VmSpec {
     /// The test, a bash script (bash and iproute2's `ip` are always there;
     /// busybox applets fill in the rest of PATH).
     pub script: String,
-    /// Memory in MiB (default 768).
+    /// Memory in MiB (default 768). The initramfs (binaries included)
+    /// lives in it.
     pub memory_mib: u32,
+    /// Virtual CPUs (default 1; more use more host threads under MTTCG).
+    pub cpus: u32,
     /// How long the whole boot may take before it is killed (default 180 s).
     pub timeout: Option<Duration>,
 }
@@ -66,6 +113,52 @@ pub struct VmOutput {
     pub status: i32,
     /// Everything printed on the console.
     pub console: String,
+}
+
+impl VmOutput {
+    /// The contents of a file the script printed with `vm_dump NAME FILE`
+    /// (the last one of that name), `None` if it never did.
+    pub fn file(&self, name: &str) -> Option<String> {
+        let begin = format!("{FILE_BEGIN}{name}");
+        let end = format!("{FILE_END}{name}");
+        let mut found = None;
+        let mut current: Option<Vec<&str>> = None;
+        for line in self.console.lines() {
+            if line.trim_end() == begin {
+                current = Some(Vec::new());
+            } else if line.trim_end() == end {
+                if let Some(lines) = current.take() {
+                    found = Some(lines.join("\n"));
+                }
+            } else if let Some(lines) = current.as_mut() {
+                lines.push(line);
+            }
+        }
+        found
+    }
+}
+
+/// A binary of this workspace's build, next to the running test's own
+/// executable (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
+/// The error says to run `cargo build --workspace` when it is missing: a
+/// test of one crate does not build the other crates' binaries.
+pub fn workspace_binary(name: &str) -> Result<PathBuf, VmError> {
+    let exe = std::env::current_exe().map_err(|e| VmError::Missing(format!("current_exe: {e}")))?;
+    let mut dir = exe.parent();
+    if dir.is_some_and(|d| d.ends_with("deps")) {
+        dir = dir.and_then(Path::parent);
+    }
+    let path = dir
+        .map(|d| d.join(name))
+        .ok_or_else(|| VmError::Missing(format!("no directory above {}", exe.display())))?;
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(VmError::Missing(format!(
+            "{} does not exist: run `cargo build --workspace` first",
+            path.display()
+        )))
+    }
 }
 
 /// The newest Debian cloud kernel installed on the host: (vmlinuz, modules dir).
@@ -106,11 +199,13 @@ pub fn run(spec: &VmSpec) -> Result<VmOutput, VmError> {
     } else {
         spec.memory_mib
     };
+    let cpus = spec.cpus.max(1);
     let output = Command::new("timeout")
         .arg("--kill-after=5")
         .arg(timeout.as_secs().to_string())
         .arg("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", &memory.to_string(), "-smp", "1"])
+        .args(["-accel", "tcg", "-m", &memory.to_string()])
+        .args(["-smp", &cpus.to_string()])
         .args(["-nographic", "-no-reboot", "-nic", "none"])
         .arg("-kernel")
         .arg(&kernel)
@@ -170,8 +265,7 @@ fn build_root(root: &Path, modules_dir: &Path, spec: &VmSpec) -> Result<(), VmEr
         let name = binary
             .file_name()
             .ok_or_else(|| VmError::Build(format!("{} has no file name", binary.display())))?;
-        std::fs::copy(binary, root.join("bin").join(name))
-            .map_err(|e| err(&binary.display().to_string(), e))?;
+        copy_stripped(binary, &root.join("bin").join(name))?;
         copy_libraries(root, binary)?;
     }
 
@@ -206,6 +300,8 @@ fn build_root(root: &Path, modules_dir: &Path, spec: &VmSpec) -> Result<(), VmEr
         std::fs::write(&target, contents).map_err(|e| err(path, e))?;
     }
     std::fs::write(root.join("test.sh"), &spec.script).map_err(|e| err("test.sh", e))?;
+    std::fs::write(root.join("etc/brindle-vm.sh"), SCRIPT_HELPERS)
+        .map_err(|e| err("brindle-vm.sh", e))?;
     let init = format!(
         "#!/bin/busybox sh\n\
          /bin/busybox --install -s /sbin\n\
@@ -214,7 +310,7 @@ fn build_root(root: &Path, modules_dir: &Path, spec: &VmSpec) -> Result<(), VmEr
          mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns\n\
          ip link set lo up\n\
          {loads}\
-         /bin/bash /test.sh\n\
+         BASH_ENV=/etc/brindle-vm.sh /bin/bash /test.sh\n\
          echo \"{EXIT_MARKER}$?\"\n\
          poweroff -f\n"
     );
@@ -223,6 +319,23 @@ fn build_root(root: &Path, modules_dir: &Path, spec: &VmSpec) -> Result<(), VmEr
         chmod_x(&root.join(exe))?;
     }
     Ok(())
+}
+
+/// Copies an executable without its debug info; a plain copy when `strip`
+/// is missing or fails (it is only a matter of size).
+fn copy_stripped(from: &Path, to: &Path) -> Result<(), VmError> {
+    let stripped = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(to)
+        .arg(from)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(from, to).map_err(|e| VmError::Build(format!("{}: {e}", from.display())))?;
+    }
+    chmod_x(to)
 }
 
 fn chmod_x(path: &Path) -> Result<(), VmError> {
