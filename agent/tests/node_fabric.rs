@@ -630,10 +630,17 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
     let wb2 = add_workload(&store, hb, "node-b", "wb2");
     ping_or_dump(&wb2.ns, wa2.ip, &nodes, &hosts);
 
-    // Restarting node-c keeps a running a→c ping (over VXLAN) loss-free.
+    // Restarting node-c keeps a running a→c ping (over VXLAN) loss-free,
+    // even with the daemon down for seconds: its BGP sessions die without a
+    // NOTIFICATION, so node-a keeps c's routes as stale (graceful restart)
+    // and c's kernel keeps its own.
     ping_loss_free_during(&wa.ns, wc.ip, || {
         c.stop();
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            route_of(&ha.ns, &block_of(wc.ip)).contains("vxlan.brindle"),
+            "a dropped c's route while c was down"
+        );
         c.restart(hc);
     });
     c.wait_established(3);
