@@ -685,6 +685,47 @@ impl Ipam {
         }
     }
 
+    /// Settings, the node's labels and the handle document, in one
+    /// transaction of reads.
+    async fn read_context(
+        &self,
+        node: &str,
+        handle: &str,
+    ) -> IpamResult<(
+        Settings,
+        BTreeMap<String, String>,
+        Option<Versioned<HandleDoc>>,
+    )> {
+        let resp = self
+            .store
+            .txn(Txn::new().and_then([
+                TxnOp::get(resource_key(Kind::IPAMConfiguration, None, "default")),
+                TxnOp::get(resource_key(Kind::Node, None, node)),
+                TxnOp::get(keys::handle_key(handle)),
+            ]))
+            .await?;
+        let mut got = resp.results.into_iter().map(|r| match r {
+            crate::TxnOpResult::Get(kv) => kv,
+            _ => None,
+        });
+        let settings = match got.next().flatten() {
+            None => Settings::default(),
+            Some(kv) => match parse_resource(&kv)? {
+                Resource::IPAMConfiguration(c) => Settings::from_spec(&c.spec),
+                other => return Err(corrupt(&kv, format!("holds a {}", other.kind()))),
+            },
+        };
+        let labels = match got.next().flatten() {
+            None => BTreeMap::new(),
+            Some(kv) => match parse_resource(&kv)? {
+                Resource::Node(n) => n.metadata.labels,
+                other => return Err(corrupt(&kv, format!("holds a {}", other.kind()))),
+            },
+        };
+        let handle_doc = got.next().flatten().map(versioned).transpose()?;
+        Ok((settings, labels, handle_doc))
+    }
+
     /// The labels of the Node resource `node` (none if it does not exist).
     pub async fn node_labels(&self, node: &str) -> IpamResult<BTreeMap<String, String>> {
         let key = resource_key(Kind::Node, None, node);
@@ -755,26 +796,7 @@ impl Ipam {
         delta: isize,
     ) -> IpamResult<HandleWrite> {
         let current = self.read_handle(handle).await?;
-        let (expected, mut doc) = match current {
-            Some(v) => (Some(v.mod_revision), v.value),
-            None => (
-                None,
-                HandleDoc {
-                    handle_id: handle.to_owned(),
-                    block: BTreeMap::new(),
-                },
-            ),
-        };
-        let entry = doc.block.entry(block.to_string()).or_insert(0);
-        *entry = entry.saturating_add_signed(delta);
-        if *entry == 0 {
-            doc.block.remove(&block.to_string());
-        }
-        Ok(HandleWrite {
-            key: keys::handle_key(handle),
-            expected,
-            doc: Some(doc),
-        })
+        Ok(handle_write_from(handle, block, delta, current))
     }
 
     // ----- allocation ------------------------------------------------------
@@ -784,9 +806,10 @@ impl Ipam {
     #[instrument(skip(self, args), fields(handle = %args.handle, node = %args.node))]
     pub async fn auto_assign(&self, args: &AutoAssignArgs) -> IpamResult<Assigned> {
         check_names(&args.handle, &args.node)?;
-        let settings = self.settings().await?;
+        // Configuration, the node and the handle in one round trip.
+        let (settings, labels, handle_doc) = self.read_context(&args.node, &args.handle).await?;
+        let mut handle_hint = Some(handle_doc);
         let pools = self.pools().await?;
-        let labels = self.node_labels(&args.node).await?;
         let mut attrs = args.attrs.clone();
         attrs.insert(ATTR_NODE.into(), args.node.clone());
         let attr = AllocationAttribute {
@@ -812,8 +835,17 @@ impl Ipam {
                     node: args.node.clone(),
                 })
             } else {
-                self.assign_family(family, n, &eligible, &settings, args, &attr, &mut taken)
-                    .await
+                self.assign_family(
+                    family,
+                    n,
+                    &eligible,
+                    &settings,
+                    args,
+                    &attr,
+                    &mut handle_hint,
+                    &mut taken,
+                )
+                .await
             };
             if let Err(e) = result {
                 self.undo(&args.handle, &taken).await;
@@ -903,6 +935,7 @@ impl Ipam {
         settings: &Settings,
         args: &AutoAssignArgs,
         attr: &AllocationAttribute,
+        handle_hint: &mut Option<Option<Versioned<HandleDoc>>>,
         taken: &mut Vec<(IpNet, block::Allocated)>,
     ) -> IpamResult<()> {
         let node = args.node.as_str();
@@ -952,7 +985,14 @@ impl Ipam {
                 continue;
             }
             let got = self
-                .assign_from_block(&net, n - count(taken), attr, Some(node), Some(current))
+                .assign_from_block(
+                    &net,
+                    n - count(taken),
+                    attr,
+                    Some(node),
+                    Some(current),
+                    handle_hint,
+                )
                 .await?;
             taken.extend(got.into_iter().map(|a| (net, a)));
         }
@@ -971,7 +1011,7 @@ impl Ipam {
             };
             owned += 1;
             let got = self
-                .assign_from_block(&net, n - count(taken), attr, Some(node), None)
+                .assign_from_block(&net, n - count(taken), attr, Some(node), None, handle_hint)
                 .await?;
             taken.extend(got.into_iter().map(|a| (net, a)));
             if count(taken) < n {
@@ -998,7 +1038,7 @@ impl Ipam {
                     break;
                 }
                 let got = self
-                    .assign_from_block(&net, n - count(taken), attr, None, None)
+                    .assign_from_block(&net, n - count(taken), attr, None, None, handle_hint)
                     .await?;
                 if !got.is_empty() {
                     debug!(block = %net, n = got.len(), "borrowed");
@@ -1019,6 +1059,7 @@ impl Ipam {
         attr: &AllocationAttribute,
         owner: Option<&str>,
         mut first: Option<Versioned<AllocationBlock>>,
+        handle_hint: &mut Option<Option<Versioned<HandleDoc>>>,
     ) -> IpamResult<Vec<block::Allocated>> {
         let handle = attr.handle_id.clone().unwrap_or_default();
         for _ in 0..MAX_RETRIES {
@@ -1038,7 +1079,12 @@ impl Ipam {
             if got.is_empty() {
                 return Ok(got);
             }
-            let hw = self.handle_write(&handle, net, got.len() as isize).await?;
+            // The handle as read with the context, once; after that (a lost
+            // race, a second block) it may have moved: read it again.
+            let hw = match handle_hint.take() {
+                Some(current) => handle_write_from(&handle, net, got.len() as isize, current),
+                None => self.handle_write(&handle, net, got.len() as isize).await?,
+            };
             if self
                 .commit_block(current.mod_revision, &block, vec![hw])
                 .await?
@@ -1909,6 +1955,36 @@ impl Ipam {
             }
         }
         Ok(released)
+    }
+}
+
+/// The handle document after adding (`delta > 0`) or removing addresses of
+/// `handle` in `block`, given its current state.
+fn handle_write_from(
+    handle: &str,
+    block: &IpNet,
+    delta: isize,
+    current: Option<Versioned<HandleDoc>>,
+) -> HandleWrite {
+    let (expected, mut doc) = match current {
+        Some(v) => (Some(v.mod_revision), v.value),
+        None => (
+            None,
+            HandleDoc {
+                handle_id: handle.to_owned(),
+                block: BTreeMap::new(),
+            },
+        ),
+    };
+    let entry = doc.block.entry(block.to_string()).or_insert(0);
+    *entry = entry.saturating_add_signed(delta);
+    if *entry == 0 {
+        doc.block.remove(&block.to_string());
+    }
+    HandleWrite {
+        key: keys::handle_key(handle),
+        expected,
+        doc: Some(doc),
     }
 }
 
