@@ -1,0 +1,159 @@
+//! CNI ADD latency harness (ignored by default; prints a Markdown table for
+//! docs/benchmarks.md):
+//!
+//! ```text
+//! cargo nextest run -p brindle-agent --test cni_bench --run-ignored only --no-capture
+//! ```
+//!
+//! Each ADD is the plugin binary run as a runtime runs it (via `nsenter`
+//! into a test "host" namespace, so process start-up is included), with
+//! `brindle-ipam` delegated to and a temporary embedded store: 200
+//! sequential ADDs, then 50 ADDs started at once. Everything is DELeted
+//! and every namespace removed afterwards. Nothing is asserted about time.
+
+mod cni_support;
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use cni_support::{netns_path, Host};
+use common::{can_run, TestNetns};
+use serde_json::{json, Value};
+
+const SEQUENTIAL: usize = 200;
+const PARALLEL: usize = 50;
+
+/// One plugin invocation; returns how long it took.
+fn timed(
+    host_ns: &str,
+    plugin: &str,
+    cni_path: &str,
+    vars: &[(&str, &str)],
+    conf: &Value,
+) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{host_ns}"))
+        .arg(plugin)
+        .env_clear()
+        .env("CNI_PATH", cni_path)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nsenter");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{vars:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn row(name: &str, mut samples: Vec<Duration>, wall: Duration) -> String {
+    samples.sort();
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    format!(
+        "| {name} | {} | {} | {} | {} | {} |",
+        samples.len(),
+        ms(percentile(&samples, 50.0)),
+        ms(percentile(&samples, 99.0)),
+        ms(*samples.last().unwrap()),
+        ms(wall)
+    )
+}
+
+struct Runner {
+    host_ns: String,
+    plugin: String,
+    cni_path: String,
+    conf: Value,
+}
+
+impl Runner {
+    fn run(&self, command: &str, container: &str, netns: &str) -> Duration {
+        timed(
+            &self.host_ns,
+            &self.plugin,
+            &self.cni_path,
+            &[
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", container),
+                ("CNI_NETNS", netns),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &self.conf,
+        )
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run with --run-ignored only"]
+fn slow_cni_add_latency() {
+    if !can_run() {
+        return;
+    }
+    let host = Host::new(&["10.90.0.0/16"]);
+    let runner = Arc::new(Runner {
+        host_ns: host.ns.name.clone(),
+        plugin: host.plugin_dir().join("brindle-cni").display().to_string(),
+        cni_path: host.plugin_dir().display().to_string(),
+        conf: host.conf(json!({})),
+    });
+    let containers: Vec<TestNetns> = (0..PARALLEL).map(|_| TestNetns::new("cnibench")).collect();
+
+    // Sequential: ADD (timed) then DEL, cycling through the namespaces.
+    let mut sequential = Vec::with_capacity(SEQUENTIAL);
+    let started = Instant::now();
+    for i in 0..SEQUENTIAL {
+        let c = &containers[i % PARALLEL];
+        let id = format!("seq-{i}");
+        sequential.push(runner.run("ADD", &id, &netns_path(c)));
+        runner.run("DEL", &id, &netns_path(c));
+    }
+    let sequential_wall = started.elapsed();
+
+    // Parallel: every namespace gets an ADD at the same moment.
+    let barrier = Arc::new(Barrier::new(PARALLEL));
+    let started = Instant::now();
+    let threads: Vec<_> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (runner, barrier, netns) = (runner.clone(), barrier.clone(), netns_path(c));
+            std::thread::spawn(move || {
+                barrier.wait();
+                runner.run("ADD", &format!("par-{i}"), &netns)
+            })
+        })
+        .collect();
+    let parallel: Vec<Duration> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let parallel_wall = started.elapsed();
+    for (i, c) in containers.iter().enumerate() {
+        runner.run("DEL", &format!("par-{i}"), &netns_path(c));
+    }
+
+    println!();
+    println!("| CNI ADD (brindle-cni + brindle-ipam, embedded store) | n | p50 ms | p99 ms | max ms | wall ms |");
+    println!("|---|---|---|---|---|---|");
+    println!("{}", row("sequential", sequential, sequential_wall));
+    println!("{}", row("50 at once", parallel, parallel_wall));
+}
