@@ -1,27 +1,25 @@
 //! End to end: real `brindle-node` daemons in network namespaces sharing one
 //! embedded store file, real kernel routes, real BGP (the nodes' speakers
-//! and a BIRD ToR), workloads plumbed like the CNI plugin does it (IPAM
-//! address, veth + /32 route, WorkloadEndpoint).
+//! and a BIRD ToR), workloads made by running the `brindle-cni` binary as a
+//! container runtime does (IPAM address, veth + /32 route, WorkloadEndpoint).
 //!
 //! Needs root. Every namespace, process and temp file is owned by a handle
 //! and removed on drop, also when a test panics.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brindle_agent::netns::{named_netns_path, run_in_netns};
+use brindle_agent::netns::named_netns_path;
 use brindle_agent::node::status::StatusReport;
-use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
-use brindle_agent::workload::{add_workload_blocking, del_workload_blocking, WorkloadSpec};
-use brindle_datastore::ipam::{AutoAssignArgs, Ipam};
 use brindle_datastore::Datastore;
 use brindle_model::{parse_one, Resource};
 use brindle_testbed::{poll_until, BgpConfig, Bird, Host, Netns, Process};
 
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_brindle-node");
+const CNI_BIN: &str = env!("CARGO_BIN_EXE_brindle-cni");
 const WAIT: Duration = Duration::from_secs(60);
 
 fn can_run() -> bool {
@@ -184,68 +182,113 @@ struct Workload {
     ns: Netns,
     ip: Ipv4Addr,
     node: String,
-    wep_key: String,
     host_ifname: String,
 }
 
-/// Does what the CNI plugin does on ADD: IPAM address, veth with /32 route
-/// on the host, WorkloadEndpoint.
+/// The CNI plugin directory: `brindle-cni` and its IPAM name `brindle-ipam`.
+fn plugin_dir(store: &Store) -> PathBuf {
+    let bin = store.dir.path().join("bin");
+    if !bin.exists() {
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::copy(CNI_BIN, bin.join("brindle-cni")).unwrap();
+        std::os::unix::fs::symlink(bin.join("brindle-cni"), bin.join("brindle-ipam")).unwrap();
+    }
+    bin
+}
+
+/// Runs `brindle-cni` in `host`'s namespace exactly as a runtime does (env,
+/// netconf on stdin, `CNI_PATH`); returns the result JSON.
+fn cni(
+    store: &Store,
+    host: &Host,
+    node: &str,
+    command: &str,
+    container: &str,
+    netns: &Path,
+) -> serde_json::Value {
+    let bin = plugin_dir(store);
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "brindle-e2e",
+        "type": "brindle-cni",
+        "datastore": store.url,
+        "nodename": node,
+        // The profile every endpoint of this network gets.
+        "network": "allow-all",
+        "mtu": 1400,
+        "ipam": {"type": "brindle-ipam"}
+    });
+    let mut child = host
+        .ns
+        .command(&bin.join("brindle-cni").display().to_string())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CNI_PATH", bin.display().to_string())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "brindle-cni {command}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// A workload made by `brindle-cni ADD` (address from IPAM, veth, /32
+/// route, WorkloadEndpoint).
 fn add_workload(store: &Store, host: &Host, node: &str, id: &str) -> Workload {
     let ns = Netns::new("w").unwrap();
-    let handle = format!("k8s-pod-network.{id}-{}", std::process::id());
-    let ipam = Ipam::new(store.ds.clone());
-    let assigned = store
-        .rt
-        .block_on(ipam.auto_assign(&AutoAssignArgs::workload_v4(handle, node)))
-        .unwrap();
-    let addr = assigned.ipv4[0];
-    let IpAddr::V4(ip) = addr.addr() else {
-        unreachable!()
-    };
-    let workload_id = format!("{id}-{}", std::process::id());
-    let spec = WorkloadSpec {
-        workload_id: workload_id.clone(),
-        netns: named_netns_path(ns.name()),
-        container_ifname: "eth0".into(),
-        addresses: vec![addr],
-        mtu: 1400,
-        route_protocol: BRINDLE_ROUTE_PROTOCOL,
-    };
-    let attachment = run_in_netns(&named_netns_path(host.ns.name()), move || {
-        add_workload_blocking(&spec)
-    })
-    .unwrap()
-    .unwrap();
-    let yaml = format!(
-        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {node}-cni-{id}-eth0\n  namespace: default\nspec:\n  node: {node}\n  orchestrator: cni\n  workload: {id}\n  endpoint: eth0\n  interfaceName: {}\n  ipNetworks: [\"{addr}\"]\n  profiles: [allow-all]\n",
-        attachment.host_ifname
+    let container = format!("{id}-{}", std::process::id());
+    let result = cni(
+        store,
+        host,
+        node,
+        "ADD",
+        &container,
+        &named_netns_path(ns.name()),
     );
-    let resource = parse_one(&yaml).unwrap();
-    store.put(&resource);
+    let address = result["ips"][0]["address"].as_str().expect("an address");
+    let ip: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
+    let host_ifname = result["interfaces"]
+        .as_array()
+        .and_then(|list| list.iter().find(|i| i.get("sandbox").is_none()))
+        .and_then(|i| i["name"].as_str())
+        .expect("a host interface")
+        .to_owned();
     Workload {
-        id: workload_id,
+        id: container,
         ns,
         ip,
         node: node.into(),
-        wep_key: resource.key(),
-        host_ifname: attachment.host_ifname,
+        host_ifname,
     }
 }
 
-/// CNI DEL: veth gone, endpoint deleted, address released.
+/// `brindle-cni DEL`: veth gone, endpoint deleted, address released.
 fn delete_workload(store: &Store, host: &Host, w: &Workload) {
-    let id = w.id.clone();
-    run_in_netns(&named_netns_path(host.ns.name()), move || {
-        del_workload_blocking(&id, BRINDLE_ROUTE_PROTOCOL)
-    })
-    .unwrap()
-    .unwrap();
-    store.delete(&w.wep_key);
-    let ipam = Ipam::new(store.ds.clone());
-    store
-        .rt
-        .block_on(ipam.release_ips(&[IpAddr::V4(w.ip).into()]))
-        .unwrap();
+    cni(
+        store,
+        host,
+        &w.node,
+        "DEL",
+        &w.id,
+        &named_netns_path(w.ns.name()),
+    );
 }
 
 fn route_of(ns: &Netns, prefix: &str) -> String {
