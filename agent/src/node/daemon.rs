@@ -268,6 +268,20 @@ struct Daemon {
     desired: Desired,
     shared: Arc<Mutex<Shared>>,
     policy: Option<Arc<Mutex<PolicyEngine>>>,
+    /// AS, listen port and cluster id the speaker was started with: they
+    /// only change with a restart of the daemon.
+    speaker_settings: SpeakerSettings,
+}
+
+type SpeakerSettings = (u32, u16, Option<Ipv4Addr>);
+
+fn speaker_settings(cluster: &ClusterState, node: &str) -> SpeakerSettings {
+    let me = cluster.nodes.get(node);
+    (
+        me.and_then(|n| n.asn).unwrap_or(cluster.bgp.asn),
+        cluster.bgp.listen_port,
+        me.and_then(|n| n.rr_cluster_id),
+    )
 }
 
 fn apply_update(map: &mut BTreeMap<Vec<u8>, KeyValue>, update: Update) {
@@ -421,6 +435,15 @@ impl Daemon {
         let cluster = self.cluster();
         for (key, problem) in &cluster.problems {
             debug!(%key, %problem, "ignoring undecodable document");
+        }
+        let settings = speaker_settings(&cluster, &self.opts.node_name);
+        if cluster.nodes.contains_key(&self.opts.node_name) && settings != self.speaker_settings {
+            warn!(
+                running = ?self.speaker_settings,
+                stored = ?settings,
+                "AS number, BGP port or route reflector cluster id changed: restart brindle-node to apply"
+            );
+            self.speaker_settings = settings;
         }
         let desired = desired_state(Inputs {
             node: &self.opts.node_name,
@@ -622,7 +645,7 @@ async fn run_inner(
             a
         }
     };
-    let node = register(&ds, &opts, address).await?;
+    register(&ds, &opts, address).await?;
     info!(address = %address, "node registered");
     if let Err(error) = crate::workload::enable_host_forwarding() {
         warn!(%error, "cannot enable forwarding");
@@ -638,18 +661,11 @@ async fn run_inner(
     // Speaker settings come from the store as it is now.
     let initial = ds.list(format!("{KEY_ROOT}/")).await?;
     let cluster = ClusterState::decode(&initial.kvs, &[]);
-    let asn = node
-        .spec
-        .bgp
-        .as_ref()
-        .and_then(|b| b.as_number)
-        .map_or(cluster.bgp.asn, |a| a.0);
+    let settings = speaker_settings(&cluster, &opts.node_name);
+    let (asn, listen_port, cluster_id) = settings;
     let mut speaker_config = SpeakerConfig::new(asn, address.addr());
-    speaker_config.listen_port = cluster.bgp.listen_port;
-    speaker_config.cluster_id = cluster
-        .nodes
-        .get(&opts.node_name)
-        .and_then(|n| n.rr_cluster_id);
+    speaker_config.listen_port = listen_port;
+    speaker_config.cluster_id = cluster_id;
     let speaker = Speaker::start(speaker_config).await?;
     info!(asn, router_id = %address.addr(), "BGP speaker started");
     let mut routes = speaker.subscribe();
@@ -697,6 +713,7 @@ async fn run_inner(
         vxlan_ready: false,
         desired: Desired::default(),
         shared: shared.clone(),
+        speaker_settings: settings,
         policy: opts
             .policy
             .then(|| Arc::new(Mutex::new(PolicyEngine::new()))),
