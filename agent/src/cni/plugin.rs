@@ -159,21 +159,26 @@ impl WorkloadIdentity {
 
 // ----- error mapping -------------------------------------------------------
 
-fn store_error(what: &str, e: brindle_datastore::Error) -> CniError {
+/// Datastore trouble that may pass (a lost race, an unreachable etcd, a
+/// busy SQLite file) is "try again later"; a bad URL is bad configuration.
+fn store_error_code(e: &brindle_datastore::Error) -> ErrorCode {
     use brindle_datastore::Error as E;
-    let code = match e {
+    match e {
         E::InvalidUrl { .. } => ErrorCode::InvalidConfig,
         E::Conflict { .. } | E::Etcd { .. } | E::Io { .. } | E::Sqlite { .. } => {
             ErrorCode::TryAgainLater
         }
         _ => ErrorCode::Internal,
-    };
-    CniError::new(code, format!("{what}: {e}"))
+    }
+}
+
+fn store_error(what: &str, e: brindle_datastore::Error) -> CniError {
+    CniError::new(store_error_code(&e), format!("{what}: {e}"))
 }
 
 fn ipam_error(what: &str, e: IpamError) -> CniError {
     let code = match &e {
-        IpamError::Store(inner) => return store_error(what, clone_store_error(inner)),
+        IpamError::Store(inner) => store_error_code(inner),
         IpamError::TooManyConflicts { .. } => ErrorCode::TryAgainLater,
         IpamError::NotInPool(_) | IpamError::Invalid(_) | IpamError::NoPool { .. } => {
             ErrorCode::InvalidConfig
@@ -181,18 +186,6 @@ fn ipam_error(what: &str, e: IpamError) -> CniError {
         _ => ErrorCode::Internal,
     };
     CniError::new(code, format!("{what}: {e}"))
-}
-
-/// `brindle_datastore::Error` is not `Clone`; keep its class and message.
-fn clone_store_error(e: &brindle_datastore::Error) -> brindle_datastore::Error {
-    use brindle_datastore::Error as E;
-    match e {
-        E::InvalidUrl { url, reason } => E::InvalidUrl {
-            url: url.clone(),
-            reason: reason.clone(),
-        },
-        other => E::InvalidRequest(other.to_string()),
-    }
 }
 
 async fn open_store(conf: &NetConf) -> Result<Datastore, CniError> {
@@ -254,13 +247,14 @@ async fn run_ipam(env: &CniEnv, conf: &NetConf) -> Result<Option<Value>, CniErro
                 )),
             }
         }
-        Command::Version => unreachable_version(),
+        Command::Version => version_answered_earlier(),
     }
 }
 
-fn unreachable_version() -> Result<Option<Value>, CniError> {
-    // `run` answers VERSION before dispatching.
-    Err(internal("VERSION", "answered earlier"))
+/// [`run`] answers VERSION before dispatching; this only keeps the
+/// matches exhaustive without a panic.
+fn version_answered_earlier() -> Result<Option<Value>, CniError> {
+    Err(internal("VERSION", "answered before dispatch"))
 }
 
 async fn ipam_add(
@@ -437,7 +431,7 @@ async fn run_main(env: &CniEnv, conf: &NetConf, stdin: &[u8]) -> Result<Option<V
         Command::Add => cmd_add(env, conf, stdin, &id).await.map(Some),
         Command::Del => cmd_del(env, conf, stdin, &id).await.map(|()| None),
         Command::Check => cmd_check(env, conf, stdin, &id).await.map(|()| None),
-        Command::Version => unreachable_version(),
+        Command::Version => version_answered_earlier(),
     }
 }
 
