@@ -19,6 +19,8 @@
 //! - [`netns`]: run work inside another network namespace;
 //! - [`sysctl`]: per-namespace `/proc/sys` writes;
 //! - [`workload`]: CNI ADD/DEL plumbing (veth, proxy ARP, container routes);
+//! - [`cni`]: the `brindle-cni`/`brindle-ipam` plugins (CNI 1.0 commands,
+//!   IPAM delegation, WorkloadEndpoints) on top of [`workload`];
 //! - [`tunnel`]: `vxlan.brindle` + static neighbour/FDB entries, `tunl0`.
 //!
 //! Tests: unit tests next to each module (table-driven diffs, a seeded
