@@ -132,7 +132,9 @@ fn start_brindle(ns: &Netns, wiring: &Wiring) -> anyhow::Result<Target> {
          (or set BRINDLE_BGPD)",
         binary.display()
     );
-    let dir = tempfile::Builder::new().prefix("bgperf-brindle.").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("bgperf-brindle.")
+        .tempdir()?;
     let mut yaml = format!(
         "asn: {}\nrouter_id: {}\nlisten: 0.0.0.0:179\ncontrol_socket: {}\nlog_level: warn\npeers:\n",
         wiring.asn,

@@ -75,7 +75,7 @@ pub mod adj_out;
 pub mod attrs;
 pub mod decision;
 pub mod policy;
-mod table;
+pub(crate) mod table;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -7,13 +7,14 @@
 //! Pure: [`ReceivedRoutes::update`] turns a decoded UPDATE and its RFC 7606
 //! outcome into the RIB operations to run. Never panics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use super::peer::family_of;
 use crate::packet::{Family, Update, UpdateOutcome};
+use crate::rib::table::PrefixMap;
 use crate::rib::PathAttrs;
 
 /// RIB operations one UPDATE calls for: withdrawals first, then
@@ -33,12 +34,15 @@ pub(crate) enum UpdateEffect {
 }
 
 /// Paths of an ADD-PATH peer for one prefix, by path id, oldest first;
-/// empty for a peer without ADD-PATH.
-type Paths = Vec<(u32, Arc<PathAttrs>)>;
+/// empty (no allocation) for a peer without ADD-PATH. A boxed slice, not a
+/// `Vec`, and IPv4 keys of 5 bytes ([`PrefixMap`]): this map holds every
+/// route a peer sends, and at a million routes each byte of entry counts
+/// (24 bytes per entry instead of 48; the bgperf benchmark measures it).
+type Paths = Box<[(u32, Arc<PathAttrs>)]>;
 
 #[derive(Debug, Default)]
 pub(crate) struct ReceivedRoutes {
-    routes: HashMap<IpNet, Paths>,
+    routes: PrefixMap<Paths>,
     stale: HashSet<IpNet>,
 }
 
@@ -58,14 +62,14 @@ impl ReceivedRoutes {
 
     /// Forget everything (the RIB dropped the peer).
     pub(crate) fn clear(&mut self) {
-        self.routes.clear();
+        self.routes = PrefixMap::default();
         self.stale.clear();
     }
 
     /// The session went down gracefully: every route is stale until the
     /// peer announces it again. Returns how many.
     pub(crate) fn mark_all_stale(&mut self) -> usize {
-        self.stale.extend(self.routes.keys().copied());
+        self.stale.extend(self.routes.keys());
         self.stale.len()
     }
 
@@ -124,7 +128,9 @@ impl ReceivedRoutes {
             self.stale.remove(&n.prefix);
             let remaining = match (n.path_id, self.routes.get_mut(&n.prefix)) {
                 (Some(id), Some(paths)) if !paths.is_empty() => {
-                    paths.retain(|(pid, _)| *pid != id);
+                    let mut kept = std::mem::take(paths).into_vec();
+                    kept.retain(|(pid, _)| *pid != id);
+                    *paths = kept.into_boxed_slice();
                     paths.last().map(|(_, attrs)| Arc::clone(attrs))
                 }
                 _ => None,
@@ -144,10 +150,12 @@ impl ReceivedRoutes {
             let mut prefixes = Vec::with_capacity(nlri.len());
             for n in nlri {
                 self.stale.remove(&n.prefix);
-                let paths = self.routes.entry(n.prefix).or_default();
+                let paths = self.routes.get_or_insert_with(n.prefix, Paths::default);
                 if let Some(id) = n.path_id {
-                    paths.retain(|(pid, _)| *pid != id);
-                    paths.push((id, Arc::clone(&shared)));
+                    let mut kept = std::mem::take(paths).into_vec();
+                    kept.retain(|(pid, _)| *pid != id);
+                    kept.push((id, Arc::clone(&shared)));
+                    *paths = kept.into_boxed_slice();
                 }
                 prefixes.push(n.prefix);
             }
