@@ -547,25 +547,28 @@ impl Daemon {
             self.syncer.handle(Input::Start).await;
         }
     }
+}
 
-    fn on_route_change(&mut self, change: BestRouteChange) {
-        match change {
-            BestRouteChange::Best(entry) => match (entry.source, entry.next_hops.first()) {
-                (RouteSource::Peer(_), Some(next_hop)) => {
-                    self.learned.insert(
-                        entry.prefix,
-                        Learned {
-                            next_hop: *next_hop,
-                        },
-                    );
-                }
-                _ => {
-                    self.learned.remove(&entry.prefix);
-                }
-            },
-            BestRouteChange::Withdrawn(prefix) => {
-                self.learned.remove(&prefix);
+/// Folds one Loc-RIB change into the learned routes: a best path from a
+/// peer (stale ones included: graceful restart keeps them) is learned; our
+/// own originations and withdrawals are not.
+pub fn apply_route_change(learned: &mut BTreeMap<IpNet, Learned>, change: BestRouteChange) {
+    match change {
+        BestRouteChange::Best(entry) => match (entry.source, entry.next_hops.first()) {
+            (RouteSource::Peer(_), Some(next_hop)) => {
+                learned.insert(
+                    entry.prefix,
+                    Learned {
+                        next_hop: *next_hop,
+                    },
+                );
             }
+            _ => {
+                learned.remove(&entry.prefix);
+            }
+        },
+        BestRouteChange::Withdrawn(prefix) => {
+            learned.remove(&prefix);
         }
     }
 }
@@ -745,7 +748,7 @@ async fn run_inner(
                 Err(error) => warn!(%error, "following IPAM blocks"),
             },
             Some(change) = routes.recv() => {
-                daemon.on_route_change(change);
+                apply_route_change(&mut daemon.learned, change);
                 recompute_at.get_or_insert(Instant::now() + debounce);
             }
             Some(event) = async { match links.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } } => {
@@ -779,4 +782,100 @@ async fn run_inner(
     }
     let _ = std::fs::remove_file(&opts.status_socket);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brindle_bgp::speaker::RouteEntry;
+
+    fn best(prefix: &str, source: RouteSource, next_hops: &[&str]) -> BestRouteChange {
+        BestRouteChange::Best(RouteEntry {
+            prefix: prefix.parse().unwrap(),
+            source,
+            next_hops: next_hops.iter().map(|n| n.parse().unwrap()).collect(),
+            attrs: Arc::new(local_attrs()),
+            stale: false,
+        })
+    }
+
+    #[test]
+    fn learned_routes_follow_the_loc_rib() {
+        let peer = RouteSource::Peer("10.0.1.2".parse().unwrap());
+        let mut learned = BTreeMap::new();
+        apply_route_change(&mut learned, best("10.65.0.64/26", peer, &["10.0.1.2"]));
+        apply_route_change(&mut learned, best("10.65.0.128/26", peer, &["10.0.1.3"]));
+        assert_eq!(learned.len(), 2);
+        // Our own origination wins the prefix: nothing to install.
+        apply_route_change(
+            &mut learned,
+            best("10.65.0.128/26", RouteSource::Local, &[]),
+        );
+        // A new best path replaces the next hop.
+        apply_route_change(&mut learned, best("10.65.0.64/26", peer, &["10.0.1.9"]));
+        assert_eq!(
+            learned.into_iter().collect::<Vec<_>>(),
+            vec![(
+                "10.65.0.64/26".parse().unwrap(),
+                Learned {
+                    next_hop: "10.0.1.9".parse().unwrap()
+                }
+            )]
+        );
+        let mut learned = BTreeMap::new();
+        apply_route_change(&mut learned, best("10.65.0.64/26", peer, &["10.0.1.2"]));
+        apply_route_change(
+            &mut learned,
+            BestRouteChange::Withdrawn("10.65.0.64/26".parse().unwrap()),
+        );
+        assert!(learned.is_empty());
+    }
+
+    #[test]
+    fn mirror_follows_snapshots_and_events() {
+        use brindle_datastore::{Event, EventKind, Listing};
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.as_bytes().to_vec(),
+            value: v.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+        };
+        let mut map = BTreeMap::new();
+        apply_update(
+            &mut map,
+            Update::Snapshot(Listing {
+                kvs: vec![kv("/a", "1"), kv("/b", "2")],
+                revision: 2,
+            }),
+        );
+        apply_update(
+            &mut map,
+            Update::Event(Event {
+                kind: EventKind::Delete,
+                kv: kv("/a", ""),
+            }),
+        );
+        apply_update(
+            &mut map,
+            Update::Event(Event {
+                kind: EventKind::Put,
+                kv: kv("/c", "3"),
+            }),
+        );
+        let keys: Vec<_> = map
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        assert_eq!(keys, vec!["/b", "/c"]);
+        // A new snapshot (after compaction) replaces everything.
+        apply_update(
+            &mut map,
+            Update::Snapshot(Listing {
+                kvs: vec![kv("/z", "9")],
+                revision: 9,
+            }),
+        );
+        assert_eq!(map.len(), 1);
+    }
 }
