@@ -375,3 +375,63 @@ fn kubernetes_pod_args_name_and_label_the_endpoint() {
         .endpoint_in("shop", "node--a-k8s-web--0-eth0")
         .is_none());
 }
+
+/// The same plugin against a real etcd: etcd runs in its own namespace,
+/// wired to the host namespace by a veth, and the plugin gets an
+/// `etcd://` URL.
+#[test]
+fn add_and_del_against_a_real_etcd() {
+    if !can_run() {
+        return;
+    }
+    let etcd_ns = brindle_testbed::Netns::new("cnietcd").unwrap();
+    let mut etcd = None;
+    let host = Host::with_store(&["10.87.0.0/16"], |host_ns, _| {
+        let (a, b) = (
+            format!("ce{}", std::process::id()),
+            format!("ch{}", std::process::id()),
+        );
+        common::run(&[
+            "ip",
+            "link",
+            "add",
+            &a,
+            "netns",
+            etcd_ns.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "netns",
+            &host_ns.name,
+        ]);
+        etcd_ns.add_address(&a, "198.18.7.1/30").unwrap();
+        etcd_ns.link_up(&a).unwrap();
+        host_ns.ip(&["addr", "add", "198.18.7.2/30", "dev", &b]);
+        host_ns.ip(&["link", "set", &b, "up"]);
+        etcd =
+            Some(brindle_testbed::Etcd::start_in(&etcd_ns, "198.18.7.1".parse().unwrap()).unwrap());
+        "etcd://198.18.7.1:2379".to_owned()
+    });
+    let c = TestNetns::new("cnietcdc");
+    let conf = host.conf(json!({}));
+    let r = host
+        .cni("ADD", &container_id(&c), &netns_path(&c), &conf)
+        .expect_ok("ADD over etcd");
+    assert!(first_ip(&r).starts_with("10.87."), "{r}");
+    let keys = etcd
+        .as_ref()
+        .unwrap()
+        .etcdctl(&["get", "--prefix", "--keys-only", "/"])
+        .unwrap();
+    assert!(keys.contains("workloadendpoints/default/"), "{keys}");
+    host.cni("DEL", &container_id(&c), &netns_path(&c), &conf)
+        .expect_ok("DEL over etcd");
+    host.cni("DEL", &container_id(&c), &netns_path(&c), &conf)
+        .expect_ok("DEL again over etcd");
+    assert!(host.endpoint(&endpoint_name(&c)).is_none());
+    assert!(!host.handle_exists(&format!("brindle-test.{}", container_id(&c))));
+    drop(host);
+    drop(etcd);
+}

@@ -25,7 +25,19 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host using a temporary embedded store.
     pub fn new(pool_cidrs: &[&str]) -> Host {
+        Host::with_store(pool_cidrs, |_, dir| {
+            format!("file://{}", dir.join("store.db").display())
+        })
+    }
+
+    /// A host whose store URL `store` picks once the namespace exists (it
+    /// may wire the namespace to a store elsewhere first).
+    pub fn with_store(
+        pool_cidrs: &[&str],
+        store: impl FnOnce(&TestNetns, &Path) -> String,
+    ) -> Host {
         let ns = TestNetns::new("cnihost");
         // Proxy ARP answers only for addresses the host routes elsewhere:
         // give it a default route through a dead-end veth, like a node's uplink.
@@ -45,10 +57,11 @@ impl Host {
         let exe = Path::new(env!("CARGO_BIN_EXE_brindle-cni"));
         std::fs::copy(exe, bin.join("brindle-cni")).unwrap();
         std::os::unix::fs::symlink(bin.join("brindle-cni"), bin.join("brindle-ipam")).unwrap();
-        let store_url = format!("file://{}", dir.path().join("store.db").display());
+        let store_url = store(&ns, dir.path());
         let host = Host { ns, dir, store_url };
+        let pools: Vec<String> = pool_cidrs.iter().map(|c| c.to_string()).collect();
         host.block_on(|ipam| async move {
-            for cidr in pool_cidrs {
+            for cidr in pools {
                 ipam.ensure_default_pool(cidr.parse().unwrap())
                     .await
                     .unwrap();
@@ -61,19 +74,20 @@ impl Host {
         self.dir.path().join("bin")
     }
 
+    /// Runs `work` against the store from inside the host namespace (where
+    /// the plugin reaches it too).
     pub fn block_on<F, Fut, T>(&self, work: F) -> T
     where
-        F: FnOnce(Ipam) -> Fut,
+        F: FnOnce(Ipam) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T>,
+        T: Send + 'static,
     {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let store = Datastore::open(Some(&self.store_url)).await.unwrap();
+        let url = self.store_url.clone();
+        brindle_agent::netns::block_on_in_netns(&self.ns.path(), move || async move {
+            let store = Datastore::open(Some(&url)).await.unwrap();
             work(Ipam::new(store)).await
         })
+        .unwrap()
     }
 
     pub fn conf(&self, extra: Value) -> Value {
