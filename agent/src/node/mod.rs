@@ -1,17 +1,22 @@
 //! `brindle-node`: the per-host daemon that integrates the datastore, the
-//! BGP speaker, the kernel dataplane and (later) the policy engine.
+//! BGP speaker, the kernel dataplane and the policy engine.
 //!
 //! Pure cores first, then the one real implementation:
 //! - [`cluster`]: the mirrored datastore decoded into a [`cluster::ClusterState`];
 //! - [`desired`]: `desired_state(inputs)` → kernel routes, BGP originations,
 //!   BGP peers (mesh, BGPPeers, route reflectors) and VXLAN endpoints, with
 //!   the route kind chosen from the pool's encapsulation and the subnets;
+//! - [`policy`]: stored resources → `brindle-policy` model → compiled
+//!   rulesets (natOutgoing included) → the iptables/ipset applier;
 //! - [`status`]: the JSON served on the status socket (`brindlectl node status`);
 //! - [`daemon`]: the tokio loop (Node registration with CAS, datastore
 //!   follow, speaker, route reconciler, VXLAN device, status socket).
 //!
-//! Tests: table tests next to each pure module; `tests/node_*.rs` run real
-//! daemons in network namespaces.
+//! Scope: IPv4 (IPv6 pools and peers are not routed yet). The speaker's AS,
+//! port and route-reflector cluster id are read at start.
+//!
+//! Tests: table tests next to each pure module; `tests/node_fabric.rs` runs
+//! real daemons, BIRD and the `brindle-cni` binary in network namespaces.
 
 pub mod cluster;
 pub mod daemon;
