@@ -813,8 +813,13 @@ impl Rib {
             if Some(index) == skip_export || self.peers[index as usize].is_none() {
                 continue;
             }
+            // Never back to the peer the best path came from (what BIRD,
+            // FRR and GoBGP do too): an eBGP peer would drop it as a loop, an
+            // iBGP one already has it, and at a full table it doubled the
+            // source peer's Adj-RIB-Out and the UPDATEs sent.
             let desired = best
                 .as_ref()
+                .filter(|b| b.source != index)
                 .and_then(|b| self.export_to(memo, b.source, &b.attrs, index, &prefix));
             self.slot_mut(index).out.set(prefix, desired);
         }
