@@ -13,8 +13,8 @@ use brindle_vm::{workspace_binary, VmOutput};
 pub const MEMORY_MIB: u32 = 2048;
 
 /// Longest a fabric VM may run, boot to poweroff (TCG is slow; a fabric of
-/// three node daemons converges well inside this).
-pub const TIMEOUT: Duration = Duration::from_secs(300);
+/// three node daemons converges well inside this; under nextest's 5-minute limit, so a hung VM still shows its console).
+pub const TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Kernel modules the fabric needs: ipip for `tunl0`, veth for workloads
 /// and links, bridge for a LAN with more than two members.
