@@ -295,9 +295,15 @@ pub async fn ensure_ipip(
     let mtu = underlay_mtu.saturating_sub(IPIP_OVERHEAD);
     match nl.link(IPIP_DEVICE).await? {
         Some(link) => {
+            // The kernel's fallback `tunl0` (created with the ipip module in
+            // every namespace) refuses tunnel parameter changes with EINVAL;
+            // it already is `remote any local any ttl inherit nopmtudisc`,
+            // so, as Calico does, only its MTU, state and address matter.
             let mut msg = ipip_link_message(underlay_mtu);
             msg.header.index = link.index;
-            nl.change_link("configure tunl0", msg).await?;
+            if let Err(error) = nl.change_link("configure tunl0", msg).await {
+                debug!(%error, "tunl0 keeps its kernel defaults");
+            }
         }
         None => {
             nl.create_link("create tunl0", ipip_link_message(underlay_mtu))

@@ -15,17 +15,11 @@
 //! ipsets) is kernel-independent and proven on the host by the policy and
 //! node e2e tests; this test is about the ipip data path.
 //!
-//! Ignored for now: `brindle-node` leaves `tunl0` down. In a namespace the
-//! ipip module has already made the fallback device `tunl0`, and
-//! `agent::tunnel::ensure_ipip` first sends it a changelink with
-//! `IFLA_INFO_DATA`, which the kernel refuses for the fallback device
-//! (`ip_tunnel_changelink`: EINVAL), so it never reaches "tunl0 up" and
-//! every `via … dev tunl0 onlink` route fails with ENETDOWN. The script
-//! stops at its "TUNL0 … DOWN" check and prints the daemons' logs. With
-//! `tunl0` brought up by hand the whole test passes (matrix, routes), so
-//! once `ensure_ipip` only sets MTU and up on an existing `tunl0`, drop the
-//! `#[ignore]`. Run it with
-//! `cargo nextest run -p brindle-vm --run-ignored all`.
+//! In a namespace the ipip module has already made the fallback device
+//! `tunl0`, which refuses tunnel parameter changes (`ip_tunnel_changelink`:
+//! EINVAL); the node must still bring it up with its MTU and address, or
+//! every `via … dev tunl0 onlink` route fails with ENETDOWN. The script's
+//! "TUNL0 … DOWN" check catches that and prints the daemons' logs.
 
 mod common;
 
@@ -145,7 +139,6 @@ echo "MATRIX DONE"
 "#;
 
 #[test]
-#[ignore = "brindle-node leaves tunl0 down (ensure_ipip: changelink on the fallback tunl0 is EINVAL); see the module docs"]
 fn three_nodes_two_subnets_ipip_cross_subnet_in_the_vm() {
     let out = run(&VmSpec {
         binaries: common::binaries(&["brindle-node", "brindle-cni", "brindlectl"]),
