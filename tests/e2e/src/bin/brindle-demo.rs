@@ -501,13 +501,17 @@ fn wait_all_routes(
         let local: Vec<&Workload> = workloads.iter().filter(|w| w.node == i).collect();
         let programmed = wait_for(CONVERGE, || {
             let rules = host.ns.run(&["iptables-save"])?;
-            Ok(local
-                .iter()
-                .all(|w| rules.contains(&w.host_if))
-                .then_some(()))
+            // Endpoints are ipset members written `address,interface`.
+            let sets = host.ns.run(&["ipset", "list"])?;
+            let ready = rules.contains("brindle-FORWARD")
+                && local.iter().all(|w| sets.contains(&w.host_if));
+            Ok(ready.then_some(()))
         })?;
         if programmed.is_none() {
-            bail!("node-{i}: policy rules for its workloads never appeared");
+            bail!(
+                "node-{i}: policy rules for its workloads never appeared:\n{}",
+                nodes[i].process.log_tail(3000)
+            );
         }
     }
     Ok(())
