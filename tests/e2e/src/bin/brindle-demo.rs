@@ -273,7 +273,6 @@ fn run(created: &mut Vec<String>, temp_path: &mut Option<PathBuf>) -> Result<boo
 
     let all_ok = reachability(&fabric, &workloads)?;
 
-    println!("\n== Teardown");
     drop(workloads);
     for mut node in nodes {
         node.process.stop();
