@@ -475,7 +475,8 @@ async fn delete(url: Option<String>, args: DeleteArgs) -> Result<()> {
     if targets.is_empty() {
         bail!("{}: no resources found", file.unwrap_or_default());
     }
-    let store = connect(url).await?;
+    let datastore = connect_datastore(url).await?;
+    let store = ResourceStore::new(datastore.clone());
     let deleted = store
         .delete(&targets, args.skip_not_exists)
         .await
@@ -491,6 +492,22 @@ async fn delete(url: Option<String>, args: DeleteArgs) -> Result<()> {
     }
     if deleted.is_empty() {
         println!("Nothing to delete");
+    }
+    // As `calicoctl delete node` does: a deleted node's block affinities
+    // are released, so its empty blocks go back to the pool and blocks
+    // still holding addresses can be claimed by another node.
+    let ipam = brindle_datastore::ipam::Ipam::new(datastore);
+    for node in deleted.iter().filter(|r| r.kind() == Kind::Node) {
+        let released = ipam
+            .release_node(node.name())
+            .await
+            .map_err(|e| anyhow!("releasing the IPAM blocks of node {}: {e}", node.name()))?;
+        println!(
+            "Released node {}'s IPAM affinities: {} empty block(s) deleted, {} block(s) left unclaimed",
+            node.name(),
+            released.blocks_deleted.len(),
+            released.blocks_unclaimed.len()
+        );
     }
     Ok(())
 }

@@ -163,3 +163,30 @@ fn no_pools_and_bad_reports() {
     );
     assert_eq!(store.run(&["ipam", "release"]).code, 2);
 }
+
+/// `brindlectl delete node` releases the node's block affinities, as
+/// `calicoctl delete node` does: the emptied block goes back to the pool.
+#[test]
+fn deleting_a_node_releases_its_blocks() {
+    let store = Store::embedded();
+    let (_d1, pool) = temp_file("pool.yaml", POOL);
+    let (_d2, node) = temp_file(
+        "node.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: n1\nspec: {}\n",
+    );
+    store.ok(&["apply", "-f", &pool]);
+    store.ok(&["apply", "-f", &node]);
+    let ips = allocate(&store, "net.c9", 1);
+    assert_eq!(ips.len(), 1);
+    // Release the address so the block is empty, then delete the node.
+    store.ok(&["ipam", "release", "--ip", &ips[0].to_string()]);
+    let blocks = store.ok(&["ipam", "show", "--show-blocks"]);
+    assert!(blocks.contains("| Block"), "n1 holds a block: {blocks}");
+    let out = store.ok(&["delete", "node", "n1"]);
+    assert!(
+        out.contains("Released node n1's IPAM affinities: 1 empty block(s) deleted"),
+        "{out}"
+    );
+    let blocks = store.ok(&["ipam", "show", "--show-blocks"]);
+    assert!(!blocks.contains("| Block"), "block released: {blocks}");
+}

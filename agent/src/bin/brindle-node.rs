@@ -52,6 +52,10 @@ struct Args {
     /// Do not program policy (iptables, ipsets, natOutgoing).
     #[arg(long)]
     no_policy: bool,
+    /// Seconds a block must stay empty before its affinity is released
+    /// (checked at each resync; Calico's default is 15 minutes; 0 disables).
+    #[arg(long, default_value_t = 900)]
+    ipam_gc_grace_seconds: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +85,8 @@ fn main() -> anyhow::Result<()> {
         resync_interval: Duration::from_secs(args.resync_seconds.max(1)),
         startup_grace: Duration::from_secs(args.startup_grace_seconds),
         policy: !args.no_policy,
+        ipam_gc_grace: (args.ipam_gc_grace_seconds > 0)
+            .then(|| Duration::from_secs(args.ipam_gc_grace_seconds)),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let result = runtime.block_on(async {

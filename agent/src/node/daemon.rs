@@ -78,6 +78,8 @@ pub struct NodeOptions {
     pub startup_grace: Duration,
     /// Program policy (iptables + ipsets, natOutgoing).
     pub policy: bool,
+    /// Release blocks empty for this long at each resync (`None`: never).
+    pub ipam_gc_grace: Option<Duration>,
 }
 
 impl NodeOptions {
@@ -92,6 +94,7 @@ impl NodeOptions {
             resync_interval: Duration::from_secs(90),
             startup_grace: Duration::from_secs(30),
             policy: true,
+            ipam_gc_grace: Some(Duration::from_secs(900)),
         }
     }
 }
@@ -777,6 +780,17 @@ async fn run_inner(
                     daemon.sync_vteps(&desired).await;
                 }
                 daemon.sync_policy(true).await;
+                if let Some(grace) = opts.ipam_gc_grace {
+                    // Every node may run this: each release is a
+                    // compare-and-swap, and a node's last block is kept.
+                    match Ipam::new(ds.clone()).release_empty_blocks(grace).await {
+                        Ok(released) if !released.is_empty() => {
+                            info!(?released, "released blocks empty for {grace:?}")
+                        }
+                        Ok(_) => {}
+                        Err(error) => warn!(%error, "releasing empty IPAM blocks"),
+                    }
+                }
             }
         }
     }
