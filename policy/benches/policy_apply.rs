@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use brindle_model::selector::Selector;
 use brindle_policy::apply::{Applier, IptablesFlavor, SystemBackend};
-use brindle_policy::compile::{compile, Config};
+use brindle_policy::compile::{compile, compile_with, Config};
 use brindle_policy::ir::{Action, WorkloadEndpoint};
 use brindle_policy::ir::{EntityMatch, Policy, PolicyModel, PortRange, Protocol, Rule};
+use brindle_policy::SelectorIndex;
 
 const ENDPOINTS: usize = 1000;
 const POLICIES: usize = 200;
@@ -137,13 +138,19 @@ fn measure(flavor: IptablesFlavor) -> Row {
 
     let mut applier = Applier::new(SystemBackend::new(flavor));
     applier.verify = false;
+    // As the node runs it: one selector index kept across compiles.
+    let mut index = SelectorIndex::default();
     let t = Instant::now();
-    applier.apply(&compile(&model, &config)).unwrap();
+    applier
+        .apply(&compile_with(&model, &config, &mut index))
+        .unwrap();
     let full = t.elapsed();
 
-    let timed = |model: &PolicyModel, applier: &mut Applier<SystemBackend>| {
+    let mut timed = |model: &PolicyModel, applier: &mut Applier<SystemBackend>| {
         let t = Instant::now();
-        applier.apply(&compile(model, &config)).unwrap();
+        applier
+            .apply(&compile_with(model, &config, &mut index))
+            .unwrap();
         t.elapsed()
     };
     let (mut add, mut relabel, mut pol) = (vec![], vec![], vec![]);

@@ -31,11 +31,12 @@
 //! only ipset members; chains change only when policies, profiles or the
 //! set of policies that select some local endpoint change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use brindle_model::selector::Selector;
 use ipnet::IpNet;
 
+use crate::index::SelectorIndex;
 use crate::ir::{
     Action, EntityMatch, HostEndpoint, Icmp, Policy, PolicyModel, Pool, PortRange, Profile,
     Protocol, Rule,
@@ -196,17 +197,38 @@ pub const HOOKS: [(&str, &str, &str); 4] = [
 
 /// Compiles the model for both families.
 pub fn compile(model: &PolicyModel, config: &Config) -> [Ruleset; 2] {
-    Family::ALL.map(|family| compile_family(model, config, family))
+    compile_with(model, config, &mut SelectorIndex::default())
+}
+
+/// [`compile`], reusing and updating `index` so only what changed since the
+/// previous compile is evaluated. The output is the same as [`compile`]'s.
+pub fn compile_with(
+    model: &PolicyModel,
+    config: &Config,
+    index: &mut SelectorIndex,
+) -> [Ruleset; 2] {
+    let rulesets = Family::ALL.map(|family| {
+        let compiler = Compiler::new(model, config, family, std::mem::take(index));
+        let (ruleset, used) = compiler.run();
+        *index = used;
+        ruleset
+    });
+    index.prune();
+    rulesets
 }
 
 /// Compiles the model for one family.
 pub fn compile_family(model: &PolicyModel, config: &Config, family: Family) -> Ruleset {
-    Compiler::new(model, config, family).run()
+    Compiler::new(model, config, family, SelectorIndex::default())
+        .run()
+        .0
 }
 
 /// An endpoint as the compiler sees it: effective labels, this family's
 /// addresses.
 struct Member<'m> {
+    /// Stable identity for the selector index.
+    key: String,
     labels: BTreeMap<String, String>,
     addrs: Vec<String>,
     profiles: &'m [String],
@@ -219,6 +241,9 @@ struct Compiler<'m> {
     family: Family,
     members: Vec<Member<'m>>,
     host_endpoints: Vec<(&'m HostEndpoint, BTreeMap<String, String>)>,
+    index: SelectorIndex,
+    /// Member key → position in `members`.
+    positions: HashMap<String, usize>,
     policies: Vec<&'m Policy>,
     pools: &'m [Pool],
     profiles: BTreeMap<String, Profile>,
@@ -227,7 +252,12 @@ struct Compiler<'m> {
 }
 
 impl<'m> Compiler<'m> {
-    fn new(model: &'m PolicyModel, config: &'m Config, family: Family) -> Self {
+    fn new(
+        model: &'m PolicyModel,
+        config: &'m Config,
+        family: Family,
+        mut index: SelectorIndex,
+    ) -> Self {
         let mut profiles: BTreeMap<String, Profile> = model
             .profiles
             .iter()
@@ -263,9 +293,10 @@ impl<'m> Compiler<'m> {
         };
         let local = model.endpoints.iter().map(|e| (e, true));
         let remote = model.remote_endpoints.iter().map(|e| (e, false));
-        let members = local
+        let members: Vec<Member<'m>> = local
             .chain(remote)
             .map(|(e, local)| Member {
+                key: format!("w:{}", e.name),
                 labels: effective_labels(&e.labels, &e.profiles),
                 addrs: family_addrs(&e.addrs),
                 profiles: &e.profiles,
@@ -273,10 +304,27 @@ impl<'m> Compiler<'m> {
                 local,
             })
             .collect();
-        let host_endpoints = model
+        let host_endpoints: Vec<(&HostEndpoint, BTreeMap<String, String>)> = model
             .host_endpoints
             .iter()
             .map(|h| (h, effective_labels(&h.labels, &h.profiles)))
+            .collect();
+        let hep_keys: Vec<String> = host_endpoints
+            .iter()
+            .map(|(h, _)| format!("h:{}", h.name))
+            .collect();
+        index.refresh(
+            members.iter().map(|m| (m.key.as_str(), &m.labels)).chain(
+                hep_keys
+                    .iter()
+                    .map(String::as_str)
+                    .zip(host_endpoints.iter().map(|(_, l)| l)),
+            ),
+        );
+        let positions = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.key.clone(), i))
             .collect();
         let mut policies: Vec<&Policy> = model.policies.iter().collect();
         policies.sort_by(|a, b| {
@@ -290,6 +338,8 @@ impl<'m> Compiler<'m> {
             family,
             members,
             host_endpoints,
+            index,
+            positions,
             policies,
             pools: &model.pools,
             profiles,
@@ -298,7 +348,7 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    fn run(mut self) -> Ruleset {
+    fn run(mut self) -> (Ruleset, SelectorIndex) {
         let mut endpoint_set = BTreeSet::new();
         for m in self.members.iter().filter(|m| m.local) {
             for a in &m.addrs {
@@ -318,12 +368,34 @@ impl<'m> Compiler<'m> {
         self.forward_chain();
         self.host_chains();
         let nat = self.nat_chains();
-        Ruleset {
+        let ruleset = Ruleset {
             family: self.family,
             filter: self.filter,
             nat,
             ipsets: self.ipsets,
-        }
+        };
+        (ruleset, self.index)
+    }
+
+    /// Keys of the endpoints (workload and host) `selector` matches.
+    fn matching(&mut self, selector: &Selector) -> &HashSet<String> {
+        let Compiler {
+            index,
+            members,
+            host_endpoints,
+            ..
+        } = self;
+        let heps: Vec<(String, &BTreeMap<String, String>)> = host_endpoints
+            .iter()
+            .map(|(h, l)| (format!("h:{}", h.name), l))
+            .collect();
+        index.matching(
+            selector,
+            members
+                .iter()
+                .map(|m| (m.key.as_str(), &m.labels))
+                .chain(heps.iter().map(|(k, l)| (k.as_str(), *l))),
+        )
     }
 
     fn marks(&self) -> (String, String, String) {
@@ -375,10 +447,15 @@ impl<'m> Compiler<'m> {
             .iter()
             .copied()
             .filter(|p| dir.rules_of(p).is_some())
+            .collect::<Vec<_>>()
+            .into_iter()
             .filter(|p| {
-                self.members
-                    .iter()
-                    .any(|m| m.local && !m.addrs.is_empty() && p.selector.matches(&m.labels))
+                let keys = self.matching(&p.selector).clone();
+                keys.iter().any(|k| {
+                    self.positions.get(k).is_some_and(|&i| {
+                        self.members[i].local && !self.members[i].addrs.is_empty()
+                    })
+                })
             })
             .collect();
         let mut selected = BTreeSet::new();
@@ -554,14 +631,15 @@ impl<'m> Compiler<'m> {
     fn selector_set(&mut self, selector: &Selector) -> String {
         let name = names::selector_set(self.family, selector);
         if !self.ipsets.contains_key(&name) {
-            let mut members: BTreeSet<String> = self
-                .members
-                .iter()
-                .filter(|m| selector.matches(&m.labels))
-                .flat_map(|m| m.addrs.iter().cloned())
-                .collect();
-            for (hep, labels) in &self.host_endpoints {
-                if selector.matches(labels) {
+            let keys = self.matching(selector).clone();
+            let mut members: BTreeSet<String> = BTreeSet::new();
+            for key in &keys {
+                if let Some(&i) = self.positions.get(key) {
+                    members.extend(self.members[i].addrs.iter().cloned());
+                }
+            }
+            for (hep, _) in &self.host_endpoints {
+                if keys.contains(&format!("h:{}", hep.name)) {
                     let addrs = hep.addrs.iter().filter(|a| self.family.contains(a));
                     members.extend(addrs.map(|a| a.trunc().to_string()));
                 }

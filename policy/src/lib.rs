@@ -22,9 +22,11 @@
 pub mod apply;
 pub mod compile;
 pub mod from_model;
+pub mod index;
 pub mod ir;
 pub mod names;
 pub mod render;
 
-pub use compile::{compile, Config, Family, Ruleset};
+pub use compile::{compile, compile_with, Config, Family, Ruleset};
+pub use index::SelectorIndex;
 pub use ir::PolicyModel;

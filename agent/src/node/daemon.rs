@@ -50,7 +50,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cluster::{format_mac, ClusterState};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned, PeerType};
-use super::policy::{rulesets, PolicyEngine, PolicyResources};
+use super::policy::{PolicyEngine, PolicyResources};
 use super::status::{PeerRow, StatusReport};
 use crate::linkwatch::LinkWatcher;
 use crate::netlink::{Netlink, NetlinkError};
@@ -496,12 +496,12 @@ impl Daemon {
             return;
         };
         let resources = PolicyResources::decode(self.resources.values());
-        let desired = rulesets(&self.opts.node_name, &resources);
+        let node = self.opts.node_name.clone();
         let result = tokio::task::spawn_blocking(move || {
             engine
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .apply(desired, resync)
+                .sync(&node, &resources, resync)
         })
         .await;
         match result {

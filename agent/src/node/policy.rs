@@ -1,4 +1,4 @@
-//! Policy: the stored resources → [`policy_model`] → [`compile`] → the
+//! Policy: the stored resources → [`policy_model`] → [`compile_with`] → the
 //! [`Applier`] (iptables + ipsets), including the natOutgoing masquerade
 //! rule the compiler renders for pools.
 //!
@@ -15,7 +15,7 @@ use brindle_model::resource::{
 use brindle_model::{parse_one, Resource};
 use brindle_policy::apply::{Applier, ApplyError, IptablesFlavor, PlanStats, SystemBackend};
 use brindle_policy::from_model::{policy_model, ClusterView};
-use brindle_policy::{compile, Config, Ruleset};
+use brindle_policy::{compile_with, Config, Ruleset, SelectorIndex};
 
 /// The resources the policy engine reads.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +53,15 @@ impl PolicyResources {
 
 /// The rulesets node `node` should have.
 pub fn rulesets(node: &str, resources: &PolicyResources) -> [Ruleset; 2] {
+    rulesets_with(node, resources, &mut SelectorIndex::default())
+}
+
+/// [`rulesets`], reusing the selector answers of earlier compiles.
+pub fn rulesets_with(
+    node: &str,
+    resources: &PolicyResources,
+    index: &mut SelectorIndex,
+) -> [Ruleset; 2] {
     let view = ClusterView {
         node,
         workload_endpoints: &resources.workload_endpoints,
@@ -62,13 +71,14 @@ pub fn rulesets(node: &str, resources: &PolicyResources) -> [Ruleset; 2] {
         profiles: &resources.profiles,
         pools: &resources.pools,
     };
-    compile(&policy_model(&view), &Config::default())
+    compile_with(&policy_model(&view), &Config::default(), index)
 }
 
 /// The applier with the host's iptables flavour.
 pub struct PolicyEngine {
     applier: Applier<SystemBackend>,
     last: Option<[Ruleset; 2]>,
+    index: SelectorIndex,
 }
 
 impl PolicyEngine {
@@ -76,7 +86,20 @@ impl PolicyEngine {
         Self {
             applier: Applier::new(SystemBackend::new(IptablesFlavor::detect())),
             last: None,
+            index: SelectorIndex::default(),
         }
+    }
+
+    /// Compiles `resources` for `node` (incrementally) and applies the
+    /// result as [`PolicyEngine::apply`] does. Blocking.
+    pub fn sync(
+        &mut self,
+        node: &str,
+        resources: &PolicyResources,
+        resync: bool,
+    ) -> Result<Option<PlanStats>, ApplyError> {
+        let desired = rulesets_with(node, resources, &mut self.index);
+        self.apply(desired, resync)
     }
 
     /// Applies `desired` if it differs from what was last applied, or
