@@ -72,30 +72,19 @@ use std::time::Duration;
 
 use tracing::{debug, debug_span};
 
-/// NOTIFICATION error codes (RFC 4271 §4.5) used by the FSM.
-pub mod code {
-    /// Message Header Error.
-    pub const MESSAGE_HEADER: u8 = 1;
-    /// OPEN Message Error.
-    pub const OPEN_MESSAGE: u8 = 2;
-    /// UPDATE Message Error.
-    pub const UPDATE_MESSAGE: u8 = 3;
-    /// Hold Timer Expired.
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
-    /// Finite State Machine Error (subcodes from RFC 6608).
-    pub const FSM: u8 = 5;
-    /// Cease (subcodes from RFC 4486).
-    pub const CEASE: u8 = 6;
-}
+/// NOTIFICATION error codes (RFC 4271 §4.5): the codec's, one source.
+pub use crate::packet::error::code;
 
 /// NOTIFICATION subcodes used by the FSM.
 pub mod subcode {
+    use crate::packet::error::subcode::{cease, open};
+
     /// OPEN 2/2: Bad Peer AS.
-    pub const BAD_PEER_AS: u8 = 2;
+    pub const BAD_PEER_AS: u8 = open::BAD_PEER_AS;
     /// OPEN 2/3: Bad BGP Identifier.
-    pub const BAD_BGP_IDENTIFIER: u8 = 3;
+    pub const BAD_BGP_IDENTIFIER: u8 = open::BAD_BGP_ID;
     /// OPEN 2/6: Unacceptable Hold Time.
-    pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
+    pub const UNACCEPTABLE_HOLD_TIME: u8 = open::UNACCEPTABLE_HOLD_TIME;
     /// FSM 5/1: unexpected message in OpenSent (RFC 6608).
     pub const FSM_UNEXPECTED_IN_OPEN_SENT: u8 = 1;
     /// FSM 5/2: unexpected message in OpenConfirm (RFC 6608).
@@ -103,9 +92,9 @@ pub mod subcode {
     /// FSM 5/3: unexpected message in Established (RFC 6608).
     pub const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
     /// Cease 6/2: Administrative Shutdown (RFC 4486, data per RFC 9003).
-    pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
+    pub const CEASE_ADMIN_SHUTDOWN: u8 = cease::ADMINISTRATIVE_SHUTDOWN;
     /// Cease 6/7: Connection Collision Resolution (RFC 4486).
-    pub const CEASE_CONNECTION_COLLISION: u8 = 7;
+    pub const CEASE_CONNECTION_COLLISION: u8 = cease::CONNECTION_COLLISION_RESOLUTION;
 }
 
 /// RFC 4271 §8.2.2: the hold timer is set to "a large value" in OpenSent;
