@@ -523,7 +523,7 @@ fn graceful_restart_of_peer(kind: Kind) {
     let stale = bgpd.wait_route(THEIR_PREFIX, |r| r.stale);
     assert_eq!(stale.next_hop, Some(v4(2)));
     assert!(bgpd.peer(v4(2)).stale >= 1);
-    let other = Other::start(kind, &net.hosts[1], &spec);
+    let other = Other::restart(kind, &net.hosts[1], &spec);
     if kind == Kind::Frr {
         // FRR 8.4 restarting sends End-of-RIB before it re-announces its
         // `network` routes, so the helper rightly flushes the stale route

@@ -621,6 +621,22 @@ impl Other {
         }
     }
 
+    /// Starts the daemon again after [`Other::kill`] the way an operator
+    /// restarts it with graceful restart: BIRD with `-R` (recovery: R and
+    /// F bits set, so the helper keeps the stale routes until End-of-RIB;
+    /// a plain start has F clear and RFC 4724 §4.2 then makes the helper
+    /// flush them at once). FRR and GoBGP keep the forwarding state as
+    /// configured.
+    pub fn restart(kind: Kind, ns: &Netns, spec: &OtherSpec) -> Other {
+        match kind {
+            Kind::Bird => Other::Bird(
+                Bird::start_with_config_args(ns, &bird_text(spec), &["-R"])
+                    .expect("bird starts in graceful restart recovery"),
+            ),
+            _ => Other::start(kind, ns, spec),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Other::Bird(_) => "bird",

@@ -53,13 +53,24 @@ impl Bird {
 
     /// Starts BIRD in `ns` with `config_text` as its whole `bird.conf`.
     pub fn start_with_config(ns: &Netns, config_text: &str) -> Result<Self> {
+        Self::start_with_config_args(ns, config_text, &[])
+    }
+
+    /// Like [`Bird::start_with_config`], with `extra_args` appended to
+    /// BIRD's command line (e.g. `-R`: start in graceful restart recovery,
+    /// as an operator restarting BIRD with graceful restart does).
+    pub fn start_with_config_args(
+        ns: &Netns,
+        config_text: &str,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let _span = tracing::info_span!("bird", netns = %ns.name()).entered();
         let dir = temp_dir("bird")?;
         let conf = dir.path().join("bird.conf");
         let socket = dir.path().join("bird.ctl");
         let pid = dir.path().join("bird.pid");
         std::fs::write(&conf, config_text).map_err(|e| Error::io("writing bird.conf", e))?;
-        let argv = [
+        let mut argv = vec![
             "bird".to_string(),
             "-f".into(),
             "-c".into(),
@@ -69,6 +80,7 @@ impl Bird {
             "-P".into(),
             pid.display().to_string(),
         ];
+        argv.extend(extra_args.iter().map(|a| a.to_string()));
         let mut process = ns.spawn("bird", &argv, &dir.path().join("bird.log"))?;
         let ready = poll_until(BIRD_READY_TIMEOUT, Duration::from_millis(50), || {
             process.check_running()?;
