@@ -625,15 +625,23 @@ impl Other {
     /// restarts it with graceful restart: BIRD with `-R` (recovery: R and
     /// F bits set, so the helper keeps the stale routes until End-of-RIB;
     /// a plain start has F clear and RFC 4724 §4.2 then makes the helper
-    /// flush them at once). FRR and GoBGP keep the forwarding state as
-    /// configured.
+    /// flush them at once), GoBGP with `-r` (the same bits); FRR sets F
+    /// from `preserve-fw-state` in its config.
     pub fn restart(kind: Kind, ns: &Netns, spec: &OtherSpec) -> Other {
         match kind {
             Kind::Bird => Other::Bird(
                 Bird::start_with_config_args(ns, &bird_text(spec), &["-R"])
                     .expect("bird starts in graceful restart recovery"),
             ),
-            _ => Other::start(kind, ns, spec),
+            Kind::Gobgp => {
+                let g = Gobgp::start_with_config_args(ns, &gobgp_text(spec), &["-r"])
+                    .expect("gobgpd starts as a graceful restart");
+                for r in &spec.routes {
+                    gobgp_add(&g, r);
+                }
+                Other::Gobgp(g)
+            }
+            Kind::Frr => Other::start(kind, ns, spec),
         }
     }
 

@@ -51,12 +51,19 @@ impl Gobgp {
 
     /// Starts gobgpd in `ns` with `toml` as its whole config file.
     pub fn start_with_config(ns: &Netns, toml: &str) -> Result<Self> {
+        Self::start_with_config_args(ns, toml, &[])
+    }
+
+    /// Like [`Gobgp::start_with_config`], with `extra_args` appended to
+    /// gobgpd's command line (e.g. `-r`: a graceful restart, so the OPEN
+    /// carries the Restart State and Forwarding State bits).
+    pub fn start_with_config_args(ns: &Netns, toml: &str, extra_args: &[&str]) -> Result<Self> {
         let _span = tracing::info_span!("gobgp", netns = %ns.name()).entered();
         let dir = temp_dir("gobgp")?;
         let conf = dir.path().join("gobgpd.toml");
         std::fs::write(&conf, toml).map_err(|e| Error::io("writing gobgpd.toml", e))?;
         let api_port = 50051 + NEXT_API_PORT.fetch_add(1, Ordering::Relaxed) % 10000;
-        let argv = [
+        let mut argv = vec![
             "gobgpd".to_string(),
             "-f".into(),
             conf.display().to_string(),
@@ -66,6 +73,7 @@ impl Gobgp {
             "--pprof-disable".into(),
             "--log-plain".into(),
         ];
+        argv.extend(extra_args.iter().map(|a| a.to_string()));
         let mut process = ns.spawn("gobgpd", &argv, &dir.path().join("gobgpd.log"))?;
         let gobgp_ns = ns.name().to_string();
         let ready = poll_until(GOBGP_READY_TIMEOUT, Duration::from_millis(100), || {
