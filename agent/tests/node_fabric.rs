@@ -1,369 +1,19 @@
 //! End to end: real `brindle-node` daemons in network namespaces sharing one
-//! embedded store file, real kernel routes, real BGP (the nodes' speakers
-//! and a BIRD ToR), workloads made by running the `brindle-cni` binary as a
-//! container runtime does (IPAM address, veth + /32 route, WorkloadEndpoint).
+//! store (the embedded SQLite file, or a real etcd inside the topology), real
+//! kernel routes, real BGP (the nodes' speakers and a BIRD ToR), workloads
+//! made by running the `brindle-cni` binary as a container runtime does (IPAM
+//! address, veth + /32 route, WorkloadEndpoint).
 //!
 //! Needs root. Every namespace, process and temp file is owned by a handle
 //! and removed on drop, also when a test panics.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brindle_agent::netns::named_netns_path;
-use brindle_agent::node::status::StatusReport;
-use brindle_datastore::Datastore;
-use brindle_model::{parse_one, Resource};
-use brindle_testbed::{poll_until, BgpConfig, Bird, Host, Netns, Process};
-
-const NODE_BIN: &str = env!("CARGO_BIN_EXE_brindle-node");
-const CNI_BIN: &str = env!("CARGO_BIN_EXE_brindle-cni");
-const WAIT: Duration = Duration::from_secs(60);
-
-fn can_run() -> bool {
-    let ok = nix::unistd::Uid::effective().is_root();
-    if !ok {
-        eprintln!("skipping: needs root");
-    }
-    ok
-}
-
-/// The shared store and a runtime to talk to it from the test.
-struct Store {
-    dir: tempfile::TempDir,
-    url: String,
-    rt: tokio::runtime::Runtime,
-    ds: Datastore,
-}
-
-impl Store {
-    fn new() -> Store {
-        let dir = tempfile::Builder::new()
-            .prefix("brindle-node-e2e")
-            .tempdir()
-            .unwrap();
-        let url = format!("file://{}/store.db", dir.path().display());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let ds = rt.block_on(Datastore::open(Some(&url))).unwrap();
-        Store { dir, url, rt, ds }
-    }
-
-    fn apply(&self, yaml: &str) {
-        let resource = parse_one(yaml).unwrap();
-        self.put(&resource);
-    }
-
-    fn put(&self, resource: &Resource) {
-        let value = serde_json::to_vec(resource).unwrap();
-        self.rt
-            .block_on(self.ds.put(resource.key(), value))
-            .unwrap();
-    }
-
-    fn delete(&self, key: &str) {
-        self.rt.block_on(self.ds.delete(key)).unwrap();
-    }
-}
-
-/// A running `brindle-node`.
-struct NodeDaemon {
-    name: String,
-    socket: PathBuf,
-    args: Vec<String>,
-    process: Option<Process>,
-    log: PathBuf,
-}
-
-impl NodeDaemon {
-    fn start(store: &Store, host: &Host, name: &str) -> NodeDaemon {
-        Self::start_with(store, host, name, true, &[])
-    }
-
-    /// `with_ip: false` leaves the address to autodetection (the interface
-    /// of the default route).
-    fn start_with(
-        store: &Store,
-        host: &Host,
-        name: &str,
-        with_ip: bool,
-        extra: &[&str],
-    ) -> NodeDaemon {
-        let socket = store.dir.path().join(format!("{name}.sock"));
-        let log = store.dir.path().join(format!("{name}.log"));
-        let mut args: Vec<String> = vec![
-            NODE_BIN.to_owned(),
-            "--datastore".into(),
-            store.url.clone(),
-            "--node-name".into(),
-            name.into(),
-            "--status-socket".into(),
-            socket.display().to_string(),
-            "--startup-grace-seconds".into(),
-            "20".into(),
-        ];
-        if with_ip {
-            args.extend(["--ip".into(), format!("{}/24", host.ipv4)]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut d = NodeDaemon {
-            name: name.into(),
-            socket,
-            args,
-            process: None,
-            log,
-        };
-        d.restart(host);
-        d
-    }
-
-    fn restart(&mut self, host: &Host) {
-        let mut command = host.ns.command(&self.args[0]);
-        command.args(&self.args[1..]);
-        command.env("RUST_LOG", "info,brindle_agent=debug");
-        self.process = Some(
-            Process::spawn(format!("brindle-node {}", self.name), command, &self.log).unwrap(),
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.stop();
-        }
-    }
-
-    fn status(&self) -> Option<StatusReport> {
-        let mut stream = UnixStream::connect(&self.socket).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the status socket shows `count` peers, all Established.
-    fn wait_established(&self, count: usize) -> StatusReport {
-        let report = poll_until(WAIT, Duration::from_millis(250), || {
-            Ok(self
-                .status()
-                .filter(|r| r.peers.len() == count && r.peers.iter().all(|p| p.established)))
-        })
-        .unwrap();
-        report.unwrap_or_else(|| {
-            panic!(
-                "{}: peers not established: {:?}\n{}",
-                self.name,
-                self.status(),
-                tail(&self.log())
-            )
-        })
-    }
-}
-
-fn tail(text: &str) -> String {
-    let start = text.len().saturating_sub(6000);
-    let mut start = start;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
-}
-
-/// A workload: its namespace and address.
-struct Workload {
-    id: String,
-    ns: Netns,
-    ip: Ipv4Addr,
-    node: String,
-    host_ifname: String,
-}
-
-/// The CNI plugin directory: `brindle-cni` and its IPAM name `brindle-ipam`.
-fn plugin_dir(store: &Store) -> PathBuf {
-    let bin = store.dir.path().join("bin");
-    if !bin.exists() {
-        std::fs::create_dir(&bin).unwrap();
-        std::fs::copy(CNI_BIN, bin.join("brindle-cni")).unwrap();
-        std::os::unix::fs::symlink(bin.join("brindle-cni"), bin.join("brindle-ipam")).unwrap();
-    }
-    bin
-}
-
-/// Runs `brindle-cni` in `host`'s namespace exactly as a runtime does (env,
-/// netconf on stdin, `CNI_PATH`); returns the result JSON.
-fn cni(
-    store: &Store,
-    host: &Host,
-    node: &str,
-    command: &str,
-    container: &str,
-    netns: &Path,
-) -> serde_json::Value {
-    let bin = plugin_dir(store);
-    let conf = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "brindle-e2e",
-        "type": "brindle-cni",
-        "datastore": store.url,
-        "nodename": node,
-        // The profile every endpoint of this network gets.
-        "network": "allow-all",
-        "mtu": 1400,
-        "ipam": {"type": "brindle-ipam"}
-    });
-    let mut child = host
-        .ns
-        .command(&bin.join("brindle-cni").display().to_string())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CNI_PATH", bin.display().to_string())
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", container)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "brindle-cni {command}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// A workload made by `brindle-cni ADD` (address from IPAM, veth, /32
-/// route, WorkloadEndpoint).
-fn add_workload(store: &Store, host: &Host, node: &str, id: &str) -> Workload {
-    let ns = Netns::new("w").unwrap();
-    let container = format!("{id}-{}", std::process::id());
-    let result = cni(
-        store,
-        host,
-        node,
-        "ADD",
-        &container,
-        &named_netns_path(ns.name()),
-    );
-    let address = result["ips"][0]["address"].as_str().expect("an address");
-    let ip: Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
-    let host_ifname = result["interfaces"]
-        .as_array()
-        .and_then(|list| list.iter().find(|i| i.get("sandbox").is_none()))
-        .and_then(|i| i["name"].as_str())
-        .expect("a host interface")
-        .to_owned();
-    Workload {
-        id: container,
-        ns,
-        ip,
-        node: node.into(),
-        host_ifname,
-    }
-}
-
-/// `brindle-cni DEL`: veth gone, endpoint deleted, address released.
-fn delete_workload(store: &Store, host: &Host, w: &Workload) {
-    cni(
-        store,
-        host,
-        &w.node,
-        "DEL",
-        &w.id,
-        &named_netns_path(w.ns.name()),
-    );
-}
-
-fn route_of(ns: &Netns, prefix: &str) -> String {
-    ns.ip(&["-4", "route", "show", "exact", prefix])
-        .unwrap_or_default()
-}
-
-fn wait_route(ns: &Netns, prefix: &str, want: impl Fn(&str) -> bool, what: &str) -> String {
-    let got = poll_until(WAIT, Duration::from_millis(200), || {
-        let r = route_of(ns, prefix);
-        Ok(want(&r).then_some(r))
-    })
-    .unwrap();
-    got.unwrap_or_else(|| {
-        panic!(
-            "{what}: route {prefix} in {} is {:?}; table:\n{}",
-            ns.name(),
-            route_of(ns, prefix),
-            ns.ip(&["route"]).unwrap_or_default()
-        )
-    })
-}
-
-fn block_of(ip: Ipv4Addr) -> String {
-    let o = ip.octets();
-    format!("{}.{}.{}.{}/26", o[0], o[1], o[2], o[3] & 0xc0)
-}
-
-fn tcp_works(from: &Netns, to: &Netns, ip: Ipv4Addr) -> bool {
-    let server = to
-        .command("iperf3")
-        .args(["-s", "-1", "-B", &ip.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut server) = server else { return false };
-    let ok = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        let out = from
-            .exec(&["iperf3", "-c", &ip.to_string(), "-n", "64K", "-4"])
-            .unwrap();
-        Ok(out.status.success().then_some(()))
-    })
-    .unwrap()
-    .is_some();
-    let _ = server.kill();
-    let _ = server.wait();
-    ok
-}
-
-fn ping_or_dump(from: &Netns, ip: Ipv4Addr, nodes: &[&NodeDaemon], hosts: &[&Host]) {
-    if from.wait_ping(IpAddr::V4(ip), WAIT).is_ok() {
-        return;
-    }
-    let mut dump = String::new();
-    for h in hosts {
-        dump += &format!(
-            "--- {} routes:\n{}",
-            h.ns.name(),
-            h.ns.ip(&["route"]).unwrap_or_default()
-        );
-    }
-    for n in nodes {
-        dump += &format!("--- {} log:\n{}", n.name, tail(&n.log()));
-    }
-    panic!("ping {ip} from {} failed\n{dump}", from.name());
-}
-
-/// What a namespace's profile is for Calico's CNI: allow everything.
-const ALLOW_ALL_PROFILE: &str = "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: allow-all\nspec:\n  ingress:\n  - action: Allow\n  egress:\n  - action: Allow\n";
-
-fn pool_yaml(cidr: &str, vxlan: &str) -> String {
-    format!(
-        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: pool\nspec:\n  cidr: {cidr}\n  vxlanMode: {vxlan}\n  ipipMode: Never\n  natOutgoing: true\n"
-    )
-}
+use brindle_testbed::{poll_until, BgpConfig, Bird};
+use common::fabric::*;
 
 /// The smallest slice: two nodes on one subnet, full mesh, direct routes;
 /// status JSON; a restart of one daemon keeps a running ping loss-free;
@@ -381,7 +31,7 @@ fn two_nodes_one_subnet_direct_routes() {
         h.ns.add_default_route(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 254)))
             .unwrap();
     }
-    let store = Store::new();
+    let store = Store::embedded();
     store.apply(&pool_yaml("10.71.0.0/16", "Never"));
     store.apply(ALLOW_ALL_PROFILE);
     let a = NodeDaemon::start(&store, ha, "node-a");
@@ -417,93 +67,15 @@ fn two_nodes_one_subnet_direct_routes() {
     );
     ping_or_dump(&wa.ns, wb.ip, &[&a, &b], &[ha, hb]);
     ping_or_dump(&wb.ns, wa.ip, &[&a, &b], &[ha, hb]);
-    assert!(tcp_works(&wa.ns, &wb.ns, wb.ip), "TCP a→b");
+    assert!(tcp_works(&wa.ns, &wb.ns, wb.ip.into()), "TCP a→b");
 
     // Restart node-b under a running ping: no loss.
-    let mut ping = wa
-        .ns
-        .command("ping")
-        .args([
-            "-n",
-            "-q",
-            "-i",
-            "0.1",
-            "-c",
-            "100",
-            "-W",
-            "1",
-            &wb.ip.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    b.stop();
-    std::thread::sleep(Duration::from_millis(500));
-    b.restart(hb);
-    let out = {
-        let status = ping.wait().unwrap();
-        let mut text = String::new();
-        ping.stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        (status, text)
-    };
-    assert!(
-        out.1.contains(" 0% packet loss"),
-        "ping across restart: {}",
-        out.1
-    );
-    assert!(out.0.success());
+    ping_loss_free_during(&wa.ns, wb.ip, || {
+        b.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        b.restart(hb);
+    });
     b.wait_established(1);
-}
-
-fn node_yaml(name: &str, subnet: usize) -> String {
-    format!(
-        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    subnet: \"s{subnet}\"\nspec: {{}}\n"
-    )
-}
-
-fn tor_peer_yaml(subnet: usize, peer_ip: Ipv4Addr) -> String {
-    format!(
-        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor-s{subnet}\nspec:\n  nodeSelector: subnet == 's{subnet}'\n  peerIP: {peer_ip}\n  asNumber: 65100\n"
-    )
-}
-
-/// Runs `ping` from `from` to `ip` in the background while `during` runs,
-/// then asserts no reply was lost.
-fn ping_loss_free_during(from: &Netns, ip: Ipv4Addr, during: impl FnOnce()) {
-    let mut ping = from
-        .command("ping")
-        .args([
-            "-n",
-            "-q",
-            "-i",
-            "0.1",
-            "-c",
-            "100",
-            "-W",
-            "1",
-            &ip.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    during();
-    let status = ping.wait().unwrap();
-    let mut text = String::new();
-    ping.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    assert!(
-        text.contains(" 0% packet loss") && status.success(),
-        "ping {ip}: {text}"
-    );
 }
 
 /// The full picture: three nodes on two subnets joined by a router that
@@ -515,14 +87,26 @@ fn ping_loss_free_during(from: &Netns, ip: Ipv4Addr, during: impl FnOnce()) {
 /// loss-free.
 #[test]
 fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
-    if !can_run() {
-        return;
+    if can_run() {
+        three_nodes_two_subnets(StoreKind::Embedded);
     }
+}
+
+/// The same scenario with every daemon and every `brindle-cni` call on a
+/// real etcd (running in the router namespace, reached over the underlay).
+#[test]
+fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor_on_etcd() {
+    if can_run() {
+        three_nodes_two_subnets(StoreKind::Etcd);
+    }
+}
+
+fn three_nodes_two_subnets(kind: StoreKind) {
     let fabric = brindle_testbed::hosts_on_two_subnets([2, 1]).unwrap();
     let (ha, hb, hc) = (&fabric.hosts[0], &fabric.hosts[1], &fabric.hosts[2]);
     let gw0 = Ipv4Addr::new(10, 0, 1, 254);
     let gw1 = Ipv4Addr::new(10, 0, 2, 254);
-    let store = Store::new();
+    let store = Store::new(kind, &fabric.router, gw0);
     store.apply(&pool_yaml("10.72.0.0/16", "CrossSubnet"));
     store.apply(ALLOW_ALL_PROFILE);
     for (name, subnet) in [("node-a", 0), ("node-b", 0), ("node-c", 1)] {
@@ -563,11 +147,19 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
             "{kinds:?}"
         );
     }
-    let node_c = store
-        .rt
-        .block_on(store.ds.get("/brindle/resources/v3/nodes/node-c"))
-        .unwrap()
-        .unwrap();
+    // Each daemon runs on the store under test.
+    let expected_store = match kind {
+        StoreKind::Embedded => "embedded".to_owned(),
+        StoreKind::Etcd => format!("etcd at {gw0}:2379"),
+    };
+    for node in [&a, &b, &c] {
+        assert!(
+            node.log().contains(&expected_store),
+            "{} is not on {expected_store}",
+            node.name
+        );
+    }
+    let node_c = store.get("/brindle/resources/v3/nodes/node-c").unwrap();
     let node_c = String::from_utf8_lossy(&node_c.value).into_owned();
     assert!(
         node_c.contains("\"ipv4Address\":\"10.0.2.1/24\""),
@@ -619,9 +211,15 @@ fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
             }
         }
     }
-    assert!(tcp_works(&wa.ns, &wc.ns, wc.ip), "TCP a→c over VXLAN");
-    assert!(tcp_works(&wc.ns, &wb.ns, wb.ip), "TCP c→b over VXLAN");
-    assert!(tcp_works(&wa.ns, &wb.ns, wb.ip), "TCP a→b direct");
+    assert!(
+        tcp_works(&wa.ns, &wc.ns, wc.ip.into()),
+        "TCP a→c over VXLAN"
+    );
+    assert!(
+        tcp_works(&wc.ns, &wb.ns, wb.ip.into()),
+        "TCP c→b over VXLAN"
+    );
+    assert!(tcp_works(&wa.ns, &wb.ns, wb.ip.into()), "TCP a→b direct");
 
     // Policy is programmed: the hook chains and the natOutgoing masquerade.
     let rules = poll_until(WAIT, Duration::from_millis(250), || {
@@ -702,7 +300,7 @@ fn route_reflector_replaces_the_mesh() {
     }
     let fabric = brindle_testbed::hosts_on_two_subnets([3, 0]).unwrap();
     let (ha, hb, hc) = (&fabric.hosts[0], &fabric.hosts[1], &fabric.hosts[2]);
-    let store = Store::new();
+    let store = Store::embedded();
     store.apply(&pool_yaml("10.73.0.0/16", "Never"));
     store.apply(ALLOW_ALL_PROFILE);
     store.apply(

@@ -117,3 +117,5 @@ pub fn run(cmd: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+pub mod fabric;

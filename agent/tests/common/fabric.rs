@@ -1,0 +1,541 @@
+//! Fixtures for the fabric tests (`node_fabric*.rs`): a shared store (the
+//! embedded SQLite file, or a real etcd inside the topology), `brindle-node`
+//! daemons, workloads made by running the `brindle-cni` binary exactly as a
+//! container runtime does, and the route/ping/TCP checks.
+//!
+//! Every namespace, process and temp file is owned by a handle and removed on
+//! drop, also when a test panics.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brindle_agent::netns::{block_on_in_netns, named_netns_path};
+use brindle_agent::node::status::StatusReport;
+use brindle_datastore::{Datastore, KeyValue};
+use brindle_model::{parse_one, Resource};
+use brindle_testbed::{poll_until, Etcd, Host, Netns, Process};
+
+pub const NODE_BIN: &str = env!("CARGO_BIN_EXE_brindle-node");
+pub const CNI_BIN: &str = env!("CARGO_BIN_EXE_brindle-cni");
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn can_run() -> bool {
+    let ok = nix::unistd::Uid::effective().is_root();
+    if !ok {
+        eprintln!("skipping: needs root");
+    }
+    ok
+}
+
+/// Which store a fabric test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One SQLite file every daemon and the CNI plugin open.
+    Embedded,
+    /// A real etcd inside the topology, reached over the underlay.
+    Etcd,
+}
+
+enum Backend {
+    /// Opened once by the test (the file needs no namespace).
+    Embedded {
+        rt: tokio::runtime::Runtime,
+        ds: Datastore,
+    },
+    /// etcd listens inside a namespace the test's own (root namespace)
+    /// threads cannot reach, so every operation runs on a thread that
+    /// entered that namespace, with its own connection: a few dozen
+    /// operations per test, and no connection that could reconnect from the
+    /// wrong namespace later.
+    Etcd { etcd: Etcd, netns: PathBuf },
+}
+
+/// The shared store and a way to talk to it from the test.
+pub struct Store {
+    pub dir: tempfile::TempDir,
+    /// What daemons and the CNI plugin are given as `--datastore`.
+    pub url: String,
+    // Field order: etcd (in `backend`) stops before `dir` goes.
+    backend: Backend,
+}
+
+impl Store {
+    /// An embedded store file in a private temp dir.
+    pub fn embedded() -> Store {
+        let dir = temp_dir();
+        let url = format!("file://{}/store.db", dir.path().display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ds = rt.block_on(Datastore::open(Some(&url))).unwrap();
+        Store {
+            dir,
+            url,
+            backend: Backend::Embedded { rt, ds },
+        }
+    }
+
+    /// A real etcd in `ns` listening on `address` (already configured there,
+    /// reachable from every host of the topology).
+    pub fn etcd_in(ns: &Netns, address: Ipv4Addr) -> Store {
+        let dir = temp_dir();
+        let etcd = Etcd::start_in(ns, IpAddr::V4(address)).unwrap();
+        let url = format!("etcd://{address}:2379");
+        Store {
+            dir,
+            url,
+            backend: Backend::Etcd {
+                etcd,
+                netns: named_netns_path(ns.name()),
+            },
+        }
+    }
+
+    /// `kind` of store, etcd living in `ns` on `address`.
+    pub fn new(kind: StoreKind, ns: &Netns, address: Ipv4Addr) -> Store {
+        match kind {
+            StoreKind::Embedded => Store::embedded(),
+            StoreKind::Etcd => Store::etcd_in(ns, address),
+        }
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        match self.backend {
+            Backend::Embedded { .. } => StoreKind::Embedded,
+            Backend::Etcd { .. } => StoreKind::Etcd,
+        }
+    }
+
+    /// Runs `op` against the store and returns its result.
+    fn run<T, Fut>(&self, op: impl FnOnce(Datastore) -> Fut + Send + 'static) -> T
+    where
+        Fut: std::future::Future<Output = brindle_datastore::Result<T>>,
+        T: Send + 'static,
+    {
+        match &self.backend {
+            Backend::Embedded { rt, ds } => rt.block_on(op(ds.clone())).unwrap(),
+            Backend::Etcd { netns, .. } => {
+                let url = self.url.clone();
+                block_on_in_netns(netns, move || async move {
+                    let ds = Datastore::open(Some(&url)).await?;
+                    op(ds).await
+                })
+                .unwrap()
+                .unwrap()
+            }
+        }
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        let resource = parse_one(yaml).unwrap();
+        self.put(&resource);
+    }
+
+    pub fn put(&self, resource: &Resource) {
+        let value = serde_json::to_vec(resource).unwrap();
+        let key = resource.key();
+        self.run(move |ds| async move { ds.put(key, value).await.map(drop) });
+    }
+
+    pub fn delete(&self, key: &str) {
+        let key = key.to_owned();
+        self.run(move |ds| async move { ds.delete(key).await.map(drop) });
+    }
+
+    pub fn get(&self, key: &str) -> Option<KeyValue> {
+        let key = key.to_owned();
+        self.run(move |ds| async move { ds.get(key).await })
+    }
+
+    /// etcd's log (empty for the embedded store), for failure messages.
+    pub fn log(&self) -> String {
+        match &self.backend {
+            Backend::Embedded { .. } => String::new(),
+            Backend::Etcd { etcd, .. } => etcd.log(),
+        }
+    }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("brindle-node-e2e")
+        .tempdir()
+        .unwrap()
+}
+
+/// A running `brindle-node`.
+pub struct NodeDaemon {
+    pub name: String,
+    socket: PathBuf,
+    args: Vec<String>,
+    process: Option<Process>,
+    log: PathBuf,
+}
+
+impl NodeDaemon {
+    pub fn start(store: &Store, host: &Host, name: &str) -> NodeDaemon {
+        Self::start_with(store, host, name, true, &[])
+    }
+
+    /// `with_ip: false` leaves the address to autodetection (the interface
+    /// of the default route).
+    pub fn start_with(
+        store: &Store,
+        host: &Host,
+        name: &str,
+        with_ip: bool,
+        extra: &[&str],
+    ) -> NodeDaemon {
+        let socket = store.dir.path().join(format!("{name}.sock"));
+        let log = store.dir.path().join(format!("{name}.log"));
+        let mut args: Vec<String> = vec![
+            NODE_BIN.to_owned(),
+            "--datastore".into(),
+            store.url.clone(),
+            "--node-name".into(),
+            name.into(),
+            "--status-socket".into(),
+            socket.display().to_string(),
+            "--startup-grace-seconds".into(),
+            "20".into(),
+        ];
+        if with_ip {
+            args.extend(["--ip".into(), format!("{}/24", host.ipv4)]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut d = NodeDaemon {
+            name: name.into(),
+            socket,
+            args,
+            process: None,
+            log,
+        };
+        d.restart(host);
+        d
+    }
+
+    pub fn restart(&mut self, host: &Host) {
+        let mut command = host.ns.command(&self.args[0]);
+        command.args(&self.args[1..]);
+        command.env("RUST_LOG", "info,brindle_agent=debug");
+        self.process = Some(
+            Process::spawn(format!("brindle-node {}", self.name), command, &self.log).unwrap(),
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    pub fn status(&self) -> Option<StatusReport> {
+        let mut stream = UnixStream::connect(&self.socket).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the status socket shows `count` peers, all Established.
+    pub fn wait_established(&self, count: usize) -> StatusReport {
+        let report = poll_until(WAIT, Duration::from_millis(250), || {
+            Ok(self
+                .status()
+                .filter(|r| r.peers.len() == count && r.peers.iter().all(|p| p.established)))
+        })
+        .unwrap();
+        report.unwrap_or_else(|| {
+            panic!(
+                "{}: peers not established: {:?}\n{}",
+                self.name,
+                self.status(),
+                tail(&self.log())
+            )
+        })
+    }
+}
+
+pub fn tail(text: &str) -> String {
+    let mut start = text.len().saturating_sub(6000);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+/// A workload: its namespace and addresses.
+pub struct Workload {
+    pub id: String,
+    pub ns: Netns,
+    pub ip: Ipv4Addr,
+    /// Its IPv6 address, when an IPv6 pool gave it one.
+    pub ip6: Option<Ipv6Addr>,
+    pub node: String,
+    pub host_ifname: String,
+}
+
+/// The CNI plugin directory: `brindle-cni` and its IPAM name `brindle-ipam`.
+pub fn plugin_dir(store: &Store) -> PathBuf {
+    let bin = store.dir.path().join("bin");
+    if !bin.exists() {
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::copy(CNI_BIN, bin.join("brindle-cni")).unwrap();
+        std::os::unix::fs::symlink(bin.join("brindle-cni"), bin.join("brindle-ipam")).unwrap();
+    }
+    bin
+}
+
+/// Runs `brindle-cni` in `host`'s namespace exactly as a runtime does (env,
+/// netconf on stdin, `CNI_PATH`); returns the result JSON.
+pub fn cni(
+    store: &Store,
+    host: &Host,
+    node: &str,
+    command: &str,
+    container: &str,
+    netns: &Path,
+) -> serde_json::Value {
+    let bin = plugin_dir(store);
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "brindle-e2e",
+        "type": "brindle-cni",
+        "datastore": store.url,
+        "nodename": node,
+        // The profile every endpoint of this network gets.
+        "network": "allow-all",
+        "mtu": 1400,
+        "ipam": {"type": "brindle-ipam"}
+    });
+    let mut child = host
+        .ns
+        .command(&bin.join("brindle-cni").display().to_string())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CNI_PATH", bin.display().to_string())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "brindle-cni {command}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// A workload made by `brindle-cni ADD` (address from IPAM, veth, /32
+/// route, WorkloadEndpoint).
+pub fn add_workload(store: &Store, host: &Host, node: &str, id: &str) -> Workload {
+    let ns = Netns::new("w").unwrap();
+    let container = format!("{id}-{}", std::process::id());
+    let result = cni(
+        store,
+        host,
+        node,
+        "ADD",
+        &container,
+        &named_netns_path(ns.name()),
+    );
+    let addresses: Vec<IpAddr> = result["ips"]
+        .as_array()
+        .expect("ips")
+        .iter()
+        .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+        .collect();
+    let ip = addresses
+        .iter()
+        .find_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .expect("an IPv4 address");
+    let ip6 = addresses.iter().find_map(|a| match a {
+        IpAddr::V6(v6) => Some(*v6),
+        IpAddr::V4(_) => None,
+    });
+    let host_ifname = result["interfaces"]
+        .as_array()
+        .and_then(|list| list.iter().find(|i| i.get("sandbox").is_none()))
+        .and_then(|i| i["name"].as_str())
+        .expect("a host interface")
+        .to_owned();
+    Workload {
+        id: container,
+        ns,
+        ip,
+        ip6,
+        node: node.into(),
+        host_ifname,
+    }
+}
+
+/// `brindle-cni DEL`: veth gone, endpoint deleted, address released.
+pub fn delete_workload(store: &Store, host: &Host, w: &Workload) {
+    cni(
+        store,
+        host,
+        &w.node,
+        "DEL",
+        &w.id,
+        &named_netns_path(w.ns.name()),
+    );
+}
+
+/// `ip route show exact <prefix>` (either family, by the prefix).
+pub fn route_of(ns: &Netns, prefix: &str) -> String {
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
+    ns.ip(&[family, "route", "show", "exact", prefix])
+        .unwrap_or_default()
+}
+
+pub fn wait_route(ns: &Netns, prefix: &str, want: impl Fn(&str) -> bool, what: &str) -> String {
+    let got = poll_until(WAIT, Duration::from_millis(200), || {
+        let r = route_of(ns, prefix);
+        Ok(want(&r).then_some(r))
+    })
+    .unwrap();
+    got.unwrap_or_else(|| {
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        panic!(
+            "{what}: route {prefix} in {} is {:?}; table:\n{}",
+            ns.name(),
+            route_of(ns, prefix),
+            ns.ip(&[family, "route"]).unwrap_or_default()
+        )
+    })
+}
+
+pub fn block_of(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("{}.{}.{}.{}/26", o[0], o[1], o[2], o[3] & 0xc0)
+}
+
+/// Whether a 64 KiB iperf3 transfer from `from` to `ip` (served in `to`)
+/// completes.
+pub fn tcp_works(from: &Netns, to: &Netns, ip: IpAddr) -> bool {
+    let server = to
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &ip.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut server) = server else { return false };
+    let family = if ip.is_ipv4() { "-4" } else { "-6" };
+    let ok = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        let out = from
+            .exec(&["iperf3", "-c", &ip.to_string(), "-n", "64K", family])
+            .unwrap();
+        Ok(out.status.success().then_some(()))
+    })
+    .unwrap()
+    .is_some();
+    let _ = server.kill();
+    let _ = server.wait();
+    ok
+}
+
+/// Pings `ip` from `from` until it answers; on failure panics with every
+/// host's routes and every daemon's log tail.
+pub fn ping_or_dump(from: &Netns, ip: impl Into<IpAddr>, nodes: &[&NodeDaemon], hosts: &[&Host]) {
+    let ip = ip.into();
+    if from.wait_ping(ip, WAIT).is_ok() {
+        return;
+    }
+    let family = if ip.is_ipv4() { "-4" } else { "-6" };
+    let mut dump = String::new();
+    for h in hosts {
+        dump += &format!(
+            "--- {} routes:\n{}",
+            h.ns.name(),
+            h.ns.ip(&[family, "route"]).unwrap_or_default()
+        );
+    }
+    for n in nodes {
+        dump += &format!("--- {} log:\n{}", n.name, tail(&n.log()));
+    }
+    panic!("ping {ip} from {} failed\n{dump}", from.name());
+}
+
+/// Runs `ping` from `from` to `ip` in the background while `during` runs,
+/// then asserts no reply was lost.
+pub fn ping_loss_free_during(from: &Netns, ip: impl Into<IpAddr>, during: impl FnOnce()) {
+    let ip = ip.into();
+    let mut ping = from
+        .command("ping")
+        .args([
+            "-n",
+            "-q",
+            "-i",
+            "0.1",
+            "-c",
+            "100",
+            "-W",
+            "1",
+            &ip.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    during();
+    let status = ping.wait().unwrap();
+    let mut text = String::new();
+    ping.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        text.contains(" 0% packet loss") && status.success(),
+        "ping {ip}: {text}"
+    );
+}
+
+/// What a namespace's profile is for Calico's CNI: allow everything.
+pub const ALLOW_ALL_PROFILE: &str = "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: allow-all\nspec:\n  ingress:\n  - action: Allow\n  egress:\n  - action: Allow\n";
+
+pub fn pool_yaml(cidr: &str, vxlan: &str) -> String {
+    pool_yaml_named("pool", cidr, vxlan, true)
+}
+
+pub fn pool_yaml_named(name: &str, cidr: &str, vxlan: &str, nat_outgoing: bool) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\nspec:\n  cidr: {cidr}\n  vxlanMode: {vxlan}\n  ipipMode: Never\n  natOutgoing: {nat_outgoing}\n"
+    )
+}
+
+pub fn node_yaml(name: &str, subnet: usize) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    subnet: \"s{subnet}\"\nspec: {{}}\n"
+    )
+}
+
+pub fn tor_peer_yaml(subnet: usize, peer_ip: Ipv4Addr) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor-s{subnet}\nspec:\n  nodeSelector: subnet == 's{subnet}'\n  peerIP: {peer_ip}\n  asNumber: 65100\n"
+    )
+}
