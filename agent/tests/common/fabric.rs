@@ -151,6 +151,27 @@ impl Store {
         self.run(move |ds| async move { ds.get(key).await })
     }
 
+    /// Discards the store's history up to its current revision: a watch
+    /// resuming from before it gets "compacted" and must re-list.
+    pub fn compact_now(&self) -> i64 {
+        self.run(|ds| async move {
+            let revision = ds.revision().await?;
+            ds.compact(revision).await?;
+            Ok(revision)
+        })
+    }
+
+    /// The etcd member behind an etcd store.
+    ///
+    /// # Panics
+    /// On the embedded store.
+    pub fn etcd(&mut self) -> &mut Etcd {
+        match &mut self.backend {
+            Backend::Etcd { etcd, .. } => etcd,
+            Backend::Embedded { .. } => panic!("the embedded store has no etcd"),
+        }
+    }
+
     /// etcd's log (empty for the embedded store), for failure messages.
     pub fn log(&self) -> String {
         match &self.backend {
@@ -221,7 +242,10 @@ impl NodeDaemon {
     pub fn restart(&mut self, host: &Host) {
         let mut command = host.ns.command(&self.args[0]);
         command.args(&self.args[1..]);
-        command.env("RUST_LOG", "info,brindle_agent=debug");
+        command.env(
+            "RUST_LOG",
+            "info,brindle_agent=debug,brindle_datastore=debug",
+        );
         self.process = Some(
             Process::spawn(format!("brindle-node {}", self.name), command, &self.log).unwrap(),
         );

@@ -5,7 +5,10 @@
 //! runs it inside a namespace on a given address with the standard ports
 //! 2379/2380 (for fabric tests where nodes reach it over the topology). The
 //! data dir is a private temp dir. Ready means `etcdctl endpoint health`
-//! passed. Dropping the handle stops etcd and removes the data dir.
+//! passed. [`Etcd::stop`] / [`Etcd::start_again`] (or [`Etcd::restart`])
+//! take the member down and back on the same data dir, so clients see an
+//! etcd restart with every key and revision kept. Dropping the handle stops
+//! etcd and removes the data dir.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -30,6 +33,8 @@ pub struct Etcd {
     process: Process,
     netns: Option<String>,
     client_url: String,
+    /// The command line, for [`Etcd::restart`].
+    argv: Vec<String>,
     dir: TempDir,
 }
 
@@ -82,36 +87,40 @@ impl Etcd {
             "--logger=zap".into(),
             "--log-outputs=stderr".into(),
         ];
-        let mut process = match ns {
-            Some(ns) => ns.spawn("etcd", &argv, &log)?,
-            None => Process::spawn("etcd on 127.0.0.1", cmd::from_argv(&argv), &log)?,
-        };
         let etcd_ns = ns.map(|ns| ns.name().to_string());
-        let ready = poll_until(ETCD_READY_TIMEOUT, Duration::from_millis(200), || {
-            process.check_running()?;
-            let out = cmd::output(etcdctl_command(
-                etcd_ns.as_deref(),
-                &client_url,
-                &["endpoint", "health"],
-            ))?;
-            Ok(out.status.success().then_some(()))
-        });
-        match ready {
-            Ok(Some(())) => {}
-            Ok(None) => {
-                return Err(
-                    process.not_ready(ETCD_READY_TIMEOUT, "etcdctl endpoint health never passed")
-                )
-            }
-            Err(e) => return Err(e),
-        }
+        let process = spawn_ready(etcd_ns.as_deref(), &argv, &log, &client_url)?;
         tracing::info!(%client_url, "etcd ready");
         Ok(Etcd {
             process,
             netns: etcd_ns,
             client_url,
+            argv: argv.to_vec(),
             dir,
         })
+    }
+
+    /// Stops etcd (SIGTERM, then SIGKILL): clients see their connections
+    /// close. The data dir stays; [`Etcd::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts etcd again on its data dir after [`Etcd::stop`] (a no-op if it
+    /// is running): same member, same URLs, every key and revision kept.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.process.is_running() {
+            return Ok(());
+        }
+        let log = self.process.log_path().to_path_buf();
+        self.process = spawn_ready(self.netns.as_deref(), &self.argv, &log, &self.client_url)?;
+        tracing::info!(client_url = %self.client_url, "etcd ready again");
+        Ok(())
+    }
+
+    /// [`Etcd::stop`] then [`Etcd::start_again`].
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.start_again()
     }
 
     /// Client URL, e.g. `http://127.0.0.1:41234`.
@@ -150,6 +159,35 @@ impl Etcd {
     }
 }
 
+/// Spawns etcd (inside `netns` if given) and waits until it is healthy.
+fn spawn_ready(
+    netns: Option<&str>,
+    argv: &[String],
+    log: &Path,
+    client_url: &str,
+) -> Result<Process> {
+    let mut process = match netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns]).args(argv);
+            Process::spawn(format!("etcd in {ns}"), command, log)?
+        }
+        None => Process::spawn("etcd on 127.0.0.1", cmd::from_argv(argv), log)?,
+    };
+    let ready = poll_until(ETCD_READY_TIMEOUT, Duration::from_millis(200), || {
+        process.check_running()?;
+        let out = cmd::output(etcdctl_command(netns, client_url, &["endpoint", "health"]))?;
+        Ok(out.status.success().then_some(()))
+    });
+    match ready {
+        Ok(Some(())) => Ok(process),
+        Ok(None) => {
+            Err(process.not_ready(ETCD_READY_TIMEOUT, "etcdctl endpoint health never passed"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn etcdctl_command(netns: Option<&str>, url: &str, args: &[&str]) -> Command {
     let mut command = match netns {
         Some(ns) => {
@@ -173,4 +211,40 @@ fn free_port() -> Result<u16> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| Error::io("finding a free port on 127.0.0.1", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_keeps_keys_and_revisions() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping: needs root");
+            return;
+        }
+        let mut etcd = Etcd::start().unwrap();
+        etcd.etcdctl(&["put", "/brindle/restart", "kept"]).unwrap();
+        let before = etcd
+            .etcdctl(&["get", "-w", "json", "/brindle/restart"])
+            .unwrap();
+        let pid = etcd.pid();
+        etcd.stop();
+        assert!(etcd.etcdctl(&["get", "/brindle/restart"]).is_err());
+        etcd.start_again().unwrap();
+        assert_ne!(etcd.pid(), pid);
+        let value = etcd
+            .etcdctl(&["get", "--print-value-only", "/brindle/restart"])
+            .unwrap();
+        assert_eq!(value.trim(), "kept");
+        let after = etcd
+            .etcdctl(&["get", "-w", "json", "/brindle/restart"])
+            .unwrap();
+        let mod_revision = |json: &str| -> serde_json::Value {
+            serde_json::from_str::<serde_json::Value>(json).unwrap()["kvs"][0]["mod_revision"]
+                .clone()
+        };
+        assert_eq!(mod_revision(&before), mod_revision(&after));
+        etcd.restart().unwrap();
+    }
 }
