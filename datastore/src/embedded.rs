@@ -14,14 +14,30 @@
 //! Concurrency: the file is in WAL mode so readers never block the writer.
 //! Every write runs in `BEGIN IMMEDIATE`, which takes the database write lock
 //! *before* reading the revision and evaluating compares, so transactions from
-//! different processes serialize instead of failing mid-way; `busy_timeout`
-//! makes the loser wait rather than error. Reads run in a deferred transaction
-//! so the revision and the rows come from one snapshot.
+//! different processes serialize instead of failing mid-way. Writers queue on
+//! an exclusive `flock(2)` of a sidecar file (`<store>-wlock`) before they
+//! begin: the kernel hands the lock to the next waiter the moment it is
+//! released, where SQLite's own busy handler sleeps 1, 2, 5, … up to 100 ms
+//! between attempts (long tails with many writers, e.g. 50 CNI ADDs at once).
+//! `busy_timeout` stays as the fallback for writers that do not take the queue
+//! (older binaries; checkpoints). A process *stopped* (not killed) inside a
+//! write transaction holds the queue until it continues or dies; a killed one
+//! releases it at once.
+//! Reads, and transactions that only read ([`TxnOp::Get`] and compares), run
+//! in a deferred transaction so the revision and the rows come from one
+//! snapshot, without the write lock.
+//!
+//! Opening is read-only when the schema is already there, and a closing
+//! connection does not checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`): a
+//! short-lived process such as `brindle-cni` neither takes the write lock to
+//! open nor copies the WAL back and deletes it on exit (the WAL is
+//! checkpointed by SQLite's automatic checkpoints as it grows).
 //!
 //! Watches read the log (`WHERE rev >= ?` on the primary key) when woken: a
 //! write from the same process wakes them at once, and while any watch exists
-//! one ticker task per process reads the revision every [`POLL_INTERVAL`] and
-//! wakes them when another process wrote.
+//! one ticker task per process reads the revision when the store's directory
+//! reports a modified file (inotify: another process wrote the WAL) and at
+//! least every [`POLL_INTERVAL`], and wakes them when another process wrote.
 //! Writes compact the log to the last `history` revisions; a watch from before
 //! the oldest kept revision gets [`Error::Compacted`].
 //!
@@ -38,6 +54,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::FutureExt;
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tracing::{debug, debug_span, Instrument};
 
@@ -75,6 +92,9 @@ struct Shared {
     path: PathBuf,
     history: i64,
     conn: Mutex<Connection>,
+    /// The sidecar file writers queue on (`None`: it could not be opened;
+    /// SQLite's busy handler alone orders writers then).
+    write_queue: Option<std::fs::File>,
     /// Latest revision this process knows of, from its own writes or from
     /// the ticker; every watch of this process waits on it.
     latest: tokio::sync::watch::Sender<Revision>,
@@ -93,11 +113,13 @@ impl EmbeddedBackend {
             .await
             .map_err(|e| Error::Worker(e.to_string()))??;
         let (latest, _) = tokio::sync::watch::channel(0);
+        let write_queue = open_write_queue(&config.path);
         Ok(EmbeddedBackend {
             shared: Arc::new(Shared {
                 path: config.path.clone(),
                 history,
                 conn: Mutex::new(conn),
+                write_queue,
                 latest,
                 ticking: Default::default(),
             }),
@@ -110,11 +132,68 @@ impl EmbeddedBackend {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Shared) -> rusqlite::Result<Result<T>> + Send + 'static,
     {
-        run_blocking(self.shared.clone(), op, f)
+        run_blocking(self.shared.clone(), op, Access::Read, f)
+    }
+
+    /// [`Self::with_conn`] for a write: first waits its turn in the
+    /// cross-process writer queue.
+    fn with_write_conn<T, F>(&self, op: &'static str, f: F) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Shared) -> rusqlite::Result<Result<T>> + Send + 'static,
+    {
+        run_blocking(self.shared.clone(), op, Access::Write, f)
     }
 }
 
-fn run_blocking<T, F>(shared: Arc<Shared>, op: &'static str, f: F) -> BoxFuture<'static, Result<T>>
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// The writer queue's file: `<store>-wlock` next to the store.
+fn open_write_queue(path: &Path) -> Option<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wlock");
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&name)
+    {
+        Ok(file) => Some(file),
+        Err(error) => {
+            debug!(%error, "no writer queue file; SQLite's busy handler orders writers");
+            None
+        }
+    }
+}
+
+/// Waits for this process's turn to write (released on drop). `None` when
+/// there is no queue file or `flock` fails: the write goes ahead and
+/// SQLite's own locking (busy_timeout) still keeps it correct.
+fn queue_for_write(shared: &Shared) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    // A duplicate shares the open file description, which is what flock
+    // locks, so dropping the guard (unlock, close the duplicate) is all it takes.
+    let file = shared.write_queue.as_ref()?.try_clone().ok()?;
+    match Flock::lock(file, FlockArg::LockExclusive) {
+        Ok(guard) => Some(guard),
+        Err((_, errno)) => {
+            debug!(%errno, "writer queue lock failed; relying on busy_timeout");
+            None
+        }
+    }
+}
+
+fn run_blocking<T, F>(
+    shared: Arc<Shared>,
+    op: &'static str,
+    access: Access,
+    f: F,
+) -> BoxFuture<'static, Result<T>>
 where
     T: Send + 'static,
     F: FnOnce(&mut Connection, &Shared) -> rusqlite::Result<Result<T>> + Send + 'static,
@@ -125,6 +204,9 @@ where
             // A panic while holding the lock cannot leave SQLite half-written
             // (the transaction rolls back on drop), so a poisoned lock is safe to reuse.
             let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+            // Taken after the connection mutex so a process queues once,
+            // and held until the transaction has committed.
+            let _turn = (access == Access::Write).then(|| queue_for_write(&shared));
             match f(&mut conn, &shared) {
                 Ok(r) => r,
                 Err(source) => Err(Error::Sqlite {
@@ -169,6 +251,20 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sqlite_err)?;
+    // A short-lived process (brindle-cni) would otherwise copy the WAL into
+    // the database, fsync and delete the WAL on every exit.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(sqlite_err)?;
+    // The common case, an existing store, needs no write lock to open.
+    let existing: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .unwrap_or(None);
+    if existing == Some(SCHEMA_VERSION) {
+        return Ok(conn);
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_err)?;
@@ -302,10 +398,25 @@ fn delete_kv(
     log_event(conn, rev, seq, EventKind::Delete, &tombstone)
 }
 
+/// Whether `txn` only reads (compares and gets, whichever branch runs).
+fn is_read_only(txn: &Txn) -> bool {
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .all(|op| matches!(op, TxnOp::Get { .. }))
+}
+
 /// Applies a transaction under the database write lock, taken before the
-/// compares are read so no other process can slip a write in between.
+/// compares are read so no other process can slip a write in between. A
+/// transaction that only reads runs in a deferred (snapshot) transaction
+/// instead: it changes nothing, so it needs no lock.
 fn apply_txn(conn: &mut Connection, history: i64, txn: Txn) -> rusqlite::Result<TxnResponse> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let behavior = if is_read_only(&txn) {
+        TransactionBehavior::Deferred
+    } else {
+        TransactionBehavior::Immediate
+    };
+    let tx = conn.transaction_with_behavior(behavior)?;
     let current = meta(&tx, "revision")?;
     let mut succeeded = true;
     for c in &txn.compares {
@@ -432,10 +543,11 @@ fn poll_log(
     Ok(Ok((events, upto + 1)))
 }
 
-/// Starts the ticker unless it runs: one task per process that polls the
-/// revision every [`POLL_INTERVAL`] while any watch exists and wakes all
-/// watches when another process wrote, so N watches cost one cheap query per
-/// interval, not N log scans.
+/// Starts the ticker unless it runs: one task per process that reads the
+/// revision while any watch exists, when the store's directory reports a
+/// write (another process appended to the WAL) and at least every
+/// [`POLL_INTERVAL`], and wakes all watches when another process wrote, so
+/// N watches cost one cheap query per change, not N log scans.
 fn ensure_ticker(shared: &Arc<Shared>) {
     use std::sync::atomic::Ordering::SeqCst;
     if shared
@@ -449,6 +561,8 @@ fn ensure_ticker(shared: &Arc<Shared>) {
     let span = debug_span!("embedded_ticker", path = %shared.path.display());
     tokio::spawn(
         async move {
+            let mut writes = DirectoryWrites::watch(&shared.path);
+            let mut woken_by_write = false;
             loop {
                 if shared.latest.receiver_count() == 0 {
                     shared.ticking.store(false, SeqCst);
@@ -463,22 +577,111 @@ fn ensure_ticker(shared: &Arc<Shared>) {
                         return;
                     }
                 }
-                let polled = run_blocking(shared.clone(), "tick", |conn, _| {
-                    meta(conn, "revision").map(Ok)
-                })
-                .await;
-                if let Ok(revision) = polled {
-                    shared.latest.send_if_modified(|latest| {
-                        let newer = revision > *latest;
-                        *latest = (*latest).max(revision);
-                        newer
-                    });
+                let newer = read_revision(&shared).await;
+                if woken_by_write && !newer {
+                    // The WAL's last frame is written just before the commit
+                    // is published in the shared-memory index: look again
+                    // once, shortly, rather than a whole interval later.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    read_revision(&shared).await;
                 }
-                tokio::time::sleep(POLL_INTERVAL).await;
+                woken_by_write = match writes.as_mut() {
+                    Some(w) => tokio::select! {
+                        woke = w.next() => woke,
+                        _ = tokio::time::sleep(POLL_INTERVAL) => false,
+                    },
+                    None => {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                        false
+                    }
+                };
             }
         }
         .instrument(span),
     );
+}
+
+/// Reads the store's revision and wakes watches if it is newer than what
+/// this process knew; whether it was.
+async fn read_revision(shared: &Arc<Shared>) -> bool {
+    let polled = run_blocking(shared.clone(), "tick", Access::Read, |conn, _| {
+        meta(conn, "revision").map(Ok)
+    })
+    .await;
+    match polled {
+        Ok(revision) => shared.latest.send_if_modified(|latest| {
+            let newer = revision > *latest;
+            *latest = (*latest).max(revision);
+            newer
+        }),
+        Err(_) => false,
+    }
+}
+
+/// inotify on the store's directory: a file in it was written (the WAL,
+/// by any process). Not a source of truth, only a prompt to look.
+struct DirectoryWrites {
+    fd: tokio::io::unix::AsyncFd<InotifyFd>,
+}
+
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl DirectoryWrites {
+    /// `None` (polling only) when inotify is unavailable.
+    fn watch(store: &Path) -> Option<Self> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let dir = match store.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let setup = || -> std::result::Result<Self, String> {
+            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+                .map_err(|e| e.to_string())?;
+            inotify
+                .add_watch(dir, AddWatchFlags::IN_MODIFY)
+                .map_err(|e| e.to_string())?;
+            // `new` is deprecated for I/O safety (an fd closed while still
+            // registered); the AsyncFd owns this one, so it cannot be.
+            #[allow(deprecated)]
+            let fd =
+                tokio::io::unix::AsyncFd::new(InotifyFd(inotify)).map_err(|e| e.to_string())?;
+            Ok(DirectoryWrites { fd })
+        };
+        match setup() {
+            Ok(w) => Some(w),
+            Err(error) => {
+                debug!(%error, dir = %dir.display(), "no inotify; watches poll every {POLL_INTERVAL:?}");
+                None
+            }
+        }
+    }
+
+    /// Waits for the next write; `true` when one came (`false`: the fd
+    /// failed, treat as a plain tick).
+    async fn next(&mut self) -> bool {
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                return false;
+            };
+            match ready.get_inner().0.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    // Drain what else queued so one burst of writes is one wake-up.
+                    while matches!(ready.get_inner().0.read_events(), Ok(e) if !e.is_empty()) {}
+                    ready.clear_ready();
+                    return true;
+                }
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
+                Err(_) => return false,
+            }
+        }
+    }
 }
 
 struct WatchState {
@@ -501,9 +704,12 @@ impl WatchState {
                 return Some((Ok(ev), self));
             }
             if self.next == 0 {
-                match run_blocking(self.shared.clone(), "watch_start", |conn, _| {
-                    meta(conn, "revision").map(Ok)
-                })
+                match run_blocking(
+                    self.shared.clone(),
+                    "watch_start",
+                    Access::Read,
+                    |conn, _| meta(conn, "revision").map(Ok),
+                )
                 .await
                 {
                     Ok(current) => self.next = current + 1,
@@ -522,9 +728,12 @@ impl WatchState {
             self.woken.borrow_and_update();
             let prefix = self.prefix.clone();
             let next = self.next;
-            let polled = run_blocking(self.shared.clone(), "watch_poll", move |conn, _| {
-                poll_log(conn, &prefix, next)
-            })
+            let polled = run_blocking(
+                self.shared.clone(),
+                "watch_poll",
+                Access::Read,
+                move |conn, _| poll_log(conn, &prefix, next),
+            )
             .await;
             match polled {
                 Ok((events, next)) => {
@@ -572,15 +781,25 @@ impl Backend for EmbeddedBackend {
     }
 
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnResponse>> {
-        self.with_conn("txn", move |conn, shared| {
-            let resp = apply_txn(conn, shared.history, txn)?;
-            shared.latest.send_if_modified(|latest| {
-                let newer = resp.revision > *latest;
-                *latest = (*latest).max(resp.revision);
-                newer
-            });
-            Ok(Ok(resp))
-        })
+        let access = if is_read_only(&txn) {
+            Access::Read
+        } else {
+            Access::Write
+        };
+        run_blocking(
+            self.shared.clone(),
+            "txn",
+            access,
+            move |conn, shared: &Shared| {
+                let resp = apply_txn(conn, shared.history, txn)?;
+                shared.latest.send_if_modified(|latest| {
+                    let newer = resp.revision > *latest;
+                    *latest = (*latest).max(resp.revision);
+                    newer
+                });
+                Ok(Ok(resp))
+            },
+        )
     }
 
     fn watch(&self, prefix: Vec<u8>, from_revision: Revision) -> BoxStream<'static, Result<Event>> {
@@ -597,7 +816,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
-        self.with_conn("compact", move |conn, _| {
+        self.with_write_conn("compact", move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current = meta(&tx, "revision")?;
             if revision > current {
