@@ -148,7 +148,10 @@ pub async fn add_workload(
         }
         host.delete_link(&peer).await?;
 
-        host.create_veth(&host_ifname, &peer).await?;
+        // The container end is created in the container's namespace (a
+        // move afterwards would cost an RCU grace period).
+        host.create_veth_with_peer_in(&host_ifname, &peer, &spec.netns)
+            .await?;
         let wired = async {
             host.set_link(
                 &host_ifname,
@@ -178,7 +181,6 @@ pub async fn add_workload(
             )
             .await?;
 
-            host.move_to_netns(&peer, &spec.netns).await?;
             let container = spec.clone();
             let container_peer = peer.clone();
             let container_mac = in_netns(&spec.netns, move || async move {
