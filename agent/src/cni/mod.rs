@@ -12,7 +12,10 @@
 //! - [`spec`]: the contract as data (env, config, results, error objects
 //!   with the spec's codes); pure.
 //! - [`plugin`]: the commands. ADD is all-or-nothing; DEL is idempotent
-//!   and works on half-created workloads.
+//!   and works on half-created workloads. When `ipam.type` is
+//!   `brindle-ipam` its code runs inside `brindle-cni` on the store the
+//!   plugin already opened (same result, one process start fewer); any
+//!   other IPAM plugin is found on `CNI_PATH` and run as the spec says.
 //!
 //! Tests: unit tests here; `tests/cni_*.rs` run the built binary exactly as
 //! a runtime does (env, stdin, a netns from `ip netns add`, `CNI_PATH` with
