@@ -1,13 +1,23 @@
-//! Adj-RIB-Out of one peer: what it has been sent, and what still has to be.
+//! Adj-RIB-Out of one peer, kept implicit: what the peer has is, for every
+//! prefix, the export of the Loc-RIB best route to it (as in BIRD, which
+//! keeps no Adj-RIB-Out by default). Only the changes not yet sent are
+//! stored, so a peer costs nothing per route once its UPDATEs are out.
 //!
-//! The RIB records the desired state per prefix with `AdjRibOut::set`;
-//! changes accumulate until the session layer calls
-//! [`AdjRibOut::take_updates`], which returns them packed for UPDATE
-//! messages: withdrawals together, and announcements grouped by attribute set
-//! (attributes are interned, so grouping is by pointer) and address family,
-//! so one UPDATE carries as many prefixes as fit. A prefix that changes
-//! several times before the flush is sent once, in its final state; one that
-//! returns to what the peer already has is not sent at all.
+//! The RIB records each change with what the peer had before it
+//! ([`AdjRibOut::record`]); [`crate::rib::Rib::take_updates`] then computes
+//! the current export of each changed prefix and returns the differences
+//! packed for UPDATE messages: withdrawals together, and announcements
+//! grouped by attribute set (attributes are interned, so grouping is by
+//! pointer) and address family, so one UPDATE carries as many prefixes as
+//! fit. A prefix that changes several times before the flush is sent once,
+//! in its final state; one that returns to what the peer already has is not
+//! sent at all.
+//!
+//! Invariant the RIB keeps: a prefix with no recorded change is, at the
+//! peer, exactly the export of its current best route (or absent when that
+//! export is `None`). Two states suspend it: a peer that just came up has
+//! nothing yet and gets the whole table at the next flush, and a
+//! ROUTE-REFRESH makes the next flush announce the whole table again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +27,6 @@ use ipnet::IpNet;
 use bytes::Bytes;
 
 use super::attrs::PathAttrs;
-use super::table::PrefixMap;
 use crate::packet::{
     build_announcements, build_withdrawals, EncodeContext, EncodeError, Family, Nlri,
 };
@@ -34,10 +43,6 @@ pub enum UpdateBatch {
         prefixes: Vec<IpNet>,
     },
 }
-
-/// Announcements share an UPDATE when family (IPv6?) and interned
-/// attribute set (by identity) agree.
-type GroupKey = (bool, *const PathAttrs);
 
 impl UpdateBatch {
     /// The UPDATE messages for this batch, split at the session's maximum
@@ -62,131 +67,85 @@ impl UpdateBatch {
     }
 }
 
-#[derive(Debug, Default)]
+/// What the peer had for a prefix when it first changed after a flush.
+pub(crate) type Change = (IpNet, Option<Arc<PathAttrs>>);
+
+#[derive(Debug)]
 pub struct AdjRibOut {
-    /// Routes as the peer has them (after the last flush).
-    sent: PrefixMap<Arc<PathAttrs>>,
-    /// Desired changes not flushed yet: `None` withdraws.
-    pending: PrefixMap<Option<Arc<PathAttrs>>>,
+    /// Prefixes changed since the last flush, each with what the peer had
+    /// then. A prefix may be listed more than once; the first entry counts.
+    pending: Vec<Change>,
+    /// The peer has nothing yet: the next flush sends the whole table and
+    /// nothing is recorded per prefix until then.
+    initial: bool,
     /// The next flush announces every route again (ROUTE-REFRESH).
     resend_all: bool,
+    /// Routes the peer has after the last flush, IPv4 and IPv6.
+    sent: [usize; 2],
 }
 
-fn group(
-    groups: &mut HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)>,
-    prefix: IpNet,
-    attrs: Arc<PathAttrs>,
-) {
-    let v6 = matches!(prefix, IpNet::V6(_));
-    groups
-        .entry((v6, Arc::as_ptr(&attrs)))
-        .or_insert_with(|| (attrs, Vec::new()))
-        .1
-        .push(prefix);
+impl Default for AdjRibOut {
+    /// A peer that just came up: it has nothing and gets the whole table.
+    fn default() -> Self {
+        Self {
+            pending: Vec::new(),
+            initial: true,
+            resend_all: false,
+            sent: [0, 0],
+        }
+    }
 }
 
-impl AdjRibOut {
-    /// Record that the peer should have `desired` for `prefix`.
-    pub(crate) fn set(&mut self, prefix: IpNet, desired: Option<Arc<PathAttrs>>) {
-        let sent = self.sent.get(&prefix);
-        let same_as_sent = match (&desired, sent) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        if same_as_sent {
-            self.pending.remove(&prefix);
-        } else {
-            self.pending.insert(prefix, desired);
+/// Announcements share an UPDATE when family (IPv6?) and interned
+/// attribute set (by identity) agree.
+type GroupKey = (bool, *const PathAttrs);
+
+/// Builds the batches of one flush.
+#[derive(Default)]
+pub(crate) struct Packer {
+    withdraw: [Vec<IpNet>; 2],
+    groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)>,
+}
+
+fn family_index(prefix: &IpNet) -> usize {
+    usize::from(matches!(prefix, IpNet::V6(_)))
+}
+
+impl Packer {
+    pub(crate) fn withdraw(&mut self, prefix: IpNet) {
+        self.withdraw[family_index(&prefix)].push(prefix);
+    }
+
+    pub(crate) fn announce(&mut self, prefix: IpNet, attrs: &Arc<PathAttrs>) {
+        let v6 = matches!(prefix, IpNet::V6(_));
+        self.groups
+            .entry((v6, Arc::as_ptr(attrs)))
+            .or_insert_with(|| (Arc::clone(attrs), Vec::new()))
+            .1
+            .push(prefix);
+    }
+
+    /// Announced prefixes per family.
+    pub(crate) fn announced(&self) -> [usize; 2] {
+        let mut counts = [0, 0];
+        for ((v6, _), (_, prefixes)) in &self.groups {
+            counts[usize::from(*v6)] += prefixes.len();
         }
+        counts
     }
 
-    pub fn has_pending(&self) -> bool {
-        self.resend_all || !self.pending.is_empty()
-    }
-
-    /// Make the next [`Self::take_updates`] announce the whole table again,
-    /// as a ROUTE-REFRESH request (RFC 2918) asks.
-    pub(crate) fn request_resend(&mut self) {
-        self.resend_all = true;
-    }
-
-    /// Routes as the peer has them (after the last flush), unordered.
-    pub fn sent(&self) -> impl Iterator<Item = (IpNet, &Arc<PathAttrs>)> + '_ {
-        self.sent.iter()
-    }
-
-    /// Number of routes the peer has (after the last flush).
-    pub fn sent_len(&self) -> usize {
-        self.sent.len()
-    }
-
-    /// The desired state for `prefix`, flushed or not.
-    pub fn desired(&self, prefix: &IpNet) -> Option<&Arc<PathAttrs>> {
-        match self.pending.get(prefix) {
-            Some(p) => p.as_ref(),
-            None => self.sent.get(prefix),
-        }
-    }
-
-    /// Number of routes the peer has or will have after the next flush.
-    pub fn len_desired(&self) -> usize {
-        let added = self
-            .pending
-            .iter()
-            .filter(|(p, d)| d.is_some() && !self.sent.contains_key(p))
-            .count();
-        let removed = self
-            .pending
-            .iter()
-            .filter(|(p, d)| d.is_none() && self.sent.contains_key(p))
-            .count();
-        self.sent.len() + added - removed
-    }
-
-    /// Take every pending change, packed: withdrawals first (IPv4 then
-    /// IPv6), then one batch per (family, attribute set). Prefixes are sorted
-    /// within a batch and batches by their first prefix, so output is
-    /// deterministic. The changes count as sent once returned.
-    pub fn take_updates(&mut self) -> Vec<UpdateBatch> {
-        let mut withdraw_v4 = Vec::new();
-        let mut withdraw_v6 = Vec::new();
-        let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)> = HashMap::new();
-        // Replaced rather than drained: a full-table burst must not leave a
-        // table-sized allocation behind.
-        for (prefix, desired) in std::mem::take(&mut self.pending) {
-            let v6 = matches!(prefix, IpNet::V6(_));
-            match desired {
-                None => {
-                    if self.sent.remove(&prefix).is_some() {
-                        if v6 {
-                            withdraw_v6.push(prefix);
-                        } else {
-                            withdraw_v4.push(prefix);
-                        }
-                    }
-                }
-                Some(attrs) => {
-                    self.sent.insert(prefix, Arc::clone(&attrs));
-                    if !self.resend_all {
-                        group(&mut groups, prefix, attrs);
-                    }
-                }
-            }
-        }
-        if std::mem::take(&mut self.resend_all) {
-            for (prefix, attrs) in self.sent.iter() {
-                group(&mut groups, prefix, Arc::clone(attrs));
-            }
-        }
+    /// Withdrawals first (IPv4 then IPv6), then one batch per (family,
+    /// attribute set). Prefixes are sorted within a batch and batches by
+    /// their first prefix, so output is deterministic.
+    pub(crate) fn finish(self) -> Vec<UpdateBatch> {
         let mut out = Vec::new();
-        for mut w in [withdraw_v4, withdraw_v6] {
+        for mut w in self.withdraw {
             if !w.is_empty() {
                 w.sort_unstable();
                 out.push(UpdateBatch::Withdraw(w));
             }
         }
-        let mut announces: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = groups.into_values().collect();
+        let mut announces: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = self.groups.into_values().collect();
         for (_, prefixes) in &mut announces {
             prefixes.sort_unstable();
         }
@@ -198,4 +157,75 @@ impl AdjRibOut {
         );
         out
     }
+}
+
+impl AdjRibOut {
+    /// A peer that came up while the Loc-RIB was empty: it has what it
+    /// should have (nothing), so changes are tracked from the start.
+    pub(crate) fn up_to_date() -> Self {
+        Self {
+            initial: false,
+            ..Self::default()
+        }
+    }
+
+    /// `prefix` may have changed for the peer, which had `had` for it.
+    /// Ignored while the peer waits for its initial table.
+    pub(crate) fn record(&mut self, prefix: IpNet, had: Option<Arc<PathAttrs>>) {
+        if !self.initial {
+            self.pending.push((prefix, had));
+        }
+    }
+
+    /// The peer waits for its whole table: nothing to record per prefix.
+    pub(crate) fn is_initial(&self) -> bool {
+        self.initial
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.initial || self.resend_all || !self.pending.is_empty()
+    }
+
+    /// Make the next flush announce the whole table again, as a
+    /// ROUTE-REFRESH request (RFC 2918) asks.
+    pub(crate) fn request_resend(&mut self) {
+        self.resend_all = true;
+    }
+
+    /// Number of routes the peer has (after the last flush).
+    pub fn sent_len(&self) -> usize {
+        self.sent[0] + self.sent[1]
+    }
+
+    /// Number of routes of one family the peer has (after the last flush).
+    pub fn sent_len_of(&self, v6: bool) -> usize {
+        self.sent[usize::from(v6)]
+    }
+
+    /// Starts a flush: the recorded changes, first entry per prefix, sorted;
+    /// and whether the whole table is to be announced.
+    pub(crate) fn start_flush(&mut self) -> (Vec<Change>, bool) {
+        // Replaced rather than drained: a burst must not leave a large
+        // allocation behind.
+        let mut pending = std::mem::take(&mut self.pending);
+        // Stable: the first change of a prefix stays first, and dedup keeps it.
+        pending.sort_by_key(|(prefix, _)| *prefix);
+        pending.dedup_by(|later, first| later.0 == first.0);
+        let whole_table = std::mem::take(&mut self.initial) | std::mem::take(&mut self.resend_all);
+        (pending, whole_table)
+    }
+
+    /// Ends a flush: the peer now has `sent` routes per family.
+    pub(crate) fn finish_flush(&mut self, sent: [usize; 2]) {
+        self.sent = sent;
+    }
+
+    /// Counts of the routes per family the peer had before this flush.
+    pub(crate) fn sent_counts(&self) -> [usize; 2] {
+        self.sent
+    }
+}
+
+pub(crate) fn family_of(prefix: &IpNet) -> usize {
+    family_index(prefix)
 }

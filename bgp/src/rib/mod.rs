@@ -77,13 +77,14 @@ pub mod decision;
 pub mod policy;
 pub(crate) mod table;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use tracing::{debug, debug_span};
 
+use adj_out::{family_of, Packer};
 pub use adj_out::{AdjRibOut, UpdateBatch};
 pub use attrs::{AttrInterner, PathAttrs};
 pub use decision::{Candidate, Selection};
@@ -218,6 +219,8 @@ const LOCAL: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 struct Path {
     source: u32,
+    /// Kept for a peer in graceful restart until it announces it again.
+    stale: bool,
     attrs: Arc<PathAttrs>,
 }
 
@@ -247,6 +250,13 @@ impl Destination {
         match self {
             Destination::One(p) => std::slice::from_ref(p),
             Destination::Many(m) => &m.paths,
+        }
+    }
+
+    fn paths_mut(&mut self) -> &mut [Path] {
+        match self {
+            Destination::One(p) => std::slice::from_mut(p),
+            Destination::Many(m) => &mut m.paths,
         }
     }
 
@@ -286,6 +296,29 @@ struct PeerSlot {
     config: PeerConfig,
     ibgp: bool,
     out: AdjRibOut,
+    /// Paths of this peer in the RIB (its Adj-RIB-In), stale ones included.
+    accepted: usize,
+    /// Of those, the ones marked stale.
+    stale: usize,
+    /// Prefixes the peer announces that the import rules rejected (so
+    /// "received" counts them), and those of them kept through a graceful
+    /// restart.
+    rejected: HashSet<IpNet>,
+    rejected_stale: HashSet<IpNet>,
+}
+
+/// What one peer has in the RIB, for its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Prefixes the peer announces (rejected and stale ones included).
+    pub received: usize,
+    /// Prefixes the import rules accepted (its Adj-RIB-In).
+    pub accepted: usize,
+    /// Prefixes kept as stale through a graceful restart.
+    pub stale: usize,
+    /// Routes we advertised to it, IPv4 and IPv6 (after the last flush).
+    pub advertised_v4: usize,
+    pub advertised_v6: usize,
 }
 
 /// Memo of export results within one operation: many prefixes share one
@@ -385,13 +418,146 @@ impl Rib {
         Ok(&self.slot(index).out)
     }
 
-    /// Pending advertisements for `peer`, packed for UPDATE messages.
+    /// Pending advertisements for `peer`, packed for UPDATE messages: the
+    /// export of the current best route of every prefix that changed since
+    /// the last call (or of every prefix, for a new peer or after a
+    /// ROUTE-REFRESH), where it differs from what the peer has. The changes
+    /// count as sent once returned.
     pub fn take_updates(&mut self, peer: IpAddr) -> Result<Vec<UpdateBatch>, RibError> {
         let index = self.index_of(peer)?;
-        let slot = self.peers[index as usize]
-            .as_mut()
-            .ok_or(RibError::UnknownPeer(peer))?;
-        Ok(slot.out.take_updates())
+        let _span = debug_span!("rib_take_updates", %peer).entered();
+        let (pending, whole_table) = self.slot_mut(index).out.start_flush();
+        let mut sent = self.slot(index).out.sent_counts();
+        let mut packer = Packer::default();
+        let mut memo = ExportMemo::new();
+        for (prefix, had) in pending {
+            let desired = self.desired_export(&mut memo, index, &prefix);
+            let family = family_of(&prefix);
+            match (had, desired) {
+                (None, None) => {}
+                (Some(had), Some(desired)) if Arc::ptr_eq(&had, &desired) => {}
+                (Some(_), None) => {
+                    sent[family] = sent[family].saturating_sub(1);
+                    packer.withdraw(prefix);
+                }
+                (had, Some(desired)) => {
+                    if had.is_none() {
+                        sent[family] += 1;
+                    }
+                    if !whole_table {
+                        packer.announce(prefix, &desired);
+                    }
+                }
+            }
+        }
+        if whole_table {
+            for (prefix, dest) in self.loc.iter() {
+                if dest.multipath() == 0 {
+                    continue;
+                }
+                let best = &dest.paths()[0];
+                if best.source == index {
+                    continue;
+                }
+                let exported = export_with(
+                    &self.config,
+                    &self.peers,
+                    &mut self.interner,
+                    &mut memo,
+                    (best.source, &best.attrs),
+                    index,
+                    &prefix,
+                );
+                if let Some(desired) = exported {
+                    packer.announce(prefix, &desired);
+                }
+            }
+            sent = packer.announced();
+        }
+        drop(memo);
+        self.slot_mut(index).out.finish_flush(sent);
+        self.interner.maybe_collect();
+        Ok(packer.finish())
+    }
+
+    /// Counters of `peer` for its status.
+    pub fn peer_counts(&self, peer: IpAddr) -> Result<PeerCounts, RibError> {
+        let slot = self.slot(self.index_of(peer)?);
+        Ok(PeerCounts {
+            received: slot.accepted + slot.rejected.len() + slot.rejected_stale.len(),
+            accepted: slot.accepted,
+            stale: slot.stale + slot.rejected_stale.len(),
+            advertised_v4: slot.out.sent_len_of(false),
+            advertised_v6: slot.out.sent_len_of(true),
+        })
+    }
+
+    /// Whether `peer`'s path for `prefix` is stale (graceful restart).
+    pub fn is_stale(&self, prefix: &IpNet, peer: IpAddr) -> bool {
+        let Ok(index) = self.index_of(peer) else {
+            return false;
+        };
+        self.loc
+            .get(prefix)
+            .is_some_and(|d| d.paths().iter().any(|p| p.source == index && p.stale))
+    }
+
+    /// `peer`'s session went down gracefully (RFC 4724 helper): every route
+    /// it announced stays, marked stale, until it announces it again or
+    /// [`Rib::take_stale`] withdraws it. Returns how many are stale.
+    pub fn mark_stale(&mut self, peer: IpAddr) -> Result<usize, RibError> {
+        let index = self.index_of(peer)?;
+        let mut marked = 0;
+        for dest in self.loc.values_mut() {
+            for path in dest.paths_mut() {
+                if path.source == index {
+                    path.stale = true;
+                    marked += 1;
+                }
+            }
+        }
+        let slot = self.slot_mut(index);
+        slot.stale = marked;
+        let rejected = std::mem::take(&mut slot.rejected);
+        slot.rejected_stale.extend(rejected);
+        Ok(marked + slot.rejected_stale.len())
+    }
+
+    /// Withdraws `peer`'s still-stale routes of `family` (or all); returns
+    /// the prefixes (rejected ones included) with the RIB's output.
+    pub fn take_stale(
+        &mut self,
+        peer: IpAddr,
+        family: Option<Family>,
+    ) -> Result<(Vec<IpNet>, RibOutput), RibError> {
+        let index = self.index_of(peer)?;
+        let wanted = |p: &IpNet| match family {
+            None => true,
+            Some(f) => {
+                (f == Family::IPV4_UNICAST && matches!(p, IpNet::V4(_)))
+                    || (f == Family::IPV6_UNICAST && matches!(p, IpNet::V6(_)))
+            }
+        };
+        let mut stale: Vec<IpNet> = self
+            .loc
+            .iter()
+            .filter(|(p, d)| {
+                wanted(p)
+                    && d.paths()
+                        .iter()
+                        .any(|path| path.source == index && path.stale)
+            })
+            .map(|(p, _)| p)
+            .collect();
+        let slot = self.slot_mut(index);
+        let rejected: Vec<IpNet> = slot.rejected_stale.iter().copied().filter(wanted).collect();
+        for p in &rejected {
+            slot.rejected_stale.remove(p);
+        }
+        let output = self.withdraw(peer, &stale)?;
+        stale.extend(rejected);
+        stale.sort_unstable();
+        Ok((stale, output))
     }
 
     /// The peer sent ROUTE-REFRESH: its next [`Rib::take_updates`] announces
@@ -415,7 +581,16 @@ impl Rib {
         let slot = PeerSlot {
             ibgp: config.asn == self.config.local_asn,
             config,
-            out: AdjRibOut::default(),
+            // Waits for the whole table at its first flush, if there is one.
+            out: if self.loc.is_empty() {
+                AdjRibOut::up_to_date()
+            } else {
+                AdjRibOut::default()
+            },
+            accepted: 0,
+            stale: 0,
+            rejected: HashSet::new(),
+            rejected_stale: HashSet::new(),
         };
         let index = match self.peers.iter().position(Option::is_none) {
             Some(free) => {
@@ -429,21 +604,7 @@ impl Rib {
         };
         let index = u32::try_from(index).unwrap_or(LOCAL - 1);
         self.by_address.insert(address, index);
-
-        let bests: Vec<(IpNet, u32, Arc<PathAttrs>)> = self
-            .loc
-            .iter()
-            .filter(|(_, d)| d.multipath() > 0)
-            .map(|(prefix, d)| (prefix, d.paths()[0].source, Arc::clone(&d.paths()[0].attrs)))
-            .collect();
-        let mut memo = ExportMemo::new();
-        for (prefix, source, attrs) in bests {
-            if let Some(desired) = self.export_to(&mut memo, source, &attrs, index, &prefix) {
-                self.slot_mut(index).out.set(prefix, Some(desired));
-            }
-        }
-        let slot = self.slot(index);
-        debug!(routes = slot.out.len_desired(), "initial table queued");
+        debug!(routes = self.loc.len(), "initial table queued");
         let mut output = RibOutput::default();
         self.finish(&mut output);
         Ok(output)
@@ -487,12 +648,26 @@ impl Rib {
         let mut output = RibOutput::default();
         let imported = policy::import(&self.config, self.slot(index).ibgp, attrs);
         let attrs = match imported {
-            Ok(attrs) => Some(self.interner.intern(attrs)),
+            Ok(attrs) => {
+                let slot = self.slot_mut(index);
+                if !slot.rejected.is_empty() || !slot.rejected_stale.is_empty() {
+                    for p in prefixes {
+                        slot.rejected.remove(&p.trunc());
+                        slot.rejected_stale.remove(&p.trunc());
+                    }
+                }
+                Some(self.interner.intern(attrs))
+            }
             Err(reason) => {
                 debug!(?reason, "announcement rejected by import rules");
                 output
                     .rejected
                     .extend(prefixes.iter().map(|p| (p.trunc(), reason)));
+                let slot = self.slot_mut(index);
+                for p in prefixes {
+                    slot.rejected_stale.remove(&p.trunc());
+                    slot.rejected.insert(p.trunc());
+                }
                 None
             }
         };
@@ -564,6 +739,13 @@ impl Rib {
     pub fn withdraw(&mut self, peer: IpAddr, prefixes: &[IpNet]) -> Result<RibOutput, RibError> {
         let index = self.index_of(peer)?;
         let _span = debug_span!("rib_withdraw", %peer, prefixes = prefixes.len()).entered();
+        let slot = self.slot_mut(index);
+        if !slot.rejected.is_empty() || !slot.rejected_stale.is_empty() {
+            for p in prefixes {
+                slot.rejected.remove(&p.trunc());
+                slot.rejected_stale.remove(&p.trunc());
+            }
+        }
         let mut output = RibOutput::default();
         let mut memo = ExportMemo::new();
         for prefix in prefixes {
@@ -655,15 +837,7 @@ impl Rib {
     }
 
     fn source(&self, index: u32) -> Source<'_> {
-        if index == LOCAL {
-            return Source::Local;
-        }
-        let slot = self.slot(index);
-        Source::Peer {
-            index,
-            peer: &slot.config,
-            ibgp: slot.ibgp,
-        }
+        source_of(&self.peers, index)
     }
 
     fn selected(&self, d: &Destination) -> Option<Selected> {
@@ -712,7 +886,14 @@ impl Rib {
         let dest = self.loc.get_or_insert_with(prefix, Destination::empty);
         let existing = dest.paths().iter().position(|p| p.source == source);
         match (existing, &attrs) {
-            (Some(i), Some(attrs)) if Arc::ptr_eq(&dest.paths()[i].attrs, attrs) => return,
+            (Some(i), Some(attrs)) if Arc::ptr_eq(&dest.paths()[i].attrs, attrs) => {
+                // Announced again unchanged: only fresh again.
+                let path = &mut dest.paths_mut()[i];
+                if std::mem::take(&mut path.stale) {
+                    self.slot_mut(source).stale -= 1;
+                }
+                return;
+            }
             (None, None) => {
                 if dest.paths().is_empty() {
                     self.loc.remove(&prefix);
@@ -723,14 +904,35 @@ impl Rib {
         }
         let before = Snapshot::of(dest);
         let mut paths = dest.take_paths();
+        let mut was_stale = false;
+        let mut accepted_delta: isize = 0;
         match (existing, attrs) {
-            (Some(i), Some(attrs)) => paths[i].attrs = attrs,
-            (None, Some(attrs)) => paths.push(Path { source, attrs }),
+            (Some(i), Some(attrs)) => {
+                was_stale = std::mem::take(&mut paths[i].stale);
+                paths[i].attrs = attrs;
+            }
+            (None, Some(attrs)) => {
+                accepted_delta = 1;
+                paths.push(Path {
+                    source,
+                    stale: false,
+                    attrs,
+                });
+            }
             (Some(i), None) => {
-                paths.remove(i);
+                accepted_delta = -1;
+                was_stale = paths.remove(i).stale;
             }
             (None, None) => {}
         }
+        if source != LOCAL {
+            let slot = self.slot_mut(source);
+            slot.accepted = slot.accepted.saturating_add_signed(accepted_delta);
+            if was_stale {
+                slot.stale = slot.stale.saturating_sub(1);
+            }
+        }
+        let dest = self.loc.get_or_insert_with(prefix, Destination::empty);
         // Selection is redone right below; until then nothing is selected.
         dest.store(paths, 0);
         self.decide(prefix, before, memo, output, skip_export);
@@ -790,73 +992,88 @@ impl Rib {
         }
         let best = self.loc.get(&prefix).and_then(|d| self.selected(d));
         output.best_changes.push(BestChange { prefix, best });
-        let best_changed = before.set.first() != after.set.first();
-        if best_changed {
-            let best = after.set.first().map(|(source, attrs)| Path {
-                source: *source,
-                attrs: Arc::clone(&attrs.0),
-            });
-            self.propagate(prefix, best, memo, skip_export);
+        let old = before.set.first();
+        let new = after.set.first();
+        if old != new {
+            self.propagate(prefix, old, new, memo, skip_export);
         }
     }
 
-    /// Recompute what every peer should have for `prefix`.
+    /// Record `prefix` as changed for every peer whose export of it differs
+    /// between the `old` and the `new` best route.
     fn propagate(
         &mut self,
         prefix: IpNet,
-        best: Option<Path>,
+        old: Option<&(u32, ByPtr)>,
+        new: Option<&(u32, ByPtr)>,
         memo: &mut ExportMemo,
         skip_export: Option<u32>,
     ) {
         for index in 0..self.peers.len() {
             let index = u32::try_from(index).unwrap_or(LOCAL - 1);
-            if Some(index) == skip_export || self.peers[index as usize].is_none() {
+            if Some(index) == skip_export {
                 continue;
+            }
+            match &self.peers[index as usize] {
+                Some(slot) if !slot.out.is_initial() => {}
+                _ => continue,
             }
             // Never back to the peer the best path came from (what BIRD,
             // FRR and GoBGP do too): an eBGP peer would drop it as a loop, an
             // iBGP one already has it, and at a full table it doubled the
             // source peer's Adj-RIB-Out and the UPDATEs sent.
-            let desired = best
-                .as_ref()
-                .filter(|b| b.source != index)
-                .and_then(|b| self.export_to(memo, b.source, &b.attrs, index, &prefix));
-            self.slot_mut(index).out.set(prefix, desired);
+            let mut export = |best: Option<&(u32, ByPtr)>| {
+                best.filter(|(source, _)| *source != index)
+                    .and_then(|(source, attrs)| {
+                        export_with(
+                            &self.config,
+                            &self.peers,
+                            &mut self.interner,
+                            memo,
+                            (*source, &attrs.0),
+                            index,
+                            &prefix,
+                        )
+                    })
+            };
+            let had = export(old);
+            let desired = export(new);
+            let same = match (&had, &desired) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if !same {
+                self.slot_mut(index).out.record(prefix, had);
+            }
         }
     }
 
-    fn export_to(
+    /// What `to` should have for `prefix`: the export of the current best
+    /// route, unless it came from `to`.
+    fn desired_export(
         &mut self,
         memo: &mut ExportMemo,
-        source: u32,
-        attrs: &Arc<PathAttrs>,
         to: u32,
         prefix: &IpNet,
     ) -> Option<Arc<PathAttrs>> {
-        let v6 = matches!(prefix, IpNet::V6(_));
-        let key = (Arc::as_ptr(attrs), source, to, v6);
-        if let Some(done) = memo.get(&key) {
-            return done.clone();
+        let dest = self.loc.get(prefix)?;
+        if dest.multipath() == 0 {
+            return None;
         }
-        let to_slot = self.slot(to);
-        let exported = policy::export(
+        let best = &dest.paths()[0];
+        if best.source == to {
+            return None;
+        }
+        export_with(
             &self.config,
-            self.source(source),
-            attrs,
+            &self.peers,
+            &mut self.interner,
+            memo,
+            (best.source, &best.attrs),
             to,
-            &to_slot.config,
-            to_slot.ibgp,
-            v6,
-        );
-        let exported = exported.map(|a| {
-            if a == **attrs {
-                self.interner.intern_arc(attrs)
-            } else {
-                self.interner.intern(a)
-            }
-        });
-        memo.insert(key, exported.clone());
-        exported
+            prefix,
+        )
     }
 
     fn candidate(&self, path: &Path) -> Candidate {
@@ -925,6 +1142,63 @@ impl PartialEq for ByPtr {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+}
+
+fn source_of(peers: &[Option<PeerSlot>], index: u32) -> Source<'_> {
+    if index == LOCAL {
+        return Source::Local;
+    }
+    let slot = slot_of(peers, index);
+    Source::Peer {
+        index,
+        peer: &slot.config,
+        ibgp: slot.ibgp,
+    }
+}
+
+fn slot_of(peers: &[Option<PeerSlot>], index: u32) -> &PeerSlot {
+    match peers.get(index as usize) {
+        Some(Some(slot)) => slot,
+        _ => unreachable_slot(index),
+    }
+}
+
+/// The export of a route (`source`, `attrs`) to peer `to`, interned and
+/// memoised per operation. A free function over the RIB's fields so it can
+/// run while the prefix table is borrowed.
+fn export_with(
+    config: &RibConfig,
+    peers: &[Option<PeerSlot>],
+    interner: &mut AttrInterner,
+    memo: &mut ExportMemo,
+    (source, attrs): (u32, &Arc<PathAttrs>),
+    to: u32,
+    prefix: &IpNet,
+) -> Option<Arc<PathAttrs>> {
+    let v6 = matches!(prefix, IpNet::V6(_));
+    let key = (Arc::as_ptr(attrs), source, to, v6);
+    if let Some(done) = memo.get(&key) {
+        return done.clone();
+    }
+    let to_slot = slot_of(peers, to);
+    let exported = policy::export(
+        config,
+        source_of(peers, source),
+        attrs,
+        to,
+        &to_slot.config,
+        to_slot.ibgp,
+        v6,
+    );
+    let exported = exported.map(|a| {
+        if a == **attrs {
+            interner.intern_arc(attrs)
+        } else {
+            interner.intern(a)
+        }
+    });
+    memo.insert(key, exported.clone());
+    exported
 }
 
 #[cold]

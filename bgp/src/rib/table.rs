@@ -47,17 +47,6 @@ impl<V> PrefixMap<V> {
         }
     }
 
-    pub(crate) fn contains_key(&self, prefix: &IpNet) -> bool {
-        self.get(prefix).is_some()
-    }
-
-    pub(crate) fn insert(&mut self, prefix: IpNet, value: V) -> Option<V> {
-        match prefix {
-            IpNet::V4(p) => self.v4.insert(p, value),
-            IpNet::V6(p) => self.v6.insert(p, value),
-        }
-    }
-
     pub(crate) fn remove(&mut self, prefix: &IpNet) -> Option<V> {
         match prefix {
             IpNet::V4(p) => self.v4.remove(p),
@@ -77,6 +66,10 @@ impl<V> PrefixMap<V> {
             .iter()
             .map(|(p, v)| (IpNet::V4(*p), v))
             .chain(self.v6.iter().map(|(p, v)| (IpNet::V6(*p), v)))
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        self.v4.values_mut().chain(self.v6.values_mut())
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {

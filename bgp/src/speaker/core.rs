@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::peer::{self, family_of, PeerEvent, PeerHandle, PeerInput};
+use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
 use super::received::{ReceivedRoutes, UpdateEffect};
 use super::{
     listener, socket, BestRouteChange, PeerConfig, PeerState, PeerStatus, Request, RouteEntry,
@@ -61,7 +61,8 @@ struct PeerEntry {
     /// The RIB has a slot for the peer (Established, or stale after GR).
     in_rib: bool,
     rib_config: Option<rib::PeerConfig>,
-    /// What the peer currently announces (before import rules).
+    /// UPDATE translation and the extra paths of ADD-PATH (the RIB holds
+    /// the routes, counts and stale marks).
     received: ReceivedRoutes,
     /// Identifies the running graceful-restart timer while routes are stale.
     stale_generation: Option<u64>,
@@ -501,8 +502,13 @@ impl Core {
         ) && entry.config.graceful_restart.is_some()
             && entry.peer_restart_time.is_some_and(|t| t > 0);
         // With nothing to keep, a graceful end is just an end.
-        if graceful && entry.in_rib && entry.received.len() > 0 {
-            let stale = entry.received.mark_all_stale();
+        let received = if entry.in_rib {
+            self.rib.peer_counts(address).map_or(0, |c| c.received)
+        } else {
+            0
+        };
+        if graceful && received > 0 {
+            let stale = self.rib.mark_stale(address).unwrap_or(0);
             info!(peer = %address, stale, "graceful restart: keeping routes as stale");
             self.arm_stale_timer(address);
             return;
@@ -521,10 +527,11 @@ impl Core {
     fn arm_stale_timer(&mut self, address: IpAddr) {
         let generation = self.next_generation;
         self.next_generation += 1;
+        let stale = self.rib.peer_counts(address).map_or(0, |c| c.stale);
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
-        if entry.received.stale_len() == 0 {
+        if stale == 0 {
             entry.stale_generation = None;
             return;
         }
@@ -564,18 +571,21 @@ impl Core {
 
     /// Withdraws the peer's still-stale routes (of `family`, or all).
     fn purge_stale(&mut self, address: IpAddr, family: Option<Family>) -> RibOutput {
-        let Some(entry) = self.peers.get_mut(&address) else {
+        let Ok((purged, out)) = self.rib.take_stale(address, family) else {
             return RibOutput::default();
         };
-        let purge = entry.received.take_stale(family);
-        if entry.received.stale_len() == 0 {
+        let stale = self.rib.peer_counts(address).map_or(0, |c| c.stale);
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return out;
+        };
+        entry.received.forget(&purged);
+        if stale == 0 {
             entry.stale_generation = None;
         }
-        if purge.is_empty() {
-            return RibOutput::default();
+        if !purged.is_empty() {
+            info!(peer = %address, withdrawn = purged.len(), "stale routes withdrawn");
         }
-        info!(peer = %address, withdrawn = purge.len(), "stale routes withdrawn");
-        self.rib.withdraw(address, &purge).unwrap_or_default()
+        out
     }
 
     fn update(&mut self, address: IpAddr, update: Update, outcome: UpdateOutcome) {
@@ -615,7 +625,9 @@ impl Core {
 
     /// Publishes Loc-RIB changes and sends pending advertisements.
     fn apply(&mut self, out: RibOutput) {
-        if !out.best_changes.is_empty() {
+        // Without subscribers the changes need no translation.
+        self.subscribers.retain(|s| !s.is_closed());
+        if !out.best_changes.is_empty() && !self.subscribers.is_empty() {
             let changes: Vec<BestRouteChange> = out
                 .best_changes
                 .into_iter()
@@ -649,10 +661,7 @@ impl Core {
 
     fn entry_of(&self, prefix: IpNet, best: rib::Selected) -> RouteEntry {
         let stale = match best.source {
-            RouteSource::Peer(peer) => self
-                .peers
-                .get(&peer)
-                .is_some_and(|e| e.received.is_stale(&prefix)),
+            RouteSource::Peer(peer) => self.rib.is_stale(&prefix, peer),
             RouteSource::Local => false,
         };
         RouteEntry {
@@ -678,20 +687,21 @@ impl Core {
         self.peers
             .iter()
             .map(|(address, entry)| {
-                let in_rib = entry.in_rib;
-                let accepted = if in_rib {
-                    self.rib.adj_rib_in(*address).map(|r| r.len()).unwrap_or(0)
+                let counts = if entry.in_rib {
+                    self.rib.peer_counts(*address).unwrap_or_default()
                 } else {
-                    0
+                    rib::PeerCounts::default()
                 };
-                // What reached the wire: the RIB also marks as sent the
+                // What reached the wire: the RIB also counts as sent the
                 // routes of families the session did not negotiate.
-                let advertised = match (&entry.session, self.rib.adj_rib_out(*address)) {
-                    (Some((_, negotiated)), Ok(out)) => out
-                        .sent()
-                        .filter(|(p, _)| negotiated.has_family(family_of(p)))
-                        .count(),
-                    _ => 0,
+                let advertised = match &entry.session {
+                    Some((_, negotiated)) => {
+                        let v4 = negotiated.has_family(Family::IPV4_UNICAST);
+                        let v6 = negotiated.has_family(Family::IPV6_UNICAST);
+                        usize::from(v4) * counts.advertised_v4
+                            + usize::from(v6) * counts.advertised_v6
+                    }
+                    None => 0,
                 };
                 let negotiated = entry.session.as_ref().map(|(_, n)| n);
                 PeerStatus {
@@ -702,10 +712,10 @@ impl Core {
                     families: negotiated.map(|n| n.families.clone()).unwrap_or_default(),
                     hold_time: negotiated.map(|n| n.hold_time),
                     last_error: entry.last_error.clone(),
-                    prefixes_received: entry.received.len(),
-                    prefixes_accepted: accepted,
+                    prefixes_received: counts.received,
+                    prefixes_accepted: counts.accepted,
                     prefixes_advertised: advertised,
-                    prefixes_stale: entry.received.stale_len(),
+                    prefixes_stale: counts.stale,
                     established_transitions: entry.established_transitions,
                 }
             })

@@ -1,18 +1,20 @@
-//! What one peer currently announces, tracked next to the RIB: the count the
-//! peer status reports as "received", the stale marks of graceful restart,
-//! and the extra paths of an ADD-PATH peer (the RIB keeps one path per peer
-//! and prefix, so when one of several paths is withdrawn another must be
-//! re-announced rather than the prefix withdrawn).
+//! Turns a peer's decoded UPDATEs into RIB operations, and tracks the extra
+//! paths of an ADD-PATH peer: the RIB keeps one path per peer and prefix, so
+//! when one of several paths is withdrawn another must be re-announced
+//! rather than the prefix withdrawn.
+//!
+//! Only prefixes announced with a path identifier are stored here: for a
+//! peer without ADD-PATH the RIB alone holds its routes (and the counts and
+//! graceful-restart stale marks of its status), so a route is not stored
+//! twice.
 //!
 //! Pure: [`ReceivedRoutes::update`] turns a decoded UPDATE and its RFC 7606
 //! outcome into the RIB operations to run. Never panics.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::peer::family_of;
 use crate::packet::{Family, Update, UpdateOutcome};
 use crate::rib::table::PrefixMap;
 use crate::rib::PathAttrs;
@@ -33,61 +35,36 @@ pub(crate) enum UpdateEffect {
     Changes(RibChanges),
 }
 
-/// Paths of an ADD-PATH peer for one prefix, by path id, oldest first;
-/// empty (no allocation) for a peer without ADD-PATH. A boxed slice, not a
-/// `Vec`, and IPv4 keys of 5 bytes ([`PrefixMap`]): this map holds every
-/// route a peer sends, and at a million routes each byte of entry counts
-/// (24 bytes per entry instead of 48; the bgperf benchmark measures it).
+/// Paths of an ADD-PATH peer for one prefix, by path id, oldest first. A
+/// boxed slice, not a `Vec`: one word less per prefix.
 type Paths = Box<[(u32, Arc<PathAttrs>)]>;
 
 #[derive(Debug, Default)]
 pub(crate) struct ReceivedRoutes {
-    routes: PrefixMap<Paths>,
-    stale: HashSet<IpNet>,
+    /// Prefixes announced with a path identifier (ADD-PATH receive).
+    add_paths: PrefixMap<Paths>,
 }
 
 impl ReceivedRoutes {
-    /// Prefixes the peer announces (stale ones included).
-    pub(crate) fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    pub(crate) fn stale_len(&self) -> usize {
-        self.stale.len()
-    }
-
-    pub(crate) fn is_stale(&self, prefix: &IpNet) -> bool {
-        self.stale.contains(prefix)
+    /// Prefixes with ADD-PATH paths tracked.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.add_paths.len()
     }
 
     /// Forget everything (the RIB dropped the peer).
     pub(crate) fn clear(&mut self) {
-        self.routes = PrefixMap::default();
-        self.stale.clear();
+        self.add_paths = PrefixMap::default();
     }
 
-    /// The session went down gracefully: every route is stale until the
-    /// peer announces it again. Returns how many.
-    pub(crate) fn mark_all_stale(&mut self) -> usize {
-        self.stale.extend(self.routes.keys());
-        self.stale.len()
-    }
-
-    /// Removes and returns the still-stale prefixes of `family` (or all),
-    /// which the RIB must withdraw.
-    pub(crate) fn take_stale(&mut self, family: Option<Family>) -> Vec<IpNet> {
-        let mut taken: Vec<IpNet> = self
-            .stale
-            .iter()
-            .copied()
-            .filter(|p| family.is_none_or(|f| family_of(p) == f))
-            .collect();
-        taken.sort_unstable();
-        for p in &taken {
-            self.stale.remove(p);
-            self.routes.remove(p);
+    /// Forget `prefixes` (the RIB withdrew them, e.g. stale after a restart).
+    pub(crate) fn forget(&mut self, prefixes: &[IpNet]) {
+        if self.add_paths.is_empty() {
+            return;
         }
-        taken
+        for p in prefixes {
+            self.add_paths.remove(p);
+        }
     }
 
     /// Records `update` and returns what the RIB must do with it.
@@ -114,20 +91,24 @@ impl ReceivedRoutes {
             if let Some(unreach) = mp_unreach {
                 withdrawn.extend(unreach.withdrawn);
             }
-            if !nlri.is_empty() {
-                announced.push((nlri, PathAttrs::from_update(attributes.clone(), None)));
-            }
             if let Some(reach) = mp_reach {
+                if !nlri.is_empty() {
+                    announced.push((nlri, PathAttrs::from_update(attributes.clone(), None)));
+                }
                 let attrs = PathAttrs::from_update(attributes, Some(reach.next_hop));
                 announced.push((reach.nlri, attrs));
+            } else if !nlri.is_empty() {
+                announced.push((nlri, PathAttrs::from_update(attributes, None)));
             }
         }
 
-        let mut changes = RibChanges::default();
+        let mut changes = RibChanges {
+            withdraw: Vec::with_capacity(withdrawn.len()),
+            announce: Vec::with_capacity(announced.len()),
+        };
         for n in withdrawn {
-            self.stale.remove(&n.prefix);
-            let remaining = match (n.path_id, self.routes.get_mut(&n.prefix)) {
-                (Some(id), Some(paths)) if !paths.is_empty() => {
+            let remaining = match (n.path_id, self.add_paths.get_mut(&n.prefix)) {
+                (Some(id), Some(paths)) => {
                     let mut kept = std::mem::take(paths).into_vec();
                     kept.retain(|(pid, _)| *pid != id);
                     *paths = kept.into_boxed_slice();
@@ -139,29 +120,32 @@ impl ReceivedRoutes {
                 // Another path of an ADD-PATH peer takes over.
                 Some(attrs) => changes.announce.push((vec![n.prefix], (*attrs).clone())),
                 None => {
-                    if self.routes.remove(&n.prefix).is_some() {
-                        changes.withdraw.push(n.prefix);
-                    }
+                    self.add_paths.remove(&n.prefix);
+                    // The RIB ignores prefixes the peer never announced.
+                    changes.withdraw.push(n.prefix);
                 }
             }
         }
         for (nlri, attrs) in announced {
-            let shared = Arc::new(attrs);
+            if nlri.is_empty() {
+                continue;
+            }
+            let shared = nlri
+                .iter()
+                .any(|n| n.path_id.is_some())
+                .then(|| Arc::new(attrs.clone()));
             let mut prefixes = Vec::with_capacity(nlri.len());
             for n in nlri {
-                self.stale.remove(&n.prefix);
-                let paths = self.routes.get_or_insert_with(n.prefix, Paths::default);
-                if let Some(id) = n.path_id {
+                if let (Some(id), Some(shared)) = (n.path_id, &shared) {
+                    let paths = self.add_paths.get_or_insert_with(n.prefix, Paths::default);
                     let mut kept = std::mem::take(paths).into_vec();
                     kept.retain(|(pid, _)| *pid != id);
-                    kept.push((id, Arc::clone(&shared)));
+                    kept.push((id, Arc::clone(shared)));
                     *paths = kept.into_boxed_slice();
                 }
                 prefixes.push(n.prefix);
             }
-            if !prefixes.is_empty() {
-                changes.announce.push((prefixes, (*shared).clone()));
-            }
+            changes.announce.push((prefixes, attrs));
         }
         UpdateEffect::Changes(changes)
     }
@@ -246,7 +230,11 @@ mod tests {
             c.announce[0].1.attributes.next_hop, None,
             "next hop normalised out"
         );
-        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r.tracked(),
+            0,
+            "without ADD-PATH only the RIB stores routes"
+        );
 
         let c = changes(r.update(
             withdraw(&["10.0.0.0/24", "10.9.0.0/24"], None),
@@ -254,10 +242,9 @@ mod tests {
         ));
         assert_eq!(
             c.withdraw,
-            vec![net("10.0.0.0/24")],
-            "unknown prefixes are not withdrawn"
+            vec![net("10.0.0.0/24"), net("10.9.0.0/24")],
+            "passed on; the RIB ignores prefixes it does not have"
         );
-        assert_eq!(r.len(), 1);
     }
 
     #[test]
@@ -272,7 +259,6 @@ mod tests {
         let c = changes(r.update(announce(&["10.0.0.0/24"], None, [2, 2, 2, 2]), &outcome));
         assert_eq!(c.withdraw, vec![net("10.0.0.0/24")]);
         assert!(c.announce.is_empty());
-        assert_eq!(r.len(), 0);
     }
 
     #[test]
@@ -306,7 +292,7 @@ mod tests {
             announce(&["10.0.0.0/24"], Some(2), [2, 2, 2, 2]),
             &UpdateOutcome::Ok,
         );
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.tracked(), 1);
         let c = changes(r.update(withdraw(&["10.0.0.0/24"], Some(2)), &UpdateOutcome::Ok));
         assert!(c.withdraw.is_empty());
         assert_eq!(c.announce.len(), 1);
@@ -316,48 +302,6 @@ mod tests {
         );
         let c = changes(r.update(withdraw(&["10.0.0.0/24"], Some(1)), &UpdateOutcome::Ok));
         assert_eq!(c.withdraw, vec![net("10.0.0.0/24")]);
-        assert_eq!(r.len(), 0);
-    }
-
-    #[test]
-    fn stale_routes_are_refreshed_by_announcements_and_purged_per_family() {
-        let mut r = ReceivedRoutes::default();
-        r.update(
-            announce(&["10.0.0.0/24", "10.0.1.0/24"], None, [1, 1, 1, 1]),
-            &UpdateOutcome::Ok,
-        );
-        let v6 = Update {
-            attributes: attributes([1, 1, 1, 1]),
-            mp_reach: Some(crate::packet::MpReach {
-                family: Family::IPV6_UNICAST,
-                next_hop: NextHop::V6 {
-                    global: "fd00::1".parse().unwrap(),
-                    link_local: None,
-                },
-                nlri: vec![Nlri::new(net("fd00:1::/64"))],
-            }),
-            ..Default::default()
-        };
-        r.update(v6, &UpdateOutcome::Ok);
-        assert_eq!(r.mark_all_stale(), 3);
-        assert!(r.is_stale(&net("10.0.0.0/24")));
-
-        // Re-announced after the restart: fresh again.
-        r.update(
-            announce(&["10.0.0.0/24"], None, [1, 1, 1, 1]),
-            &UpdateOutcome::Ok,
-        );
-        assert!(!r.is_stale(&net("10.0.0.0/24")));
-        assert_eq!(r.stale_len(), 2);
-
-        // IPv4 End-of-RIB purges only IPv4 stale routes.
-        assert_eq!(
-            r.take_stale(Some(Family::IPV4_UNICAST)),
-            vec![net("10.0.1.0/24")]
-        );
-        assert_eq!(r.len(), 2);
-        assert_eq!(r.take_stale(None), vec![net("fd00:1::/64")]);
-        assert_eq!(r.len(), 1);
-        assert_eq!(r.stale_len(), 0);
+        assert_eq!(r.tracked(), 0);
     }
 }
