@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brindle_model::selector::Selector;
-use brindle_policy::apply::{Applier, IptablesFlavor, SystemBackend};
+use brindle_policy::apply::{Applier, ApplyError, Backend, IptablesFlavor, SystemBackend};
+use brindle_policy::compile::Family;
 use brindle_policy::compile::{compile, compile_with, Config};
 use brindle_policy::ir::{Action, WorkloadEndpoint};
 use brindle_policy::ir::{EntityMatch, Policy, PolicyModel, PortRange, Protocol, Rule};
@@ -92,6 +93,80 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Time spent in each kind of kernel call since the last [`Timed::take`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Phases {
+    compile: Duration,
+    ipset: Duration,
+    restore: Duration,
+    read_back: Duration,
+}
+
+/// The real backend, timing each call by kind.
+struct Timed {
+    inner: SystemBackend,
+    phases: Phases,
+}
+
+impl Timed {
+    fn take(&mut self) -> Phases {
+        std::mem::take(&mut self.phases)
+    }
+}
+
+fn clock<T>(slot: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    *slot += t.elapsed();
+    out
+}
+
+impl Backend for Timed {
+    fn iptables_save(&mut self, family: Family, table: &str) -> Result<String, ApplyError> {
+        clock(&mut self.phases.read_back, || {
+            self.inner.iptables_save(family, table)
+        })
+    }
+    fn iptables_list_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+    ) -> Result<Option<String>, ApplyError> {
+        clock(&mut self.phases.read_back, || {
+            self.inner.iptables_list_chain(family, table, chain)
+        })
+    }
+    fn iptables_restore(&mut self, family: Family, input: &str) -> Result<(), ApplyError> {
+        clock(&mut self.phases.restore, || {
+            self.inner.iptables_restore(family, input)
+        })
+    }
+    fn settle(&mut self) -> Result<(), ApplyError> {
+        clock(&mut self.phases.restore, || self.inner.settle())
+    }
+    fn ipset_save(&mut self) -> Result<String, ApplyError> {
+        clock(&mut self.phases.read_back, || self.inner.ipset_save())
+    }
+    fn ipset_restore(&mut self, input: &str) -> Result<(), ApplyError> {
+        clock(&mut self.phases.ipset, || self.inner.ipset_restore(input))
+    }
+}
+
+/// Medians of each phase over a list of changes.
+fn median_phases(samples: &[Phases]) -> Phases {
+    let median = |f: fn(&Phases) -> Duration| {
+        let mut v: Vec<Duration> = samples.iter().map(f).collect();
+        percentile(&mut v, 0.5)
+    };
+    Phases {
+        compile: median(|p| p.compile),
+        ipset: median(|p| p.ipset),
+        restore: median(|p| p.restore),
+        read_back: median(|p| p.read_back),
+    }
+}
+
 struct Row {
     flavor: IptablesFlavor,
     compile: Duration,
@@ -101,6 +176,8 @@ struct Row {
     policy: (Duration, Duration),
     rules: usize,
     sets: usize,
+    /// Median of each phase, per kind of change (add, relabel, policy).
+    phases: [Phases; 3],
 }
 
 fn run(flavor: IptablesFlavor) -> Row {
@@ -136,8 +213,11 @@ fn measure(flavor: IptablesFlavor) -> Row {
     let rules = rulesets.iter().map(|r| r.rule_count()).sum();
     let sets = rulesets.iter().map(|r| r.ipsets.len()).sum();
 
-    let mut applier = Applier::new(SystemBackend::new(flavor));
-    applier.verify = false;
+    // As the node runs it (read-back after each write included).
+    let mut applier = Applier::new(Timed {
+        inner: SystemBackend::new(flavor),
+        phases: Phases::default(),
+    });
     // As the node runs it: one selector index kept across compiles.
     let mut index = SelectorIndex::default();
     let t = Instant::now();
@@ -146,17 +226,23 @@ fn measure(flavor: IptablesFlavor) -> Row {
         .unwrap();
     let full = t.elapsed();
 
-    let mut timed = |model: &PolicyModel, applier: &mut Applier<SystemBackend>| {
+    let mut phases: [Vec<Phases>; 3] = Default::default();
+    let mut timed = |kind: usize, model: &PolicyModel, applier: &mut Applier<Timed>| {
+        applier.backend().take();
         let t = Instant::now();
-        applier
-            .apply(&compile_with(model, &config, &mut index))
-            .unwrap();
-        t.elapsed()
+        let rulesets = compile_with(model, &config, &mut index);
+        let compiled = t.elapsed();
+        applier.apply(&rulesets).unwrap();
+        let total = t.elapsed();
+        let mut p = applier.backend().take();
+        p.compile = compiled;
+        phases[kind].push(p);
+        total
     };
     let (mut add, mut relabel, mut pol) = (vec![], vec![], vec![]);
     for round in 0..ROUNDS {
         model.endpoints.push(endpoint(ENDPOINTS + round));
-        add.push(timed(&model, &mut applier));
+        add.push(timed(0, &model, &mut applier));
         let e = &mut model.endpoints[round * 7 % ENDPOINTS];
         let env = if e.labels["env"] == "prod" {
             "dev"
@@ -164,10 +250,10 @@ fn measure(flavor: IptablesFlavor) -> Row {
             "prod"
         };
         e.labels.insert("env".into(), env.into());
-        relabel.push(timed(&model, &mut applier));
+        relabel.push(timed(1, &model, &mut applier));
         let i = round * 13 % POLICIES;
         model.policies[i] = policy(i, 9000 + round as u16);
-        pol.push(timed(&model, &mut applier));
+        pol.push(timed(2, &model, &mut applier));
     }
     applier.uninstall().unwrap();
     let p = |v: &mut Vec<Duration>| (percentile(v, 0.5), percentile(v, 0.99));
@@ -180,6 +266,7 @@ fn measure(flavor: IptablesFlavor) -> Row {
         policy: p(&mut pol),
         rules,
         sets,
+        phases: [0, 1, 2].map(|k| median_phases(&phases[k])),
     }
 }
 
@@ -200,7 +287,7 @@ fn main() {
     );
     println!("| backend | compile (pure) | full sync from nothing | new endpoint p50 / p99 | relabel p50 / p99 | policy change p50 / p99 | rules (v4+v6) | ipsets |");
     println!("|---|---|---|---|---|---|---|---|");
-    for r in rows {
+    for r in &rows {
         println!(
             "| {:?} | {} | {} | {} / {} | {} / {} | {} / {} | {} | {} |",
             r.flavor,
@@ -215,5 +302,23 @@ fn main() {
             r.rules,
             r.sets
         );
+    }
+    println!("\nWhere the time goes (median per change):\n");
+    println!("| backend | change | compile | ipset | iptables-restore | read-back |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        for (kind, p) in ["new endpoint", "relabel", "policy change"]
+            .iter()
+            .zip(&r.phases)
+        {
+            println!(
+                "| {:?} | {kind} | {} | {} | {} | {} |",
+                r.flavor,
+                ms(p.compile),
+                ms(p.ipset),
+                ms(p.restore),
+                ms(p.read_back)
+            );
+        }
     }
 }

@@ -31,6 +31,7 @@
 //! only ipset members; chains change only when policies, profiles or the
 //! set of policies that select some local endpoint change.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use brindle_model::selector::Selector;
@@ -42,6 +43,7 @@ use crate::ir::{
     Protocol, Rule,
 };
 use crate::names;
+use crate::render::ipset_member;
 
 /// IPv4 or IPv6: each has its own iptables and ipsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -156,7 +158,9 @@ impl SetKind {
 pub struct IpSet {
     /// Set type.
     pub kind: SetKind,
-    /// Members, e.g. `10.0.0.1/32` or `10.0.0.1/32,cali1234`.
+    /// Members in the spelling `ipset save` prints, so they compare
+    /// directly with what is read back: `10.0.0.1`, `10.0.0.0/24`,
+    /// `10.0.0.1,cali1234` (host prefixes lose their `/32` or `/128`).
     pub members: BTreeSet<String>,
 }
 
@@ -207,8 +211,10 @@ pub fn compile_with(
     config: &Config,
     index: &mut SelectorIndex,
 ) -> [Ruleset; 2] {
+    let prepared = Prepared::new(model);
+    prepared.refresh(index);
     let rulesets = Family::ALL.map(|family| {
-        let compiler = Compiler::new(model, config, family, std::mem::take(index));
+        let compiler = Compiler::new(&prepared, config, family, std::mem::take(index));
         let (ruleset, used) = compiler.run();
         *index = used;
         ruleset
@@ -219,45 +225,26 @@ pub fn compile_with(
 
 /// Compiles the model for one family.
 pub fn compile_family(model: &PolicyModel, config: &Config, family: Family) -> Ruleset {
-    Compiler::new(model, config, family, SelectorIndex::default())
-        .run()
-        .0
+    let prepared = Prepared::new(model);
+    let mut index = SelectorIndex::default();
+    prepared.refresh(&mut index);
+    Compiler::new(&prepared, config, family, index).run().0
 }
 
-/// An endpoint as the compiler sees it: effective labels, this family's
-/// addresses.
-struct Member<'m> {
-    /// Stable identity for the selector index.
-    key: String,
-    labels: BTreeMap<String, String>,
-    addrs: Vec<String>,
-    profiles: &'m [String],
-    interface: &'m str,
-    local: bool,
-}
-
-struct Compiler<'m> {
-    config: &'m Config,
-    family: Family,
-    members: Vec<Member<'m>>,
-    host_endpoints: Vec<(&'m HostEndpoint, BTreeMap<String, String>)>,
-    index: SelectorIndex,
-    /// Member key → position in `members`.
-    positions: HashMap<String, usize>,
-    policies: Vec<&'m Policy>,
-    pools: &'m [Pool],
+/// What both families share: profiles (defined or implied by a network
+/// name), effective labels, policies in order. Built once per compile.
+struct Prepared<'m> {
+    model: &'m PolicyModel,
     profiles: BTreeMap<String, Profile>,
-    filter: Chains,
-    ipsets: BTreeMap<String, IpSet>,
+    /// Effective labels of `model.endpoints` then `model.remote_endpoints`.
+    endpoint_labels: Vec<(String, Cow<'m, BTreeMap<String, String>>)>,
+    /// Effective labels of `model.host_endpoints`.
+    host_labels: Vec<(String, BTreeMap<String, String>)>,
+    policies: Vec<&'m Policy>,
 }
 
-impl<'m> Compiler<'m> {
-    fn new(
-        model: &'m PolicyModel,
-        config: &'m Config,
-        family: Family,
-        mut index: SelectorIndex,
-    ) -> Self {
+impl<'m> Prepared<'m> {
+    fn new(model: &'m PolicyModel) -> Self {
         let mut profiles: BTreeMap<String, Profile> = model
             .profiles
             .iter()
@@ -274,57 +261,38 @@ impl<'m> Compiler<'m> {
                 .entry(name.clone())
                 .or_insert_with(|| Profile::default_network(name));
         }
-        let effective_labels = |own: &BTreeMap<String, String>, nets: &[String]| {
-            let mut labels = BTreeMap::new();
-            for net in nets {
-                if let Some(p) = profiles.get(net) {
-                    labels.extend(p.labels_to_apply.clone());
-                }
-            }
-            labels.extend(own.clone());
-            labels
-        };
-        let family_addrs = |addrs: &[IpNet]| -> Vec<String> {
-            addrs
+        // A profile's labelsToApply, then the endpoint's own on top; most
+        // endpoints get none from their profiles and keep their own map.
+        let effective = |own: &'m BTreeMap<String, String>, nets: &[String]| {
+            let inherited: Vec<&BTreeMap<String, String>> = nets
                 .iter()
-                .filter(|a| family.contains(a))
-                .map(|a| a.trunc().to_string())
-                .collect()
+                .filter_map(|n| profiles.get(n))
+                .map(|p| &p.labels_to_apply)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if inherited.is_empty() {
+                return Cow::Borrowed(own);
+            }
+            let mut labels = BTreeMap::new();
+            for l in inherited {
+                labels.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Cow::Owned(labels)
         };
-        let local = model.endpoints.iter().map(|e| (e, true));
-        let remote = model.remote_endpoints.iter().map(|e| (e, false));
-        let members: Vec<Member<'m>> = local
-            .chain(remote)
-            .map(|(e, local)| Member {
-                key: format!("w:{}", e.name),
-                labels: effective_labels(&e.labels, &e.profiles),
-                addrs: family_addrs(&e.addrs),
-                profiles: &e.profiles,
-                interface: &e.interface,
-                local,
-            })
+        let endpoint_labels = model
+            .endpoints
+            .iter()
+            .chain(&model.remote_endpoints)
+            .map(|e| (format!("w:{}", e.name), effective(&e.labels, &e.profiles)))
             .collect();
-        let host_endpoints: Vec<(&HostEndpoint, BTreeMap<String, String>)> = model
+        let host_labels = model
             .host_endpoints
             .iter()
-            .map(|h| (h, effective_labels(&h.labels, &h.profiles)))
-            .collect();
-        let hep_keys: Vec<String> = host_endpoints
-            .iter()
-            .map(|(h, _)| format!("h:{}", h.name))
-            .collect();
-        index.refresh(
-            members.iter().map(|m| (m.key.as_str(), &m.labels)).chain(
-                hep_keys
-                    .iter()
-                    .map(String::as_str)
-                    .zip(host_endpoints.iter().map(|(_, l)| l)),
-            ),
-        );
-        let positions = members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.key.clone(), i))
+            .map(|h| {
+                let labels = effective(&h.labels, &h.profiles).into_owned();
+                (format!("h:{}", h.name), labels)
+            })
             .collect();
         let mut policies: Vec<&Policy> = model.policies.iter().collect();
         policies.sort_by(|a, b| {
@@ -333,6 +301,93 @@ impl<'m> Compiler<'m> {
                 .total_cmp(&order(b))
                 .then_with(|| a.name.cmp(&b.name))
         });
+        Prepared {
+            model,
+            profiles,
+            endpoint_labels,
+            host_labels,
+            policies,
+        }
+    }
+
+    /// Brings `index` up to date with every endpoint's effective labels.
+    fn refresh(&self, index: &mut SelectorIndex) {
+        index.refresh(
+            self.endpoint_labels
+                .iter()
+                .map(|(k, l)| (k.as_str(), l.as_ref()))
+                .chain(self.host_labels.iter().map(|(k, l)| (k.as_str(), l))),
+        );
+    }
+}
+
+/// An endpoint as the compiler sees it: effective labels, this family's
+/// addresses.
+struct Member<'m> {
+    /// Stable identity for the selector index.
+    key: &'m str,
+    labels: &'m BTreeMap<String, String>,
+    addrs: Vec<String>,
+    profiles: &'m [String],
+    interface: &'m str,
+    local: bool,
+}
+
+struct Compiler<'m> {
+    config: &'m Config,
+    family: Family,
+    members: Vec<Member<'m>>,
+    host_endpoints: Vec<(&'m HostEndpoint, BTreeMap<String, String>)>,
+    index: SelectorIndex,
+    /// Member key → position in `members`.
+    positions: HashMap<&'m str, usize>,
+    policies: Vec<&'m Policy>,
+    pools: &'m [Pool],
+    profiles: &'m BTreeMap<String, Profile>,
+    filter: Chains,
+    ipsets: BTreeMap<String, IpSet>,
+}
+
+impl<'m> Compiler<'m> {
+    fn new(
+        prepared: &'m Prepared<'m>,
+        config: &'m Config,
+        family: Family,
+        index: SelectorIndex,
+    ) -> Self {
+        let model = prepared.model;
+        let family_addrs = |addrs: &[IpNet]| -> Vec<String> {
+            addrs
+                .iter()
+                .filter(|a| family.contains(a))
+                .map(|a| ipset_member(&a.trunc().to_string()))
+                .collect()
+        };
+        let local = model.endpoints.iter().map(|e| (e, true));
+        let remote = model.remote_endpoints.iter().map(|e| (e, false));
+        let members: Vec<Member<'m>> = local
+            .chain(remote)
+            .zip(&prepared.endpoint_labels)
+            .map(|((e, local), (key, labels))| Member {
+                key: key.as_str(),
+                labels: labels.as_ref(),
+                addrs: family_addrs(&e.addrs),
+                profiles: &e.profiles,
+                interface: &e.interface,
+                local,
+            })
+            .collect();
+        let host_endpoints = model
+            .host_endpoints
+            .iter()
+            .zip(&prepared.host_labels)
+            .map(|(h, (_, labels))| (h, labels.clone()))
+            .collect();
+        let positions = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.key, i))
+            .collect();
         Compiler {
             config,
             family,
@@ -340,9 +395,9 @@ impl<'m> Compiler<'m> {
             host_endpoints,
             index,
             positions,
-            policies,
+            policies: prepared.policies.clone(),
             pools: &model.pools,
-            profiles,
+            profiles: &prepared.profiles,
             filter: Chains::new(),
             ipsets: BTreeMap::new(),
         }
@@ -393,7 +448,7 @@ impl<'m> Compiler<'m> {
             selector,
             members
                 .iter()
-                .map(|m| (m.key.as_str(), &m.labels))
+                .map(|m| (m.key, m.labels))
                 .chain(heps.iter().map(|(k, l)| (k.as_str(), *l))),
         )
     }
@@ -452,7 +507,7 @@ impl<'m> Compiler<'m> {
             .filter(|p| {
                 let keys = self.matching(&p.selector).clone();
                 keys.iter().any(|k| {
-                    self.positions.get(k).is_some_and(|&i| {
+                    self.positions.get(k.as_str()).is_some_and(|&i| {
                         self.members[i].local && !self.members[i].addrs.is_empty()
                     })
                 })
@@ -623,7 +678,7 @@ impl<'m> Compiler<'m> {
         self.pools
             .iter()
             .filter(|p| self.family.contains(&p.cidr))
-            .map(|p| (p.cidr.trunc().to_string(), p.nat_outgoing))
+            .map(|p| (ipset_member(&p.cidr.trunc().to_string()), p.nat_outgoing))
             .collect()
     }
 
@@ -634,14 +689,14 @@ impl<'m> Compiler<'m> {
             let keys = self.matching(selector).clone();
             let mut members: BTreeSet<String> = BTreeSet::new();
             for key in &keys {
-                if let Some(&i) = self.positions.get(key) {
+                if let Some(&i) = self.positions.get(key.as_str()) {
                     members.extend(self.members[i].addrs.iter().cloned());
                 }
             }
             for (hep, _) in &self.host_endpoints {
                 if keys.contains(&format!("h:{}", hep.name)) {
                     let addrs = hep.addrs.iter().filter(|a| self.family.contains(a));
-                    members.extend(addrs.map(|a| a.trunc().to_string()));
+                    members.extend(addrs.map(|a| ipset_member(&a.trunc().to_string())));
                 }
             }
             let kind = SetKind::HashNet;
@@ -669,7 +724,7 @@ impl<'m> Compiler<'m> {
     /// An ipset holding CIDRs (used when a rule lists more than one).
     fn cidr_set(&mut self, nets: &[String]) -> String {
         let name = names::cidr_set(self.family, nets);
-        let members = nets.iter().cloned().collect();
+        let members = nets.iter().map(|n| ipset_member(n)).collect();
         let kind = SetKind::HashNet;
         self.ipsets.insert(name.clone(), IpSet { kind, members });
         name

@@ -135,6 +135,14 @@ pub fn parse_iptables_save(text: &str) -> ObservedTable {
             }
             continue;
         }
+        // `iptables -S <chain>` declares the chain with `-N`.
+        if let Some(name) = line.strip_prefix("-N ") {
+            let name = name.trim();
+            if names::is_owned(name) {
+                observed.chains.entry(name.to_string()).or_default();
+            }
+            continue;
+        }
         let Some(rest) = line.strip_prefix("-A ") else {
             continue;
         };
