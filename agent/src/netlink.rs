@@ -314,16 +314,18 @@ impl Netlink {
         .await
     }
 
-    /// `ip link add <name> type veth peer name <peer> netns <peer_netns>`:
-    /// the peer is born in the other namespace. Creating it here and moving
-    /// it afterwards costs the kernel an RCU grace period per move
-    /// (`dev_change_net_namespace` → `synchronize_net`), ~20 ms on this
-    /// machine, which was half of a CNI ADD.
+    /// `ip link add <name> mtu <mtu> type veth peer name <peer> mtu <mtu>
+    /// netns <peer_netns>`: the peer is born in the other namespace under
+    /// its final name. Creating it here and moving it afterwards costs the
+    /// kernel an RCU grace period per move (`dev_change_net_namespace` →
+    /// `synchronize_net`), ~20 ms on this machine, half of a CNI ADD; a
+    /// rename costs another (`dev_change_name` → `synchronize_net`).
     pub async fn create_veth_with_peer_in(
         &self,
         name: &str,
         peer: &str,
         peer_netns: &Path,
+        mtu: u32,
     ) -> Result<(), NetlinkError> {
         let ns = std::fs::File::open(peer_netns).map_err(|source| NetlinkError::Kernel {
             what: format!("open netns {}", peer_netns.display()),
@@ -331,9 +333,11 @@ impl Netlink {
             source,
         })?;
         let peer_msg = LinkUnspec::new_with_name(peer)
+            .mtu(mtu)
             .setns_by_fd(ns.as_raw_fd())
             .build();
         let msg = LinkVeth::new(name, peer)
+            .mtu(mtu)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
         let result = self

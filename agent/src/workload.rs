@@ -148,9 +148,10 @@ pub async fn add_workload(
         }
         host.delete_link(&peer).await?;
 
-        // The container end is created in the container's namespace (a
-        // move afterwards would cost an RCU grace period).
-        host.create_veth_with_peer_in(&host_ifname, &peer, &spec.netns)
+        // The container end is born in the container's namespace under its
+        // final name: a move or a rename afterwards would each cost an RCU
+        // grace period. (A stale one went with the host end deleted above.)
+        host.create_veth_with_peer_in(&host_ifname, &spec.container_ifname, &spec.netns, spec.mtu)
             .await?;
         let wired = async {
             host.set_link(
@@ -182,7 +183,7 @@ pub async fn add_workload(
             .await?;
 
             let container = spec.clone();
-            let container_peer = peer.clone();
+            let container_peer = spec.container_ifname.clone();
             let container_mac = in_netns(&spec.netns, move || async move {
                 configure_container(&container, &container_peer).await
             })
@@ -243,15 +244,17 @@ fn configure_host_sysctls(ifname: &str, has_v6: bool) -> Result<(), WorkloadErro
 async fn configure_container(spec: &WorkloadSpec, peer: &str) -> Result<Vec<u8>, WorkloadError> {
     let nl = Netlink::connect(spec.route_protocol)?;
     let eth = spec.container_ifname.as_str();
-    nl.set_link(
-        peer,
-        &LinkChange {
-            rename: Some(eth.to_owned()),
-            mtu: Some(spec.mtu),
-            ..Default::default()
-        },
-    )
-    .await?;
+    if peer != eth {
+        nl.set_link(
+            peer,
+            &LinkChange {
+                rename: Some(eth.to_owned()),
+                mtu: Some(spec.mtu),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     let has_v6 = spec.addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
     if has_v6 {
         match sysctl::write(&SysctlKey::ipv6_conf(eth, "disable_ipv6"), "0") {
