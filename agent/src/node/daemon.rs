@@ -466,9 +466,10 @@ impl Daemon {
                 debug!(%error, "tunl0 not available");
             }
         }
+        // What other nodes wait for (our announcements) and what reaches
+        // them (routes, VTEPs) first; policy, the slowest step, last.
         self.sync_peers(&desired.peers).await;
         self.sync_originations(&desired.originations).await;
-        self.sync_policy(false).await;
         if self.routes_open && desired.routes != self.desired.routes {
             self.syncer
                 .handle(Input::SetAll(desired.routes.clone()))
@@ -477,6 +478,7 @@ impl Daemon {
         if self.vxlan_ready && desired.vteps != self.desired.vteps {
             self.sync_vteps(&desired).await;
         }
+        self.sync_policy(false).await;
         {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             shared.kinds = desired
@@ -626,6 +628,10 @@ async fn underlay_of(nl: &Netlink, address: Ipv4Addr) -> Result<(String, u32), N
     Err(NodeError::Config(format!("no interface holds {address}")))
 }
 
+/// Shortest pause between two converges while changes keep coming (see
+/// the main loop).
+const MIN_CONVERGE_GAP: Duration = Duration::from_millis(10);
+
 /// Runs the daemon until `shutdown` resolves. Must run inside a tokio
 /// runtime in the host's network namespace.
 pub async fn run(
@@ -730,41 +736,56 @@ async fn run_inner(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = tokio::time::interval(opts.resync_interval);
     resync.tick().await;
-    let mut recompute_at: Option<Instant> = None;
     let mut all_up_since = None;
     tokio::pin!(shutdown);
-    let debounce = Duration::from_millis(50);
+    // Converging: as soon as the events that are already queued have been
+    // folded in (the select is biased: ready events win over converging),
+    // but no sooner than the previous converge's duration (at least
+    // MIN_CONVERGE_GAP) after it ended, so a burst (a full table from a
+    // peer, a re-list) costs at most half the CPU in converges. A lone
+    // change (a workload's block, a route from a peer) is acted on at once:
+    // a fixed debounce would add its whole length to every propagation.
+    let mut dirty = false;
+    let mut converge_not_before = Instant::now();
     loop {
-        let recompute_timer =
-            recompute_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let converge_at = if dirty {
+            converge_not_before
+        } else {
+            Instant::now() + Duration::from_secs(3600)
+        };
         tokio::select! {
+            biased;
             _ = &mut shutdown => {
                 info!("shutting down; kernel routes and rules stay in place");
                 break;
             }
             Some(update) = resources.next() => match update {
-                Ok(u) => { apply_update(&mut daemon.resources, u); recompute_at.get_or_insert(Instant::now() + debounce); }
+                Ok(u) => { apply_update(&mut daemon.resources, u); dirty = true; }
                 Err(error) => warn!(%error, "following resources"),
             },
             Some(update) = blocks.next() => match update {
-                Ok(u) => { apply_update(&mut daemon.blocks, u); recompute_at.get_or_insert(Instant::now() + debounce); }
+                Ok(u) => { apply_update(&mut daemon.blocks, u); dirty = true; }
                 Err(error) => warn!(%error, "following IPAM blocks"),
             },
             Some(change) = routes.recv() => {
                 apply_route_change(&mut daemon.learned, change);
-                recompute_at.get_or_insert(Instant::now() + debounce);
+                dirty = true;
             }
             Some(event) = async { match links.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } } => {
                 if let (true, Some(input)) = (daemon.routes_open, event.reconciler_input()) {
                     daemon.syncer.handle(input).await;
                 }
             }
+            _ = tokio::time::sleep_until(converge_at), if dirty => {
+                dirty = false;
+                let began = Instant::now();
+                daemon.converge().await;
+                let took = began.elapsed();
+                debug!(?took, "converged");
+                converge_not_before = Instant::now() + took.max(MIN_CONVERGE_GAP);
+            }
             Ok((stream, _)) = listener.accept() => {
                 tokio::spawn(serve_status(stream, speaker.clone(), shared.clone(), opts.node_name.clone(), asn, address.addr()));
-            }
-            _ = tokio::time::sleep_until(recompute_timer) => {
-                recompute_at = None;
-                daemon.converge().await;
             }
             _ = tick.tick() => {
                 daemon.maybe_open_routes(started, &mut all_up_since).await;
