@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use brindle_agent::netns::{block_on_in_netns, named_netns_path};
+use brindle_agent::netns::{block_on_in_netns, named_netns_path, run_in_netns};
 use brindle_agent::node::status::StatusReport;
 use brindle_datastore::{Datastore, KeyValue};
 use brindle_model::{parse_one, Resource};
@@ -328,8 +328,30 @@ pub fn cni(
     container: &str,
     netns: &Path,
 ) -> serde_json::Value {
+    cni_with(
+        store,
+        host,
+        node,
+        command,
+        container,
+        netns,
+        &serde_json::json!({}),
+    )
+}
+
+/// [`cni`] with extra fields merged into the netconf's `ipam` section
+/// (`ipv4_pools`, `assign_ipv6`…).
+pub fn cni_with(
+    store: &Store,
+    host: &Host,
+    node: &str,
+    command: &str,
+    container: &str,
+    netns: &Path,
+    ipam_extra: &serde_json::Value,
+) -> serde_json::Value {
     let bin = plugin_dir(store);
-    let conf = serde_json::json!({
+    let mut conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "brindle-e2e",
         "type": "brindle-cni",
@@ -340,6 +362,11 @@ pub fn cni(
         "mtu": 1400,
         "ipam": {"type": "brindle-ipam"}
     });
+    if let Some(extra) = ipam_extra.as_object() {
+        for (key, value) in extra {
+            conf["ipam"][key] = value.clone();
+        }
+    }
     let mut child = host
         .ns
         .command(&bin.join("brindle-cni").display().to_string())
@@ -374,15 +401,27 @@ pub fn cni(
 /// A workload made by `brindle-cni ADD` (address from IPAM, veth, /32
 /// route, WorkloadEndpoint).
 pub fn add_workload(store: &Store, host: &Host, node: &str, id: &str) -> Workload {
+    add_workload_with(store, host, node, id, &serde_json::json!({}))
+}
+
+/// [`add_workload`] with extra `ipam` netconf fields (see [`cni_with`]).
+pub fn add_workload_with(
+    store: &Store,
+    host: &Host,
+    node: &str,
+    id: &str,
+    ipam_extra: &serde_json::Value,
+) -> Workload {
     let ns = Netns::new("w").unwrap();
     let container = format!("{id}-{}", std::process::id());
-    let result = cni(
+    let result = cni_with(
         store,
         host,
         node,
         "ADD",
         &container,
         &named_netns_path(ns.name()),
+        ipam_extra,
     );
     let addresses: Vec<IpAddr> = result["ips"]
         .as_array()
@@ -480,6 +519,50 @@ pub fn tcp_works(from: &Netns, to: &Netns, ip: IpAddr) -> bool {
     let _ = server.kill();
     let _ = server.wait();
     ok
+}
+
+/// Connects over TCP from `client` to `server_ip` (a listener this call
+/// opens inside `server`) and returns the source address the server saw
+/// for the connection; `None` if no connection arrived within a few
+/// seconds. Each call is a new connection (new source port, new conntrack
+/// entry), so it shows the NAT decision as of now.
+pub fn tcp_source_seen(client: &Netns, server: &Netns, server_ip: IpAddr) -> Option<IpAddr> {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    const PORT: u16 = 7777;
+    let deadline = Duration::from_secs(8);
+    let address = SocketAddr::new(server_ip, PORT);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let server_path = named_netns_path(server.name());
+    let accepting = std::thread::spawn(move || {
+        run_in_netns(&server_path, move || -> Option<IpAddr> {
+            let listener = TcpListener::bind(address).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            bound_tx.send(()).unwrap();
+            let started = std::time::Instant::now();
+            while started.elapsed() < deadline {
+                match listener.accept() {
+                    Ok((_, peer)) => return Some(peer.ip()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("accept on {address}: {e}"),
+                }
+            }
+            None
+        })
+        .unwrap()
+    });
+    bound_rx.recv().unwrap();
+    let client_path = named_netns_path(client.name());
+    let connected = run_in_netns(&client_path, move || {
+        TcpStream::connect_timeout(&address, Duration::from_secs(5)).is_ok()
+    })
+    .unwrap();
+    let seen = accepting.join().unwrap();
+    if !connected {
+        return None;
+    }
+    seen
 }
 
 /// Pings `ip` from `from` until it answers; on failure panics with every
