@@ -7,6 +7,12 @@
 //! thread's network namespace, so the daemon calls it on a blocking thread
 //! of its own runtime, which lives in the host namespace). On shutdown the
 //! rules are left in place, like the routes.
+//!
+//! Failsafe ports (always accepted to and from the host when host endpoints
+//! are protected) default to Calico's list and are configured as Felix's
+//! are, by environment: `FELIX_FAILSAFEINBOUNDHOSTPORTS` and
+//! `FELIX_FAILSAFEOUTBOUNDHOSTPORTS`, e.g. `tcp:22, udp:68, tcp:179`, or
+//! `none` ([`config_from`]).
 
 use brindle_datastore::KeyValue;
 use brindle_model::resource::{
@@ -14,6 +20,7 @@ use brindle_model::resource::{
 };
 use brindle_model::{parse_one, Resource};
 use brindle_policy::apply::{Applier, ApplyError, IptablesFlavor, PlanStats, SystemBackend};
+use brindle_policy::compile::parse_failsafe_ports;
 use brindle_policy::from_model::{policy_model, ClusterView};
 use brindle_policy::{compile_with, Config, Ruleset, SelectorIndex};
 
@@ -51,15 +58,57 @@ impl PolicyResources {
     }
 }
 
-/// The rulesets node `node` should have.
+/// The rulesets node `node` should have (default configuration).
 pub fn rulesets(node: &str, resources: &PolicyResources) -> [Ruleset; 2] {
-    rulesets_with(node, resources, &mut SelectorIndex::default())
+    rulesets_with(
+        node,
+        resources,
+        &Config::default(),
+        &mut SelectorIndex::default(),
+    )
 }
 
-/// [`rulesets`], reusing the selector answers of earlier compiles.
+/// The compiler configuration from the failsafe settings (the values of
+/// `FELIX_FAILSAFEINBOUNDHOSTPORTS` / `FELIX_FAILSAFEOUTBOUNDHOSTPORTS`);
+/// an unset one keeps Calico's default list, an invalid one is logged and
+/// keeps it too (as Felix does with an invalid parameter).
+pub fn config_from(inbound: Option<&str>, outbound: Option<&str>) -> Config {
+    let mut config = Config::default();
+    let settings = [
+        (
+            Config::FAILSAFE_INBOUND_ENV,
+            inbound,
+            &mut config.failsafe_inbound,
+        ),
+        (
+            Config::FAILSAFE_OUTBOUND_ENV,
+            outbound,
+            &mut config.failsafe_outbound,
+        ),
+    ];
+    for (name, value, list) in settings {
+        let Some(text) = value else { continue };
+        match parse_failsafe_ports(text) {
+            Ok(ports) => *list = ports,
+            Err(error) => tracing::warn!(%error, "{name} ignored; using the default list"),
+        }
+    }
+    config
+}
+
+/// [`config_from`] this process's environment.
+pub fn config_from_env() -> Config {
+    let inbound = std::env::var(Config::FAILSAFE_INBOUND_ENV).ok();
+    let outbound = std::env::var(Config::FAILSAFE_OUTBOUND_ENV).ok();
+    config_from(inbound.as_deref(), outbound.as_deref())
+}
+
+/// [`rulesets`] with `config`, reusing the selector answers of earlier
+/// compiles.
 pub fn rulesets_with(
     node: &str,
     resources: &PolicyResources,
+    config: &Config,
     index: &mut SelectorIndex,
 ) -> [Ruleset; 2] {
     let view = ClusterView {
@@ -71,7 +120,7 @@ pub fn rulesets_with(
         profiles: &resources.profiles,
         pools: &resources.pools,
     };
-    compile_with(&policy_model(&view), &Config::default(), index)
+    compile_with(&policy_model(&view), config, index)
 }
 
 /// The applier with the host's iptables flavour.
@@ -79,14 +128,22 @@ pub struct PolicyEngine {
     applier: Applier<SystemBackend>,
     last: Option<[Ruleset; 2]>,
     index: SelectorIndex,
+    config: Config,
 }
 
 impl PolicyEngine {
+    /// The host's iptables flavour, failsafe ports from the environment.
     pub fn new() -> Self {
+        Self::with_config(config_from_env())
+    }
+
+    /// The host's iptables flavour and `config`.
+    pub fn with_config(config: Config) -> Self {
         Self {
             applier: Applier::new(SystemBackend::new(IptablesFlavor::detect())),
             last: None,
             index: SelectorIndex::default(),
+            config,
         }
     }
 
@@ -98,7 +155,7 @@ impl PolicyEngine {
         resources: &PolicyResources,
         resync: bool,
     ) -> Result<Option<PlanStats>, ApplyError> {
-        let desired = rulesets_with(node, resources, &mut self.index);
+        let desired = rulesets_with(node, resources, &self.config, &mut self.index);
         self.apply(desired, resync)
     }
 
@@ -125,5 +182,30 @@ impl PolicyEngine {
 impl Default for PolicyEngine {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use brindle_policy::ir::Protocol;
+
+    use super::*;
+
+    #[test]
+    fn failsafe_settings_replace_calicos_defaults() {
+        let config = config_from(Some("tcp:2222, udp:5000"), Some("none"));
+        assert_eq!(
+            config.failsafe_inbound,
+            vec![(Protocol::Tcp, 2222), (Protocol::Udp, 5000)]
+        );
+        assert!(config.failsafe_outbound.is_empty());
+    }
+
+    #[test]
+    fn unset_or_invalid_failsafe_settings_keep_the_defaults() {
+        let defaults = Config::default();
+        let config = config_from(None, Some("tcp:0.0.0.0/0:22"));
+        assert_eq!(config.failsafe_inbound, defaults.failsafe_inbound);
+        assert_eq!(config.failsafe_outbound, defaults.failsafe_outbound);
     }
 }
