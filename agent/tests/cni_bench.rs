@@ -10,11 +10,17 @@
 //! `brindle-ipam` delegated to and a temporary embedded store: 200
 //! sequential ADDs, then 50 ADDs started at once. Everything is DELeted
 //! and every namespace removed afterwards. Nothing is asserted about time.
+//!
+//! `BRINDLE_BENCH_BASELINE_CNI=/path/to/brindle-cni` (an older build, e.g.
+//! from a `git worktree` of an earlier commit) adds the same rows for that
+//! binary in the same run, each on its own fresh store, so a change is
+//! compared side by side under the same load.
 
 mod cni_support;
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -111,7 +117,29 @@ fn slow_cni_add_latency() {
     if !can_run() {
         return;
     }
+    let mut rows = Vec::new();
+    if let Ok(baseline) = std::env::var("BRINDLE_BENCH_BASELINE_CNI") {
+        rows.extend(measure("baseline", Some(Path::new(&baseline))));
+    }
+    rows.extend(measure("this build", None));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!();
+    println!("load average at the end: {}", load.trim());
+    println!("| CNI ADD (brindle-cni, embedded store) | n | p50 ms | p99 ms | max ms | wall ms |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
+
+/// The sequential and the parallel rows for one plugin binary (`None`: the
+/// one built with this test).
+fn measure(label: &str, plugin: Option<&Path>) -> Vec<String> {
     let host = Host::new(&["10.90.0.0/16"]);
+    if let Some(binary) = plugin {
+        // The IPAM name is a symlink to this file, so both change.
+        std::fs::copy(binary, host.plugin_dir().join("brindle-cni")).unwrap();
+    }
     let runner = Arc::new(Runner {
         host_ns: host.ns.name.clone(),
         plugin: host.plugin_dir().join("brindle-cni").display().to_string(),
@@ -151,9 +179,12 @@ fn slow_cni_add_latency() {
         runner.run("DEL", &format!("par-{i}"), &netns_path(c));
     }
 
-    println!();
-    println!("| CNI ADD (brindle-cni + brindle-ipam, embedded store) | n | p50 ms | p99 ms | max ms | wall ms |");
-    println!("|---|---|---|---|---|---|");
-    println!("{}", row("sequential", sequential, sequential_wall));
-    println!("{}", row("50 at once", parallel, parallel_wall));
+    vec![
+        row(&format!("{label}: sequential"), sequential, sequential_wall),
+        row(
+            &format!("{label}: {PARALLEL} at once"),
+            parallel,
+            parallel_wall,
+        ),
+    ]
 }
