@@ -119,3 +119,4 @@ pub fn run(cmd: &[&str]) -> String {
 }
 
 pub mod fabric;
+pub mod policy;
