@@ -6,7 +6,7 @@
 //! from routing everything else), never a panic.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
@@ -14,7 +14,7 @@ use brindle_model::bgp::{BGPPeerSpec, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT};
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
 use brindle_model::{parse_one, Resource};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// A `Node` resource, reduced to what routing needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -23,6 +23,9 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
     /// `spec.bgp.ipv4Address`: the node's address and its subnet.
     pub address: Option<Ipv4Net>,
+    /// `spec.bgp.ipv6Address`: the node's IPv6 address and its subnet (the
+    /// node's IPv6 BGP sessions run between these addresses).
+    pub address6: Option<Ipv6Net>,
     /// `spec.bgp.asNumber` (unset: the cluster's).
     pub asn: Option<u32>,
     /// `spec.bgp.routeReflectorClusterID`: the node is a route reflector.
@@ -36,6 +39,10 @@ pub struct NodeInfo {
 impl NodeInfo {
     pub fn ip(&self) -> Option<Ipv4Addr> {
         self.address.map(|a| a.addr())
+    }
+
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.address6.map(|a| a.addr())
     }
 }
 
@@ -114,6 +121,7 @@ fn node_info(node: &brindle_model::resource::Node) -> NodeInfo {
         name: node.metadata.name.clone(),
         labels: node.metadata.labels.clone(),
         address: bgp.ipv4_address.as_deref().and_then(|a| a.parse().ok()),
+        address6: bgp.ipv6_address.as_deref().and_then(|a| a.parse().ok()),
         asn: bgp.as_number.map(|a| a.0),
         rr_cluster_id: bgp
             .route_reflector_cluster_id
@@ -239,7 +247,7 @@ mod tests {
             kv(
                 "/brindle/resources/v3/nodes/a",
                 r#"{"apiVersion":"projectcalico.org/v3","kind":"Node","metadata":{"name":"a","labels":{"rack":"1"}},
-                   "spec":{"bgp":{"ipv4Address":"10.0.1.1/24","asNumber":65001,"routeReflectorClusterID":"1.0.0.1"},
+                   "spec":{"bgp":{"ipv4Address":"10.0.1.1/24","ipv6Address":"fd00:1::1/64","asNumber":65001,"routeReflectorClusterID":"1.0.0.1"},
                    "ipv4VXLANTunnelAddr":"10.65.0.1","vxlanTunnelMACAddr":"02:00:00:00:00:01"}}"#,
             ),
             kv(
@@ -255,6 +263,8 @@ mod tests {
         let state = ClusterState::decode(&resources, &[]);
         let a = &state.nodes["a"];
         assert_eq!(a.address, Some("10.0.1.1/24".parse().unwrap()));
+        assert_eq!(a.address6, Some("fd00:1::1/64".parse().unwrap()));
+        assert_eq!(a.ip6(), Some("fd00:1::1".parse().unwrap()));
         assert_eq!(a.asn, Some(65001));
         assert_eq!(a.rr_cluster_id, Some(Ipv4Addr::new(1, 0, 0, 1)));
         assert_eq!(a.vxlan_tunnel, Some(Ipv4Addr::new(10, 65, 0, 1)));

@@ -17,17 +17,22 @@
 //!   not reflectors themselves as clients.
 //! * **VTEPs**: the remote nodes' VXLAN endpoints, when a pool uses VXLAN.
 //!
-//! IPv4 only for now. Nothing here panics; data that cannot be used (a node
+//! IPv6: a node whose `Node` has `spec.bgp.ipv6Address` gets IPv6 sessions
+//! (mesh, `peerSelector` and IPv6 `peerIP` peers) between IPv6 addresses,
+//! one family per session as Calico's BIRD does (an IPv6 next hop needs the
+//! session's own IPv6 address); its IPv6 blocks are originated and learned
+//! IPv6 prefixes are routed directly via the peer's IPv6 address (IPv6 pools
+//! are not encapsulated: no vxlan6 or ip6ip6 yet). Nothing here panics; data that cannot be used (a node
 //! without an address, a malformed peer IP) is left out.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use brindle_bgp::speaker::PeerConfig;
 use brindle_model::bgp::parse_peer_ip;
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterState, NodeInfo};
@@ -120,29 +125,27 @@ fn pool_of<'a>(pools: &'a [(String, IPPoolSpec)], prefix: &IpNet) -> Option<&'a 
 }
 
 /// The kernel route for a prefix learned with `next_hop`:
-/// * the pool's `vxlanMode` is Always, or CrossSubnet and the next hop is
-///   outside `local_subnet`, and the remote node has a VTEP: `via <remote
-///   tunnel address> dev vxlan.brindle onlink`;
+/// * an IPv4 prefix whose pool's `vxlanMode` is Always, or CrossSubnet and
+///   the next hop is outside `local_subnets`, and the remote node has a
+///   VTEP: `via <remote tunnel address> dev vxlan.brindle onlink`;
 /// * likewise for `ipipMode`: `via <next hop> dev tunl0 onlink`;
 /// * otherwise directly `via <next hop>` (same subnet, or a ToR's route).
 pub fn learned_route(
     prefix: IpNet,
     next_hop: IpAddr,
-    local_subnet: Option<Ipv4Net>,
+    local_subnets: &[IpNet],
     pool: Option<&IPPoolSpec>,
     remote: Option<&NodeInfo>,
 ) -> Route {
-    let same_subnet = match (local_subnet, next_hop) {
-        (Some(net), IpAddr::V4(nh)) => net.contains(&nh),
-        _ => false,
-    };
+    let same_subnet = local_subnets.iter().any(|net| net.contains(&next_hop));
     let encapsulate = |mode: Option<EncapMode>| match mode.unwrap_or_default() {
         EncapMode::Always => true,
         EncapMode::CrossSubnet => !same_subnet,
         EncapMode::Never => false,
     };
     if let Some(pool) = pool.filter(|p| !p.disabled) {
-        if encapsulate(pool.vxlan_mode) {
+        // The VXLAN device and its tunnel addresses are IPv4.
+        if matches!(prefix, IpNet::V4(_)) && encapsulate(pool.vxlan_mode) {
             if let Some(tunnel) = remote.and_then(|r| r.vxlan_tunnel) {
                 return Route::onlink(prefix, IpAddr::V4(tunnel), VXLAN_DEVICE);
             }
@@ -154,16 +157,26 @@ pub fn learned_route(
     Route::via(prefix, next_hop)
 }
 
-fn peer_config(address: IpAddr, remote_asn: u32, local_ip: Option<Ipv4Addr>) -> PeerConfig {
+/// A session to `address` from `local` (our address of the same family),
+/// carrying that family only.
+fn peer_config(address: IpAddr, remote_asn: u32, local: Option<IpAddr>) -> PeerConfig {
     let mut config = PeerConfig::new(address, remote_asn);
     // Mesh sessions are one-directional like Calico's: the node with the
     // higher address waits, which avoids collisions and a restart race.
-    if let (Some(local), IpAddr::V4(remote)) = (local_ip, address) {
-        config.passive = local > remote;
-        config.source_address = Some(IpAddr::V4(local));
+    if let Some(local) = local.filter(|l| l.is_ipv4() == address.is_ipv4()) {
+        config.passive = local > address;
+        config.source_address = Some(local);
     }
-    config.ipv6_unicast = false;
+    config.ipv4_unicast = address.is_ipv4();
+    config.ipv6_unicast = address.is_ipv6();
     config
+}
+
+/// A node's BGP addresses: IPv4, then IPv6.
+fn node_addresses(n: &NodeInfo) -> impl Iterator<Item = IpAddr> {
+    let v4 = n.ip().map(IpAddr::V4);
+    let v6 = n.ip6().map(IpAddr::V6);
+    v4.into_iter().chain(v6)
 }
 
 /// The desired state; see the module docs.
@@ -171,7 +184,20 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     let cluster = inputs.cluster;
     let me = cluster.nodes.get(inputs.node);
     let local_ip = me.and_then(NodeInfo::ip);
-    let local_subnet = me.and_then(|n| n.address).map(|a| a.trunc());
+    let local_ip6 = me.and_then(NodeInfo::ip6);
+    // Our address of the family of `remote`.
+    let local_for = |remote: IpAddr| match remote {
+        IpAddr::V4(_) => local_ip.map(IpAddr::V4),
+        IpAddr::V6(_) => local_ip6.map(IpAddr::V6),
+    };
+    let local_subnets: Vec<IpNet> = me
+        .into_iter()
+        .flat_map(|n| {
+            let v4 = n.address.map(|a| IpNet::V4(a.trunc()));
+            let v6 = n.address6.map(|a| IpNet::V6(a.trunc()));
+            v4.into_iter().chain(v6)
+        })
+        .collect();
     let local_asn = me.and_then(|n| n.asn).unwrap_or(cluster.bgp.asn);
     let local_rr = me.and_then(|n| n.rr_cluster_id);
     let empty = BTreeMap::new();
@@ -222,20 +248,24 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     let node_by_ip: BTreeMap<IpAddr, &NodeInfo> = cluster
         .nodes
         .values()
-        .filter_map(|n| Some((IpAddr::V4(n.ip()?), n)))
+        .flat_map(|n| {
+            let v4 = n.ip().map(|ip| (IpAddr::V4(ip), n));
+            let v6 = n.ip6().map(|ip| (IpAddr::V6(ip), n));
+            v4.into_iter().chain(v6)
+        })
         .collect();
     let local_prefixes: BTreeSet<IpNet> = out.routes.iter().map(|r| r.dst).collect();
     for (prefix, learned) in inputs.learned {
         if local_prefixes.contains(prefix) || out.originations.contains(prefix) {
             continue;
         }
-        if local_ip.map(IpAddr::V4) == Some(learned.next_hop) {
+        if local_for(learned.next_hop) == Some(learned.next_hop) {
             continue;
         }
         out.routes.push(learned_route(
             *prefix,
             learned.next_hop,
-            local_subnet,
+            &local_subnets,
             pool_of(&cluster.pools, prefix),
             node_by_ip.get(&learned.next_hop).copied(),
         ));
@@ -259,23 +289,27 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     }
 
     // The mesh.
-    if cluster.bgp.mesh && local_rr.is_none() && local_ip.is_some() {
+    // The mesh: a session per family both nodes have an address of.
+    if cluster.bgp.mesh && local_rr.is_none() {
         for n in cluster.nodes.values() {
             if n.name == inputs.node || n.rr_cluster_id.is_some() {
                 continue;
             }
-            let Some(ip) = n.ip() else { continue };
-            let mut config =
-                peer_config(IpAddr::V4(ip), n.asn.unwrap_or(cluster.bgp.asn), local_ip);
-            config.port = cluster.bgp.listen_port;
-            out.peers.insert(
-                config.address,
-                DesiredPeer {
-                    config,
-                    kind: PeerType::Mesh,
-                    name: n.name.clone(),
-                },
-            );
+            for remote in node_addresses(n) {
+                let Some(local) = local_for(remote) else {
+                    continue;
+                };
+                let mut config = peer_config(remote, n.asn.unwrap_or(cluster.bgp.asn), Some(local));
+                config.port = cluster.bgp.listen_port;
+                out.peers.insert(
+                    config.address,
+                    DesiredPeer {
+                        config,
+                        kind: PeerType::Mesh,
+                        name: n.name.clone(),
+                    },
+                );
+            }
         }
     }
 
@@ -307,24 +341,18 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 if n.name == inputs.node || !spec.selects_remote_node(&n.labels) {
                     continue;
                 }
-                if let Some(ip) = n.ip() {
+                for ip in node_addresses(n).filter(|ip| local_for(*ip).is_some()) {
                     let asn = n.asn.unwrap_or(cluster.bgp.asn);
                     let is_rr = n.rr_cluster_id.is_some();
-                    targets.push((
-                        IpAddr::V4(ip),
-                        cluster.bgp.listen_port,
-                        asn,
-                        is_rr,
-                        n.name.clone(),
-                    ));
+                    targets.push((ip, cluster.bgp.listen_port, asn, is_rr, n.name.clone()));
                 }
             }
         }
         for (ip, port, asn, remote_is_rr, peer_name) in targets {
-            if local_ip.map(IpAddr::V4) == Some(ip) {
+            if local_for(ip) == Some(ip) {
                 continue;
             }
-            let mut config = peer_config(ip, asn, local_ip);
+            let mut config = peer_config(ip, asn, local_for(ip));
             if spec.peer_ip.is_some() {
                 // A ToR does not run our one-directional rule.
                 config.passive = false;
@@ -362,6 +390,7 @@ mod tests {
     use crate::node::cluster::{BgpSettings, BlockInfo, WorkloadInfo};
     use brindle_model::bgp::BGPPeerSpec;
     use brindle_model::meta::AsNumber;
+    use std::net::Ipv4Addr;
 
     fn node(name: &str, addr: &str) -> NodeInfo {
         NodeInfo {
@@ -434,7 +463,7 @@ mod tests {
     #[test]
     fn route_kind_table() {
         let c = cluster(EncapMode::Never, EncapMode::Never);
-        let subnet = Some(net_v4("10.0.1.0/24"));
+        let subnet: &[IpNet] = &[net("10.0.1.0/24")];
         let b = &c.nodes["b"];
         let cn = &c.nodes["c"];
         let p = |v, i| pool("10.65.0.0/16", v, i).1;
@@ -510,10 +539,6 @@ mod tests {
             ),
             Route::via(net("10.65.1.0/26"), ip("10.0.2.9"))
         );
-    }
-
-    fn net_v4(s: &str) -> Ipv4Net {
-        s.parse().unwrap()
     }
 
     #[test]
@@ -704,6 +729,95 @@ mod tests {
             .map(|p| p.name.as_str())
             .collect();
         assert_eq!(clients, vec!["a", "b"]);
+    }
+
+    /// a and b have IPv6 addresses too, c does not.
+    fn dual_stack() -> ClusterState {
+        let mut c = cluster(EncapMode::CrossSubnet, EncapMode::Never);
+        c.nodes.get_mut("a").unwrap().address6 = Some("fd00:1::1/64".parse().unwrap());
+        c.nodes.get_mut("b").unwrap().address6 = Some("fd00:1::2/64".parse().unwrap());
+        c.pools.push(pool(
+            "fd00:65::/48",
+            EncapMode::CrossSubnet,
+            EncapMode::Never,
+        ));
+        c.blocks.push(BlockInfo {
+            cidr: net("fd00:65::/122"),
+            affinity: Some("a".into()),
+            allocations: vec![(ip("fd00:65::1"), Some("a".into()))],
+        });
+        c
+    }
+
+    #[test]
+    fn ipv6_sessions_originations_and_routes() {
+        let c = dual_stack();
+        let learned = BTreeMap::from([
+            (
+                net("fd00:65::40/122"),
+                Learned {
+                    next_hop: ip("fd00:1::2"),
+                },
+            ),
+            // From a router on another subnet: still direct (no vxlan6).
+            (
+                net("fd00:65::80/122"),
+                Learned {
+                    next_hop: ip("fd00:2::1"),
+                },
+            ),
+        ]);
+        let d = desired_state(Inputs {
+            node: "a",
+            cluster: &c,
+            learned: &learned,
+        });
+        // One session per family both ends have; each carries its family.
+        let sessions: Vec<_> = d
+            .peers
+            .values()
+            .map(|p| {
+                (
+                    p.config.address,
+                    p.config.source_address,
+                    p.config.ipv4_unicast,
+                    p.config.ipv6_unicast,
+                    p.config.passive,
+                )
+            })
+            .collect();
+        assert_eq!(
+            sessions,
+            vec![
+                (ip("10.0.1.2"), Some(ip("10.0.1.1")), true, false, false),
+                (ip("10.0.2.1"), Some(ip("10.0.1.1")), true, false, false),
+                (ip("fd00:1::2"), Some(ip("fd00:1::1")), false, true, false),
+            ]
+        );
+        assert_eq!(d.peers[&ip("fd00:1::2")].name, "b");
+        assert!(d.originations.contains(&net("fd00:65::/122")));
+        assert!(d.routes.contains(&Route::blackhole(net("fd00:65::/122"))));
+        assert!(d
+            .routes
+            .contains(&Route::via(net("fd00:65::40/122"), ip("fd00:1::2"))));
+        assert!(d
+            .routes
+            .contains(&Route::via(net("fd00:65::80/122"), ip("fd00:2::1"))));
+        // b is the higher address: it waits, on both families.
+        let d = desired_state(Inputs {
+            node: "b",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert!(d.peers[&ip("fd00:1::1")].config.passive);
+        assert!(d.peers[&ip("10.0.1.1")].config.passive);
+        // c has no IPv6 address: IPv4 only.
+        let d = desired_state(Inputs {
+            node: "c",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert!(d.peers.keys().all(IpAddr::is_ipv4));
     }
 
     #[test]
