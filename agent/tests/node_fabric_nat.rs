@@ -29,6 +29,7 @@ fn wait_source(
     let mut last = None;
     let seen = poll_until(WAIT, Duration::from_millis(250), || {
         last = tcp_source_seen(client, server, server_ip);
+        eprintln!("{what}: the server saw {last:?}");
         Ok((last == Some(want)).then_some(()))
     })
     .unwrap();

@@ -532,14 +532,17 @@ pub fn tcp_source_seen(client: &Netns, server: &Netns, server_ip: IpAddr) -> Opt
     let deadline = Duration::from_secs(8);
     let address = SocketAddr::new(server_ip, PORT);
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    // Set when the client gave up: nothing will arrive, stop listening.
+    let gave_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let server_path = named_netns_path(server.name());
+    let stop = gave_up.clone();
     let accepting = std::thread::spawn(move || {
         run_in_netns(&server_path, move || -> Option<IpAddr> {
             let listener = TcpListener::bind(address).unwrap();
             listener.set_nonblocking(true).unwrap();
             bound_tx.send(()).unwrap();
             let started = std::time::Instant::now();
-            while started.elapsed() < deadline {
+            while started.elapsed() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((_, peer)) => return Some(peer.ip()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -558,11 +561,11 @@ pub fn tcp_source_seen(client: &Netns, server: &Netns, server_ip: IpAddr) -> Opt
         TcpStream::connect_timeout(&address, Duration::from_secs(5)).is_ok()
     })
     .unwrap();
-    let seen = accepting.join().unwrap();
     if !connected {
-        return None;
+        gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    seen
+    let seen = accepting.join().unwrap();
+    seen.filter(|_| connected)
 }
 
 /// Pings `ip` from `from` until it answers; on failure panics with every
