@@ -803,8 +803,35 @@ impl Backend for SystemBackend {
         file.write_all(input.as_bytes())
             .map_err(|e| ApplyError::Ipset(format!("temporary file: {e}")))?;
         let path = file.path().to_string_lossy().into_owned();
-        ipset::IPSet::new()
+        let session = ipset::IPSet::new();
+        let result = session
             .restore(path)
-            .map_err(|e| ApplyError::Ipset(format!("{e:?}")))
+            .map_err(|e| ApplyError::Ipset(format!("{e:?}")));
+        // Closing the session's netlink socket waits while rules an earlier
+        // iptables-nft commit replaced are still being freed (an RCU grace
+        // period, see `restore_until_committed`); close it off this thread.
+        let closing = ClosingSession(session);
+        if let Err(e) = std::thread::Builder::new()
+            .name("brindle-ipset-close".into())
+            .spawn(move || closing.close())
+        {
+            tracing::debug!("closing the ipset session inline: {e}");
+        }
+        result
+    }
+}
+
+/// A libipset session on its way to being closed on another thread.
+struct ClosingSession(ipset::IPSet);
+
+// SAFETY: the session is only moved, never shared: the receiving thread's
+// one action is `ipset_fini` (through `Drop`), which frees the session's
+// own memory and closes its socket. libipset keeps no per-thread state, and
+// the process-wide type list it loads is not touched by `ipset_fini`.
+unsafe impl Send for ClosingSession {}
+
+impl ClosingSession {
+    fn close(self) {
+        drop(self.0);
     }
 }
