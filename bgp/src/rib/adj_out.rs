@@ -19,7 +19,6 @@
 //! nothing yet and gets the whole table at the next flush, and a
 //! ROUTE-REFRESH makes the next flush announce the whole table again.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -67,8 +66,9 @@ impl UpdateBatch {
     }
 }
 
-/// What the peer had for a prefix when it first changed after a flush.
-pub(crate) type Change = (IpNet, Option<Arc<PathAttrs>>);
+/// A prefix (with its prefix-table slot, a lookup hint) and what the peer
+/// had for it when it first changed after a flush.
+pub(crate) type Change = (IpNet, u32, Option<Arc<PathAttrs>>);
 
 #[derive(Debug)]
 pub struct AdjRibOut {
@@ -104,7 +104,7 @@ type GroupKey = (bool, *const PathAttrs);
 #[derive(Default)]
 pub(crate) struct Packer {
     withdraw: [Vec<IpNet>; 2],
-    groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)>,
+    groups: hashbrown::HashMap<GroupKey, (Arc<PathAttrs>, Vec<IpNet>)>,
 }
 
 fn family_index(prefix: &IpNet) -> usize {
@@ -171,9 +171,9 @@ impl AdjRibOut {
 
     /// `prefix` may have changed for the peer, which had `had` for it.
     /// Ignored while the peer waits for its initial table.
-    pub(crate) fn record(&mut self, prefix: IpNet, had: Option<Arc<PathAttrs>>) {
+    pub(crate) fn record(&mut self, prefix: IpNet, slot: u32, had: Option<Arc<PathAttrs>>) {
         if !self.initial {
-            self.pending.push((prefix, had));
+            self.pending.push((prefix, slot, had));
         }
     }
 
@@ -209,7 +209,7 @@ impl AdjRibOut {
         // allocation behind.
         let mut pending = std::mem::take(&mut self.pending);
         // Stable: the first change of a prefix stays first, and dedup keeps it.
-        pending.sort_by_key(|(prefix, _)| *prefix);
+        pending.sort_by_key(|(prefix, _, _)| *prefix);
         pending.dedup_by(|later, first| later.0 == first.0);
         let whole_table = std::mem::take(&mut self.initial) | std::mem::take(&mut self.resend_all);
         (pending, whole_table)

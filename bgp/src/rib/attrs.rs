@@ -14,7 +14,6 @@
 //! interner holds a reference itself; [`AttrInterner::collect`] drops sets
 //! nobody else uses any more. Nothing here panics.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -75,7 +74,7 @@ impl PathAttrs {
 /// Shares identical [`PathAttrs`] behind one `Arc`.
 #[derive(Debug, Default)]
 pub struct AttrInterner {
-    sets: HashSet<Arc<PathAttrs>>,
+    sets: hashbrown::HashSet<Arc<PathAttrs>>,
     /// Live sets after the last collection; the next one runs at twice that.
     live_after_collect: usize,
 }

@@ -325,7 +325,7 @@ pub struct PeerCounts {
 /// attribute set, so the per-peer rewrite is computed once per set. Keyed by
 /// pointer, which is sound because every attribute set is interned and the
 /// interner frees nothing until the operation ends (`finish`).
-type ExportMemo = HashMap<(*const PathAttrs, u32, u32, bool), Option<Arc<PathAttrs>>>;
+type ExportMemo = hashbrown::HashMap<(*const PathAttrs, u32, u32, bool), Option<Arc<PathAttrs>>>;
 
 /// The RIB of one BGP speaker. See the module documentation.
 pub struct Rib {
@@ -430,8 +430,8 @@ impl Rib {
         let mut sent = self.slot(index).out.sent_counts();
         let mut packer = Packer::default();
         let mut memo = ExportMemo::new();
-        for (prefix, had) in pending {
-            let desired = self.desired_export(&mut memo, index, &prefix);
+        for (prefix, slot, had) in pending {
+            let desired = self.desired_export(&mut memo, index, &prefix, slot);
             let family = family_of(&prefix);
             match (had, desired) {
                 (None, None) => {}
@@ -883,7 +883,7 @@ impl Rib {
         output: &mut RibOutput,
         skip_export: Option<u32>,
     ) {
-        let dest = self.loc.get_or_insert_with(prefix, Destination::empty);
+        let (slot, dest) = self.loc.get_or_insert_slot(prefix, Destination::empty);
         let existing = dest.paths().iter().position(|p| p.source == source);
         match (existing, &attrs) {
             (Some(i), Some(attrs)) if Arc::ptr_eq(&dest.paths()[i].attrs, attrs) => {
@@ -932,71 +932,93 @@ impl Rib {
                 slot.stale = slot.stale.saturating_sub(1);
             }
         }
-        let dest = self.loc.get_or_insert_with(prefix, Destination::empty);
-        // Selection is redone right below; until then nothing is selected.
-        dest.store(paths, 0);
-        self.decide(prefix, before, memo, output, skip_export);
+        self.decide(prefix, slot, before, paths, memo, output, skip_export);
     }
 
     fn rerun(&mut self, prefix: IpNet, memo: &mut ExportMemo, output: &mut RibOutput) {
-        let Some(dest) = self.loc.get(&prefix) else {
+        let Some(slot) = self.loc.slot(&prefix) else {
+            return;
+        };
+        let Some(dest) = self.loc.get_at_mut(&prefix, slot) else {
             return;
         };
         let before = Snapshot::of(dest);
-        self.decide(prefix, before, memo, output, None);
+        let paths = dest.take_paths();
+        self.decide(prefix, slot, before, paths, memo, output, None);
     }
 
-    /// Run the decision process for `prefix`, whose selection was `before`;
+    /// Run the decision process over `paths`, the paths of `prefix` (in
+    /// table slot `slot`) whose selection was `before`, and store them;
     /// report a Loc-RIB change and re-export if the best route changed.
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &mut self,
         prefix: IpNet,
+        slot: u32,
         before: Snapshot,
+        paths: Vec<Path>,
         memo: &mut ExportMemo,
         output: &mut RibOutput,
         skip_export: Option<u32>,
     ) {
-        let Some(dest) = self.loc.get(&prefix) else {
-            return;
-        };
-        let candidates: Vec<Candidate> = dest.paths().iter().map(|p| self.candidate(p)).collect();
-        let selection = decision::select(
-            &candidates,
-            self.config.always_compare_med,
-            self.config.max_paths.min(usize::from(u8::MAX)),
-        );
-        let Some(dest) = self.loc.get_mut(&prefix) else {
-            return;
-        };
-        let paths = dest.take_paths();
-        match selection {
-            Some(sel) => {
-                // The multipath set (best first) goes to the front.
-                let mut taken: Vec<Option<Path>> = paths.into_iter().map(Some).collect();
-                let mut reordered: Vec<Path> = sel
-                    .multipath
-                    .iter()
-                    .filter_map(|&i| taken.get_mut(i).and_then(Option::take))
-                    .collect();
-                reordered.extend(taken.into_iter().flatten());
-                dest.store(reordered, sel.multipath.len());
+        let (ordered, multipath) = if paths.len() <= 1 {
+            // Most prefixes have one path: no candidates to compare.
+            let eligible = paths.first().is_some_and(|p| self.reachable(p));
+            (paths, usize::from(eligible))
+        } else {
+            let candidates: Vec<Candidate> = paths.iter().map(|p| self.candidate(p)).collect();
+            let selection = decision::select(
+                &candidates,
+                self.config.always_compare_med,
+                self.config.max_paths.min(usize::from(u8::MAX)),
+            );
+            match selection {
+                Some(sel) => {
+                    // The multipath set (best first) goes to the front.
+                    let mut taken: Vec<Option<Path>> = paths.into_iter().map(Some).collect();
+                    let mut reordered: Vec<Path> = sel
+                        .multipath
+                        .iter()
+                        .filter_map(|&i| taken.get_mut(i).and_then(Option::take))
+                        .collect();
+                    reordered.extend(taken.into_iter().flatten());
+                    (reordered, sel.multipath.len())
+                }
+                None => (paths, 0),
             }
-            None => dest.store(paths, 0),
-        }
+        };
+        let Some(dest) = self.loc.get_at_mut(&prefix, slot) else {
+            return;
+        };
+        dest.store(ordered, multipath);
         let after = Snapshot::of(dest);
         if dest.paths().is_empty() {
             self.loc.remove(&prefix);
         }
-        if before.set == after.set {
+        if before == after {
             return;
         }
-        let best = self.loc.get(&prefix).and_then(|d| self.selected(d));
+        let best = self
+            .loc
+            .get_at(&prefix, slot)
+            .and_then(|d| self.selected(d));
         output.best_changes.push(BestChange { prefix, best });
-        let old = before.set.first();
-        let new = after.set.first();
+        let old = before.first.as_ref();
+        let new = after.first.as_ref();
         if old != new {
-            self.propagate(prefix, old, new, memo, skip_export);
+            self.propagate(prefix, slot, old, new, memo, skip_export);
         }
+    }
+
+    /// Step 0 of the decision process alone: the next hop is reachable.
+    fn reachable(&self, path: &Path) -> bool {
+        if path.source == LOCAL {
+            return true;
+        }
+        path.attrs
+            .next_hop_addr()
+            .and_then(|nh| self.igp.igp_cost(nh))
+            .is_some()
     }
 
     /// Record `prefix` as changed for every peer whose export of it differs
@@ -1004,6 +1026,7 @@ impl Rib {
     fn propagate(
         &mut self,
         prefix: IpNet,
+        slot: u32,
         old: Option<&(u32, ByPtr)>,
         new: Option<&(u32, ByPtr)>,
         memo: &mut ExportMemo,
@@ -1044,7 +1067,7 @@ impl Rib {
                 _ => false,
             };
             if !same {
-                self.slot_mut(index).out.record(prefix, had);
+                self.slot_mut(index).out.record(prefix, slot, had);
             }
         }
     }
@@ -1056,8 +1079,9 @@ impl Rib {
         memo: &mut ExportMemo,
         to: u32,
         prefix: &IpNet,
+        slot: u32,
     ) -> Option<Arc<PathAttrs>> {
-        let dest = self.loc.get(prefix)?;
+        let dest = self.loc.get_at(prefix, slot)?;
         if dest.multipath() == 0 {
             return None;
         }
@@ -1120,17 +1144,20 @@ impl Rib {
 }
 
 /// The multipath set of a destination, best first, to detect changes.
+/// The best path apart, so the common single-path case allocates nothing.
+#[derive(PartialEq)]
 struct Snapshot {
-    set: Vec<(u32, ByPtr)>,
+    first: Option<(u32, ByPtr)>,
+    rest: Vec<(u32, ByPtr)>,
 }
 
 impl Snapshot {
     fn of(dest: &Destination) -> Self {
+        let set = &dest.paths()[..dest.multipath()];
+        let entry = |p: &Path| (p.source, ByPtr(Arc::clone(&p.attrs)));
         Self {
-            set: dest.paths()[..dest.multipath()]
-                .iter()
-                .map(|p| (p.source, ByPtr(Arc::clone(&p.attrs))))
-                .collect(),
+            first: set.first().map(entry),
+            rest: set.iter().skip(1).map(entry).collect(),
         }
     }
 }

@@ -82,6 +82,20 @@ impl<K: Hash + Eq + Copy, V> SlabMap<K, V> {
         slot_mut(&mut self.chunks, id)?.as_mut().map(|(_, v)| v)
     }
 
+    /// Slot `id` if it still holds `key`, else a lookup.
+    fn get_at(&self, key: &K, id: u32) -> Option<&V> {
+        match slot_of(&self.chunks, id) {
+            Some((k, v)) if k == key => Some(v),
+            _ => self.get(key),
+        }
+    }
+
+    fn get_at_mut(&mut self, key: &K, id: u32) -> Option<&mut V> {
+        let hit = matches!(slot_of(&self.chunks, id), Some((k, _)) if k == key);
+        let id = if hit { id } else { self.find(key)? };
+        slot_mut(&mut self.chunks, id)?.as_mut().map(|(_, v)| v)
+    }
+
     fn remove(&mut self, key: &K) -> Option<V> {
         let hash = self.hasher.hash_one(key);
         let chunks = &self.chunks;
@@ -101,7 +115,7 @@ impl<K: Hash + Eq + Copy, V> SlabMap<K, V> {
         Some(value)
     }
 
-    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> (u32, &mut V) {
         let id = match self.find(&key) {
             Some(id) => id,
             None => {
@@ -133,7 +147,7 @@ impl<K: Hash + Eq + Copy, V> SlabMap<K, V> {
             }
         };
         match slot_mut(&mut self.chunks, id).and_then(Option::as_mut) {
-            Some((_, v)) => v,
+            Some((_, v)) => (id, v),
             None => unreachable_slot(),
         }
     }
@@ -207,9 +221,43 @@ impl<V> PrefixMap<V> {
     }
 
     pub(crate) fn get_or_insert_with(&mut self, prefix: IpNet, make: impl FnOnce() -> V) -> &mut V {
+        self.get_or_insert_slot(prefix, make).1
+    }
+
+    /// Like [`Self::get_or_insert_with`], also returning the entry's slot:
+    /// a hint that makes later lookups of the same prefix ([`Self::get_at`])
+    /// one memory access while the entry stays (a stale hint only costs a
+    /// normal lookup).
+    pub(crate) fn get_or_insert_slot(
+        &mut self,
+        prefix: IpNet,
+        make: impl FnOnce() -> V,
+    ) -> (u32, &mut V) {
         match prefix {
             IpNet::V4(p) => self.v4.get_or_insert_with(p, make),
             IpNet::V6(p) => self.v6.get_or_insert_with(p, make),
+        }
+    }
+
+    /// The slot of `prefix`, for [`Self::get_at`].
+    pub(crate) fn slot(&self, prefix: &IpNet) -> Option<u32> {
+        match prefix {
+            IpNet::V4(p) => self.v4.find(p),
+            IpNet::V6(p) => self.v6.find(p),
+        }
+    }
+
+    pub(crate) fn get_at(&self, prefix: &IpNet, slot: u32) -> Option<&V> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_at(p, slot),
+            IpNet::V6(p) => self.v6.get_at(p, slot),
+        }
+    }
+
+    pub(crate) fn get_at_mut(&mut self, prefix: &IpNet, slot: u32) -> Option<&mut V> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_at_mut(p, slot),
+            IpNet::V6(p) => self.v6.get_at_mut(p, slot),
         }
     }
 
