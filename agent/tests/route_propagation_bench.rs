@@ -6,8 +6,8 @@
 //!     --run-ignored only --no-capture
 //! ```
 //!
-//! Two real `brindle-node` processes in namespaces on one subnet share an
-//! embedded store (full mesh, direct routes, policy on). Workloads are added
+//! Two real `brindle-node` processes in namespaces on one subnet share a
+//! store (full mesh, direct routes, policy on). Workloads are added
 //! on node A one after the other by running the real `brindle-cni` binary as
 //! a runtime does. For each, from the moment the plugin is started:
 //!
@@ -23,6 +23,8 @@
 //!   involved: what remains is A's own work, policy included) and for a new
 //!   block.
 //!
+//! The store is the embedded one, then etcd (in node A's namespace);
+//! `BRINDLE_BENCH_STORES=embedded|etcd` picks one.
 //! `BRINDLE_BENCH_WORKLOADS=N` sets how many workloads per pool (default
 //! 40). `BRINDLE_BENCH_BASELINE_BIN=DIR` (holding `brindle-node` and
 //! `brindle-cni` of an older build) measures that build too, first, on its
@@ -38,10 +40,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use brindle_agent::netns::{named_netns_path, run_in_netns};
+use brindle_agent::netns::{block_on_in_netns, named_netns_path, run_in_netns};
 use brindle_datastore::Datastore;
 use brindle_model::parse_one;
-use brindle_testbed::{poll_until, Host, Netns, Process};
+use brindle_testbed::{poll_until, Etcd, Host, Netns, Process};
 
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_brindle-node");
 const CNI_BIN: &str = env!("CARGO_BIN_EXE_brindle-cni");
@@ -53,6 +55,17 @@ const POOL_NEW_BLOCKS: &str = "10.73.0.0/16";
 struct Store {
     dir: tempfile::TempDir,
     url: String,
+    /// The etcd serving `url`, if the store is etcd (stopped on drop).
+    _etcd: Option<Etcd>,
+}
+
+/// Which store the fabric shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    /// One SQLite file (both nodes are namespaces of this machine).
+    Embedded,
+    /// etcd in node A's namespace on its underlay address, as on a node.
+    Etcd,
 }
 
 /// The binaries under test.
@@ -63,30 +76,41 @@ struct Build {
 }
 
 impl Store {
-    fn new(documents: &[String], cni: &Path) -> Store {
+    /// A store of `kind` holding `documents`; etcd runs in `host`'s
+    /// namespace (and is written from there).
+    fn new(kind: StoreKind, host: &Host, documents: &[String], cni: &Path) -> Store {
         let dir = tempfile::Builder::new()
             .prefix("brindle-propagation")
             .tempdir()
             .unwrap();
-        let url = format!("file://{}/store.db", dir.path().display());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let ds = Datastore::open(Some(&url)).await.unwrap();
+        let (url, etcd) = match kind {
+            StoreKind::Embedded => (format!("file://{}/store.db", dir.path().display()), None),
+            StoreKind::Etcd => {
+                let etcd = Etcd::start_in(&host.ns, IpAddr::V4(host.ipv4)).unwrap();
+                (format!("etcd://{}:2379", host.ipv4), Some(etcd))
+            }
+        };
+        let documents = documents.to_vec();
+        let writer_url = url.clone();
+        block_on_in_netns(&named_netns_path(host.ns.name()), move || async move {
+            let ds = Datastore::open(Some(&writer_url)).await.unwrap();
             for yaml in documents {
-                let resource = parse_one(yaml).unwrap();
+                let resource = parse_one(&yaml).unwrap();
                 ds.put(resource.key(), serde_json::to_vec(&resource).unwrap())
                     .await
                     .unwrap();
             }
-        });
+        })
+        .unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         std::fs::copy(cni, bin.join("brindle-cni")).unwrap();
         std::os::unix::fs::symlink(bin.join("brindle-cni"), bin.join("brindle-ipam")).unwrap();
-        Store { dir, url }
+        Store {
+            dir,
+            url,
+            _etcd: etcd,
+        }
     }
 
     fn plugin_dir(&self) -> PathBuf {
@@ -357,9 +381,16 @@ fn slow_add_to_route_on_another_node() {
         node: NODE_BIN.into(),
         cni: CNI_BIN.into(),
     });
+    let stores = match std::env::var("BRINDLE_BENCH_STORES").as_deref() {
+        Ok("embedded") => vec![StoreKind::Embedded],
+        Ok("etcd") => vec![StoreKind::Etcd],
+        _ => vec![StoreKind::Embedded, StoreKind::Etcd],
+    };
     let mut rows = Vec::new();
-    for build in &builds {
-        rows.extend(measure(build, n));
+    for kind in stores {
+        for build in &builds {
+            rows.extend(measure(build, kind, n));
+        }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
@@ -372,7 +403,7 @@ fn slow_add_to_route_on_another_node() {
 }
 
 /// The rows for one build: its own fabric, store and daemons.
-fn measure(build: &Build, n: usize) -> Vec<String> {
+fn measure(build: &Build, kind: StoreKind, n: usize) -> Vec<String> {
     let fabric = brindle_testbed::two_hosts_one_subnet().unwrap();
     let [ha, hb] = &fabric.hosts;
     for h in [ha, hb] {
@@ -380,6 +411,8 @@ fn measure(build: &Build, n: usize) -> Vec<String> {
             .unwrap();
     }
     let store = Store::new(
+        kind,
+        ha,
         &[
             pool_yaml("blocks", POOL_BLOCKS, 26),
             pool_yaml("new-blocks", POOL_NEW_BLOCKS, 32),
@@ -481,7 +514,14 @@ fn measure(build: &Build, n: usize) -> Vec<String> {
     drop(monitor);
     node_a.stop();
     node_b.stop();
-    let label = &build.label;
+    let label = format!(
+        "{}, {}",
+        build.label,
+        match kind {
+            StoreKind::Embedded => "embedded",
+            StoreKind::Etcd => "etcd",
+        }
+    );
     vec![
         row(
             &format!("{label}: ADD returns (workload in A's /26)"),
