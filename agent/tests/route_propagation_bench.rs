@@ -162,9 +162,15 @@ fn cni_add(
         "network": "allow-all",
         "ipam": {"type": "brindle-ipam", "ipv4_pools": [pool]}
     });
-    let mut child = host
-        .ns
-        .command(&bin.join("brindle-cni").display().to_string())
+    // `nsenter --net` (a runtime runs the plugin in the host namespace
+    // directly; `ip netns exec` would add a mount namespace and a /sys
+    // remount to every ADD).
+    let mut child = Command::new("nsenter")
+        .arg(format!(
+            "--net={}",
+            named_netns_path(host.ns.name()).display()
+        ))
+        .arg(bin.join("brindle-cni"))
         .env_clear()
         .env("CNI_PATH", bin.display().to_string())
         .env("CNI_COMMAND", "ADD")
