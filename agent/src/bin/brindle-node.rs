@@ -1,8 +1,8 @@
 //! `brindle-node`: the per-host daemon.
 //!
 //! ```text
-//! brindle-node --datastore URL --node-name NAME [--ip ADDR/PREFIX] [--asn N]
-//!              [--status-socket PATH]
+//! brindle-node --datastore URL --node-name NAME [--ip ADDR/PREFIX]
+//!              [--ip6 ADDR/PREFIX] [--asn N] [--status-socket PATH]
 //! ```
 //!
 //! Registers the `Node` (address autodetected from the interface holding
@@ -19,7 +19,7 @@ use brindle_agent::node::daemon::{run, NodeOptions};
 use brindle_agent::node::status::DEFAULT_STATUS_SOCKET;
 use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
 use clap::Parser;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, Parser)]
@@ -34,6 +34,10 @@ struct Args {
     /// The node's IPv4 address and subnet, e.g. 10.0.1.1/24.
     #[arg(long)]
     ip: Option<Ipv4Net>,
+    /// The node's IPv6 address and subnet, e.g. fd00:1::1/64 (IPv6 BGP
+    /// sessions and routes; default: what the Node resource has).
+    #[arg(long)]
+    ip6: Option<Ipv6Net>,
     /// The node's AS number (default: the cluster's).
     #[arg(long)]
     asn: Option<u32>,
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         datastore: args.datastore,
         node_name,
         address: args.ip,
+        address6: args.ip6,
         asn: args.asn,
         status_socket: args.status_socket,
         route_protocol: args.route_protocol,

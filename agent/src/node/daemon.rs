@@ -42,7 +42,7 @@ use brindle_model::meta::AsNumber;
 use brindle_model::resource::{resource_key, Kind, Node, KEY_ROOT};
 use brindle_model::{parse_one, ApiVersion, ObjectMeta, Resource};
 use futures::StreamExt;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::time::Instant;
@@ -68,6 +68,9 @@ pub struct NodeOptions {
     /// Address and subnet; `None`: those of the interface holding the
     /// default route.
     pub address: Option<Ipv4Net>,
+    /// IPv6 address and subnet to record on the Node (`None`: keep what it
+    /// has): the node's IPv6 BGP sessions run from it.
+    pub address6: Option<Ipv6Net>,
     /// AS number to record on the Node (`None`: keep what it has).
     pub asn: Option<u32>,
     pub status_socket: PathBuf,
@@ -88,6 +91,7 @@ impl NodeOptions {
             datastore: None,
             node_name: node_name.into(),
             address: None,
+            address6: None,
             asn: None,
             status_socket: PathBuf::from(super::status::DEFAULT_STATUS_SOCKET),
             route_protocol: BRINDLE_ROUTE_PROTOCOL,
@@ -222,11 +226,15 @@ async fn modify_node(
     )))
 }
 
-/// Registers the node: address, AS (if given), keeping everything else.
+/// Registers the node: address, IPv6 address and AS (if given), keeping
+/// everything else.
 async fn register(ds: &Datastore, opts: &NodeOptions, address: Ipv4Net) -> Result<Node, NodeError> {
     modify_node(ds, &opts.node_name, |node| {
         let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
         bgp.ipv4_address = Some(address.to_string());
+        if let Some(address6) = opts.address6 {
+            bgp.ipv6_address = Some(address6.to_string());
+        }
         if let Some(asn) = opts.asn {
             bgp.as_number = Some(AsNumber(asn));
         }
