@@ -1,9 +1,10 @@
 //! IPv6 in the fabric: dual-stack pools, workloads with a /32 and a /128
 //! from the real `brindle-cni`, the nodes' IPv6 blocks (/122) announced over
 //! IPv6 BGP sessions between the nodes' IPv6 addresses and routed directly
-//! via the peer's IPv6 address. The nodes' IPv6 addresses come from their
-//! `Node` resources (`spec.bgp.ipv6Address`); IPv6 pools are not
-//! encapsulated (no vxlan6 yet), so this is the same-subnet case.
+//! via the peer's IPv6 address. A node's IPv6 address is its `Node`'s
+//! `spec.bgp.ipv6Address`, written by an operator or by `brindle-node
+//! --ip6`; IPv6 pools are not encapsulated (no vxlan6 yet), so this is the
+//! same-subnet case.
 //!
 //! Needs root; every namespace, process and temp file is owned by a handle
 //! and removed on drop, also when a test panics.
@@ -41,16 +42,16 @@ fn two_nodes_dual_stack_ipv6_blocks_routed_over_ipv6_sessions() {
     store.apply(&pool_yaml_named("v4", "10.77.0.0/16", "Never", false));
     store.apply(&pool_yaml_named("v6", "fd00:77::/48", "Never", false));
     store.apply(ALLOW_ALL_PROFILE);
-    // The nodes' IPv6 addresses, as an operator (or calicoctl) records them.
+    // node-a's IPv6 address as an operator (or calicoctl) records it;
+    // node-b registers its own with --ip6.
     store.apply(&dual_stack_node_yaml("node-a", ha.ipv6));
-    store.apply(&dual_stack_node_yaml("node-b", hb.ipv6));
     // Routing only: the policy compiler's INPUT chain drops the ICMPv6
     // neighbour solicitations a workload sends to its gateway (Felix
     // accepts ICMPv6 types 130-136 from workloads first), so with policy
     // on no IPv6 workload can reach its host yet.
-    let no_policy = ["--no-policy"];
-    let a = NodeDaemon::start_with(&store, ha, "node-a", true, &no_policy);
-    let b = NodeDaemon::start_with(&store, hb, "node-b", true, &no_policy);
+    let a = NodeDaemon::start_with(&store, ha, "node-a", true, &["--no-policy"]);
+    let ip6 = format!("{}/64", hb.ipv6);
+    let b = NodeDaemon::start_with(&store, hb, "node-b", true, &["--no-policy", "--ip6", &ip6]);
     let dual = serde_json::json!({ "assign_ipv6": "true" });
     let wa = add_workload_with(&store, ha, "node-a", "wa", &dual);
     let wb = add_workload_with(&store, hb, "node-b", "wb", &dual);
@@ -67,6 +68,13 @@ fn two_nodes_dual_stack_ipv6_blocks_routed_over_ipv6_sessions() {
             "{report:?}"
         );
     }
+
+    let node_b = store.get("/brindle/resources/v3/nodes/node-b").unwrap();
+    let node_b = String::from_utf8_lossy(&node_b.value).into_owned();
+    assert!(
+        node_b.contains(&format!("\"ipv6Address\":\"{ip6}\"")),
+        "--ip6 registered: {node_b}"
+    );
 
     // Each node's /122 is a blackhole at home and routed via the owner's
     // IPv6 address elsewhere; the workload has its /128 on its veth.
