@@ -5,7 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use brindle_bgp::packet::{AsPath, AsSegment, AsSegmentType, NextHop, Origin, PathAttributes};
+use brindle_bgp::packet::{
+    AsPath, AsSegment, AsSegmentType, Family, NextHop, Origin, PathAttributes,
+};
 use brindle_bgp::rib::{
     BestChange, ImportReject, PathAttrs, PeerConfig, Rib, RibConfig, RibError, RouteSource,
     UpdateBatch,
@@ -906,6 +908,74 @@ fn peer_down_withdraws_and_falls_back() {
     assert!(rib.take_updates(ip("10.0.0.2")).is_err());
     // The fallback was learned from 10.0.0.3, which gets nothing back.
     assert!(announced(&flush(&mut rib, "10.0.0.3"), P).is_none());
+}
+
+#[test]
+fn graceful_restart_stale_marks_counts_and_purge_per_family() {
+    let mut rib = rib_with(
+        config(),
+        &[peer("10.0.0.2", 65001), peer("10.0.0.4", 65003)],
+    );
+    let (a, b, v6, looped) = (
+        net("10.1.0.0/26"),
+        net("10.1.0.64/26"),
+        net("fd00:1::/64"),
+        net("10.2.0.0/26"),
+    );
+    rib.announce(ip("10.0.0.2"), &[a, b], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    let mut over_v6 = route(&[65001], "10.0.0.2");
+    over_v6.next_hop = Some(NextHop::V6 {
+        global: "fd00::2".parse().unwrap(),
+        link_local: None,
+    });
+    rib.announce(ip("10.0.0.2"), &[v6], over_v6).unwrap();
+    // Rejected (AS loop): received, not accepted.
+    let out = rib
+        .announce(
+            ip("10.0.0.2"),
+            &[looped],
+            route(&[65001, LOCAL_AS], "10.0.0.2"),
+        )
+        .unwrap();
+    assert_eq!(out.rejected, vec![(looped, ImportReject::AsPathLoop)]);
+    let counts = rib.peer_counts(ip("10.0.0.2")).unwrap();
+    assert_eq!((counts.received, counts.accepted, counts.stale), (4, 3, 0));
+    flush(&mut rib, "10.0.0.4");
+    let to_listener = rib.peer_counts(ip("10.0.0.4")).unwrap();
+    assert_eq!(
+        (to_listener.advertised_v4, to_listener.advertised_v6),
+        (2, 1)
+    );
+
+    assert_eq!(rib.mark_stale(ip("10.0.0.2")).unwrap(), 4);
+    assert!(rib.is_stale(&a, ip("10.0.0.2")));
+    assert_eq!(rib.peer_counts(ip("10.0.0.2")).unwrap().stale, 4);
+    // Announced again unchanged: fresh, and nothing changes downstream.
+    let out = rib
+        .announce(ip("10.0.0.2"), &[a], route(&[65001], "10.0.0.2"))
+        .unwrap();
+    assert!(out.best_changes.is_empty());
+    assert!(!rib.is_stale(&a, ip("10.0.0.2")));
+    assert_eq!(rib.peer_counts(ip("10.0.0.2")).unwrap().stale, 3);
+
+    // IPv4 End-of-RIB: only the IPv4 stale routes go (the rejected one too).
+    let (purged, out) = rib
+        .take_stale(ip("10.0.0.2"), Some(Family::IPV4_UNICAST))
+        .unwrap();
+    assert_eq!(purged, vec![b, looped]);
+    assert_eq!(out.best_changes.len(), 1);
+    assert_eq!(rib.best(&b), None);
+    assert!(rib.best(&a).is_some());
+    let counts = rib.peer_counts(ip("10.0.0.2")).unwrap();
+    assert_eq!((counts.received, counts.accepted, counts.stale), (2, 2, 1));
+    assert!(withdrawn(&flush(&mut rib, "10.0.0.4"), "10.1.0.64/26"));
+    assert_eq!(rib.peer_counts(ip("10.0.0.4")).unwrap().advertised_v4, 1);
+
+    let (purged, _) = rib.take_stale(ip("10.0.0.2"), None).unwrap();
+    assert_eq!(purged, vec![v6]);
+    let counts = rib.peer_counts(ip("10.0.0.2")).unwrap();
+    assert_eq!((counts.received, counts.accepted, counts.stale), (1, 1, 0));
 }
 
 #[test]

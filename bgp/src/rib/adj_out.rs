@@ -4,7 +4,7 @@
 //! stored, so a peer costs nothing per route once its UPDATEs are out.
 //!
 //! The RIB records each change with what the peer had before it
-//! ([`AdjRibOut::record`]); [`crate::rib::Rib::take_updates`] then computes
+//! (`AdjRibOut::record`); [`crate::rib::Rib::take_updates`] then computes
 //! the current export of each changed prefix and returns the differences
 //! packed for UPDATE messages: withdrawals together, and announcements
 //! grouped by attribute set (attributes are interned, so grouping is by

@@ -56,13 +56,19 @@
 //! Storage: the Adj-RIBs-In of all peers live in the Loc-RIB's per-prefix
 //! path lists (one path per peer and prefix; ADD-PATH receive is not
 //! supported), the best first; a prefix with a single path stores it inline.
-//! IPv4 and IPv6 prefixes are kept in separate maps so an IPv4 key is 5
-//! bytes, not 18. Attribute sets are interned ([`attrs::AttrInterner`]), so a
-//! route costs a prefix, a peer index and a pointer: at one million IPv4
-//! prefixes about 53 bytes per route for Loc-RIB plus Adj-RIB-In, and 36 per
-//! route and peer for an Adj-RIB-Out (`bgp/tests/rib_memory.rs` prints the
-//! figures). The rules applied on import and export are in [`policy`]; the
-//! decision process is in [`decision`].
+//! The prefix table (`table.rs`) keeps entries in a chunked slab under 5-byte
+//! IPv4 keys with a hash index of 4-byte slot numbers, so it neither pads
+//! keys nor doubles entries when it grows. Attribute sets are interned
+//! ([`attrs::AttrInterner`]), so a route costs a prefix, a peer index and a
+//! pointer: about 35 bytes per route at one million IPv4 prefixes for
+//! Loc-RIB plus Adj-RIB-In (`bgp/tests/rib_memory.rs` prints the figure).
+//! Adj-RIBs-Out are implicit ([`adj_out`]): a peer has the export of the
+//! current best route of each prefix, and only the changes not yet flushed
+//! are stored, so a peer costs nothing per route (as in BIRD). Per-peer
+//! counts (received, accepted, stale, advertised) and graceful-restart stale
+//! marks (a flag on the path) are kept here too, so the session layer stores
+//! no copy of a peer's routes. The rules applied on import and export are in
+//! [`policy`]; the decision process is in [`decision`].
 //!
 //! Contract: no input makes a method panic (the only panic guards an
 //! internal invariant: every peer index stored with a path names a live
@@ -77,7 +83,7 @@ pub mod decision;
 pub mod policy;
 pub(crate) mod table;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -303,8 +309,8 @@ struct PeerSlot {
     /// Prefixes the peer announces that the import rules rejected (so
     /// "received" counts them), and those of them kept through a graceful
     /// restart.
-    rejected: HashSet<IpNet>,
-    rejected_stale: HashSet<IpNet>,
+    rejected: PrefixMap<()>,
+    rejected_stale: PrefixMap<()>,
 }
 
 /// What one peer has in the RIB, for its status.
@@ -518,8 +524,9 @@ impl Rib {
         }
         let slot = self.slot_mut(index);
         slot.stale = marked;
-        let rejected = std::mem::take(&mut slot.rejected);
-        slot.rejected_stale.extend(rejected);
+        for p in std::mem::take(&mut slot.rejected).keys() {
+            slot.rejected_stale.get_or_insert_with(p, || ());
+        }
         Ok(marked + slot.rejected_stale.len())
     }
 
@@ -550,7 +557,7 @@ impl Rib {
             .map(|(p, _)| p)
             .collect();
         let slot = self.slot_mut(index);
-        let rejected: Vec<IpNet> = slot.rejected_stale.iter().copied().filter(wanted).collect();
+        let rejected: Vec<IpNet> = slot.rejected_stale.keys().filter(wanted).collect();
         for p in &rejected {
             slot.rejected_stale.remove(p);
         }
@@ -589,8 +596,8 @@ impl Rib {
             },
             accepted: 0,
             stale: 0,
-            rejected: HashSet::new(),
-            rejected_stale: HashSet::new(),
+            rejected: PrefixMap::default(),
+            rejected_stale: PrefixMap::default(),
         };
         let index = match self.peers.iter().position(Option::is_none) {
             Some(free) => {
@@ -666,7 +673,7 @@ impl Rib {
                 let slot = self.slot_mut(index);
                 for p in prefixes {
                     slot.rejected_stale.remove(&p.trunc());
-                    slot.rejected.insert(p.trunc());
+                    slot.rejected.get_or_insert_with(p.trunc(), || ());
                 }
                 None
             }
