@@ -511,6 +511,25 @@ impl<'m> Compiler<'m> {
         )
     }
 
+    /// Whether `selector` matches a local endpoint with an address in this
+    /// family (only then do its policies need a jump here).
+    fn selects_local_endpoint(&mut self, selector: &Selector) -> bool {
+        self.matching(selector);
+        let Compiler {
+            index,
+            positions,
+            members,
+            ..
+        } = self;
+        index.known(selector).is_some_and(|keys| {
+            keys.iter().any(|k| {
+                positions
+                    .get(k.as_str())
+                    .is_some_and(|&i| members[i].local && !members[i].addrs.is_empty())
+            })
+        })
+    }
+
     fn marks(&self) -> (String, String, String) {
         let (a, p) = (self.config.accept_mark, self.config.pass_mark);
         (
@@ -562,19 +581,12 @@ impl<'m> Compiler<'m> {
             .filter(|p| dir.rules_of(p).is_some())
             .collect::<Vec<_>>()
             .into_iter()
-            .filter(|p| {
-                let keys = self.matching(&p.selector).clone();
-                keys.iter().any(|k| {
-                    self.positions.get(k.as_str()).is_some_and(|&i| {
-                        self.members[i].local && !self.members[i].addrs.is_empty()
-                    })
-                })
-            })
+            .filter(|p| self.selects_local_endpoint(&p.selector))
             .collect();
-        let mut selected = BTreeSet::new();
+        let mut selecting_sets = BTreeSet::new();
         for policy in &policies {
             let set = self.selector_set(&policy.selector);
-            selected.extend(self.ipsets[&set].members.iter().cloned());
+            selecting_sets.insert(set.clone());
             let chain = self.policy_chain(policy, dir);
             rules.push(format!(
                 "-m mark --mark {no_pass} -m set --match-set {set} {ends} -j {chain}"
@@ -582,6 +594,13 @@ impl<'m> Compiler<'m> {
             rules.push(format!("-m mark --mark {accept} -j RETURN"));
         }
         if !policies.is_empty() {
+            // Every address some selecting policy's set holds; borrowed
+            // first so an address selected by several policies is copied once.
+            let selected: BTreeSet<&String> = selecting_sets
+                .iter()
+                .flat_map(|set| &self.ipsets[set].members)
+                .collect();
+            let selected = selected.into_iter().cloned().collect();
             let tier = names::selected_set(self.family, dir.is_ingress());
             self.ipsets.insert(
                 tier.clone(),
@@ -742,7 +761,7 @@ impl<'m> Compiler<'m> {
 
     /// The ipset of every endpoint address matching `selector`.
     fn selector_set(&mut self, selector: &Selector) -> String {
-        let name = names::selector_set(self.family, selector);
+        let name = names::selector_set_named(self.family, self.index.unique_id(selector));
         if !self.ipsets.contains_key(&name) {
             let keys = self.matching(selector).clone();
             let mut members: BTreeSet<String> = BTreeSet::new();

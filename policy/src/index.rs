@@ -21,6 +21,9 @@ use brindle_model::selector::Selector;
 pub struct SelectorIndex {
     fingerprints: HashMap<String, u64>,
     matches: HashMap<Selector, HashSet<String>>,
+    /// [`Selector::unique_id`] of each selector (a SHA-224 of its canonical
+    /// form, which names its ipset).
+    ids: HashMap<Selector, String>,
     used: HashSet<Selector>,
 }
 
@@ -82,14 +85,36 @@ impl SelectorIndex {
         selector: &Selector,
         endpoints: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
     ) -> &HashSet<String> {
-        self.used.insert(selector.clone());
-        self.matches.entry(selector.clone()).or_insert_with(|| {
-            endpoints
+        // Clone the selector only the first time it is seen (this runs for
+        // every policy and rule selector of every compile).
+        if !self.used.contains(selector) {
+            self.used.insert(selector.clone());
+        }
+        if !self.matches.contains_key(selector) {
+            let keys = endpoints
                 .into_iter()
                 .filter(|(_, labels)| selector.matches(*labels))
                 .map(|(key, _)| key.to_string())
-                .collect()
-        })
+                .collect();
+            self.matches.insert(selector.clone(), keys);
+        }
+        &self.matches[selector]
+    }
+
+    /// The answer for `selector` if [`SelectorIndex::matching`] computed it.
+    pub fn known(&self, selector: &Selector) -> Option<&HashSet<String>> {
+        self.matches.get(selector)
+    }
+
+    /// `selector`'s [`Selector::unique_id`], computed once.
+    pub fn unique_id(&mut self, selector: &Selector) -> &str {
+        if !self.used.contains(selector) {
+            self.used.insert(selector.clone());
+        }
+        if !self.ids.contains_key(selector) {
+            self.ids.insert(selector.clone(), selector.unique_id());
+        }
+        &self.ids[selector]
     }
 
     /// Forgets selectors not asked about since the last call, so the index
@@ -97,6 +122,7 @@ impl SelectorIndex {
     pub fn prune(&mut self) {
         let used = std::mem::take(&mut self.used);
         self.matches.retain(|s, _| used.contains(s));
+        self.ids.retain(|s, _| used.contains(s));
     }
 }
 

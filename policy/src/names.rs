@@ -97,8 +97,12 @@ pub fn selected_set(family: Family, ingress: bool) -> String {
 
 /// Endpoint addresses matching a selector: `brindle4s:<hash>`.
 pub fn selector_set(family: Family, selector: &Selector) -> String {
-    let id = selector.unique_id();
-    let hash = id.strip_prefix("s:").unwrap_or(&id);
+    selector_set_named(family, &selector.unique_id())
+}
+
+/// [`selector_set`] from the selector's [`Selector::unique_id`].
+pub fn selector_set_named(family: Family, id: &str) -> String {
+    let hash = id.strip_prefix("s:").unwrap_or(id);
     let mut name = format!("brindle{}s:{hash}", family.version());
     name.truncate(IPSET_NAME_MAX);
     name
