@@ -57,7 +57,9 @@ use crate::netlink::{Netlink, NetlinkError};
 use crate::reconciler::{Input, ReconcilerConfig};
 use crate::route::BRINDLE_ROUTE_PROTOCOL;
 use crate::routesync::RouteSyncer;
-use crate::tunnel::{ensure_vxlan, sync_vteps, vtep_mac_for_node, VxlanConfig, VXLAN_DEVICE};
+use crate::tunnel::{
+    ensure_vxlan, sync_vteps, vtep_mac_for_node, VxlanConfig, VXLAN_DEVICE, VXLAN_V6_DEVICE,
+};
 
 /// How the daemon is run (`brindle-node` flags).
 #[derive(Debug, Clone)]
@@ -276,6 +278,8 @@ struct Daemon {
     /// Kernel routes are managed (BGP converged or grace over).
     routes_open: bool,
     vxlan_ready: bool,
+    /// `vxlan6.brindle` is up (IPv6 pools with VXLAN).
+    vxlan6_ready: bool,
     desired: Desired,
     shared: Arc<Mutex<Shared>>,
     policy: Option<Arc<Mutex<PolicyEngine>>>,
@@ -364,6 +368,60 @@ impl Daemon {
         ensure_vxlan(&self.nl, &cfg).await?;
         info!(%tunnel, mtu = cfg.mtu(), "VXLAN device ready");
         self.vxlan_ready = true;
+        Ok(())
+    }
+
+    /// The IPv6 twin of [`Daemon::ensure_vxlan`]: an IPv6 tunnel address
+    /// from the IPv6 VXLAN pools and `vxlan6.brindle` on the node's IPv6
+    /// address (from its Node).
+    async fn ensure_vxlan6(&mut self, cluster: &ClusterState) -> Result<(), NodeError> {
+        let name = self.opts.node_name.clone();
+        let me = cluster.nodes.get(&name);
+        let Some(local) = me.and_then(|n| n.ip6()) else {
+            return Err(NodeError::Config("no IPv6 address for vxlan6".into()));
+        };
+        let mut tunnel = me.and_then(|n| n.vxlan_tunnel6);
+        if tunnel.is_none() {
+            let pools: Vec<IpNet> = cluster
+                .pools
+                .iter()
+                .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
+                .filter_map(|(_, p)| p.net())
+                .filter(|n| matches!(n, IpNet::V6(_)))
+                .collect();
+            let args = AutoAssignArgs {
+                num4: 0,
+                num6: 1,
+                handle: tunnel_handle(TunnelKind::VxlanV6, &name),
+                attrs: BTreeMap::new(),
+                node: name.clone(),
+                pools,
+                use_: AllowedUse::Tunnel,
+            };
+            let assigned = Ipam::new(self.ds.clone()).auto_assign(&args).await?;
+            tunnel = assigned.ipv6.first().and_then(|n| match n.addr() {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            });
+        }
+        let Some(tunnel) = tunnel else {
+            return Err(NodeError::Config(
+                "IPAM gave no IPv6 VXLAN tunnel address".into(),
+            ));
+        };
+        // Its own MAC, so the two devices' FDB entries never look alike.
+        let mac = vtep_mac_for_node(&format!("{name}/v6"));
+        modify_node(&self.ds, &name, |node| {
+            node.spec.ipv6_vxlan_tunnel_addr = Some(tunnel.to_string());
+            node.spec.vxlan_tunnel_mac_addr_v6 = Some(format_mac(&mac));
+        })
+        .await?;
+        let mut cfg = VxlanConfig::new(IpAddr::V6(local), self.underlay_mtu);
+        cfg.tunnel_address = Some(IpAddr::V6(tunnel));
+        cfg.mac = Some(mac);
+        ensure_vxlan(&self.nl, &cfg).await?;
+        info!(%tunnel, mtu = cfg.mtu(), "IPv6 VXLAN device ready");
+        self.vxlan6_ready = true;
         Ok(())
     }
 
@@ -466,6 +524,11 @@ impl Daemon {
                 warn!(%error, "cannot set up VXLAN yet");
             }
         }
+        if desired.vxlan6 && !self.vxlan6_ready {
+            if let Err(error) = self.ensure_vxlan6(&cluster).await {
+                warn!(%error, "cannot set up IPv6 VXLAN yet");
+            }
+        }
         if desired.ipip {
             // This kernel path is proven elsewhere (qemu); configure tunl0
             // best effort so routes through it can be installed.
@@ -483,7 +546,9 @@ impl Daemon {
                 .handle(Input::SetAll(desired.routes.clone()))
                 .await;
         }
-        if self.vxlan_ready && desired.vteps != self.desired.vteps {
+        if (self.vxlan_ready && desired.vteps != self.desired.vteps)
+            || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
+        {
             self.sync_vteps(&desired).await;
         }
         self.sync_policy(false).await;
@@ -522,11 +587,21 @@ impl Daemon {
         }
     }
 
+    /// Neighbour/FDB entries of each VXLAN device that is up.
     async fn sync_vteps(&self, desired: &Desired) {
-        match sync_vteps(&self.nl, VXLAN_DEVICE, &desired.vteps).await {
-            Ok(0) => {}
-            Ok(n) => info!(ops = n, "VXLAN neighbour/FDB entries updated"),
-            Err(error) => warn!(%error, "syncing VXLAN entries failed"),
+        let devices = [
+            (self.vxlan_ready, VXLAN_DEVICE, &desired.vteps),
+            (self.vxlan6_ready, VXLAN_V6_DEVICE, &desired.vteps6),
+        ];
+        for (ready, device, vteps) in devices {
+            if !ready {
+                continue;
+            }
+            match sync_vteps(&self.nl, device, vteps).await {
+                Ok(0) => {}
+                Ok(n) => info!(ops = n, %device, "VXLAN neighbour/FDB entries updated"),
+                Err(error) => warn!(%error, %device, "syncing VXLAN entries failed"),
+            }
         }
     }
 
@@ -731,6 +806,7 @@ async fn run_inner(
         originated: BTreeSet::new(),
         routes_open: false,
         vxlan_ready: false,
+        vxlan6_ready: false,
         desired: Desired::default(),
         shared: shared.clone(),
         speaker_settings: settings,
@@ -804,7 +880,7 @@ async fn run_inner(
                 if daemon.routes_open {
                     daemon.syncer.handle(Input::ResyncTimer).await;
                 }
-                if daemon.vxlan_ready {
+                if daemon.vxlan_ready || daemon.vxlan6_ready {
                     let desired = daemon.desired.clone();
                     daemon.sync_vteps(&desired).await;
                 }
