@@ -115,3 +115,64 @@ fn two_nodes_dual_stack_ipv6_blocks_routed_over_ipv6_sessions() {
         "deleted workload's /128",
     );
 }
+
+/// Two nodes on two subnets joined by a router, IPv4 and IPv6 pools with
+/// `vxlanMode: CrossSubnet`: the IPv6 blocks are routed through
+/// `vxlan6.brindle` (IPv6 underlay, each node's IPv6 tunnel address from
+/// IPAM), and IPv6 ping and TCP cross it.
+#[test]
+fn ipv6_across_subnets_through_vxlan6() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 1]).unwrap();
+    let (ha, hc) = (&fabric.hosts[0], &fabric.hosts[1]);
+    let store = Store::embedded();
+    store.apply(&pool_yaml_named("v4", "10.78.0.0/16", "CrossSubnet", false));
+    store.apply(&pool_yaml_named("v6", "fd00:78::/48", "CrossSubnet", false));
+    store.apply(ALLOW_ALL_PROFILE);
+    let start = |host: &brindle_testbed::Host, name: &str| {
+        let ip6 = format!("{}/64", host.ipv6);
+        NodeDaemon::start_with(&store, host, name, true, &["--no-policy", "--ip6", &ip6])
+    };
+    let a = start(ha, "node-a");
+    let c = start(hc, "node-c");
+    let dual = serde_json::json!({ "assign_ipv6": "true" });
+    let wa = add_workload_with(&store, ha, "node-a", "wa", &dual);
+    let wc = add_workload_with(&store, hc, "node-c", "wc", &dual);
+    let (wa6, wc6) = (wa.ip6.expect("wa has IPv6"), wc.ip6.expect("wc has IPv6"));
+    a.wait_established(2);
+    c.wait_established(2);
+
+    let node_c = store.get("/brindle/resources/v3/nodes/node-c").unwrap();
+    let node_c = String::from_utf8_lossy(&node_c.value).into_owned();
+    assert!(
+        node_c.contains("ipv6VXLANTunnelAddr") && node_c.contains("vxlanTunnelMACAddrV6"),
+        "IPv6 tunnel address: {node_c}"
+    );
+    let tunnelled = wait_route(
+        &ha.ns,
+        &block6_of(wc6),
+        |r| r.contains("dev vxlan6.brindle") && r.contains("onlink"),
+        "a→c IPv6 block",
+    );
+    eprintln!("a→c: {tunnelled}");
+    wait_route(
+        &hc.ns,
+        &block6_of(wa6),
+        |r| r.contains("dev vxlan6.brindle"),
+        "c→a IPv6 block",
+    );
+    let link = ha.ns.ip(&["link", "show", "vxlan6.brindle"]).unwrap();
+    assert!(link.contains("mtu 1430"), "{link}");
+
+    let (nodes, hosts) = ([&a, &c], [ha, hc]);
+    ping_or_dump(&wa.ns, wc6, &nodes, &hosts);
+    ping_or_dump(&wc.ns, wa6, &nodes, &hosts);
+    assert!(
+        tcp_works(&wa.ns, &wc.ns, IpAddr::V6(wc6)),
+        "TCP over vxlan6"
+    );
+    // IPv4 crosses through its own device next to it.
+    ping_or_dump(&wa.ns, wc.ip, &nodes, &hosts);
+}

@@ -34,6 +34,10 @@ pub struct NodeInfo {
     pub vxlan_tunnel: Option<Ipv4Addr>,
     /// `spec.vxlanTunnelMACAddr`.
     pub vxlan_mac: Option<[u8; 6]>,
+    /// `spec.ipv6VXLANTunnelAddr`.
+    pub vxlan_tunnel6: Option<Ipv6Addr>,
+    /// `spec.vxlanTunnelMACAddrV6`.
+    pub vxlan_mac6: Option<[u8; 6]>,
 }
 
 impl NodeInfo {
@@ -135,6 +139,16 @@ fn node_info(node: &brindle_model::resource::Node) -> NodeInfo {
         vxlan_mac: node
             .spec
             .vxlan_tunnel_mac_addr
+            .as_deref()
+            .and_then(parse_mac),
+        vxlan_tunnel6: node
+            .spec
+            .ipv6_vxlan_tunnel_addr
+            .as_deref()
+            .and_then(|a| a.split('/').next()?.parse().ok()),
+        vxlan_mac6: node
+            .spec
+            .vxlan_tunnel_mac_addr_v6
             .as_deref()
             .and_then(parse_mac),
     }
@@ -248,7 +262,8 @@ mod tests {
                 "/brindle/resources/v3/nodes/a",
                 r#"{"apiVersion":"projectcalico.org/v3","kind":"Node","metadata":{"name":"a","labels":{"rack":"1"}},
                    "spec":{"bgp":{"ipv4Address":"10.0.1.1/24","ipv6Address":"fd00:1::1/64","asNumber":65001,"routeReflectorClusterID":"1.0.0.1"},
-                   "ipv4VXLANTunnelAddr":"10.65.0.1","vxlanTunnelMACAddr":"02:00:00:00:00:01"}}"#,
+                   "ipv4VXLANTunnelAddr":"10.65.0.1","vxlanTunnelMACAddr":"02:00:00:00:00:01",
+                   "ipv6VXLANTunnelAddr":"fd00:65::1","vxlanTunnelMACAddrV6":"02:00:00:00:00:02"}}"#,
             ),
             kv(
                 "/brindle/resources/v3/ippools/p",
@@ -269,6 +284,8 @@ mod tests {
         assert_eq!(a.rr_cluster_id, Some(Ipv4Addr::new(1, 0, 0, 1)));
         assert_eq!(a.vxlan_tunnel, Some(Ipv4Addr::new(10, 65, 0, 1)));
         assert_eq!(a.vxlan_mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(a.vxlan_tunnel6, Some("fd00:65::1".parse().unwrap()));
+        assert_eq!(a.vxlan_mac6, Some([2, 0, 0, 0, 0, 2]));
         assert_eq!(a.labels["rack"], "1");
         assert_eq!(state.pools.len(), 1);
         assert_eq!(

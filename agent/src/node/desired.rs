@@ -21,8 +21,10 @@
 //! (mesh, `peerSelector` and IPv6 `peerIP` peers) between IPv6 addresses,
 //! one family per session as Calico's BIRD does (an IPv6 next hop needs the
 //! session's own IPv6 address); its IPv6 blocks are originated and learned
-//! IPv6 prefixes are routed directly via the peer's IPv6 address (IPv6 pools
-//! are not encapsulated: no vxlan6 or ip6ip6 yet). Nothing here panics; data that cannot be used (a node
+//! IPv6 prefixes are routed via the peer's IPv6 address, or through
+//! `vxlan6.brindle` (IPv6 underlay, IPv6 tunnel addresses and VTEPs) when
+//! the IPv6 pool's `vxlanMode` asks for it; ipip is IPv4 only. Nothing here
+//! panics; data that cannot be used (a node
 //! without an address, a malformed peer IP) is left out.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterState, NodeInfo};
 use crate::route::Route;
-use crate::tunnel::{Vtep, IPIP_DEVICE, VXLAN_DEVICE};
+use crate::tunnel::{Vtep, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE};
 
 /// How `brindlectl node status` names a session's origin (Calico's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -90,8 +92,12 @@ pub struct Desired {
     pub originations: BTreeSet<IpNet>,
     pub peers: BTreeMap<IpAddr, DesiredPeer>,
     pub vteps: Vec<Vtep>,
-    /// Some enabled pool uses VXLAN: the device must exist.
+    /// The remote nodes' IPv6 VXLAN endpoints (on `vxlan6.brindle`).
+    pub vteps6: Vec<Vtep>,
+    /// Some enabled IPv4 pool uses VXLAN: the device must exist.
     pub vxlan: bool,
+    /// Some enabled IPv6 pool uses VXLAN: `vxlan6.brindle` must exist.
+    pub vxlan6: bool,
     /// Some enabled pool uses ipip: `tunl0` must be configured.
     pub ipip: bool,
 }
@@ -125,9 +131,10 @@ fn pool_of<'a>(pools: &'a [(String, IPPoolSpec)], prefix: &IpNet) -> Option<&'a 
 }
 
 /// The kernel route for a prefix learned with `next_hop`:
-/// * an IPv4 prefix whose pool's `vxlanMode` is Always, or CrossSubnet and
-///   the next hop is outside `local_subnets`, and the remote node has a
-///   VTEP: `via <remote tunnel address> dev vxlan.brindle onlink`;
+/// * the pool's `vxlanMode` is Always, or CrossSubnet and the next hop is
+///   outside `local_subnets`, and the remote node has a VTEP of the
+///   prefix's family: `via <remote tunnel address> dev vxlan.brindle
+///   onlink` (IPv6: `vxlan6.brindle`);
 /// * likewise for `ipipMode`: `via <next hop> dev tunl0 onlink`;
 /// * otherwise directly `via <next hop>` (same subnet, or a ToR's route).
 pub fn learned_route(
@@ -144,10 +151,20 @@ pub fn learned_route(
         EncapMode::Never => false,
     };
     if let Some(pool) = pool.filter(|p| !p.disabled) {
-        // The VXLAN device and its tunnel addresses are IPv4.
-        if matches!(prefix, IpNet::V4(_)) && encapsulate(pool.vxlan_mode) {
-            if let Some(tunnel) = remote.and_then(|r| r.vxlan_tunnel) {
-                return Route::onlink(prefix, IpAddr::V4(tunnel), VXLAN_DEVICE);
+        if encapsulate(pool.vxlan_mode) {
+            // Each family has its own device and tunnel addresses.
+            let (tunnel, device) = match prefix {
+                IpNet::V4(_) => (
+                    remote.and_then(|r| r.vxlan_tunnel).map(IpAddr::V4),
+                    VXLAN_DEVICE,
+                ),
+                IpNet::V6(_) => (
+                    remote.and_then(|r| r.vxlan_tunnel6).map(IpAddr::V6),
+                    VXLAN_V6_DEVICE,
+                ),
+            };
+            if let Some(tunnel) = tunnel {
+                return Route::onlink(prefix, tunnel, device);
             }
         }
         if encapsulate(pool.ipip_mode) && next_hop.is_ipv4() {
@@ -205,7 +222,15 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     let mut out = Desired::default();
 
     let enabled_pools = || cluster.pools.iter().map(|(_, p)| p).filter(|p| !p.disabled);
-    out.vxlan = enabled_pools().any(|p| p.vxlan_mode.unwrap_or_default().enabled());
+    let vxlan_pool = |v6: bool| {
+        enabled_pools().any(|p| {
+            p.vxlan_mode.unwrap_or_default().enabled()
+                && p.net().is_some_and(|n| matches!(n, IpNet::V6(_)) == v6)
+        })
+    };
+    out.vxlan = vxlan_pool(false);
+    // IPv6 VXLAN runs over the IPv6 underlay: only with an IPv6 address.
+    out.vxlan6 = vxlan_pool(true) && local_ip6.is_some();
     out.ipip = enabled_pools().any(|p| p.ipip_mode.unwrap_or_default().enabled());
 
     // Own blocks and borrowed addresses.
@@ -271,7 +296,22 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
         ));
     }
 
-    // VTEPs of the other nodes.
+    // VTEPs of the other nodes, per family.
+    if out.vxlan6 {
+        for n in cluster.nodes.values() {
+            if n.name == inputs.node {
+                continue;
+            }
+            if let (Some(ip), Some(tunnel), Some(mac)) = (n.ip6(), n.vxlan_tunnel6, n.vxlan_mac6) {
+                out.vteps6.push(Vtep {
+                    tunnel_ip: IpAddr::V6(tunnel),
+                    mac: mac.to_vec(),
+                    node_ip: IpAddr::V6(ip),
+                });
+            }
+        }
+        out.vteps6.sort();
+    }
     if out.vxlan {
         for n in cluster.nodes.values() {
             if n.name == inputs.node {
@@ -741,6 +781,8 @@ mod tests {
             EncapMode::CrossSubnet,
             EncapMode::Never,
         ));
+        c.nodes.get_mut("b").unwrap().vxlan_tunnel6 = Some("fd00:65::41".parse().unwrap());
+        c.nodes.get_mut("b").unwrap().vxlan_mac6 = Some([2, 0, 0, 0, 0, 0x0b]);
         c.blocks.push(BlockInfo {
             cidr: net("fd00:65::/122"),
             affinity: Some("a".into()),
@@ -811,6 +853,30 @@ mod tests {
         });
         assert!(d.peers[&ip("fd00:1::1")].config.passive);
         assert!(d.peers[&ip("10.0.1.1")].config.passive);
+        // An IPv6 pool with VXLAN across subnets: through vxlan6.brindle to
+        // the remote's IPv6 tunnel address, once it has one.
+        let mut remote = node("d", "10.0.2.9/24");
+        remote.address6 = Some("fd00:2::9/64".parse().unwrap());
+        let p6 = pool("fd00:65::/48", EncapMode::CrossSubnet, EncapMode::Never).1;
+        let subnets = [net("10.0.1.0/24"), net("fd00:1::/64")];
+        let route = |remote: &NodeInfo| {
+            learned_route(
+                net("fd00:65::80/122"),
+                ip("fd00:2::9"),
+                &subnets,
+                Some(&p6),
+                Some(remote),
+            )
+        };
+        assert_eq!(
+            route(&remote),
+            Route::via(net("fd00:65::80/122"), ip("fd00:2::9"))
+        );
+        remote.vxlan_tunnel6 = Some("fd00:65::81".parse().unwrap());
+        assert_eq!(
+            route(&remote),
+            Route::onlink(net("fd00:65::80/122"), ip("fd00:65::81"), VXLAN_V6_DEVICE)
+        );
         // c has no IPv6 address: IPv4 only.
         let d = desired_state(Inputs {
             node: "c",
@@ -818,6 +884,22 @@ mod tests {
             learned: &BTreeMap::new(),
         });
         assert!(d.peers.keys().all(IpAddr::is_ipv4));
+        assert!(d.vteps6.is_empty());
+        // a sees b's IPv6 VTEP (same subnet, so b's block stays direct).
+        let d = desired_state(Inputs {
+            node: "a",
+            cluster: &c,
+            learned: &BTreeMap::new(),
+        });
+        assert!(d.vxlan && d.vxlan6);
+        assert_eq!(
+            d.vteps6,
+            vec![Vtep {
+                tunnel_ip: ip("fd00:65::41"),
+                mac: vec![2, 0, 0, 0, 0, 0x0b],
+                node_ip: ip("fd00:1::2"),
+            }]
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //!   follow, speaker, route reconciler, VXLAN device, status socket).
 //!
 //! Scope: IPv4, and IPv6 for nodes whose `Node` has `spec.bgp.ipv6Address`
-//! (IPv6 sessions, /122 blocks routed directly; no IPv6 encapsulation). The
-//! speaker's AS, port and route-reflector cluster id are read at start.
+//! (`--ip6`): IPv6 sessions, /122 blocks routed directly or through
+//! `vxlan6.brindle` (no IPv6 ipip). The speaker's AS, port and
+//! route-reflector cluster id are read at start.
 //!
 //! Tests: table tests next to each pure module; `tests/node_fabric.rs` runs
 //! real daemons, BIRD and the `brindle-cni` binary in network namespaces.
