@@ -69,15 +69,26 @@ impl Scene<'_> {
         }
     }
 
-    /// Polls `client`→server:`port` until it is `reachable`; returns how
-    /// long that took from `since`.
+    /// Probes `client`→server:`port` until it is `reachable`; returns how
+    /// long that took from `since` (to the start of the probe that showed
+    /// it). Probes give up after 50 ms, so a refusal is seen within ~50 ms;
+    /// a refusal counts only after three in a row, so a probe that was slow
+    /// on a loaded machine does not pass for one.
     fn time_until(&self, client: &str, port: u16, reachable: bool, since: Instant) -> Duration {
-        let probe_timeout = Duration::from_millis(200);
+        let probe_timeout = Duration::from_millis(50);
+        let needed = if reachable { 1 } else { 3 };
+        let mut streak: Option<(Instant, usize)> = None;
         loop {
             let probe_started = Instant::now();
             let ok = connects(&self.client(client).ns, self.server.ip, port, probe_timeout);
             if ok == reachable {
-                return probe_started.duration_since(since);
+                let (first, count) = streak.get_or_insert((probe_started, 0));
+                *count += 1;
+                if *count >= needed {
+                    return first.duration_since(since);
+                }
+            } else {
+                streak = None;
             }
             assert!(
                 since.elapsed() < RELABEL_DEADLINE,
@@ -85,7 +96,7 @@ impl Scene<'_> {
                 if reachable { "refused" } else { "allowed" }
             );
             if ok {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
     }
