@@ -368,10 +368,13 @@ impl Core {
                 session,
                 update,
                 outcome,
+                permit,
             } => {
                 if entry.session.as_ref().is_some_and(|(s, _)| *s == session) {
-                    self.update(address, update, outcome);
+                    self.update(address, *update, outcome);
                 }
+                // Applied: the peer task may read the next UPDATE.
+                drop(permit);
             }
             PeerEvent::RouteRefresh { session, family } => {
                 if entry.session.as_ref().is_some_and(|(s, _)| *s == session) {

@@ -20,10 +20,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -58,8 +60,10 @@ pub(crate) enum PeerEvent {
     },
     Update {
         session: u64,
-        update: Update,
+        update: Box<Update>,
         outcome: UpdateOutcome,
+        /// Held until the core has applied the UPDATE (see [`UPDATES_IN_FLIGHT`]).
+        permit: Option<OwnedSemaphorePermit>,
     },
     RouteRefresh {
         session: u64,
@@ -104,6 +108,13 @@ struct Frame {
 /// sending faster than we process waits in TCP flow control instead of
 /// growing our memory.
 const FRAME_QUEUE: usize = 256;
+
+/// Decoded UPDATEs a peer task may have handed to the core and not yet seen
+/// applied. The peer task reads no further frame until one is applied, so a
+/// peer sending faster than the RIB applies waits in TCP flow control
+/// instead of a table's worth of decoded UPDATEs (28 bytes a prefix) piling
+/// up in the core's queue, which set the peak memory of a full-table load.
+const UPDATES_IN_FLIGHT: usize = 4;
 
 /// The running task of one peer.
 #[derive(Debug)]
@@ -211,6 +222,9 @@ struct PeerTask {
     /// The id of the session last reported Established to the core.
     established: Option<u64>,
     reported_state: State,
+    /// UPDATEs in flight to the core, and the permit for the next one.
+    in_flight: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Our OPEN for a peer.
@@ -327,6 +341,8 @@ impl PeerTask {
             next_id: 1,
             established: None,
             reported_state: State::Idle,
+            in_flight: Arc::new(Semaphore::new(UPDATES_IN_FLIGHT)),
+            permit: None,
         }
     }
 
@@ -371,7 +387,13 @@ impl PeerTask {
                 .copied();
             let input = tokio::select! {
                 input = rx.recv() => input,
-                Some(Frame { conn, frame }) = frames.recv() => {
+                // A frame may be an UPDATE for the core: read one only with
+                // a permit in hand.
+                permit = acquire(&self.in_flight), if self.permit.is_none() => {
+                    self.permit = Some(permit);
+                    continue;
+                }
+                Some(Frame { conn, frame }) = frames.recv(), if self.permit.is_some() => {
                     self.frame(conn, frame);
                     continue;
                 }
@@ -772,10 +794,12 @@ impl PeerTask {
                 }
                 Action::DeliverUpdate((update, outcome)) => {
                     let session = self.sessions[i].id;
+                    let permit = self.permit.take();
                     self.report(PeerEvent::Update {
                         session,
-                        update,
+                        update: Box::new(update),
                         outcome,
+                        permit,
                     });
                 }
             }
@@ -901,6 +925,15 @@ pub(crate) fn family_of(prefix: &ipnet::IpNet) -> Family {
     match prefix {
         ipnet::IpNet::V4(_) => Family::IPV4_UNICAST,
         ipnet::IpNet::V6(_) => Family::IPV6_UNICAST,
+    }
+}
+
+/// A permit of `semaphore`, which is never closed (if it were, this would
+/// wait forever rather than panic).
+async fn acquire(semaphore: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    match Arc::clone(semaphore).acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => std::future::pending().await,
     }
 }
 
