@@ -719,7 +719,7 @@ fn restore_until_committed(tool: &str, input: &str) -> Result<Option<Child>, App
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_err)?;
-    let sentinel = format!(": line {} failed", input.lines().count() + 1);
+    let sentinel_line = input.lines().count() + 1;
     if let Some(mut stdin) = child.stdin.take() {
         // A write error means the tool exited early; its status says why.
         let _ = stdin.write_all(input.as_bytes()).and_then(|()| {
@@ -732,7 +732,7 @@ fn restore_until_committed(tool: &str, input: &str) -> Result<Option<Child>, App
         let mut reader = BufReader::new(pipe);
         let mut line = String::new();
         while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-            if line.trim_end().ends_with(&sentinel) {
+            if blames_line(&line, sentinel_line) {
                 return Ok(Some(child));
             }
             stderr.push_str(&line);
@@ -740,15 +740,29 @@ fn restore_until_committed(tool: &str, input: &str) -> Result<Option<Child>, App
         }
     }
     let status = child.wait().map_err(spawn_err)?;
-    if status.success() {
-        // Only an iptables-restore that ignored the stray COMMIT gets here;
-        // everything before it was committed all the same.
+    // Success means a tool that ignored the stray COMMIT; an error blamed on
+    // it (worded another way) means the same: everything before it landed.
+    if status.success() || stderr.lines().any(|l| blames_line(l, sentinel_line)) {
         return Ok(None);
     }
     Err(ApplyError::Command {
         command: format!("{tool} {}", args.join(" ")),
         stderr: stderr.trim().to_string(),
     })
+}
+
+/// Whether an `iptables-restore` error line blames input line `n`: the
+/// `<tool>: line <n> failed[: why]` form, or `Error occurred at line: <n>`.
+fn blames_line(stderr_line: &str, n: usize) -> bool {
+    let text = stderr_line.trim_end();
+    let failed = format!("line {n} failed");
+    let at_line = format!("Error occurred at line: {n}");
+    text.ends_with(&at_line)
+        || text
+            .find(&failed)
+            .map(|at| &text[at + failed.len()..])
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+            && text.contains(": line ")
 }
 
 impl Backend for SystemBackend {
@@ -833,5 +847,31 @@ unsafe impl Send for ClosingSession {}
 impl ClosingSession {
     fn close(self) {
         drop(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blames_line;
+
+    #[test]
+    fn sentinel_errors_are_recognised_and_others_are_not() {
+        // What iptables 1.8.9 prints for a COMMIT outside a table (nft and
+        // legacy), and the other wording iptables-restore uses.
+        assert!(blames_line("iptables-nft-restore: line 7 failed\n", 7));
+        assert!(blames_line("iptables-restore: line 5 failed", 5));
+        assert!(blames_line(
+            "ip6tables-nft-restore: line 12 failed: Bad COMMIT",
+            12
+        ));
+        assert!(blames_line("Error occurred at line: 9", 9));
+        // An earlier line failing is a real failure.
+        assert!(!blames_line(
+            "iptables-nft-restore: line 6 failed: No such file",
+            7
+        ));
+        assert!(!blames_line("iptables-nft-restore: line 17 failed", 7));
+        assert!(!blames_line("Error occurred at line: 4", 5));
+        assert!(!blames_line("Error occurred at line: 45", 4));
     }
 }
