@@ -25,6 +25,8 @@
 //!
 //! The store is the embedded one, then etcd (in node A's namespace);
 //! `BRINDLE_BENCH_STORES=embedded|etcd` picks one.
+//! `BRINDLE_BENCH_NODE_LOG` is the daemons' `RUST_LOG` (default `info`) and
+//! `BRINDLE_BENCH_KEEP_LOGS=DIR` keeps their logs there.
 //! `BRINDLE_BENCH_WORKLOADS=N` sets how many workloads per pool (default
 //! 40). `BRINDLE_BENCH_BASELINE_BIN=DIR` (holding `brindle-node` and
 //! `brindle-cni` of an older build) measures that build too, first, on its
@@ -138,7 +140,10 @@ fn start_node(store: &Store, host: &Host, name: &str, binary: &Path) -> Process 
         "--ip",
         &format!("{}/24", host.ipv4),
     ]);
-    command.env("RUST_LOG", "info");
+    command.env(
+        "RUST_LOG",
+        std::env::var("BRINDLE_BENCH_NODE_LOG").unwrap_or_else(|_| "info".into()),
+    );
     Process::spawn(format!("brindle-node {name}"), command, &log).unwrap()
 }
 
@@ -322,6 +327,10 @@ fn probe(target: Ipv4Addr) -> Option<Instant> {
         }
     }
     None
+}
+
+fn label_slug(build: &Build, kind: StoreKind) -> String {
+    format!("{}-{kind:?}", build.label.replace(' ', "-")).to_lowercase()
 }
 
 fn pool_yaml(name: &str, cidr: &str, block_size: u8) -> String {
@@ -520,6 +529,12 @@ fn measure(build: &Build, kind: StoreKind, n: usize) -> Vec<String> {
     drop(monitor);
     node_a.stop();
     node_b.stop();
+    if let Ok(dir) = std::env::var("BRINDLE_BENCH_KEEP_LOGS") {
+        for name in ["node-a", "node-b"] {
+            let kept = Path::new(&dir).join(format!("{}-{name}.log", label_slug(build, kind)));
+            let _ = std::fs::copy(store.dir.path().join(format!("{name}.log")), kept);
+        }
+    }
     let label = format!(
         "{}, {}",
         build.label,
