@@ -341,6 +341,8 @@ pub struct Rib {
     loc: PrefixMap<Destination>,
     peers: Vec<Option<PeerSlot>>,
     by_address: HashMap<IpAddr, u32>,
+    /// Fill [`RibOutput::best_changes`]; off when nobody consumes them.
+    report_best_changes: bool,
 }
 
 impl std::fmt::Debug for Rib {
@@ -363,6 +365,7 @@ impl Rib {
             loc: PrefixMap::default(),
             peers: Vec::new(),
             by_address: HashMap::new(),
+            report_best_changes: true,
         }
     }
 
@@ -371,6 +374,15 @@ impl Rib {
     pub fn with_igp_cost(mut self, igp: impl IgpCost + 'static) -> Self {
         self.igp = Box::new(igp);
         self
+    }
+
+    /// Whether operations report Loc-RIB changes in
+    /// [`RibOutput::best_changes`] (the default). A speaker with nobody
+    /// programming a kernel turns it off: a full-table load then builds no
+    /// change list (about 80 bytes and an allocation per route). The Loc-RIB
+    /// itself is the same either way; read it with [`Rib::loc_rib`].
+    pub fn set_best_change_reports(&mut self, on: bool) {
+        self.report_best_changes = on;
     }
 
     pub fn config(&self) -> &RibConfig {
@@ -1005,11 +1017,13 @@ impl Rib {
         if before == after {
             return;
         }
-        let best = self
-            .loc
-            .get_at(&prefix, slot)
-            .and_then(|d| self.selected(d));
-        output.best_changes.push(BestChange { prefix, best });
+        if self.report_best_changes {
+            let best = self
+                .loc
+                .get_at(&prefix, slot)
+                .and_then(|d| self.selected(d));
+            output.best_changes.push(BestChange { prefix, best });
+        }
         let old = before.first.as_ref();
         let new = after.first.as_ref();
         if old != new {

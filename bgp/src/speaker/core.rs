@@ -113,8 +113,11 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
     rib_config.cluster_id = config.cluster_id;
     rib_config.max_paths = config.max_paths.max(1);
     let peers = config.peers.clone();
+    let mut rib = Rib::new(rib_config);
+    // Nobody to report Loc-RIB changes to until someone subscribes.
+    rib.set_best_change_reports(false);
     let mut core = Core {
-        rib: Rib::new(rib_config),
+        rib,
         config,
         peers: BTreeMap::new(),
         subscribers: Vec::new(),
@@ -244,6 +247,7 @@ impl Core {
                     }
                 }
                 self.subscribers.push(tx);
+                self.rib.set_best_change_reports(true);
             }
             Request::Peers(reply) => {
                 let _ = reply.send(Ok(self.statuses()));
@@ -628,8 +632,12 @@ impl Core {
 
     /// Publishes Loc-RIB changes and sends pending advertisements.
     fn apply(&mut self, out: RibOutput) {
-        // Without subscribers the changes need no translation.
+        // Without subscribers the changes need no translation, and the RIB
+        // need not list them.
         self.subscribers.retain(|s| !s.is_closed());
+        if self.subscribers.is_empty() {
+            self.rib.set_best_change_reports(false);
+        }
         if !out.best_changes.is_empty() && !self.subscribers.is_empty() {
             let changes: Vec<BestRouteChange> = out
                 .best_changes
