@@ -42,7 +42,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
 
 use crate::reconciler::{OpError, RouteOp};
-use crate::route::{KernelRoute, NextHop, Route, RouteTarget};
+use crate::route::{default_metric, KernelRoute, NextHop, Route, RouteTarget};
 
 /// A netlink request failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,14 @@ pub trait KernelRoutes {
     fn list_routes(&self) -> impl Future<Output = Result<Vec<KernelRoute>, NetlinkError>> + Send;
     /// Apply one operation.
     fn apply(&self, op: &RouteOp) -> impl Future<Output = Result<(), OpError>> + Send;
+    /// Whether the kernel holds exactly `route`, of our protocol, at the
+    /// default metric: what an [`RouteOp::Add`] that failed with
+    /// [`OpError::Exists`] may have run into when another process of ours
+    /// (`brindle-cni`) installed it first. The default knows nothing.
+    fn holds(&self, route: &Route) -> impl Future<Output = bool> + Send {
+        let _ = route;
+        std::future::ready(false)
+    }
 }
 
 /// What the agent needs to know about a link.
@@ -246,6 +254,38 @@ impl Netlink {
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The main-table route of our protocol at exactly `dst`, if any: one
+    /// `RTM_GETROUTE` with `RTM_F_FIB_MATCH` (`ip route get fibmatch`), not a
+    /// dump, so it costs the same with 100k routes in the table.
+    pub async fn route_at(&self, dst: IpNet) -> Result<Option<KernelRoute>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family_of(&dst.addr());
+        req.header.destination_prefix_length = dst.max_prefix_len();
+        req.header.flags = RouteFlags::FibMatch;
+        req.attributes
+            .push(RouteAttribute::Destination(route_address(dst.addr())));
+        let reply = match self
+            .request_one("look up a route", RouteNetlinkMessage::GetRoute(req))
+            .await
+        {
+            Ok(r) => r,
+            // No route at all for the address.
+            Err(NetlinkError::Kernel { errno, .. })
+                if errno == libc::ENETUNREACH
+                    || errno == libc::EHOSTUNREACH
+                    || errno == libc::ESRCH =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(RouteNetlinkMessage::NewRoute(r)) = reply else {
+            return Ok(None);
+        };
+        let names = self.names_by_index().await?;
+        Ok(decode_route(&r, self.protocol, &names).filter(|k| k.dst == dst))
     }
 
     async fn request_one(
@@ -877,6 +917,13 @@ impl KernelRoutes for Netlink {
             }
         }
         Ok(routes)
+    }
+
+    async fn holds(&self, route: &Route) -> bool {
+        match self.route_at(route.dst).await {
+            Ok(Some(k)) => k.target == route.target && k.metric == default_metric(&route.dst),
+            _ => false,
+        }
     }
 
     async fn apply(&self, op: &RouteOp) -> Result<(), OpError> {

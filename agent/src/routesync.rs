@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::netlink::KernelRoutes;
-use crate::reconciler::{Input, Output, ReconcilerConfig, RouteOp, RouteReconciler};
+use crate::reconciler::{Input, OpError, Output, ReconcilerConfig, RouteOp, RouteReconciler};
 
 /// Drives a [`RouteReconciler`] against a kernel.
 pub struct RouteSyncer<K> {
@@ -89,7 +89,16 @@ impl<K: KernelRoutes + Sync> RouteSyncer<K> {
                 let kernel = &self.kernel;
                 let mut results = futures::stream::iter(ops)
                     .map(|op| async move {
-                        let result = kernel.apply(&op).await;
+                        let mut result = kernel.apply(&op).await;
+                        if let (RouteOp::Add(route), Err(OpError::Exists)) = (&op, &result) {
+                            // brindle-cni installs a workload's route (with
+                            // our protocol) before this node's view has it:
+                            // if that is exactly the route wanted, the Add's
+                            // effect is there. A foreign route stays a failure.
+                            if kernel.holds(route).await {
+                                result = Ok(());
+                            }
+                        }
                         (op, result)
                     })
                     .buffer_unordered(Self::CONCURRENCY);
