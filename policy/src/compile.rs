@@ -21,7 +21,8 @@
 //!       endpoint in the network set ─► brindle-pro-<net> / brindle-pri-<net>
 //!       accept mark ─► RETURN
 //!   DROP
-//! INPUT  ─► brindle-INPUT:  workloads to host (egress policy, then the configured action),
+//! INPUT  ─► brindle-INPUT:  IPv6 neighbour/router discovery from workloads accepted,
+//!                           workloads to host (egress policy, then the configured action),
 //!                           failsafe ports, host endpoints' ingress chains
 //! OUTPUT ─► brindle-OUTPUT: host to workloads allowed, failsafe ports, host endpoints' egress
 //! nat POSTROUTING ─► brindle-POSTROUTING: natOutgoing pools masqueraded
@@ -663,7 +664,20 @@ impl<'m> Compiler<'m> {
     fn host_chains(&mut self) {
         let (accept, no_pass, clear) = self.marks();
         let wl = format!("{}+", self.config.workload_interface_prefix);
-        let mut input = vec![format!("-i {wl} -j {}", names::FROM_WORKLOAD_CHAIN)];
+        let mut input = Vec::new();
+        if self.family == Family::V6 {
+            // Neighbour and router discovery (and MLD) from a workload to its
+            // host, sent from link-local addresses the anti-spoofing set
+            // does not hold: without them no IPv6 workload resolves its
+            // gateway. Felix accepts the same types; 134 (router
+            // advertisement) stays out: workloads do not advertise routes.
+            for icmp_type in [130, 131, 132, 133, 135, 136] {
+                input.push(format!(
+                    "-i {wl} -p ipv6-icmp -m icmp6 --icmpv6-type {icmp_type} -j ACCEPT"
+                ));
+            }
+        }
+        input.push(format!("-i {wl} -j {}", names::FROM_WORKLOAD_CHAIN));
         input.push(match self.config.endpoint_to_host {
             EndpointToHost::Drop => format!("-i {wl} -j DROP"),
             EndpointToHost::Accept => format!("-i {wl} -j ACCEPT"),
