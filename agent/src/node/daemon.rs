@@ -282,7 +282,8 @@ struct Daemon {
     vxlan6_ready: bool,
     desired: Desired,
     shared: Arc<Mutex<Shared>>,
-    policy: Option<Arc<Mutex<PolicyEngine>>>,
+    /// Work for the policy task (see [`policy_task`]); `None`: policy off.
+    policy: Option<tokio::sync::watch::Sender<PolicyWork>>,
     /// AS, listen port and cluster id the speaker was started with: they
     /// only change with a restart of the daemon.
     speaker_settings: SpeakerSettings,
@@ -564,27 +565,19 @@ impl Daemon {
         self.desired = desired;
     }
 
-    /// Compiles policy for this node and applies what changed (`resync`:
-    /// re-read the kernel and repair it).
+    /// Has policy compiled and applied for this node (`resync`: re-read the
+    /// kernel and repair it). Hands the resources to the policy task and
+    /// returns at once: a converge (and the routes of the next one) never
+    /// waits for iptables.
     async fn sync_policy(&self, resync: bool) {
-        let Some(engine) = self.policy.clone() else {
+        let Some(work) = &self.policy else {
             return;
         };
-        let resources = PolicyResources::decode(self.resources.values());
-        let node = self.opts.node_name.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            engine
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .sync(&node, &resources, resync)
-        })
-        .await;
-        match result {
-            Ok(Ok(Some(stats))) => debug!(?stats, resync, "policy applied"),
-            Ok(Ok(None)) => {}
-            Ok(Err(error)) => warn!(%error, "applying policy failed"),
-            Err(error) => warn!(%error, "policy task failed"),
-        }
+        let resources: Arc<Vec<KeyValue>> = Arc::new(self.resources.values().cloned().collect());
+        work.send_modify(|w| {
+            w.resources = resources;
+            w.resyncs_asked += u64::from(resync);
+        });
     }
 
     /// Neighbour/FDB entries of each VXLAN device that is up.
@@ -633,6 +626,43 @@ impl Daemon {
                 .handle(Input::SetAll(self.desired.routes.clone()))
                 .await;
             self.syncer.handle(Input::Start).await;
+        }
+    }
+}
+
+/// What the policy task is asked to apply: the latest resources (older
+/// ones are skipped) and how many resyncs were asked for so far (a count, so
+/// a resync is not lost when newer resources replace its request).
+#[derive(Debug, Clone, Default)]
+struct PolicyWork {
+    resources: Arc<Vec<KeyValue>>,
+    resyncs_asked: u64,
+}
+
+/// Applies policy for `node` whenever the work changes, one sync at a time,
+/// always from the latest resources: a burst of changes is one sync.
+async fn policy_task(node: String, mut work: tokio::sync::watch::Receiver<PolicyWork>) {
+    let engine = Arc::new(Mutex::new(PolicyEngine::new()));
+    let mut resyncs_done = 0;
+    while work.changed().await.is_ok() {
+        let next = work.borrow_and_update().clone();
+        let resync = next.resyncs_asked > resyncs_done;
+        resyncs_done = next.resyncs_asked;
+        let engine = engine.clone();
+        let node = node.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let resources = PolicyResources::decode(next.resources.iter());
+            engine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync(&node, &resources, resync)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(stats))) => debug!(?stats, resync, "policy applied"),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => warn!(%error, "applying policy failed"),
+            Err(error) => warn!(%error, "policy task failed"),
         }
     }
 }
@@ -810,9 +840,11 @@ async fn run_inner(
         desired: Desired::default(),
         shared: shared.clone(),
         speaker_settings: settings,
-        policy: opts
-            .policy
-            .then(|| Arc::new(Mutex::new(PolicyEngine::new()))),
+        policy: opts.policy.then(|| {
+            let (work, rx) = tokio::sync::watch::channel(PolicyWork::default());
+            tokio::spawn(policy_task(opts.node_name.clone(), rx).instrument(info_span!("policy")));
+            work
+        }),
     };
 
     let mut resources = ds.follow(format!("{KEY_ROOT}/"));
