@@ -3,8 +3,9 @@
 //! IPv6 BGP sessions between the nodes' IPv6 addresses and routed directly
 //! via the peer's IPv6 address. A node's IPv6 address is its `Node`'s
 //! `spec.bgp.ipv6Address`, written by an operator or by `brindle-node
-//! --ip6`; IPv6 pools are not encapsulated (no vxlan6 yet), so this is the
-//! same-subnet case.
+//! --ip6`. Same subnet: routed directly; two subnets: through
+//! `vxlan6.brindle`. Policy is on (the default), so the compiler's ICMPv6
+//! neighbour-discovery rules are exercised too.
 //!
 //! Needs root; every namespace, process and temp file is owned by a handle
 //! and removed on drop, also when a test panics.
@@ -45,13 +46,9 @@ fn two_nodes_dual_stack_ipv6_blocks_routed_over_ipv6_sessions() {
     // node-a's IPv6 address as an operator (or calicoctl) records it;
     // node-b registers its own with --ip6.
     store.apply(&dual_stack_node_yaml("node-a", ha.ipv6));
-    // Routing only: the policy compiler's INPUT chain drops the ICMPv6
-    // neighbour solicitations a workload sends to its gateway (Felix
-    // accepts ICMPv6 types 130-136 from workloads first), so with policy
-    // on no IPv6 workload can reach its host yet.
-    let a = NodeDaemon::start_with(&store, ha, "node-a", true, &["--no-policy"]);
+    let a = NodeDaemon::start_with(&store, ha, "node-a", true, &[]);
     let ip6 = format!("{}/64", hb.ipv6);
-    let b = NodeDaemon::start_with(&store, hb, "node-b", true, &["--no-policy", "--ip6", &ip6]);
+    let b = NodeDaemon::start_with(&store, hb, "node-b", true, &["--ip6", &ip6]);
     let dual = serde_json::json!({ "assign_ipv6": "true" });
     let wa = add_workload_with(&store, ha, "node-a", "wa", &dual);
     let wb = add_workload_with(&store, hb, "node-b", "wb", &dual);
@@ -133,7 +130,7 @@ fn ipv6_across_subnets_through_vxlan6() {
     store.apply(ALLOW_ALL_PROFILE);
     let start = |host: &brindle_testbed::Host, name: &str| {
         let ip6 = format!("{}/64", host.ipv6);
-        NodeDaemon::start_with(&store, host, name, true, &["--no-policy", "--ip6", &ip6])
+        NodeDaemon::start_with(&store, host, name, true, &["--ip6", &ip6])
     };
     let a = start(ha, "node-a");
     let c = start(hc, "node-c");
