@@ -810,6 +810,7 @@ impl Backend for SystemBackend {
     }
 
     fn ipset_restore(&mut self, input: &str) -> Result<(), ApplyError> {
+        self.reap_exited();
         // In-process through libipset: no fork on the hot path of a
         // membership change.
         let mut file = tempfile::NamedTempFile::new()
