@@ -3,7 +3,9 @@
 //!
 //! Inside the VM: three node namespaces on two subnets joined by a router
 //! namespace (LAN 0 = a bridge in the router with node-a and node-b,
-//! LAN 1 = a veth to node-c), one embedded store file shared by everyone,
+//! LAN 1 = a veth to node-c), one store shared by everyone (once the
+//! embedded store file, once a real etcd in the router namespace, with the
+//! same script: [`Store`] only says how to start it and how to reach it),
 //! an IPPool with `ipipMode: CrossSubnet` written by `brindlectl apply`,
 //! a real `brindle-node` per node (full BGP mesh, the native speaker),
 //! two workloads per node made by `brindle-cni` exactly as a runtime calls
@@ -22,6 +24,9 @@
 //! "TUNL0 … DOWN" check catches that and prints the daemons' logs.
 
 mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use brindle_vm::{run, VmSpec};
 
@@ -54,7 +59,9 @@ lan_node node-b 10.0.0.2/24 10.0.0.254
 lan_node node-c 10.0.1.3/24 10.0.1.254
 ip netns exec node-a ping -c 1 -W 5 10.0.1.3
 
-# --- the cluster: one pool, one daemon per node
+# --- the cluster: the store, one pool, one daemon per node
+start_store
+echo "STORE $BRINDLE_DATASTORE"
 apply_pool 10.80.0.0/16 CrossSubnet
 for spec in node-a:10.0.0.1 node-b:10.0.0.2 node-c:10.0.1.3; do
     n=${spec%%:*}; addr=${spec#*:}
@@ -68,6 +75,7 @@ dump_logs() {
         ip -n $n route show
         vm_dump "$n.log" /tmp/$n.log
     done
+    dump_store
 }
 trap 'echo "FAILED at line $LINENO"; dump_logs' ERR
 
@@ -138,20 +146,154 @@ for n in node-a node-b node-c; do brindlectl node status --socket /tmp/$n.sock; 
 echo "MATRIX DONE"
 "#;
 
+/// Where the cluster's state lives; the bash each variant adds to the
+/// script after the common prelude: `$BRINDLE_DATASTORE` (the URL every
+/// daemon, `brindle-cni` and `brindlectl` get), `start_store` (run once
+/// the router namespace exists) and `dump_store` (its log, on failure).
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    /// One SQLite file on the VM's tmpfs, opened by every process.
+    Embedded,
+    /// A single-member etcd (Debian's `etcd-server`) in the router
+    /// namespace on 10.0.0.254:2379, its data dir on the VM's tmpfs.
+    Etcd,
+}
+
+/// The embedded store needs nothing started: the first process creates
+/// the file.
+const EMBEDDED: &str = r#"
+export BRINDLE_DATASTORE=file:///tmp/store.db
+start_store() { :; }
+dump_store() { :; }
+"#;
+
+/// etcd listens only on the router's LAN 0 address, which every node
+/// reaches through its `eth0` (node-c through the router). The VM's root
+/// namespace has no route there, so `brindlectl` runs in the router
+/// namespace (a function shadows the binary for `apply_pool` and the log
+/// dump). Under TCG etcd takes many seconds to start and elect itself:
+/// the health wait is generous (counted in tries, not time). The clients'
+/// per-request timeout is raised from 5 s to 30 s: on one TCG CPU of a
+/// loaded host, `brindle-node`'s first status call to etcd took longer
+/// than 5 s and the daemon exited (it does not retry its first connect).
+const ETCD: &str = r#"
+export BRINDLE_DATASTORE="etcd://10.0.0.254:2379?timeout=30"
+brindlectl() { ip netns exec router /bin/brindlectl "$@"; }
+etcd_health() {
+    ip netns exec router etcdctl --endpoints=http://10.0.0.254:2379 \
+        --dial-timeout=10s --command-timeout=20s endpoint health
+}
+start_store() {
+    ip netns exec router etcd --name vm --data-dir /tmp/etcd \
+        --listen-client-urls http://10.0.0.254:2379 \
+        --advertise-client-urls http://10.0.0.254:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 \
+        --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster vm=http://127.0.0.1:2380 \
+        --heartbeat-interval 500 --election-timeout 5000 \
+        > /tmp/etcd.log 2>&1 &
+    if ! vm_wait 180 etcd_health; then
+        echo "ETCD never became healthy"
+        etcd_health || true
+        dump_store
+        return 1
+    fi
+    etcd_health
+    echo "ETCD up"
+}
+dump_store() {
+    etcd_health || true
+    vm_dump etcd.log /tmp/etcd.log
+}
+"#;
+
+impl Store {
+    /// The datastore URL the script exports (checked on the console, so a
+    /// variant cannot silently run on the other store).
+    fn url(self) -> &'static str {
+        match self {
+            Store::Embedded => "file:///tmp/store.db",
+            Store::Etcd => "etcd://10.0.0.254:2379?timeout=30",
+        }
+    }
+
+    /// Virtual CPUs of the VM. etcd's VM gets one: with two, while this
+    /// test ran next to the embedded one on a loaded 2-core host, the guest
+    /// hung in a soft lockup (`ksoftirqd/1 stuck`, no progress for minutes),
+    /// the pattern of a preempted lock holder under overcommit; with one
+    /// virtual CPU there is no other CPU to spin on it.
+    fn cpus(self) -> u32 {
+        match self {
+            Store::Embedded => 2,
+            Store::Etcd => 1,
+        }
+    }
+
+    /// Boot to poweroff. etcd on one TCG CPU next to three daemons is the
+    /// slowest VM here; it runs as a `slow_` test, so it may take longer
+    /// than the common limit without nextest killing it first.
+    fn timeout(self) -> Duration {
+        match self {
+            Store::Embedded => common::TIMEOUT,
+            Store::Etcd => Duration::from_secs(600),
+        }
+    }
+
+    fn script(self) -> &'static str {
+        match self {
+            Store::Embedded => EMBEDDED,
+            Store::Etcd => ETCD,
+        }
+    }
+
+    /// Host binaries the store needs in the VM besides Brindle's own.
+    fn binaries(self) -> Vec<PathBuf> {
+        match self {
+            Store::Embedded => Vec::new(),
+            Store::Etcd => ["/usr/bin/etcd", "/usr/bin/etcdctl"]
+                .iter()
+                .map(PathBuf::from)
+                .inspect(|p| {
+                    assert!(
+                        p.is_file(),
+                        "{} missing: apt install etcd-server etcd-client",
+                        p.display()
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 #[test]
 fn three_nodes_two_subnets_ipip_cross_subnet_in_the_vm() {
+    three_nodes_two_subnets_ipip_cross_subnet(Store::Embedded);
+}
+
+/// `slow_`: nextest's longer limit (see `.config/nextest.toml`); etcd under
+/// TCG on one virtual CPU legitimately needs more than the five minutes.
+#[test]
+fn slow_three_nodes_two_subnets_ipip_cross_subnet_in_the_vm_on_etcd() {
+    three_nodes_two_subnets_ipip_cross_subnet(Store::Etcd);
+}
+
+fn three_nodes_two_subnets_ipip_cross_subnet(store: Store) {
+    let mut binaries = common::binaries(&["brindle-node", "brindle-cni", "brindlectl"]);
+    binaries.extend(store.binaries());
     let out = run(&VmSpec {
-        binaries: common::binaries(&["brindle-node", "brindle-cni", "brindlectl"]),
+        binaries,
         modules: common::modules(),
-        script: format!("{}{}", common::PRELUDE, SCRIPT),
+        script: format!("{}{}{}", common::PRELUDE, store.script(), SCRIPT),
         memory_mib: common::MEMORY_MIB,
-        cpus: 2,
-        timeout: Some(common::TIMEOUT),
+        cpus: store.cpus(),
+        timeout: Some(store.timeout()),
         ..VmSpec::default()
     })
     .unwrap();
     common::assert_success(&out);
     assert!(out.console.contains("MATRIX DONE"), "{}", out.console);
+    let url = format!("STORE {}", store.url());
+    assert!(out.console.contains(&url), "{url}:\n{}", out.console);
 
     let workloads: Vec<&str> = out
         .console
