@@ -244,6 +244,37 @@ async fn register(ds: &Datastore, opts: &NodeOptions, address: Ipv4Net) -> Resul
     .await
 }
 
+/// How long a starting node keeps retrying an etcd it cannot reach: a node
+/// often boots before (or while) its etcd cluster does, and a supervisor
+/// restart loop is a worse way to wait.
+const DATASTORE_STARTUP_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Opens the datastore and registers this node, retrying with backoff while
+/// etcd is unreachable (other errors, e.g. a bad URL, fail at once).
+async fn open_and_register(opts: &NodeOptions, address: Ipv4Net) -> Result<Datastore, NodeError> {
+    let deadline = Instant::now() + DATASTORE_STARTUP_PATIENCE;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            let ds = Datastore::open(opts.datastore.as_deref()).await?;
+            info!(store = %ds.describe(), "datastore open");
+            register(&ds, opts, address).await?;
+            Ok::<_, NodeError>(ds)
+        };
+        match attempt.await {
+            Ok(ds) => return Ok(ds),
+            Err(NodeError::Datastore(error @ brindle_datastore::Error::Etcd { .. }))
+                if Instant::now() + backoff < deadline =>
+            {
+                warn!(%error, retry_in = ?backoff, "datastore unreachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Shared with the status socket.
 #[derive(Debug, Default)]
 struct Shared {
@@ -760,8 +791,7 @@ async fn run_inner(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let started = Instant::now();
-    let ds = Datastore::open(opts.datastore.as_deref()).await?;
-    info!(store = %ds.describe(), "datastore open");
+    tokio::pin!(shutdown);
     let address = match opts.address {
         Some(a) => a,
         None => {
@@ -770,7 +800,15 @@ async fn run_inner(
             a
         }
     };
-    register(&ds, &opts, address).await?;
+    // The signal handlers are installed already, so a stop must also end a
+    // start that is still waiting for its datastore.
+    let ds = tokio::select! {
+        opened = open_and_register(&opts, address) => opened?,
+        _ = &mut shutdown => {
+            info!("shutting down before the datastore answered");
+            return Ok(());
+        }
+    };
     info!(address = %address, "node registered");
     if let Err(error) = crate::workload::enable_host_forwarding() {
         warn!(%error, "cannot enable forwarding");
@@ -853,7 +891,6 @@ async fn run_inner(
     let mut resync = tokio::time::interval(opts.resync_interval);
     resync.tick().await;
     let mut all_up_since = None;
-    tokio::pin!(shutdown);
     // Converging: as soon as the events that are already queued have been
     // folded in (the select is biased: ready events win over converging),
     // but no sooner than the previous converge's duration (at least
