@@ -355,33 +355,50 @@ impl Daemon {
         ClusterState::decode(self.resources.values(), self.blocks.values())
     }
 
+    /// A tunnel address of one family from IPAM (`allowedUses: Tunnel`),
+    /// out of the enabled VXLAN pools of that family.
+    async fn assign_vxlan_tunnel(
+        &self,
+        cluster: &ClusterState,
+        v6: bool,
+    ) -> Result<Option<IpAddr>, NodeError> {
+        let name = &self.opts.node_name;
+        let pools: Vec<IpNet> = cluster
+            .pools
+            .iter()
+            .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
+            .filter_map(|(_, p)| p.net())
+            .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+            .collect();
+        let (kind, num4, num6) = if v6 {
+            (TunnelKind::VxlanV6, 0, 1)
+        } else {
+            (TunnelKind::Vxlan, 1, 0)
+        };
+        let args = AutoAssignArgs {
+            num4,
+            num6,
+            handle: tunnel_handle(kind, name),
+            attrs: BTreeMap::new(),
+            node: name.clone(),
+            pools,
+            use_: AllowedUse::Tunnel,
+        };
+        let assigned = Ipam::new(self.ds.clone()).auto_assign(&args).await?;
+        let addrs = if v6 { &assigned.ipv6 } else { &assigned.ipv4 };
+        Ok(addrs.first().map(|n| n.addr()))
+    }
+
     /// Allocates this node's VXLAN tunnel address (once; kept in the Node)
     /// and creates the device.
     async fn ensure_vxlan(&mut self, cluster: &ClusterState) -> Result<(), NodeError> {
         let name = self.opts.node_name.clone();
         let mut tunnel = cluster.nodes.get(&name).and_then(|n| n.vxlan_tunnel);
         if tunnel.is_none() {
-            let pools: Vec<IpNet> = cluster
-                .pools
-                .iter()
-                .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
-                .filter_map(|(_, p)| p.net())
-                .filter(|n| matches!(n, IpNet::V4(_)))
-                .collect();
-            let args = AutoAssignArgs {
-                num4: 1,
-                num6: 0,
-                handle: tunnel_handle(TunnelKind::Vxlan, &name),
-                attrs: BTreeMap::new(),
-                node: name.clone(),
-                pools,
-                use_: AllowedUse::Tunnel,
+            tunnel = match self.assign_vxlan_tunnel(cluster, false).await? {
+                Some(IpAddr::V4(v4)) => Some(v4),
+                _ => None,
             };
-            let assigned = Ipam::new(self.ds.clone()).auto_assign(&args).await?;
-            tunnel = assigned.ipv4.first().and_then(|n| match n.addr() {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            });
         }
         let Some(tunnel) = tunnel else {
             return Err(NodeError::Config(
@@ -414,27 +431,10 @@ impl Daemon {
         };
         let mut tunnel = me.and_then(|n| n.vxlan_tunnel6);
         if tunnel.is_none() {
-            let pools: Vec<IpNet> = cluster
-                .pools
-                .iter()
-                .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
-                .filter_map(|(_, p)| p.net())
-                .filter(|n| matches!(n, IpNet::V6(_)))
-                .collect();
-            let args = AutoAssignArgs {
-                num4: 0,
-                num6: 1,
-                handle: tunnel_handle(TunnelKind::VxlanV6, &name),
-                attrs: BTreeMap::new(),
-                node: name.clone(),
-                pools,
-                use_: AllowedUse::Tunnel,
+            tunnel = match self.assign_vxlan_tunnel(cluster, true).await? {
+                Some(IpAddr::V6(v6)) => Some(v6),
+                _ => None,
             };
-            let assigned = Ipam::new(self.ds.clone()).auto_assign(&args).await?;
-            tunnel = assigned.ipv6.first().and_then(|n| match n.addr() {
-                IpAddr::V6(v6) => Some(v6),
-                IpAddr::V4(_) => None,
-            });
         }
         let Some(tunnel) = tunnel else {
             return Err(NodeError::Config(
