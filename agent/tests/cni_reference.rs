@@ -22,8 +22,7 @@ const REFERENCE_DIR: &str = "/usr/lib/cni";
 fn with_reference(host: &Host, plugins: &[&str]) -> bool {
     for plugin in plugins {
         let from = Path::new(REFERENCE_DIR).join(plugin);
-        if !from.is_file() {
-            eprintln!("skipping: {} not installed", from.display());
+        if !brindle_testbed::require::file(&from) {
             return false;
         }
         std::os::unix::fs::symlink(&from, host.plugin_dir().join(plugin)).unwrap();

@@ -23,11 +23,7 @@ pub const CNI_BIN: &str = env!("CARGO_BIN_EXE_brindle-cni");
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub fn can_run() -> bool {
-    let ok = nix::unistd::Uid::effective().is_root();
-    if !ok {
-        eprintln!("skipping: needs root");
-    }
-    ok
+    brindle_testbed::require::root()
 }
 
 /// Which store a fabric test runs on.

@@ -15,12 +15,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Whether this process can create namespaces (root and `ip` present).
 pub fn can_run() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        eprintln!("skipping: needs root and iproute2");
-    }
-    root && ip
+    brindle_testbed::require::root_and_ip()
 }
 
 /// A network namespace created with `ip netns add`, deleted on drop.

@@ -219,8 +219,7 @@ mod tests {
 
     #[test]
     fn restart_keeps_keys_and_revisions() {
-        if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipping: needs root");
+        if !crate::require::root() {
             return;
         }
         let mut etcd = Etcd::start().unwrap();

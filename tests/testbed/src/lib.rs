@@ -13,6 +13,8 @@
 //!   one, returned only once ready (or an error carrying the daemon's log),
 //!   with helpers to wait for sessions and routes. Each daemon's files live
 //!   in a private temp dir removed on drop.
+//! * [`require`]: what a test needs (root, a program); missing under CI is a
+//!   failure, elsewhere a skip that is printed and logged.
 //! * [`sweep_stale`]: removes what crashed test processes left behind; it
 //!   also runs automatically before a process creates its first namespace.
 //!
@@ -37,6 +39,7 @@ mod link;
 mod names;
 mod netns;
 mod process;
+pub mod require;
 mod speaker;
 mod sweep;
 pub mod topology;
