@@ -233,6 +233,23 @@ pub fn describe_conflict(c: &Conflict) -> String {
             format!("block {block} is affine to node {node}, which has no claim record for it (repairable)")
         }
         Conflict::BlockOutsidePools { block } => format!("block {block} is in no IP pool"),
+        Conflict::InUseNotAllocated { ip, user } => format!(
+            "{ip} is in use by {user} but not allocated in IPAM (another workload may be given it)"
+        ),
+        Conflict::InUseByOtherHandle { ip, user, holder } => format!(
+            "{ip} is in use by {user} but allocated to {}",
+            holder
+                .as_deref()
+                .map(|h| format!("handle {h}"))
+                .unwrap_or_else(|| "no handle".into())
+        ),
+        Conflict::UsedTwice { ip, users } => {
+            format!(
+                "{ip} is in use by {} at once: {}",
+                users.len(),
+                users.join(", ")
+            )
+        }
         other => format!("{other:?}"),
     }
 }
@@ -287,7 +304,8 @@ pub fn render_check(report: &Report) -> String {
 /// `ipam check`: reads only.
 pub async fn check(ipam: &Ipam) -> Result<Report, IpamError> {
     let live = ipam.live_handles_from_store().await?;
-    Ok(report_of(&ipam.check(&live).await?))
+    let users = ipam.address_users_from_store().await?;
+    Ok(report_of(&ipam.check_with_users(&live, &users).await?))
 }
 
 /// `ipam release --ip ...` or `--from-report`: each address released only

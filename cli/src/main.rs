@@ -246,7 +246,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn ipam_command(url: Option<String>, command: IpamCommand) -> Result<()> {
-    let ipam = brindle_datastore::ipam::Ipam::new(connect_datastore(url).await?);
+    let ipam = brindle_datastore::ipam::Ipam::new(connect_datastore(url, Open::Existing).await?);
     let failed = |e: brindle_datastore::ipam::IpamError| anyhow!("{}", one_line(&e.to_string()));
     match command {
         IpamCommand::Show { ip: Some(ip), .. } => {
@@ -314,12 +314,22 @@ async fn ipam_command(url: Option<String>, command: IpamCommand) -> Result<()> {
 
 /// Connects to the configured datastore; on failure says which store and
 /// where the URL came from.
-async fn connect(url: Option<String>) -> Result<ResourceStore> {
-    connect_datastore(url).await.map(ResourceStore::new)
+async fn connect(url: Option<String>, open: Open) -> Result<ResourceStore> {
+    connect_datastore(url, open).await.map(ResourceStore::new)
+}
+
+/// Whether a command may create an embedded store that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// apply/create/replace: a new store is made.
+    MayCreate,
+    /// Readers, delete and IPAM: a missing file is a mistyped path, not an
+    /// empty store.
+    Existing,
 }
 
 /// [`connect`], for the raw datastore (IPAM).
-async fn connect_datastore(url: Option<String>) -> Result<Datastore> {
+async fn connect_datastore(url: Option<String>, open: Open) -> Result<Datastore> {
     // An empty $BRINDLE_DATASTORE means unset, as the datastore crate reads it.
     let url = url.filter(|u| !u.is_empty());
     let source = if url.is_some() {
@@ -338,6 +348,10 @@ async fn connect_datastore(url: Option<String>) -> Result<Datastore> {
         None => DatastoreConfig::from_url(brindle_datastore::DEFAULT_URL),
     }
     .map_err(|e| anyhow!("{e} ({source})"))?;
+    let config = match open {
+        Open::MayCreate => config,
+        Open::Existing => config.existing_only(),
+    };
     let ds = Datastore::connect(&config).await.map_err(|e| {
         let place = config.describe();
         let text = e.to_string();
@@ -397,7 +411,7 @@ async fn write(url: Option<String>, args: WriteArgs, mode: WriteMode) -> Result<
     // Syntax and validity first: an invalid file fails the same way whether
     // or not the datastore is reachable.
     parse_documents(&text).map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
-    let store = connect(url).await?;
+    let store = connect(url, Open::MayCreate).await?;
     let written = store
         .write(&text, mode, args.namespace.as_deref())
         .await
@@ -475,7 +489,7 @@ async fn delete(url: Option<String>, args: DeleteArgs) -> Result<()> {
     if targets.is_empty() {
         bail!("{}: no resources found", file.unwrap_or_default());
     }
-    let datastore = connect_datastore(url).await?;
+    let datastore = connect_datastore(url, Open::Existing).await?;
     let store = ResourceStore::new(datastore.clone());
     let deleted = store
         .delete(&targets, args.skip_not_exists)
@@ -530,7 +544,7 @@ async fn get(url: Option<String>, args: GetArgs) -> Result<()> {
     if args.all_namespaces && args.name.is_some() {
         bail!("a resource name cannot be combined with --all-namespaces");
     }
-    let store = connect(url).await?;
+    let store = connect(url, Open::Existing).await?;
     let namespace = if args.all_namespaces {
         None
     } else {
@@ -582,7 +596,7 @@ async fn get_from_file(url: Option<String>, path: &std::path::Path, args: &GetAr
         store::override_namespace(&text, &mut wanted, &origins, ns)
             .map_err(|e| in_file(&file, e))?;
     }
-    let store = connect(url).await?;
+    let store = connect(url, Open::Existing).await?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for (r, origin) in wanted.iter().zip(&origins) {

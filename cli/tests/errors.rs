@@ -159,3 +159,35 @@ fn node_status_without_a_daemon() {
         )
     );
 }
+
+/// A mistyped `file://` path is an error for every reader (and delete), not
+/// an empty store; `apply` creates the store.
+#[test]
+fn a_missing_embedded_store_is_an_error_except_for_writes() {
+    let store = Store::missing_embedded();
+    let Store::Embedded(dir) = &store else {
+        unreachable!()
+    };
+    let db = dir.path().join("store.db");
+    for args in [
+        vec!["get", "ippools"],
+        vec!["get", "nodes", "-o", "yaml"],
+        vec!["ipam", "show"],
+        vec!["ipam", "check"],
+        vec!["delete", "ippool", "x"],
+    ] {
+        let out = store.run(&args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("does not exist"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!db.exists(), "{args:?} created the store");
+    }
+    let (_dir, file) = temp_file("pool.yaml", POOL_A);
+    store.ok(&["apply", "-f", &file]);
+    assert!(db.exists());
+    assert!(store.ok(&["get", "ippools"]).contains("pool-a"));
+}

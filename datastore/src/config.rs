@@ -79,6 +79,9 @@ pub struct EmbeddedConfig {
     pub path: PathBuf,
     /// Revisions of watch history kept before compaction.
     pub history: i64,
+    /// Refuse to create the file: for readers (`brindlectl get`), where a
+    /// mistyped path must be an error, not an empty store.
+    pub must_exist: bool,
 }
 
 impl EtcdConfig {
@@ -93,6 +96,15 @@ impl EtcdConfig {
 }
 
 impl DatastoreConfig {
+    /// The same store, but an embedded file that does not exist is an error
+    /// instead of being created (etcd is unaffected).
+    pub fn existing_only(mut self) -> Self {
+        if let DatastoreConfig::Embedded(c) = &mut self {
+            c.must_exist = true;
+        }
+        self
+    }
+
     /// Parses a datastore URL (see the module docs for the forms).
     pub fn from_url(url: &str) -> Result<Self> {
         let bad = |reason: &str| Error::InvalidUrl {
@@ -130,6 +142,7 @@ impl DatastoreConfig {
                 Ok(DatastoreConfig::Embedded(EmbeddedConfig {
                     path: PathBuf::from(percent_decode(body).map_err(|r| bad(&r))?),
                     history,
+                    must_exist: false,
                 }))
             }
             "etcd" | "etcds" => {
@@ -372,7 +385,8 @@ mod tests {
             c,
             DatastoreConfig::Embedded(EmbeddedConfig {
                 path: "/var/lib/brindle/store.db".into(),
-                history: 500
+                history: 500,
+                must_exist: false,
             })
         );
         assert_eq!(

@@ -41,6 +41,17 @@
 //! Writes compact the log to the last `history` revisions; a watch from before
 //! the oldest kept revision gets [`Error::Compacted`].
 //!
+//! Access: the store holds every resource and all of IPAM, and its writer
+//! lock stalls every writer while held, so only its owner may open either.
+//! A new store's directory is made `0700` and its files `0600` (the
+//! database first, so SQLite gives the WAL and shared-memory files the same
+//! mode); an existing one found looser is tightened on open with a warning
+//! (the directory only when it holds nothing but the store, so pointing a
+//! store at a shared directory never changes that directory). The writer
+//! queue is taken with a bounded wait ([`BUSY_TIMEOUT`]); past it the write
+//! fails naming the lock file and its holder. A file that exists but is
+//! another program's SQLite database is refused, not extended.
+//!
 //! Durability: `synchronous=NORMAL` (WAL): a committed write survives a crash
 //! of any process, but the last few may be lost on power failure.
 //!
@@ -56,7 +67,7 @@ use futures::stream::BoxStream;
 use futures::FutureExt;
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tracing::{debug, debug_span, Instrument};
+use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::config::EmbeddedConfig;
 use crate::kv::{
@@ -107,8 +118,9 @@ impl EmbeddedBackend {
     pub async fn open(config: &EmbeddedConfig) -> Result<Self> {
         let path = config.path.clone();
         let history = config.history;
+        let must_exist = config.must_exist;
         let span = debug_span!("embedded_open", path = %path.display());
-        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
+        let conn = tokio::task::spawn_blocking(move || open_connection(&path, must_exist))
             .instrument(span)
             .await
             .map_err(|e| Error::Worker(e.to_string()))??;
@@ -153,17 +165,20 @@ enum Access {
 }
 
 /// The writer queue's file: `<store>-wlock` next to the store.
-fn open_write_queue(path: &Path) -> Option<std::fs::File> {
+fn write_queue_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push("-wlock");
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&name)
-    {
-        Ok(file) => Some(file),
+    PathBuf::from(name)
+}
+
+/// Opens the writer queue's file (created `0600`, tightened when looser).
+fn open_write_queue(path: &Path) -> Option<std::fs::File> {
+    let name = write_queue_path(path);
+    match crate::lockfile::open_lock_file(&name) {
+        Ok(file) => {
+            tighten_file(&name);
+            Some(file)
+        }
         Err(error) => {
             debug!(%error, "no writer queue file; SQLite's busy handler orders writers");
             None
@@ -171,20 +186,106 @@ fn open_write_queue(path: &Path) -> Option<std::fs::File> {
     }
 }
 
-/// Waits for this process's turn to write (released on drop). `None` when
-/// there is no queue file or `flock` fails: the write goes ahead and
-/// SQLite's own locking (busy_timeout) still keeps it correct.
-fn queue_for_write(shared: &Shared) -> Option<nix::fcntl::Flock<std::fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    // A duplicate shares the open file description, which is what flock
-    // locks, so dropping the guard (unlock, close the duplicate) is all it takes.
-    let file = shared.write_queue.as_ref()?.try_clone().ok()?;
-    match Flock::lock(file, FlockArg::LockExclusive) {
-        Ok(guard) => Some(guard),
-        Err((_, errno)) => {
-            debug!(%errno, "writer queue lock failed; relying on busy_timeout");
-            None
+/// Waits, at most [`BUSY_TIMEOUT`], for this process's turn to write
+/// (released on drop). `Ok(None)` when there is no queue file or `flock`
+/// itself fails (e.g. a filesystem without locks): the write goes ahead and
+/// SQLite's own locking (busy_timeout) still keeps it correct. A holder that
+/// keeps the lock past the bound is an error naming the file and the holder.
+fn queue_for_write(shared: &Shared) -> Result<Option<crate::lockfile::LockGuard>> {
+    use crate::lockfile::{lock_exclusive, LockError};
+    let Some(file) = shared.write_queue.as_ref() else {
+        return Ok(None);
+    };
+    let path = write_queue_path(&shared.path);
+    match lock_exclusive(file, &path, BUSY_TIMEOUT) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(e @ LockError::Timeout(_)) => Err(e.into()),
+        Err(error) => {
+            debug!(%error, "writer queue lock failed; relying on busy_timeout");
+            Ok(None)
         }
+    }
+}
+
+/// Mode bits nobody but the owner may have on the store's files.
+const PRIVATE_MASK: u32 = 0o077;
+
+/// Makes one of the store's files `0600` if it exists and is looser.
+fn tighten_file(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & PRIVATE_MASK == 0 {
+        return;
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Ok(()) => warn!(
+            path = %path.display(),
+            was = format!("{mode:o}"),
+            "the embedded store's file was readable by other users; made it 0600"
+        ),
+        Err(error) => warn!(
+            path = %path.display(),
+            was = format!("{mode:o}"),
+            %error,
+            "the embedded store's file is readable by other users and could not be made 0600"
+        ),
+    }
+}
+
+/// The store's own files: the database, its WAL, shared memory, journal
+/// and the writer queue.
+fn store_files(path: &Path) -> Vec<PathBuf> {
+    ["", "-wal", "-shm", "-journal", "-wlock"]
+        .iter()
+        .map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .collect()
+}
+
+/// Makes the store's directory `0700` when it is looser, ours, not a shared
+/// (sticky) directory, and holds nothing but the store's files; warns
+/// otherwise.
+fn tighten_dir(dir: &Path, store: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & PRIVATE_MASK == 0 {
+        return;
+    }
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    let sticky = mode & 0o1000 != 0;
+    let own_files = store_files(store);
+    let only_store = std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .all(|e| own_files.contains(&e.path()))
+    });
+    if ours && !sticky && only_store {
+        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => warn!(
+                dir = %dir.display(),
+                was = format!("{mode:o}"),
+                "the embedded store's directory was open to other users; made it 0700"
+            ),
+            Err(error) => {
+                warn!(dir = %dir.display(), %error, "could not make the store's directory 0700")
+            }
+        }
+    } else {
+        warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the embedded store's directory is open to other users and holds other files, so it \
+             was left as it is; the store's own files are 0600 (a private directory is better)"
+        );
     }
 }
 
@@ -206,7 +307,10 @@ where
             let mut conn = shared.conn.lock().unwrap_or_else(|p| p.into_inner());
             // Taken after the connection mutex so a process queues once,
             // and held until the transaction has committed.
-            let _turn = (access == Access::Write).then(|| queue_for_write(&shared));
+            let _turn = match access {
+                Access::Write => queue_for_write(&shared)?,
+                Access::Read => None,
+            };
             match f(&mut conn, &shared) {
                 Ok(r) => r,
                 Err(source) => Err(Error::Sqlite {
@@ -222,19 +326,48 @@ where
     .boxed()
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
+fn open_connection(path: &Path, must_exist: bool) -> Result<Connection> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let shown = path.display().to_string();
     let sqlite_err = |source| Error::Sqlite {
         path: shown.clone(),
         source,
     };
+    if must_exist && !path.exists() {
+        return Err(Error::NoStore { path: shown });
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: format!("{} (creating the store's directory)", dir.display()),
+        if dir.exists() {
+            tighten_dir(dir, path);
+        } else {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| Error::Io {
+                    path: format!("{} (creating the store's directory)", dir.display()),
+                    source,
+                })?;
+        }
+    }
+    // Created 0600 before SQLite sees it: SQLite gives the WAL and the
+    // shared-memory file the database file's mode.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| Error::Io {
+            path: shown.clone(),
             source,
         })?;
+    for file in store_files(path) {
+        tighten_file(&file);
     }
     let mut conn = Connection::open(path).map_err(sqlite_err)?;
+    refuse_foreign(&conn, &shown)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
     // Switching to WAL needs a moment of exclusive access; when several
     // processes open a fresh file at once the busy handler covers it.
@@ -306,6 +439,49 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     tx.commit().map_err(sqlite_err)?;
     Ok(conn)
+}
+
+/// Brindle's tables, and SQLite's own.
+const OWN_TABLES: [&str; 3] = ["meta", "kv", "log"];
+
+/// Refuses a database that has tables of its own: another program's file
+/// named by a mistyped URL must not get Brindle's tables added to it.
+fn refuse_foreign(conn: &Connection, shown: &str) -> Result<()> {
+    let sqlite_err = |source| Error::Sqlite {
+        path: shown.to_owned(),
+        source,
+    };
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => Error::ForeignFile {
+                path: shown.to_owned(),
+                reason: "it is not an SQLite database".into(),
+            },
+            _ => sqlite_err(e),
+        })?;
+    let tables: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(sqlite_err)?;
+    let foreign: Vec<&String> = tables
+        .iter()
+        .filter(|t| !OWN_TABLES.contains(&t.as_str()))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(Error::ForeignFile {
+            path: shown.to_owned(),
+            reason: format!(
+                "it holds other tables ({})",
+                foreign
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {

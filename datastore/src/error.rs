@@ -106,6 +106,20 @@ pub enum Error {
     )]
     TooManyConflicts { key: Vec<u8>, attempts: u32 },
 
+    /// The embedded store's writer lock was not had in time (or at all).
+    #[error(transparent)]
+    Lock(#[from] crate::lockfile::LockError),
+
+    /// The embedded store's file does not exist and the caller only reads.
+    #[error(
+        "embedded datastore {path} does not exist (check the path; `brindlectl apply` creates it)"
+    )]
+    NoStore { path: String },
+
+    /// A file that is not a Brindle store (another program's SQLite database).
+    #[error("{path} is not a Brindle store: {reason}; refusing to add Brindle's tables to it")]
+    ForeignFile { path: String, reason: String },
+
     /// A blocking worker of the embedded store panicked or was cancelled.
     #[error("embedded datastore worker failed: {0}")]
     Worker(String),
@@ -128,6 +142,7 @@ impl Error {
                 }
                 _ => false,
             },
+            Error::Lock(crate::lockfile::LockError::Timeout(_)) => true,
             Error::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)

@@ -56,6 +56,7 @@ pub mod etcd;
 pub mod follow;
 pub mod ipam;
 pub mod kv;
+pub mod lockfile;
 mod store;
 
 pub use config::{DatastoreConfig, DEFAULT_URL, ENV_VAR};

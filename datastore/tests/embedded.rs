@@ -131,3 +131,158 @@ async fn follow_relists_when_it_falls_behind_compaction() {
     let snapshots = conformance::follow_until(&mut f, &mut state, &want).await;
     assert_eq!(snapshots, 1, "expected a re-list after compaction");
 }
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A new store is private (directory 0700, files 0600); an existing one found
+/// looser is tightened on open.
+#[tokio::test]
+async fn store_files_are_private_and_tightened_on_open() {
+    let h = make().await;
+    let dir = h.dir.path().join("state");
+    let db = dir.join("store.db");
+    let url = format!("file://{}", db.display());
+    let ds = Datastore::open(Some(&url)).await.unwrap();
+    ds.put("/k", "v").await.unwrap();
+    assert_eq!(mode_of(&dir), 0o700);
+    for suffix in ["", "-wal", "-shm", "-wlock"] {
+        let file = dir.join(format!("store.db{suffix}"));
+        assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+    }
+    drop(ds);
+
+    // Someone loosened everything: the next open tightens it again.
+    set_mode(&dir, 0o755);
+    for suffix in ["", "-wal", "-shm", "-wlock"] {
+        set_mode(&dir.join(format!("store.db{suffix}")), 0o644);
+    }
+    let ds = Datastore::open(Some(&url)).await.unwrap();
+    assert_eq!(ds.get("/k").await.unwrap().unwrap().value, b"v");
+    assert_eq!(mode_of(&dir), 0o700);
+    for suffix in ["", "-wal", "-shm", "-wlock"] {
+        assert_eq!(mode_of(&dir.join(format!("store.db{suffix}"))), 0o600);
+    }
+
+    // A shared directory (it holds other files) is left as it is; the
+    // store's own files are still private.
+    let shared = h.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("other.txt"), "not ours").unwrap();
+    set_mode(&shared, 0o755);
+    let url = format!("file://{}/store.db", shared.display());
+    Datastore::open(Some(&url))
+        .await
+        .unwrap()
+        .put("/k", "v")
+        .await
+        .unwrap();
+    assert_eq!(mode_of(&shared), 0o755);
+    assert_eq!(mode_of(&shared.join("store.db")), 0o600);
+}
+
+/// `nobody` can neither read the store nor take its writer lock (which would
+/// stall every writer on the host).
+#[tokio::test]
+async fn another_user_cannot_read_the_store_or_take_its_lock() {
+    if !brindle_testbed::require::root() {
+        return;
+    }
+    let h = make().await;
+    // A traversable directory that also holds other files, so only the
+    // files' own modes protect them.
+    let dir = h.dir.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("other.txt"), "x").unwrap();
+    set_mode(h.dir.path(), 0o755);
+    set_mode(&dir, 0o755);
+    let db = dir.join("store.db");
+    let ds = Datastore::open(Some(&format!("file://{}", db.display())))
+        .await
+        .unwrap();
+    ds.put("/secret", "ipam data").await.unwrap();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The check itself works: nobody reads the world-readable neighbour.
+    assert!(as_nobody(&["cat", dir.join("other.txt").to_str().unwrap()])
+        .status
+        .success());
+    for suffix in ["", "-wal", "-wlock"] {
+        let file = dir.join(format!("store.db{suffix}"));
+        let read = as_nobody(&["cat", file.to_str().unwrap()]);
+        assert!(!read.status.success(), "nobody read {}", file.display());
+    }
+    let wlock = dir.join("store.db-wlock");
+    let lock = as_nobody(&["flock", "-x", "-n", wlock.to_str().unwrap(), "true"]);
+    assert!(
+        !lock.status.success(),
+        "nobody took the writer lock: {}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    // Writers are not stalled.
+    ds.put("/after", "ok").await.unwrap();
+}
+
+/// A `file://` URL pointing at another program's SQLite database (or at a
+/// file that is not a database) is refused and the file left untouched.
+#[tokio::test]
+async fn a_foreign_file_is_refused_not_extended() {
+    let h = make().await;
+    let foreign = h.dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('ann');")
+            .unwrap();
+    }
+    let err = Datastore::open(Some(&format!("file://{}", foreign.display())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ForeignFile { .. }), "{err}");
+    assert!(err.to_string().contains("users"), "{err}");
+    let conn = rusqlite::Connection::open(&foreign).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "no Brindle tables were added");
+
+    let text = h.dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "just some text, long enough to have a header page? no.\n".repeat(200),
+    )
+    .unwrap();
+    let err = Datastore::open(Some(&format!("file://{}", text.display())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ForeignFile { .. }), "{err}");
+}
+
+/// A reader that asks for an existing store gets an error for a missing file
+/// and creates nothing.
+#[tokio::test]
+async fn a_missing_store_is_an_error_for_readers() {
+    let h = make().await;
+    let db = h.dir.path().join("typo").join("store.db");
+    let config = DatastoreConfig::from_url(&format!("file://{}", db.display()))
+        .unwrap()
+        .existing_only();
+    let err = Datastore::connect(&config).await.unwrap_err();
+    assert!(matches!(err, Error::NoStore { .. }), "{err}");
+    assert!(!db.parent().unwrap().exists());
+}

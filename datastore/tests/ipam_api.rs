@@ -44,6 +44,7 @@ on_both_stores!(
     a_fixed_address_follows_its_workload,
     deleted_nodes_and_empty_blocks_are_released,
     check_finds_leaks_and_release_repairs_them,
+    check_finds_addresses_in_use_that_ipam_does_not_hold,
     usage_and_default_pool,
 );
 
@@ -513,6 +514,82 @@ async fn check_finds_leaks_and_release_repairs_them(ds: Datastore) {
     let mut live: Vec<String> = live.into_iter().collect();
     live.sort();
     assert_eq!(live, ["net.c1", "vxlan-tunnel-addr-n1"]);
+}
+
+fn endpoint_yaml(name: &str, container: &str, ips: &[IpAddr]) -> String {
+    let nets: Vec<String> = ips.iter().map(|i| format!("\"{i}/32\"")).collect();
+    [
+        "apiVersion: projectcalico.org/v3".to_owned(),
+        "kind: WorkloadEndpoint".to_owned(),
+        "metadata:".to_owned(),
+        format!("  name: {name}"),
+        "  namespace: default".to_owned(),
+        "spec:".to_owned(),
+        "  node: n1".to_owned(),
+        "  orchestrator: cni".to_owned(),
+        format!("  workload: {container}"),
+        format!("  containerID: {container}"),
+        "  endpoint: eth0".to_owned(),
+        format!("  interfaceName: cali{container:0>11}"),
+        format!("  ipNetworks: [{}]", nets.join(", ")),
+    ]
+    .join("\n")
+}
+
+async fn check_finds_addresses_in_use_that_ipam_does_not_hold(ds: Datastore) {
+    pool(&ds, "p", "10.51.0.0/24", 26, "").await;
+    let ipam = Ipam::new(ds.clone());
+    node(&ds, "n1", &[]).await;
+    let a = one(&ipam, "net.a", "n1").await.unwrap();
+    let b = one(&ipam, "net.b", "n1").await.unwrap();
+    let orphan = one(&ipam, "net.gone", "n1").await.unwrap();
+    // a: consistent. b: its own address plus one IPAM never gave it (the
+    // issue's "eth0 holds both, IPAM holds neither"). c: uses a's address.
+    let unallocated = ip("10.51.0.60");
+    apply(&ds, &endpoint_yaml("n1-cni-a-eth0", "a", &[a])).await;
+    apply(&ds, &endpoint_yaml("n1-cni-b-eth0", "b", &[b, unallocated])).await;
+    apply(&ds, &endpoint_yaml("n1-cni-c-eth0", "c", &[a])).await;
+
+    let live = ipam.live_handles_from_store().await.unwrap();
+    let users = ipam.address_users_from_store().await.unwrap();
+    assert_eq!(users.len(), 4, "{users:?}");
+    let report = ipam.check_with_users(&live, &users).await.unwrap();
+    let leaked: Vec<IpAddr> = report.leaks.iter().map(|l| l.ip).collect();
+    assert_eq!(leaked, vec![orphan], "allocated to no user");
+    let mut found = Vec::new();
+    for c in &report.conflicts {
+        match c {
+            Conflict::InUseNotAllocated { ip, user } => {
+                assert_eq!(*ip, unallocated);
+                assert_eq!(user, "WorkloadEndpoint default/n1-cni-b-eth0");
+                found.push("not allocated");
+            }
+            Conflict::UsedTwice { ip, users } => {
+                assert_eq!(*ip, a);
+                assert_eq!(users.len(), 2);
+                found.push("used twice");
+            }
+            Conflict::InUseByOtherHandle { ip, user, holder } => {
+                assert_eq!(*ip, a);
+                assert_eq!(user, "WorkloadEndpoint default/n1-cni-c-eth0");
+                assert_eq!(holder.as_deref(), Some("net.a"));
+                found.push("other handle");
+            }
+            other => panic!("unexpected conflict {other:?}"),
+        }
+    }
+    found.sort();
+    assert_eq!(found, ["not allocated", "other handle", "used twice"]);
+    // Without users (the node's GC view) none of these are reported.
+    assert!(ipam.check(&live).await.unwrap().conflicts.is_empty());
+
+    // `ipam release` repairs the allocation with no user; the in-use
+    // problems need an operator and stay reported.
+    let summary = ipam.release_leaks(&report).await.unwrap();
+    assert_eq!(summary.released, vec![orphan]);
+    let after = ipam.check_with_users(&live, &users).await.unwrap();
+    assert!(after.leaks.is_empty());
+    assert_eq!(after.conflicts.len(), 3);
 }
 
 async fn usage_and_default_pool(ds: Datastore) {

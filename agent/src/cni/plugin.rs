@@ -5,17 +5,24 @@
 //! Contract: [`run`] never panics on input; it returns what to print on
 //! stdout (a result, nothing for DEL) or a spec [`CniError`]. ADD either
 //! completes or undoes what it did (veth, endpoint, addresses) before
-//! failing. DEL and the IPAM release are idempotent and succeed on a
-//! half-created workload, a missing namespace or a second call. The main
-//! plugin must run in the host network namespace.
+//! failing, and releases only the addresses that call allocated (a repeated
+//! ADD of a running container must not free what the container holds). A
+//! repeated ADD of a running container returns its existing result. ADD and
+//! DEL hold a per-host lock (`ipam_lock_file`, as Calico's plugin does), so
+//! concurrent calls for one container cannot both allocate. DEL and the IPAM
+//! release are idempotent and succeed on a half-created workload, a missing
+//! namespace or a second call. The main plugin must run in the host network
+//! namespace.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
-use brindle_datastore::ipam::{AutoAssignArgs, HandleDoc, Ipam, IpamError};
+use brindle_datastore::ipam::{AutoAssignArgs, HandleDoc, Ipam, IpamError, ReleaseOptions};
+use brindle_datastore::lockfile::{lock_exclusive, open_lock_file, LockGuard};
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::resource::{resource_key, Kind, WorkloadEndpoint};
@@ -26,7 +33,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::spec::{
     endpoint_name, version_info, CniEnv, CniError, CniResult, Command, ErrorCode, Interface,
-    IpConfig, NetConf, RouteConfig, CNI_VERSION,
+    IpConfig, NetConf, RouteConfig, CNI_VERSION, DEFAULT_IPAM_LOCK_FILE,
 };
 use crate::netlink::Netlink;
 use crate::route::BRINDLE_ROUTE_PROTOCOL;
@@ -76,6 +83,13 @@ pub fn run(
         return Ok(Some(version_info(&asked)));
     }
     let conf = NetConf::parse(stdin)?;
+    // Held until this invocation returns. CHECK only reads; brindle-ipam run
+    // by brindle-cni (a delegation) is covered by its caller's lock.
+    let _host_lock = match (role, env.command) {
+        (_, Command::Check) => None,
+        (Role::Ipam, _) if get_env(LOCK_HELD_ENV).is_some() => None,
+        _ => Some(host_lock(&conf)?),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -89,6 +103,26 @@ pub fn run(
             Role::Main => run_main(&env, &conf, stdin).await,
         }
     })
+}
+
+// ----- the per-host lock ----------------------------------------------------
+
+/// How long ADD and DEL wait for the per-host lock (50 ADDs at once take
+/// about a second in all) before answering "try again later".
+const HOST_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Set in a delegated IPAM plugin's environment: its caller holds the lock.
+const LOCK_HELD_ENV: &str = "BRINDLE_CNI_LOCK_HELD";
+
+fn host_lock(conf: &NetConf) -> Result<LockGuard, CniError> {
+    let path = PathBuf::from(
+        conf.ipam_lock_file
+            .as_deref()
+            .unwrap_or(DEFAULT_IPAM_LOCK_FILE),
+    );
+    let file = open_lock_file(&path).map_err(|e| internal("the per-host CNI lock", e))?;
+    lock_exclusive(&file, &path, HOST_LOCK_TIMEOUT)
+        .map_err(|e| CniError::new(ErrorCode::TryAgainLater, e.to_string()))
 }
 
 // ----- identities ----------------------------------------------------------
@@ -165,7 +199,7 @@ fn store_error_code(e: &brindle_datastore::Error) -> ErrorCode {
     use brindle_datastore::Error as E;
     match e {
         E::InvalidUrl { .. } => ErrorCode::InvalidConfig,
-        E::Conflict { .. } | E::Etcd { .. } | E::Io { .. } | E::Sqlite { .. } => {
+        E::Conflict { .. } | E::Etcd { .. } | E::Io { .. } | E::Sqlite { .. } | E::Lock { .. } => {
             ErrorCode::TryAgainLater
         }
         _ => ErrorCode::Internal,
@@ -202,9 +236,27 @@ fn internal(what: &str, e: impl std::fmt::Display) -> CniError {
 
 async fn run_ipam(env: &CniEnv, conf: &NetConf) -> Result<Option<Value>, CniError> {
     let store = open_store(conf).await?;
-    match ipam_command(env, conf, env.command, &store).await? {
+    match ipam_command(env, conf, env.command, &store).await?.result {
         Some(result) => Ok(Some(to_value(result.for_version(&conf.cni_version))?)),
         None => Ok(None),
+    }
+}
+
+/// What an IPAM step answered.
+struct IpamOutcome {
+    result: Option<CniResult>,
+    /// The addresses this call allocated (empty when the handle already held
+    /// them: a repeated ADD); `None` when another IPAM plugin answered and
+    /// only its own DEL can undo it.
+    allocated_now: Option<Vec<IpNet>>,
+}
+
+impl IpamOutcome {
+    fn answer(result: Option<CniResult>) -> Self {
+        IpamOutcome {
+            result,
+            allocated_now: Some(Vec::new()),
+        }
     }
 }
 
@@ -215,28 +267,33 @@ async fn ipam_command(
     conf: &NetConf,
     command: Command,
     store: &Datastore,
-) -> Result<Option<CniResult>, CniError> {
+) -> Result<IpamOutcome, CniError> {
     let id = WorkloadIdentity::new(env, conf)?;
     let ipam = Ipam::new(store.clone());
     match command {
         Command::Add => {
-            let addresses = ipam_add(&ipam, conf, &id).await?;
-            info!(handle = %id.handle, ?addresses, "assigned");
-            Ok(Some(CniResult {
-                cni_version: CNI_VERSION.into(),
-                interfaces: Vec::new(),
-                ips: addresses
-                    .into_iter()
-                    .map(|address| IpConfig {
-                        address,
-                        gateway: None,
-                        interface: None,
-                        version: None,
-                    })
-                    .collect(),
-                routes: Vec::new(),
-                dns: Value::Null,
-            }))
+            let assigned = ipam_add(&ipam, conf, &id).await?;
+            info!(handle = %id.handle, addresses = ?assigned.addresses,
+                  allocated_now = ?assigned.allocated_now, "assigned");
+            Ok(IpamOutcome {
+                result: Some(CniResult {
+                    cni_version: CNI_VERSION.into(),
+                    interfaces: Vec::new(),
+                    ips: assigned
+                        .addresses
+                        .into_iter()
+                        .map(|address| IpConfig {
+                            address,
+                            gateway: None,
+                            interface: None,
+                            version: None,
+                        })
+                        .collect(),
+                    routes: Vec::new(),
+                    dns: Value::Null,
+                }),
+                allocated_now: Some(assigned.allocated_now),
+            })
         }
         Command::Del => {
             let released = ipam
@@ -244,7 +301,7 @@ async fn ipam_command(
                 .await
                 .map_err(|e| ipam_error("releasing addresses", e))?;
             info!(handle = %id.handle, ?released, "released");
-            Ok(None)
+            Ok(IpamOutcome::answer(None))
         }
         Command::Check => {
             let key = brindle_datastore::ipam::keys::handle_key(&id.handle);
@@ -254,7 +311,7 @@ async fn ipam_command(
                 .await
                 .map_err(|e| store_error("reading the IPAM handle", e))?;
             match doc {
-                Some(d) if !d.value.block.is_empty() => Ok(None),
+                Some(d) if !d.value.block.is_empty() => Ok(IpamOutcome::answer(None)),
                 _ => Err(internal(
                     "CHECK",
                     format!("no addresses are allocated to handle {}", id.handle),
@@ -267,7 +324,7 @@ async fn ipam_command(
 
 /// [`run`] answers VERSION before dispatching; this only keeps the
 /// matches exhaustive without a panic.
-fn version_answered_earlier<T>() -> Result<Option<T>, CniError> {
+fn version_answered_earlier<T>() -> Result<T, CniError> {
     Err(internal("VERSION", "answered before dispatch"))
 }
 
@@ -286,7 +343,7 @@ async fn ipam_step(
     command: Command,
     stdin: &[u8],
     store: &Datastore,
-) -> Result<Option<CniResult>, CniError> {
+) -> Result<IpamOutcome, CniError> {
     if conf.ipam_type()? == OWN_IPAM_TYPE {
         let span = info_span!("ipam", in_process = true);
         return ipam_command(env, conf, command, store)
@@ -299,42 +356,86 @@ async fn ipam_step(
         Command::Check => "CHECK",
         Command::Version => return version_answered_earlier(),
     };
-    delegate(env, conf, name, stdin)
+    Ok(IpamOutcome {
+        result: delegate(env, conf, name, stdin)?,
+        allocated_now: None,
+    })
+}
+
+/// Undoes a failed ADD's allocation: only what this call allocated, each
+/// address only while `handle` still holds it.
+async fn release_allocated(ipam: &Ipam, handle: &str, nets: &[IpNet]) -> Result<(), CniError> {
+    if nets.is_empty() {
+        return Ok(());
+    }
+    let opts: Vec<ReleaseOptions> = nets
+        .iter()
+        .map(|n| ReleaseOptions {
+            ip: n.addr(),
+            handle: Some(handle.to_owned()),
+            sequence: None,
+        })
+        .collect();
+    ipam.release_ips(&opts)
+        .await
+        .map(drop)
+        .map_err(|e| ipam_error("releasing addresses", e))
+}
+
+/// What [`ipam_add`] gave the workload.
+struct Assignment {
+    addresses: Vec<IpNet>,
+    /// The part of `addresses` this call allocated.
+    allocated_now: Vec<IpNet>,
 }
 
 async fn ipam_add(
     ipam: &Ipam,
     conf: &NetConf,
     id: &WorkloadIdentity,
-) -> Result<Vec<IpNet>, CniError> {
+) -> Result<Assignment, CniError> {
     let mut attrs = BTreeMap::new();
     attrs.insert("namespace".to_owned(), id.namespace.clone());
     if id.orchestrator == "k8s" {
         attrs.insert("pod".to_owned(), id.workload.clone());
     }
+    // A runtime retrying ADD for the same container gets the same
+    // addresses, not a second set, and a failure of the retry must not free
+    // them.
+    let held = addresses_of_handle(ipam, &id.handle).await?;
     let fixed = conf.fixed_ips()?;
     if !fixed.is_empty() {
-        let mut got = Vec::new();
+        let mut assigned = Assignment {
+            addresses: Vec::new(),
+            allocated_now: Vec::new(),
+        };
         for ip in fixed {
+            if let Some(net) = held.iter().find(|n| n.addr() == ip) {
+                assigned.addresses.push(*net);
+                continue;
+            }
             match ipam
                 .assign_ip(ip, &id.handle, &id.node, attrs.clone())
                 .await
             {
-                Ok(net) => got.push(net),
+                Ok(net) => {
+                    assigned.addresses.push(net);
+                    assigned.allocated_now.push(net);
+                }
                 Err(e) => {
                     // All or nothing, like auto-assignment.
-                    let _ = ipam.release_by_handle(&id.handle).await;
+                    let _ = release_allocated(ipam, &id.handle, &assigned.allocated_now).await;
                     return Err(ipam_error(&format!("assigning {ip}"), e));
                 }
             }
         }
-        return Ok(got);
+        return Ok(assigned);
     }
-    // A runtime retrying ADD for the same container gets the same
-    // addresses, not a second set.
-    let held = addresses_of_handle(ipam, &id.handle).await?;
     if !held.is_empty() {
-        return Ok(held);
+        return Ok(Assignment {
+            addresses: held,
+            allocated_now: Vec::new(),
+        });
     }
     let (v4, v6) = conf.families()?;
     let ipam_conf = conf.ipam.clone().unwrap_or_default();
@@ -360,7 +461,11 @@ async fn ipam_add(
         .auto_assign(&args)
         .await
         .map_err(|e| ipam_error("assigning addresses", e))?;
-    Ok(got.ipv4.into_iter().chain(got.ipv6).collect())
+    let addresses: Vec<IpNet> = got.ipv4.into_iter().chain(got.ipv6).collect();
+    Ok(Assignment {
+        allocated_now: addresses.clone(),
+        addresses,
+    })
 }
 
 /// What `handle` holds now (its handle document names the blocks).
@@ -434,6 +539,7 @@ fn delegate(
     let plugin = find_plugin(&env.path, conf.ipam_type()?)?;
     let mut child = std::process::Command::new(&plugin)
         .env("CNI_COMMAND", command)
+        .env(LOCK_HELD_ENV, std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -499,17 +605,30 @@ async fn cmd_add(
         ));
     }
     let store = open_store(conf).await?;
-    let ipam_result = ipam_step(env, conf, Command::Add, stdin, &store)
-        .await?
-        .unwrap_or_else(|| CniResult {
-            cni_version: CNI_VERSION.into(),
-            interfaces: Vec::new(),
-            ips: Vec::new(),
-            routes: Vec::new(),
-            dns: Value::Null,
-        });
+    let host = connect_netlink()?;
+    if let Some(result) = existing_result(env, id, &store, &host).await? {
+        info!(endpoint = %id.endpoint_name, "repeated ADD of a running container: its result");
+        return to_value(result.for_version(&conf.cni_version));
+    }
+    let ipam = ipam_step(env, conf, Command::Add, stdin, &store).await?;
+    let allocated_now = ipam.allocated_now;
+    let ipam_result = ipam.result.unwrap_or_else(|| CniResult {
+        cni_version: CNI_VERSION.into(),
+        interfaces: Vec::new(),
+        ips: Vec::new(),
+        routes: Vec::new(),
+        dns: Value::Null,
+    });
+    // Undo only this call's allocation: the handle may hold addresses a
+    // running container of the same id still uses.
     let release = || async {
-        if let Err(e) = ipam_step(env, conf, Command::Del, stdin, &store).await {
+        let undone = match &allocated_now {
+            Some(nets) => release_allocated(&Ipam::new(store.clone()), &id.handle, nets).await,
+            None => ipam_step(env, conf, Command::Del, stdin, &store)
+                .await
+                .map(drop),
+        };
+        if let Err(e) = undone {
             warn!(error = %e, "releasing addresses after a failed ADD");
         }
     };
@@ -530,7 +649,6 @@ async fn cmd_add(
         mtu: conf.mtu(),
         route_protocol: BRINDLE_ROUTE_PROTOCOL,
     };
-    let host = connect_netlink()?;
     let attachment = match add_workload(&host, &spec).await {
         Ok(a) => a,
         Err(e) => {
@@ -547,7 +665,67 @@ async fn cmd_add(
         return Err(e);
     }
     info!(endpoint = %id.endpoint_name, ?addresses, "workload added");
+    let result = add_result(
+        env,
+        &attachment.host_ifname,
+        container_mac,
+        &addresses,
+        ipam_result.dns,
+    );
+    to_value(result.for_version(&conf.cni_version))
+}
 
+/// The result of an ADD that already completed for this container (its
+/// endpoint names this container id and its host veth exists), rebuilt from
+/// the stored endpoint.
+async fn existing_result(
+    env: &CniEnv,
+    id: &WorkloadIdentity,
+    store: &Datastore,
+    host: &Netlink,
+) -> Result<Option<CniResult>, CniError> {
+    let Some(Some(w)) = read_endpoint(store, id).await? else {
+        return Ok(None);
+    };
+    if w.spec.container_id.as_deref() != Some(env.container_id.as_str()) {
+        return Ok(None);
+    }
+    let host_ifname = host_veth_name(&id.veth_id);
+    if host
+        .link(&host_ifname)
+        .await
+        .map_err(|e| internal("reading the host veth", e))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let addresses: Vec<IpNet> = w
+        .spec
+        .ip_networks
+        .iter()
+        .filter_map(|n| n.parse::<IpNet>().ok())
+        .collect();
+    if addresses.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(add_result(
+        env,
+        &host_ifname,
+        w.spec.mac.clone().unwrap_or_default(),
+        &addresses,
+        Value::Null,
+    )))
+}
+
+/// ADD's result: both ends of the veth, the addresses on the container's
+/// interface, default routes through the fake gateways.
+fn add_result(
+    env: &CniEnv,
+    host_ifname: &str,
+    container_mac: String,
+    addresses: &[IpNet],
+    dns: Value,
+) -> CniResult {
     let has_v4 = addresses.iter().any(|a| matches!(a, IpNet::V4(_)));
     let has_v6 = addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
     let mut routes = Vec::new();
@@ -563,11 +741,11 @@ async fn cmd_add(
             gw: Some(IpAddr::V6(link_local_from_mac(HOST_SIDE_MAC))),
         });
     }
-    let result = CniResult {
+    CniResult {
         cni_version: CNI_VERSION.into(),
         interfaces: vec![
             Interface {
-                name: attachment.host_ifname.clone(),
+                name: host_ifname.to_owned(),
                 mac: format_mac(&HOST_SIDE_MAC),
                 sandbox: String::new(),
             },
@@ -587,9 +765,8 @@ async fn cmd_add(
             })
             .collect(),
         routes,
-        dns: ipam_result.dns,
-    };
-    to_value(result.for_version(&conf.cni_version))
+        dns,
+    }
 }
 
 fn format_mac(mac: &[u8]) -> String {

@@ -157,6 +157,11 @@ impl CniEnv {
                 format!("missing environment variables: {}", missing.join(", ")),
             ));
         }
+        if matches!(command, Command::Add | Command::Check) {
+            if let Some(name) = &ifname {
+                validate_ifname(name)?;
+            }
+        }
         let args = parse_cni_args(&get("CNI_ARGS").unwrap_or_default())?;
         let path = get("CNI_PATH")
             .unwrap_or_default()
@@ -172,6 +177,31 @@ impl CniEnv {
             args,
             path,
         })
+    }
+}
+
+/// `CNI_IFNAME` as libcni's `ValidateInterfaceName` checks it: at most 15
+/// bytes (IFNAMSIZ − 1), not `.` or `..`, no `/`, `:` or whitespace. Checked
+/// before anything is allocated, so a bad name costs nothing.
+pub fn validate_ifname(name: &str) -> Result<(), CniError> {
+    let why = if name.len() > 15 {
+        Some("is longer than 15 bytes")
+    } else if name == "." || name == ".." {
+        Some("is not a valid name")
+    } else if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        Some("contains '/', ':' or whitespace")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("CNI_IFNAME {name:?} {why}"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -259,7 +289,15 @@ pub struct NetConf {
     pub args: Option<Value>,
     #[serde(default)]
     pub prev_result: Option<Value>,
+    /// The per-host lock ADD and DEL hold (Calico's key of the same name;
+    /// default [`DEFAULT_IPAM_LOCK_FILE`]).
+    #[serde(default, rename = "ipam_lock_file")]
+    pub ipam_lock_file: Option<String>,
 }
+
+/// Where the per-host CNI lock lives unless `ipam_lock_file` says otherwise
+/// (Calico's is `/var/run/calico/ipam.lock`).
+pub const DEFAULT_IPAM_LOCK_FILE: &str = "/var/run/brindle/ipam.lock";
 
 /// `runtimeConfig` (capabilities the runtime fills in).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

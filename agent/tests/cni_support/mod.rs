@@ -99,7 +99,9 @@ impl Host {
             "nodename": "node-a",
             "network": "blue",
             "mtu": 1440,
-            "ipam": {"type": "brindle-ipam"}
+            "ipam": {"type": "brindle-ipam"},
+            // This "host"'s own per-host lock, as each real host has one.
+            "ipam_lock_file": self.dir.path().join("ipam.lock"),
         });
         merge(&mut conf, extra);
         conf

@@ -16,7 +16,21 @@ pub enum Store {
 }
 
 impl Store {
+    /// An empty embedded store (created: readers refuse a missing file).
     pub fn embedded() -> Store {
+        let store = Store::missing_embedded();
+        let url = store.url();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(brindle_datastore::Datastore::open(Some(&url)))
+            .expect("create the embedded store");
+        store
+    }
+
+    /// An embedded store URL whose file does not exist yet.
+    pub fn missing_embedded() -> Store {
         Store::Embedded(
             tempfile::Builder::new()
                 .prefix(&format!("brindlectl-test-{}-", std::process::id()))

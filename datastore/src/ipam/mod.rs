@@ -353,6 +353,18 @@ pub enum Conflict {
     },
     /// A block whose CIDR is in no pool any more.
     BlockOutsidePools { block: IpNet },
+    /// An address an endpoint or a node's tunnel uses that no block
+    /// allocation holds: the next ADD may hand it to someone else.
+    InUseNotAllocated { ip: IpAddr, user: String },
+    /// An address in use whose allocation belongs to another handle than its
+    /// user's (`holder: None`: an allocation without a handle).
+    InUseByOtherHandle {
+        ip: IpAddr,
+        user: String,
+        holder: Option<String>,
+    },
+    /// One address used by two or more endpoints or tunnels.
+    UsedTwice { ip: IpAddr, users: Vec<String> },
     /// A document that does not decode.
     Undecodable { key: String, reason: String },
 }
@@ -367,6 +379,43 @@ impl Conflict {
                 | Conflict::MissingAffinity { .. }
                 | Conflict::UnconfirmedClaim { .. }
         )
+    }
+}
+
+/// Something that uses an address (a WorkloadEndpoint's `ipNetworks`, a
+/// Node's tunnel address), for [`Ipam::check_with_users`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressUser {
+    pub ip: IpAddr,
+    /// Who, for the report: `WorkloadEndpoint ns/name`, `Node n (VXLAN tunnel)`.
+    pub user: String,
+    /// Which handles may hold the address for this user.
+    pub handle: UserHandle,
+}
+
+/// The handle an address user's allocation must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserHandle {
+    /// Exactly this one (a node's tunnel handle).
+    Exact(String),
+    /// `<network>.<container id>` for this container id (an endpoint: the
+    /// network part is the CNI configuration's name, which the endpoint does
+    /// not record).
+    Container(String),
+    /// Any (an endpoint without a container id).
+    Any,
+}
+
+impl UserHandle {
+    fn admits(&self, handle: Option<&str>) -> bool {
+        match (self, handle) {
+            (UserHandle::Any, _) => true,
+            (UserHandle::Exact(want), Some(h)) => want == h,
+            (UserHandle::Container(id), Some(h)) => {
+                h.split_once('.').is_some_and(|(_, cid)| cid == id)
+            }
+            (_, None) => false,
+        }
     }
 }
 
@@ -1561,11 +1610,93 @@ impl Ipam {
         Ok(live)
     }
 
+    /// Every address an endpoint or a node's tunnel uses, from the store.
+    pub async fn address_users_from_store(&self) -> IpamResult<Vec<AddressUser>> {
+        let mut users = Vec::new();
+        for kv in self
+            .store
+            .list(Kind::WorkloadEndpoint.key_prefix())
+            .await?
+            .kvs
+        {
+            let Ok(Resource::WorkloadEndpoint(w)) = parse_resource(&kv) else {
+                continue;
+            };
+            let who = format!(
+                "WorkloadEndpoint {}/{}",
+                w.metadata.namespace.as_deref().unwrap_or("default"),
+                w.metadata.name
+            );
+            let handle = match w.spec.container_id.as_deref().filter(|c| !c.is_empty()) {
+                Some(id) => UserHandle::Container(id.to_owned()),
+                None => UserHandle::Any,
+            };
+            for net in &w.spec.ip_networks {
+                if let Some(ip) = parse_addr(net) {
+                    users.push(AddressUser {
+                        ip,
+                        user: who.clone(),
+                        handle: handle.clone(),
+                    });
+                }
+            }
+        }
+        for kv in self.store.list(Kind::Node.key_prefix()).await?.kvs {
+            let Ok(Resource::Node(n)) = parse_resource(&kv) else {
+                continue;
+            };
+            let name = &n.metadata.name;
+            let tunnels = [
+                (
+                    TunnelKind::Ipip,
+                    "IPIP",
+                    n.spec
+                        .bgp
+                        .as_ref()
+                        .and_then(|b| b.ipv4_ipip_tunnel_addr.clone()),
+                ),
+                (
+                    TunnelKind::Vxlan,
+                    "VXLAN",
+                    n.spec.ipv4_vxlan_tunnel_addr.clone(),
+                ),
+                (
+                    TunnelKind::VxlanV6,
+                    "IPv6 VXLAN",
+                    n.spec.ipv6_vxlan_tunnel_addr.clone(),
+                ),
+            ];
+            for (kind, label, addr) in tunnels {
+                if let Some(ip) = addr.as_deref().and_then(parse_addr) {
+                    users.push(AddressUser {
+                        ip,
+                        user: format!("Node {name} ({label} tunnel)"),
+                        handle: UserHandle::Exact(tunnel_handle(kind, name)),
+                    });
+                }
+            }
+        }
+        Ok(users)
+    }
+
     /// Reads all of IPAM's state and reports leaks (allocations whose handle
     /// is not in `live_handles`, or that have no handle) and conflicts. Reads
     /// only; see [`release_leaks`](Self::release_leaks).
-    #[instrument(skip(self, live_handles))]
     pub async fn check(&self, live_handles: &HashSet<String>) -> IpamResult<CheckReport> {
+        self.check_with_users(live_handles, &[]).await
+    }
+
+    /// [`check`](Self::check), and also, against `users`
+    /// ([`address_users_from_store`](Self::address_users_from_store)):
+    /// addresses in use that no allocation holds, or that another handle
+    /// holds, and addresses used twice. Those need an operator: a repair
+    /// never takes an address from one user to give it to another.
+    #[instrument(skip(self, live_handles, users), fields(users = users.len()))]
+    pub async fn check_with_users(
+        &self,
+        live_handles: &HashSet<String>,
+        users: &[AddressUser],
+    ) -> IpamResult<CheckReport> {
         let mut report = CheckReport::default();
         let pools = self.pools().await?;
         let mut blocks: Vec<AllocationBlock> = Vec::new();
@@ -1581,6 +1712,7 @@ impl Ipam {
             }
         }
         let mut owners: BTreeMap<IpAddr, Vec<IpNet>> = BTreeMap::new();
+        let mut holders: HashMap<IpAddr, Option<String>> = HashMap::new();
         let mut actual: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         for b in &blocks {
             let problems = b.inconsistencies();
@@ -1599,6 +1731,7 @@ impl Ipam {
                 report.allocated += 1;
                 owners.entry(a.ip).or_default().push(b.cidr);
                 let handle = a.attribute.and_then(|x| x.handle_id.clone());
+                holders.insert(a.ip, handle.clone());
                 if let Some(h) = &handle {
                     *actual
                         .entry(h.clone())
@@ -1625,6 +1758,37 @@ impl Ipam {
                     ip,
                     blocks: in_blocks,
                 });
+            }
+        }
+        // Addresses in use against the allocations.
+        let mut by_ip: BTreeMap<IpAddr, Vec<&AddressUser>> = BTreeMap::new();
+        for u in users {
+            by_ip.entry(u.ip).or_default().push(u);
+        }
+        for (ip, using) in by_ip {
+            let mut names: Vec<String> = using.iter().map(|u| u.user.clone()).collect();
+            names.sort();
+            names.dedup();
+            if names.len() > 1 {
+                report
+                    .conflicts
+                    .push(Conflict::UsedTwice { ip, users: names });
+            }
+            for u in using {
+                match holders.get(&ip) {
+                    None => report.conflicts.push(Conflict::InUseNotAllocated {
+                        ip,
+                        user: u.user.clone(),
+                    }),
+                    Some(holder) if !u.handle.admits(holder.as_deref()) => {
+                        report.conflicts.push(Conflict::InUseByOtherHandle {
+                            ip,
+                            user: u.user.clone(),
+                            holder: holder.clone(),
+                        })
+                    }
+                    Some(_) => {}
+                }
             }
         }
         // Handle documents against the blocks.
@@ -2035,4 +2199,11 @@ pub fn pool_resource(name: &str, spec: IPPoolSpec) -> Resource {
     });
     r.defaulted();
     r
+}
+
+/// An address as endpoints and nodes write it: `10.0.0.5`, `10.0.0.5/32`.
+fn parse_addr(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<IpNet>().ok().map(|n| n.addr()))
 }

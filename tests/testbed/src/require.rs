@@ -39,7 +39,11 @@ pub fn require(met: bool, what: &str) -> bool {
     let line = format!("SKIPPED {test}: needs {what}");
     eprintln!("{line}");
     if let Some(path) = std::env::var_os("BRINDLE_SKIP_LOG") {
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             // One write of one line: appends from parallel test processes do not interleave.
             let _ = file.write_all(format!("{line}\n").as_bytes());
         }
