@@ -6,9 +6,11 @@
 //! reflection, and the tokio-driven `Speaker` that the node agent embeds. The
 //! standalone daemon `brindle-bgpd` is built from the same library.
 pub mod daemon;
+pub mod error_text;
 pub mod fsm;
 /// BGP-4 wire codec (messages, attributes, capabilities, RFC 7606 outcomes,
 /// OPEN negotiation); pure, no I/O.
 pub mod packet;
 pub mod rib;
 pub mod speaker;
+pub mod unix_socket;

@@ -341,8 +341,27 @@ fn a_second_daemon_cannot_take_the_socket_or_the_port() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another brindle-bgpd answers on"), "{err}");
+    assert!(err.contains("is the socket of a running process"), "{err}");
     assert!(first.try_show(&["peers"]).is_ok());
+
+    // A regular file at the socket path: refused, and left as it was.
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, "operator's notes").unwrap();
+    std::fs::write(
+        &config,
+        format!("{yaml}control_socket: {}\n", precious.display()),
+    )
+    .unwrap();
+    let out = net.hosts[0]
+        .exec(&[BGPD, "--config", &config.display().to_string()])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "operator's notes"
+    );
 
     // Own socket, same port: the listen error names the address.
     let socket = dir.path().join("second.sock");
@@ -357,6 +376,9 @@ fn a_second_daemon_cannot_take_the_socket_or_the_port() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0.0.0.0:179"), "{err}");
+    // The cause is printed once, not once per level of the chain.
+    let cause = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
+    assert_eq!(err.matches(&cause).count(), 1, "{err}");
     assert!(!socket.exists(), "a failed start leaves no socket behind");
 }
 

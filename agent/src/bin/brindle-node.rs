@@ -62,7 +62,21 @@ struct Args {
     ipam_gc_grace_seconds: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_node() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Each cause once (see brindle_bgp::error_text).
+            eprintln!(
+                "brindle-node: {}",
+                brindle_bgp::error_text::chain(e.as_ref())
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_node() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -124,6 +124,8 @@ pub enum NodeError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("status socket: {0}")]
+    Status(String),
 }
 
 /// Finds the IPv4 address and subnet of the interface that holds the
@@ -792,6 +794,18 @@ async fn run_inner(
 ) -> Result<(), NodeError> {
     let started = Instant::now();
     tokio::pin!(shutdown);
+    // First, before anything that a second instance would disturb (the BGP
+    // port, the node's routes): one node per status socket.
+    // A stale socket is replaced; a running node's socket or a file that is
+    // not a socket is refused. Removed at exit only while still ours.
+    let (listener, _status_path) = brindle_bgp::unix_socket::bind(&opts.status_socket)
+        .map_err(|e| NodeError::Status(e.to_string()))?;
+    let io = |source| NodeError::Io {
+        what: format!("binding {}", opts.status_socket.display()),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(io)?;
+    let listener = UnixListener::from_std(listener).map_err(io)?;
     let address = match opts.address {
         Some(a) => a,
         None => {
@@ -848,15 +862,6 @@ async fn run_inner(
             None
         }
     };
-
-    if let Some(dir) = opts.status_socket.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let _ = std::fs::remove_file(&opts.status_socket);
-    let listener = UnixListener::bind(&opts.status_socket).map_err(|source| NodeError::Io {
-        what: format!("binding {}", opts.status_socket.display()),
-        source,
-    })?;
 
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut daemon = Daemon {
@@ -970,7 +975,6 @@ async fn run_inner(
             }
         }
     }
-    let _ = std::fs::remove_file(&opts.status_socket);
     Ok(())
 }
 

@@ -100,7 +100,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Logging may not be set up (show, early errors): stderr always.
-            eprintln!("brindle-bgpd: {e:#}");
+            eprintln!(
+                "brindle-bgpd: {}",
+                brindle_bgp::error_text::chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

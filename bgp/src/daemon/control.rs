@@ -20,7 +20,8 @@
 //! one client never affect the daemon or other clients.
 //!
 //! [`ControlServer::bind`] refuses to replace the socket of a daemon that
-//! still answers, and replaces a stale socket file left by one that died.
+//! still answers or anything that is not a socket, and replaces a stale
+//! socket file left by one that died ([`crate::unix_socket`]).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -252,8 +253,8 @@ pub async fn answer_line<S: ControlSource>(source: &S, line: &str) -> ControlRes
 /// Errors setting up the control socket.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("another brindle-bgpd answers on {0}")]
-    InUse(PathBuf),
+    #[error(transparent)]
+    Socket(#[from] crate::unix_socket::SocketPathError),
     #[error("control socket {path}: {source}")]
     Io {
         path: PathBuf,
@@ -262,40 +263,36 @@ pub enum ControlError {
     },
 }
 
-/// The listening control socket; the socket file is removed on drop.
+/// The listening control socket; the socket file is removed on drop (only
+/// while it is still the one this process created).
 #[derive(Debug)]
 pub struct ControlServer {
     listener: UnixListener,
-    path: PathBuf,
+    path: crate::unix_socket::SocketPath,
 }
 
 impl ControlServer {
-    /// Binds `path` (see the module docs for an existing file). Must be
-    /// called inside a tokio runtime.
+    /// Binds `path` under [`crate::unix_socket::bind`]'s rules: a stale
+    /// socket is replaced; a live daemon's socket, a regular file or
+    /// anything else is refused and left alone. Must be called inside a
+    /// tokio runtime.
     pub fn bind(path: &Path) -> Result<ControlServer, ControlError> {
         let io = |source| ControlError::Io {
             path: path.to_path_buf(),
             source,
         };
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(ControlError::InUse(path.to_path_buf()));
-            }
-            std::fs::remove_file(path).map_err(io)?;
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let listener = UnixListener::bind(path).map_err(io)?;
+        let (listener, owned) = crate::unix_socket::bind(path)?;
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = UnixListener::from_std(listener).map_err(io)?;
         Ok(ControlServer {
             listener,
-            path: path.to_path_buf(),
+            path: owned,
         })
     }
 
     /// Path of the socket.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.path.path()
     }
 
     /// Serves clients until the future is dropped.
@@ -319,12 +316,6 @@ impl ControlServer {
                 }
             }
         }
-    }
-}
-
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -697,15 +688,26 @@ mod tests {
         // A live daemon's socket is not stolen.
         assert!(matches!(
             ControlServer::bind(&path),
-            Err(ControlError::InUse(_))
+            Err(ControlError::Socket(
+                crate::unix_socket::SocketPathError::InUse { .. }
+            ))
         ));
         task.abort();
         let _ = task.await;
         assert!(!path.exists(), "socket file removed on drop");
-        // A stale file is replaced.
-        std::fs::write(&path, b"").unwrap();
+        // A stale socket (its process died without removing it) is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         let again = ControlServer::bind(&path).unwrap();
         drop(again);
+        // A regular file at the path is refused and left intact.
+        std::fs::write(&path, b"keep me").unwrap();
+        assert!(matches!(
+            ControlServer::bind(&path),
+            Err(ControlError::Socket(
+                crate::unix_socket::SocketPathError::NotASocket { .. }
+            ))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
     }
 
     #[test]
