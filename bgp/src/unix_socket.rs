@@ -8,8 +8,9 @@
 //!   refused and left alone; so is a socket a live process answers on (a
 //!   second daemon must not take the first one's socket over).
 //! * The returned [`SocketPath`] removes the path on drop only if it is
-//!   still the socket this process created (same device and inode): a path
-//!   someone else re-created meanwhile is not ours to delete.
+//!   still the socket this process created (same device, inode and change
+//!   time, still a socket): a path someone else re-created meanwhile is not
+//!   ours to delete.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -37,8 +38,28 @@ pub enum SocketPathError {
 #[derive(Debug)]
 pub struct SocketPath {
     path: PathBuf,
+    identity: Identity,
+}
+
+/// What tells our socket file from one made later at the same path (an
+/// inode number alone is reused as soon as it is freed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
     dev: u64,
     ino: u64,
+    ctime: (i64, i64),
+    socket: bool,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            socket: meta.file_type().is_socket(),
+        }
+    }
 }
 
 impl SocketPath {
@@ -50,7 +71,7 @@ impl SocketPath {
 impl Drop for SocketPath {
     fn drop(&mut self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if meta.dev() == self.dev && meta.ino() == self.ino {
+            if Identity::of(&meta) == self.identity {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
@@ -102,8 +123,7 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketPath), SocketPathError> 
         listener,
         SocketPath {
             path: path.to_path_buf(),
-            dev: meta.dev(),
-            ino: meta.ino(),
+            identity: Identity::of(&meta),
         },
     ))
 }

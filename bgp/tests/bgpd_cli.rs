@@ -191,6 +191,38 @@ fn bad_peers_get_a_log_line_and_never_a_crash() {
     });
     assert_eq!(notification(&answer), Some((1, 1)), "answer {answer:02x?}");
 
+    // 4 KB of noise, and an HTTP request: the header is judged as soon as
+    // its 19 octets are in (RFC 4271 §6.1), not after waiting for whatever
+    // length the noise made up (before: no answer until the hold time).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let answer = in_netns(&net.hosts[1], move || {
+        send_from(Ipv4Addr::new(10, 77, 0, 2), noise)
+    });
+    assert_eq!(notification(&answer), Some((1, 1)), "answer {answer:02x?}");
+    let http = b"GET / HTTP/1.1\r\nHost: 10.77.0.1:179\r\nUser-Agent: curl/7.88\r\n\r\n".to_vec();
+    let answer = in_netns(&net.hosts[1], move || {
+        send_from(Ipv4Addr::new(10, 77, 0, 2), http)
+    });
+    assert_eq!(notification(&answer), Some((1, 1)), "answer {answer:02x?}");
+    // A good marker with a length over 4096 (no extended messages yet): 1/2
+    // at once, without waiting for the 60,000 octets it announces.
+    let mut long = vec![0xffu8; 16];
+    long.extend_from_slice(&60_000u16.to_be_bytes());
+    long.push(2);
+    long.extend_from_slice(&[0u8; 100]);
+    let answer = in_netns(&net.hosts[1], move || {
+        send_from(Ipv4Addr::new(10, 77, 0, 2), long)
+    });
+    assert_eq!(notification(&answer), Some((1, 2)), "answer {answer:02x?}");
+
     // A bad message type: 1/3.
     let mut bad_type = vec![0xffu8; 16];
     bad_type.extend_from_slice(&[0, 19, 9]);

@@ -185,6 +185,32 @@ pub fn decode_header(
     Ok(Some((message_type, len)))
 }
 
+/// What [`split_frame`] took off the front of a byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// One whole message (header included), for [`decode_message`].
+    Message(Bytes),
+    /// A header that cannot start a message (bad marker, length or type):
+    /// its 19 octets, which [`decode_message`] turns into the NOTIFICATION
+    /// to send. The stream cannot be framed past it.
+    BadHeader(Bytes),
+}
+
+/// The TCP reader's framing, without I/O: takes the first whole message
+/// off `buf`, or `None` while more octets are needed. The header is checked
+/// with [`decode_header`] as soon as its 19 octets are buffered, so a
+/// header announcing a length it should not (noise, an HTTP request, more
+/// than `ctx.max_message_size`) is reported at once instead of waiting for
+/// that many octets (RFC 4271 §6.1).
+pub fn split_frame(buf: &mut BytesMut, ctx: &DecodeContext) -> Option<Frame> {
+    match decode_header(buf, ctx) {
+        Ok(None) => None,
+        Err(_) => Some(Frame::BadHeader(buf.split_to(HEADER_LEN).freeze())),
+        Ok(Some((_, len))) if buf.len() >= len => Some(Frame::Message(buf.split_to(len).freeze())),
+        Ok(Some(_)) => None,
+    }
+}
+
 /// Decodes the first message in `buf`: `Ok(None)` until it is complete.
 pub fn decode_message(
     buf: &[u8],
@@ -281,5 +307,65 @@ impl Message {
         let mut buf = BytesMut::new();
         self.encode(ctx, &mut buf)?;
         Ok(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod framing_tests {
+    use super::*;
+
+    const KEEPALIVE: [u8; 19] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x00, 0x13, 0x04,
+    ];
+
+    #[test]
+    fn whole_messages_are_split_and_partial_ones_wait() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&KEEPALIVE);
+        buf.extend_from_slice(&KEEPALIVE[..10]);
+        let ctx = DecodeContext::default();
+        assert_eq!(
+            split_frame(&mut buf, &ctx),
+            Some(Frame::Message(Bytes::from_static(&KEEPALIVE)))
+        );
+        assert_eq!(split_frame(&mut buf, &ctx), None, "10 of 19 octets");
+        buf.extend_from_slice(&KEEPALIVE[10..]);
+        assert!(matches!(
+            split_frame(&mut buf, &ctx),
+            Some(Frame::Message(_))
+        ));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_bad_header_is_reported_once_its_19_octets_are_in() {
+        let ctx = DecodeContext::default();
+        // An HTTP request: bad marker, whatever its "length" says.
+        let mut http = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
+        let Some(Frame::BadHeader(h)) = split_frame(&mut http, &ctx) else {
+            panic!("not reported");
+        };
+        assert_eq!(h.len(), HEADER_LEN);
+        assert_eq!(
+            decode_message(&h, &ctx).unwrap_err().to_notification().code,
+            1
+        );
+        // Good marker, length 60000 without extended messages: 1/2 at once.
+        let mut long = BytesMut::from(&[0xffu8; 16][..]);
+        long.extend_from_slice(&[0xea, 0x60, 0x02]);
+        let Some(Frame::BadHeader(h)) = split_frame(&mut long, &ctx) else {
+            panic!("not reported");
+        };
+        let n = decode_message(&h, &ctx).unwrap_err().to_notification();
+        assert_eq!((n.code, n.subcode), (1, 2));
+        // The same length is a message to wait for once 65535 is negotiated.
+        let extended = DecodeContext {
+            max_message_size: MAX_EXTENDED_MESSAGE_SIZE,
+            ..DecodeContext::default()
+        };
+        let mut long = BytesMut::from(&[0xffu8; 16][..]);
+        long.extend_from_slice(&[0xea, 0x60, 0x02]);
+        assert_eq!(split_frame(&mut long, &extended), None);
     }
 }

@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -150,6 +151,9 @@ pub(crate) fn spawn(
 
 struct Conn {
     id: u64,
+    /// The largest message the reader accepts (4096 until extended messages
+    /// are negotiated); shared with the reader task.
+    max_message: Arc<AtomicUsize>,
     writer: mpsc::UnboundedSender<Bytes>,
     writer_task: JoinHandle<()>,
     reader_task: JoinHandle<()>,
@@ -559,13 +563,17 @@ impl PeerTask {
         let (read, write) = stream.into_split();
         let (wtx, wrx) = mpsc::unbounded_channel();
         let writer_task = tokio::spawn(writer(write, wrx).in_current_span());
-        let reader_task = tokio::spawn(reader(read, id, self.frames.clone()).in_current_span());
+        let max_message = Arc::new(AtomicUsize::new(packet::MAX_MESSAGE_SIZE));
+        let reader_task = tokio::spawn(
+            reader(read, id, self.frames.clone(), max_message.clone()).in_current_span(),
+        );
         let s = &mut self.sessions[i];
         s.decode = DecodeContext::default();
         s.encode = EncodeContext::default();
         s.peer_id = None;
         s.conn = Some(Conn {
             id,
+            max_message,
             writer: wtx,
             writer_task,
             reader_task,
@@ -672,6 +680,10 @@ impl PeerTask {
             let s = &mut self.sessions[i];
             s.decode = negotiated.decode_context();
             s.encode = negotiated.encode_context();
+            if let Some(conn) = &s.conn {
+                conn.max_message
+                    .store(s.decode.max_message_size, Ordering::Relaxed);
+            }
             s.peer_id = Some(negotiated.peer_bgp_id);
         }
         self.process(i, Event::from_negotiation(outcome));
@@ -945,36 +957,37 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Splits the byte stream into whole messages by the header's length field;
-/// `None` at EOF or on error. Validation is the decoder's job: a header
-/// whose length cannot frame a message is passed on as is, and the decoder
-/// turns it into the right NOTIFICATION.
-async fn reader(mut read: OwnedReadHalf, conn: u64, peer: mpsc::Sender<Frame>) {
-    let mut buf = BytesMut::with_capacity(65536);
+/// `None` at EOF or on error. The header is checked (marker, length within
+/// 19..=`max_message`, type and per-type bounds: [`packet::decode_header`])
+/// as soon as its 19 octets are in, never after waiting for a length the
+/// header may have made up (RFC 4271 §6.1): a bad header is passed on
+/// alone and the reader stops, and the session's decoder turns it into the
+/// right NOTIFICATION at once.
+async fn reader(
+    mut read: OwnedReadHalf,
+    conn: u64,
+    peer: mpsc::Sender<Frame>,
+    max_message: Arc<AtomicUsize>,
+) {
+    let mut buf = BytesMut::with_capacity(MAX_EXTENDED_MESSAGE_SIZE + 1);
     loop {
-        while buf.len() >= packet::HEADER_LEN {
-            let len = usize::from(u16::from_be_bytes([buf[16], buf[17]]));
-            if !(packet::HEADER_LEN..=MAX_EXTENDED_MESSAGE_SIZE).contains(&len) {
-                let frame = buf.split_to(packet::HEADER_LEN).freeze();
-                let _ = peer
-                    .send(Frame {
-                        conn,
-                        frame: Some(frame),
-                    })
-                    .await;
-                return;
-            }
-            if buf.len() < len {
-                break;
-            }
-            let frame = buf.split_to(len).freeze();
-            if peer
+        loop {
+            let ctx = DecodeContext {
+                max_message_size: max_message.load(Ordering::Relaxed),
+                ..DecodeContext::default()
+            };
+            let (frame, last) = match packet::split_frame(&mut buf, &ctx) {
+                None => break,
+                Some(packet::Frame::Message(frame)) => (frame, false),
+                Some(packet::Frame::BadHeader(header)) => (header, true),
+            };
+            let sent = peer
                 .send(Frame {
                     conn,
                     frame: Some(frame),
                 })
-                .await
-                .is_err()
-            {
+                .await;
+            if sent.is_err() || last {
                 return;
             }
         }
