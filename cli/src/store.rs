@@ -46,7 +46,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use brindle_datastore::kv::MAX_TXN_OPS;
+use brindle_datastore::kv::{MAX_TXN_BYTES, MAX_TXN_OPS};
 use brindle_datastore::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
 use brindle_model::document::{parse_documents_with_origin, Origin};
 use brindle_model::resource::resource_key;
@@ -133,6 +133,37 @@ pub enum StoreError {
          nothing was written"
     )]
     Contended,
+}
+
+/// Refuses a write whose documents together carry more bytes than one
+/// transaction may (etcd's default `--max-request-bytes`), naming the
+/// largest documents, so the user knows what to split or shrink.
+fn too_many_bytes(incoming: &[Resource], origins: &[Origin]) -> Result<(), StoreError> {
+    let sizes: Vec<usize> = incoming
+        .iter()
+        .map(|r| r.key().len() + r.to_json_compact().len())
+        .collect();
+    let total: usize = sizes.iter().sum();
+    if total <= MAX_TXN_BYTES {
+        return Ok(());
+    }
+    let mut order: Vec<usize> = (0..incoming.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let refusals = order
+        .into_iter()
+        .take(3)
+        .map(|i| Refusal {
+            origin: origins.get(i).copied(),
+            resource: incoming[i].describe(),
+            reason: format!(
+                "is {} bytes; the write carries {total} bytes in all, more than the \
+                 {MAX_TXN_BYTES} one transaction may (etcd's --max-request-bytes); split or \
+                 shrink the input (nothing was written)",
+                sizes[i]
+            ),
+        })
+        .collect();
+    Err(StoreError::Refused(refusals))
 }
 
 fn join_lines(refusals: &[Refusal]) -> String {
@@ -287,6 +318,7 @@ impl ResourceStore {
                 return Err(StoreError::Refused(refusals));
             }
 
+            too_many_bytes(&incoming, &origins)?;
             let mut guards = Vec::new();
             let mut puts = Vec::new();
             let mut results = Vec::new();

@@ -191,3 +191,29 @@ fn a_missing_embedded_store_is_an_error_except_for_writes() {
     assert!(db.exists());
     assert!(store.ok(&["get", "ippools"]).contains("pool-a"));
 }
+
+/// A write too big for one transaction is refused naming its largest
+/// documents, and nothing is written.
+#[test]
+fn an_oversized_apply_names_its_largest_documents() {
+    let store = Store::embedded();
+    let big = "x".repeat(900_000);
+    let mut text = String::from(POOL_A);
+    for name in ["huge-one", "huge-two"] {
+        text.push_str(&format!(
+            "---\napiVersion: projectcalico.org/v3\nkind: Profile\nmetadata:\n  name: {name}\n  \
+             annotations:\n    note: \"{big}\"\nspec: {{}}\n"
+        ));
+    }
+    let (_dir, file) = temp_file("big.yaml", &text);
+    let out = store.run(&["apply", "-f", &file]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("document 2 (") && out.stderr.contains("huge-one"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("document 3 ("), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert!(!store.ok(&["get", "ippools"]).contains("pool-a"));
+}

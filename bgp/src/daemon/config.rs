@@ -376,7 +376,9 @@ impl RawConfig {
                     column: 1,
                 }
             };
-            if let Some(first) = seen.insert(peer.address, i) {
+            // The speaker keys peers by their canonical form (an IPv4 peer
+            // reaches an IPv6 socket as ::ffff:a.b.c.d), so must the check.
+            if let Some(first) = seen.insert(crate::speaker::canonical_address(peer.address), i) {
                 return Err(at(format!(
                     "peer {} is already configured as peers[{first}]",
                     peer.address
@@ -922,6 +924,10 @@ peers:
         let e = err(&dup);
         assert!(e.message.contains("already configured as peers[0]"), "{e}");
         assert_eq!(e.line, 12);
+        // The same peer written as an IPv4-mapped IPv6 address.
+        let mapped = format!("{ISSUE_EXAMPLE}  - address: \"::ffff:10.0.0.2\"\n    asn: 64512\n");
+        let e = err(&mapped);
+        assert!(e.message.contains("already configured as peers[0]"), "{e}");
 
         let e =
             err(&ISSUE_EXAMPLE.replace("    hold_time: 90", "    hold_time: 9\n    keepalive: 9"));

@@ -176,8 +176,9 @@ fn validate_peer(peer: &PeerConfig) -> Result<(), SpeakerError> {
     Ok(())
 }
 
-/// IPv4 peers reach an IPv6 socket as mapped addresses.
-fn canonical(address: IpAddr) -> IpAddr {
+/// IPv4 peers reach an IPv6 socket as mapped addresses: `::ffff:a.b.c.d`
+/// and `a.b.c.d` are one peer.
+pub fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()

@@ -95,6 +95,7 @@ pub use self::config::{
     AddPathConfig, PeerConfig, SpeakerConfig, BGP_PORT, DEFAULT_CONNECT_RETRY, DEFAULT_HOLD_TIME,
     DEFAULT_RESTART_TIME,
 };
+pub use self::core::canonical as canonical_address;
 pub use crate::fsm::State as PeerState;
 use crate::packet::Family;
 pub use crate::rib::{PathAttrs, RouteSource};
