@@ -360,35 +360,31 @@ fn a_second_daemon_cannot_take_the_socket_or_the_port() {
     let yaml = "asn: 64512\nrouter_id: 10.77.0.1\n";
     let first = Bgpd::start(&net.hosts[0], yaml);
 
-    // Same control socket: refused, the first keeps it.
+    // A second daemon with `control_socket: socket`: must fail; its stderr.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("second.yaml");
-    std::fs::write(
-        &config,
-        format!("{yaml}control_socket: {}\n", first.socket().display()),
-    )
-    .unwrap();
-    let out = net.hosts[0]
-        .exec(&[BGPD, "--config", &config.display().to_string()])
+    let second_fails = |socket: &std::path::Path| -> String {
+        std::fs::write(
+            &config,
+            format!("{yaml}control_socket: {}\n", socket.display()),
+        )
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        let out = net.hosts[0]
+            .exec(&[BGPD, "--config", &config.display().to_string()])
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    // Same control socket: refused, the first keeps it.
+    let err = second_fails(first.socket());
     assert!(err.contains("is the socket of a running process"), "{err}");
     assert!(first.try_show(&["peers"]).is_ok());
 
     // A regular file at the socket path: refused, and left as it was.
     let precious = dir.path().join("precious.txt");
     std::fs::write(&precious, "operator's notes").unwrap();
-    std::fs::write(
-        &config,
-        format!("{yaml}control_socket: {}\n", precious.display()),
-    )
-    .unwrap();
-    let out = net.hosts[0]
-        .exec(&[BGPD, "--config", &config.display().to_string()])
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = second_fails(&precious);
     assert!(err.contains("is not a socket"), "{err}");
     assert_eq!(
         std::fs::read_to_string(&precious).unwrap(),
@@ -397,16 +393,7 @@ fn a_second_daemon_cannot_take_the_socket_or_the_port() {
 
     // Own socket, same port: the listen error names the address.
     let socket = dir.path().join("second.sock");
-    std::fs::write(
-        &config,
-        format!("{yaml}control_socket: {}\n", socket.display()),
-    )
-    .unwrap();
-    let out = net.hosts[0]
-        .exec(&[BGPD, "--config", &config.display().to_string()])
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = second_fails(&socket);
     assert!(err.contains("0.0.0.0:179"), "{err}");
     // The cause is printed once, not once per level of the chain.
     let cause = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();

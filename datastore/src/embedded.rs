@@ -174,7 +174,7 @@ fn write_queue_path(path: &Path) -> PathBuf {
 /// Opens the writer queue's file (created `0600`, tightened when looser).
 fn open_write_queue(path: &Path) -> Option<std::fs::File> {
     let name = write_queue_path(path);
-    match crate::lockfile::open_lock_file(&name) {
+    match crate::lockfile::open_private_file(&name) {
         Ok(file) => {
             tighten_file(&name);
             Some(file)
@@ -327,7 +327,6 @@ where
 }
 
 fn open_connection(path: &Path, must_exist: bool) -> Result<Connection> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let shown = path.display().to_string();
     let sqlite_err = |source| Error::Sqlite {
         path: shown.clone(),
@@ -336,33 +335,15 @@ fn open_connection(path: &Path, must_exist: bool) -> Result<Connection> {
     if must_exist && !path.exists() {
         return Err(Error::NoStore { path: shown });
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if dir.exists() {
-            tighten_dir(dir, path);
-        } else {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| Error::Io {
-                    path: format!("{} (creating the store's directory)", dir.display()),
-                    source,
-                })?;
-        }
+    if let Some(dir) = path.parent().filter(|d| d.exists()) {
+        tighten_dir(dir, path);
     }
-    // Created 0600 before SQLite sees it: SQLite gives the WAL and the
-    // shared-memory file the database file's mode.
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| Error::Io {
-            path: shown.clone(),
-            source,
-        })?;
+    // Created 0600 (and a missing directory 0700) before SQLite sees it:
+    // SQLite gives the WAL and the shared-memory file the database's mode.
+    crate::lockfile::open_private_file(path).map_err(|source| Error::Io {
+        path: shown.clone(),
+        source,
+    })?;
     for file in store_files(path) {
         tighten_file(&file);
     }

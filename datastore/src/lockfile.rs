@@ -10,8 +10,8 @@
 //!   blocks in the kernel (first come, first served as the kernel wakes
 //!   waiters) on a helper thread that hands the guard back, and gives it up
 //!   at once if the caller stopped waiting.
-//! * Lock files are created `0600` by [`open_lock_file`]: a lock anybody can
-//!   open is a lock anybody can take.
+//! * Lock files are created `0600` by [`open_private_file`]: a lock anybody
+//!   can open is a lock anybody can take.
 
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -67,7 +67,7 @@ pub enum LockError {
     Timeout(#[from] LockTimeout),
     #[error("cannot lock {path}: {errno}", path = path.display())]
     Flock { path: PathBuf, errno: Errno },
-    #[error("cannot open the lock file {path}: {source}", path = path.display())]
+    #[error("cannot open the lock {path}: {source}", path = path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
@@ -75,19 +75,15 @@ pub enum LockError {
 }
 
 /// Opens (creating with mode `0600`, and its directory `0700` when missing)
-/// a lock file for reading and writing.
-pub fn open_lock_file(path: &Path) -> Result<File, LockError> {
-    let open_err = |source| LockError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
+/// a file only its owner may use, for reading and writing: a lock file, the
+/// embedded store's database.
+pub fn open_private_file(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(dir)
-                .map_err(open_err)?;
+                .create(dir)?;
         }
     }
     std::fs::OpenOptions::new()
@@ -97,7 +93,6 @@ pub fn open_lock_file(path: &Path) -> Result<File, LockError> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(open_err)
 }
 
 /// Takes an exclusive lock on `file` (whose path is `path`, for messages),
@@ -218,14 +213,14 @@ mod tests {
     fn a_held_lock_times_out_naming_the_file_and_a_free_one_is_taken() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("x.lock");
-        let file = open_lock_file(&path).unwrap();
+        let file = open_private_file(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
 
         // A second open file description contends like another process would.
-        let other = open_lock_file(&path).unwrap();
+        let other = open_private_file(&path).unwrap();
         let held = lock_exclusive(&other, &path, Duration::from_secs(1)).unwrap();
         let err = lock_exclusive(&file, &path, Duration::from_millis(50)).unwrap_err();
         let text = err.to_string();
@@ -237,7 +232,7 @@ mod tests {
         let waiter = {
             let path = path.clone();
             std::thread::spawn(move || {
-                let f = open_lock_file(&path).unwrap();
+                let f = open_private_file(&path).unwrap();
                 lock_exclusive(&f, &path, Duration::from_secs(10)).map(drop)
             })
         };

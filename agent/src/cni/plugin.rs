@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use brindle_datastore::ipam::{AutoAssignArgs, HandleDoc, Ipam, IpamError, ReleaseOptions};
-use brindle_datastore::lockfile::{lock_exclusive, open_lock_file, LockGuard};
+use brindle_datastore::lockfile::{lock_exclusive, open_private_file, LockGuard};
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::resource::{resource_key, Kind, WorkloadEndpoint};
@@ -120,7 +120,8 @@ fn host_lock(conf: &NetConf) -> Result<LockGuard, CniError> {
             .as_deref()
             .unwrap_or(DEFAULT_IPAM_LOCK_FILE),
     );
-    let file = open_lock_file(&path).map_err(|e| internal("the per-host CNI lock", e))?;
+    let file = open_private_file(&path)
+        .map_err(|e| internal(&format!("the per-host CNI lock {}", path.display()), e))?;
     lock_exclusive(&file, &path, HOST_LOCK_TIMEOUT)
         .map_err(|e| CniError::new(ErrorCode::TryAgainLater, e.to_string()))
 }
