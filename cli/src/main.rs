@@ -22,8 +22,6 @@ mod kinds;
 mod namespace;
 mod node_status;
 mod output;
-mod stamp;
-mod store;
 mod table;
 
 use std::io::Read;
@@ -34,10 +32,14 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use brindle_datastore::{Datastore, DatastoreConfig};
 use brindle_model::document::Origin;
-use brindle_model::{parse_documents, Kind, Resource};
+use brindle_model::{Kind, Resource};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::store::{Change, ResourceStore, StoreError, Target, WriteMode};
+use brindle_datastore::resources::{
+    Change, ResourceError as StoreError, ResourceStore, Target, WriteMode,
+};
+
+use crate::namespace::override_namespace;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -410,10 +412,15 @@ async fn write(url: Option<String>, args: WriteArgs, mode: WriteMode) -> Result<
     let (file, text) = read_input(&args.filename)?;
     // Syntax and validity first: an invalid file fails the same way whether
     // or not the datastore is reachable.
-    parse_documents(&text).map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
+    let parsed = brindle_model::document::parse_documents_with_origin(&text)
+        .map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
+    let (mut resources, origins): (Vec<Resource>, Vec<Origin>) = parsed.into_iter().unzip();
+    if let Some(ns) = &args.namespace {
+        override_namespace(&text, &mut resources, &origins, ns).map_err(|e| in_file(&file, e))?;
+    }
     let store = connect(url, Open::MayCreate).await?;
     let written = store
-        .write(&text, mode, args.namespace.as_deref())
+        .write(resources.into_iter().zip(origins).collect(), mode)
         .await
         .map_err(|e| in_file(&file, e))?;
     if written.is_empty() {
@@ -463,7 +470,7 @@ async fn delete(url: Option<String>, args: DeleteArgs) -> Result<()> {
                 .map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
             let (mut resources, origins): (Vec<Resource>, Vec<Origin>) = parsed.into_iter().unzip();
             if let Some(ns) = &args.namespace {
-                store::override_namespace(&text, &mut resources, &origins, ns)
+                override_namespace(&text, &mut resources, &origins, ns)
                     .map_err(|e| in_file(&file, e))?;
             }
             let targets: Vec<Target> = resources
@@ -593,8 +600,7 @@ async fn get_from_file(url: Option<String>, path: &std::path::Path, args: &GetAr
         .map_err(|e| in_file(&file, StoreError::Invalid(e)))?;
     let (mut wanted, origins): (Vec<Resource>, Vec<Origin>) = parsed.into_iter().unzip();
     if let Some(ns) = &args.namespace {
-        store::override_namespace(&text, &mut wanted, &origins, ns)
-            .map_err(|e| in_file(&file, e))?;
+        override_namespace(&text, &mut wanted, &origins, ns).map_err(|e| in_file(&file, e))?;
     }
     let store = connect(url, Open::Existing).await?;
     let mut found = Vec::new();

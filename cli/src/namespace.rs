@@ -7,6 +7,10 @@
 //! and expanded (arrays, `List`s) in the same order the model reads them.
 //! Only used on input the model has already accepted.
 
+use std::collections::HashSet;
+
+use brindle_datastore::resources::{Refusal, RefusalKind, ResourceError};
+use brindle_model::document::Origin;
 use brindle_model::Resource;
 use serde_yaml_ng::Value;
 
@@ -88,6 +92,48 @@ pub fn apply_flag(
         }
     }
     problems
+}
+
+/// Applies `-n` to parsed input (see the module docs) and re-checks
+/// that no two resources now share a key.
+pub fn override_namespace(
+    text: &str,
+    resources: &mut [Resource],
+    origins: &[Origin],
+    namespace: &str,
+) -> Result<(), ResourceError> {
+    let refusal = |i: usize, resource: &Resource, reason: String| Refusal {
+        origin: origins.get(i).copied(),
+        resource: resource.describe(),
+        reason,
+        why: RefusalKind::Other,
+    };
+    let Some(written) = written_namespaces(text, resources.len()) else {
+        return Err(ResourceError::Refused(vec![Refusal {
+            origin: None,
+            resource: "input".into(),
+            why: RefusalKind::Other,
+            reason: "cannot tell which documents name a namespace; \
+                     set metadata.namespace in the file instead of using --namespace"
+                .into(),
+        }]));
+    };
+    let problems = apply_flag(resources, &written, namespace);
+    let mut refusals: Vec<Refusal> = problems
+        .into_iter()
+        .map(|(i, reason)| refusal(i, &resources[i], reason))
+        .collect();
+    let mut seen = HashSet::new();
+    for (i, r) in resources.iter().enumerate() {
+        if !seen.insert(r.key()) {
+            refusals.push(refusal(i, r, "is defined twice".into()));
+        }
+    }
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(ResourceError::Refused(refusals))
+    }
 }
 
 #[cfg(test)]

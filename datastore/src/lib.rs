@@ -57,6 +57,8 @@ pub mod follow;
 pub mod ipam;
 pub mod kv;
 pub mod lockfile;
+pub mod resources;
+mod stamp;
 mod store;
 
 pub use config::{DatastoreConfig, DEFAULT_URL, ENV_VAR};

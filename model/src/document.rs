@@ -106,10 +106,21 @@ pub fn parse_documents_against(
     existing: &[Resource],
 ) -> Result<Vec<Resource>, ParseErrors> {
     let parsed = parse_documents_with_origin(text)?;
+    check_against_stored(&parsed, existing)?;
+    Ok(parsed.into_iter().map(|(r, _)| r).collect())
+}
+
+/// Checks parsed resources against the pools already stored (a pool's CIDR
+/// never changes; a new pool overlaps no other), as [`parse_documents_against`]
+/// does for text: for a writer that parsed once and checks at write time.
+pub fn check_against_stored(
+    parsed: &[(Resource, Origin)],
+    existing: &[Resource],
+) -> Result<(), ParseErrors> {
     let mut errors = Vec::new();
-    check_against_existing(&parsed, existing, &mut errors);
+    check_against_existing(parsed, existing, &mut errors);
     if errors.is_empty() {
-        Ok(parsed.into_iter().map(|(r, _)| r).collect())
+        Ok(())
     } else {
         Err(ParseErrors(errors))
     }

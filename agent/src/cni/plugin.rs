@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use brindle_datastore::ipam::{AutoAssignArgs, HandleDoc, Ipam, IpamError, ReleaseOptions};
 use brindle_datastore::lockfile::{lock_exclusive, open_private_file, LockGuard};
+use brindle_datastore::resources::{ResourceError, ResourceStore};
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::resource::{resource_key, Kind, WorkloadEndpoint};
@@ -209,6 +210,16 @@ fn store_error_code(e: &brindle_datastore::Error) -> ErrorCode {
 
 fn store_error(what: &str, e: brindle_datastore::Error) -> CniError {
     CniError::new(store_error_code(&e), format!("{what}: {e}"))
+}
+
+fn resource_error(what: &str, e: ResourceError) -> CniError {
+    let code = match &e {
+        ResourceError::Datastore(inner) => store_error_code(inner),
+        ResourceError::Invalid(_) => ErrorCode::InvalidConfig,
+        ResourceError::Refused(_) | ResourceError::Contended => ErrorCode::TryAgainLater,
+        _ => ErrorCode::Internal,
+    };
+    CniError::new(code, format!("{what}: {e}"))
 }
 
 fn ipam_error(what: &str, e: IpamError) -> CniError {
@@ -813,28 +824,14 @@ pub fn build_endpoint(
     Resource::WorkloadEndpoint(wep)
 }
 
-async fn write_endpoint(store: &Datastore, mut endpoint: Resource) -> Result<(), CniError> {
-    endpoint.defaulted();
-    let problems = endpoint.validate();
-    if !problems.is_empty() {
-        return Err(CniError::new(
-            ErrorCode::InvalidConfig,
-            format!(
-                "the workload endpoint would be invalid: {}",
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        ));
-    }
-    let value = serde_json::to_vec(&endpoint).map_err(|e| internal("encoding endpoint", e))?;
-    store
-        .put(endpoint.key(), value)
+/// Writes the endpoint through the resource store (validated; identity
+/// metadata kept when ADD is repeated).
+async fn write_endpoint(store: &Datastore, endpoint: Resource) -> Result<(), CniError> {
+    ResourceStore::new(store.clone())
+        .apply(endpoint)
         .await
-        .map_err(|e| store_error("writing the workload endpoint", e))?;
-    Ok(())
+        .map(drop)
+        .map_err(|e| resource_error("writing the workload endpoint", e))
 }
 
 /// The stored endpoint, if any (an undecodable one counts as ours to remove).
@@ -880,10 +877,14 @@ async fn cmd_del(
             .await
             .map_err(|e| internal("removing the veth", e))?;
         if stored.is_some() {
-            store
-                .delete(id.endpoint_key())
+            ResourceStore::new(store.clone())
+                .remove(
+                    Kind::WorkloadEndpoint,
+                    Some(&id.namespace),
+                    &id.endpoint_name,
+                )
                 .await
-                .map_err(|e| store_error("deleting the workload endpoint", e))?;
+                .map_err(|e| resource_error("deleting the workload endpoint", e))?;
         }
         info!(removed_veth = removed, endpoint = %id.endpoint_name, "workload deleted");
     }

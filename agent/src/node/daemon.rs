@@ -35,12 +35,13 @@ use brindle_bgp::speaker::{
     SpeakerError,
 };
 use brindle_datastore::ipam::{keys, tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
-use brindle_datastore::{Datastore, KeyValue, Swap, Update};
+use brindle_datastore::resources::{ResourceError, ResourceStore};
+use brindle_datastore::{Datastore, KeyValue, Update};
 use brindle_model::endpoint::{NodeBgpSpec, NodeSpec};
 use brindle_model::ipam::AllowedUse;
 use brindle_model::meta::AsNumber;
-use brindle_model::resource::{resource_key, Kind, Node, KEY_ROOT};
-use brindle_model::{parse_one, ApiVersion, ObjectMeta, Resource};
+use brindle_model::resource::{Kind, Node, KEY_ROOT};
+use brindle_model::{ApiVersion, ObjectMeta, Resource};
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::io::AsyncWriteExt;
@@ -110,6 +111,8 @@ impl NodeOptions {
 pub enum NodeError {
     #[error("datastore: {0}")]
     Datastore(#[from] brindle_datastore::Error),
+    #[error("{0}")]
+    Resource(#[from] ResourceError),
     #[error("IPAM: {0}")]
     Ipam(#[from] IpamError),
     #[error("netlink: {0}")]
@@ -172,62 +175,40 @@ pub fn autodetect_address() -> Result<(Ipv4Net, String), NodeError> {
     Ok((net, dev))
 }
 
-fn decode_node(kv: &KeyValue) -> Option<Node> {
-    match parse_one(std::str::from_utf8(&kv.value).ok()?) {
-        Ok(Resource::Node(n)) => Some(n),
-        _ => None,
-    }
-}
-
-/// Reads the Node, lets `change` edit it, writes it back with
-/// compare-and-swap (creating it if absent); retries on conflicts.
+/// Reads the Node, lets `change` edit it, writes it back through the
+/// resource store (validated, identity kept, compare-and-swap; created if
+/// absent); retries on conflicts.
 async fn modify_node(
     ds: &Datastore,
     name: &str,
     change: impl Fn(&mut Node),
 ) -> Result<Node, NodeError> {
-    let key = resource_key(Kind::Node, None, name);
-    let mut current = ds.get(key.clone()).await?;
-    for _ in 0..100 {
-        let (mut node, expected) = match &current {
-            Some(kv) => match decode_node(kv) {
-                Some(n) => (n, Some(kv.mod_revision)),
-                None => {
-                    return Err(NodeError::Config(format!(
-                        "{key} does not hold a valid Node"
-                    )));
-                }
+    let absent = || {
+        Resource::Node(Node {
+            api_version: ApiVersion::CalicoV3,
+            metadata: ObjectMeta {
+                name: name.to_owned(),
+                ..Default::default()
             },
-            None => (
-                Node {
-                    api_version: ApiVersion::CalicoV3,
-                    metadata: ObjectMeta {
-                        name: name.to_owned(),
-                        ..Default::default()
-                    },
-                    spec: NodeSpec::default(),
-                    status: None,
-                },
-                None,
-            ),
-        };
-        let before = node.clone();
-        change(&mut node);
-        if expected.is_some() && node == before {
-            return Ok(node);
-        }
-        // Store metadata is the store's business.
-        node.metadata.resource_version = None;
-        let value = serde_json::to_vec(&Resource::Node(node.clone()))
-            .map_err(|e| NodeError::Config(e.to_string()))?;
-        match ds.compare_and_swap(key.clone(), expected, value).await? {
-            Swap::Written(_) => return Ok(node),
-            Swap::Lost(now) => current = now,
-        }
+            spec: NodeSpec::default(),
+            status: None,
+        })
+    };
+    let stored = ResourceStore::new(ds.clone())
+        .modify(Kind::Node, None, name, absent, |resource| {
+            if let Resource::Node(node) = resource {
+                change(node);
+            }
+        })
+        .await?;
+    match stored {
+        Resource::Node(node) => Ok(node),
+        other => Err(NodeError::Config(format!(
+            "{} holds a {}, not a Node",
+            other.key(),
+            other.kind()
+        ))),
     }
-    Err(NodeError::Config(format!(
-        "{key}: too many concurrent updates"
-    )))
 }
 
 /// Registers the node: address, IPv6 address and AS (if given), keeping

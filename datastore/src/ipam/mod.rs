@@ -88,6 +88,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, instrument, warn};
 
+use crate::resources::{ResourceError, ResourceStore};
 use crate::{Compare, Datastore, Error, KeyValue, Revision, Swap, Txn, TxnOp, Versioned};
 
 pub use block::{
@@ -722,15 +723,23 @@ impl Ipam {
                     .join("; ")
             )));
         }
-        let value = serde_json::to_vec(&resource)
-            .map_err(|e| IpamError::Invalid(format!("cannot encode default pool {cidr}: {e}")))?;
-        match self
-            .store
-            .compare_and_swap(resource.key(), None, value)
-            .await?
+        // Through the resource store: validated, checked against the pools
+        // stored at that moment and bumping the pools guard, as brindlectl's
+        // pool writes do. Another node creating the same pool (or any pool
+        // overlapping it) at once makes this one a no-op.
+        match ResourceStore::new(self.store.clone())
+            .create(resource)
+            .await
         {
-            Swap::Written(_) => Ok(true),
-            Swap::Lost(_) => Ok(false),
+            Ok(created) => Ok(created.is_some()),
+            // Valid on its own (checked above): only the check against the
+            // stored pools refuses it, so another pool won meanwhile.
+            Err(ResourceError::Invalid(problems)) => {
+                debug!(%cidr, %problems, "another default pool won");
+                Ok(false)
+            }
+            Err(ResourceError::Datastore(e)) => Err(e.into()),
+            Err(e) => Err(IpamError::Invalid(format!("default pool {cidr}: {e}"))),
         }
     }
 

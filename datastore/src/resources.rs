@@ -1,4 +1,7 @@
-//! Typed resources in the datastore, with calicoctl's write semantics.
+//! Typed resources in the datastore, with calicoctl's write semantics: the
+//! one way every writer (brindlectl, brindle-node, brindle-cni, IPAM's
+//! default pools) stores a resource, so `uid`, `creationTimestamp`,
+//! validation and the pools guard hold whoever writes.
 //!
 //! # Layout
 //!
@@ -12,11 +15,12 @@
 //! # Writes
 //!
 //! [`ResourceStore::write`] takes a whole input (every document of every
-//! file) and is all-or-nothing:
+//! file, parsed, defaulted and validated by the caller with
+//! [`brindle_model::document::parse_documents_with_origin`]) and is
+//! all-or-nothing:
 //!
-//! 1. parse, default and validate every document, including the
-//!    cross-document checks and the checks against the pools already stored
-//!    ([`brindle_model::parse_documents_against`]);
+//! 1. check the input against the pools already stored
+//!    ([`brindle_model::document::check_against_stored`]);
 //! 2. read the current state of every target key and apply the mode's rules
 //!    (`create`: must be absent; `replace`: must exist; a `resourceVersion`
 //!    in a document must match the stored one);
@@ -32,25 +36,30 @@
 //! the whole set: every stored pool's revision, and [`POOLS_GUARD_KEY`],
 //! which every pool write bumps, so a pool created by a concurrent
 //! `brindlectl` (which has no key to guard beforehand) fails the
-//! transaction and the write is re-validated against it. Writers that bypass
-//! this module should bump that key too.
+//! transaction and the write is re-validated against it.
 //!
 //! Limits: etcd refuses transactions of more than `--max-txn-ops` (default
 //! 128) compares or operations, so one input holds at most about that many
 //! resources (fewer when it holds pools and many pools are stored); a bigger
-//! one is refused whole ([`StoreError::TooLarge`]).
+//! one is refused whole ([`ResourceError::TooLarge`]).
 //!
 //! Deletes ([`ResourceStore::delete`]) follow the same pattern: one guarded
 //! transaction for every target.
+//!
+//! For programs that write one resource: [`ResourceStore::apply`] (create or
+//! replace, validated, identity kept), [`ResourceStore::create`] (`None`
+//! when it exists already) and [`ResourceStore::modify`] (read, change,
+//! write back; retried when another writer got there first).
 
 use std::collections::HashSet;
 use std::fmt;
 
-use brindle_datastore::kv::{MAX_TXN_BYTES, MAX_TXN_OPS};
-use brindle_datastore::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
-use brindle_model::document::{parse_documents_with_origin, Origin};
+use brindle_model::document::{check_against_stored, DocumentError, Origin};
 use brindle_model::resource::resource_key;
-use brindle_model::{parse_documents_against, parse_one, Kind, ParseErrors, Resource};
+use brindle_model::{parse_one, Kind, ParseErrors, Resource};
+
+use crate::kv::{MAX_TXN_BYTES, MAX_TXN_OPS};
+use crate::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
 
 /// Bumped by every write that creates or changes pools, so concurrent pool
 /// writers serialize on it (outside the resource tree: it is not a resource).
@@ -58,6 +67,10 @@ pub const POOLS_GUARD_KEY: &str = "/brindle/guards/ippools";
 
 /// How many times a write is re-validated when the store changed under it.
 const WRITE_ATTEMPTS: usize = 5;
+
+/// How many times [`ResourceStore::modify`] reads again after losing a race
+/// (many nodes may update shared resources at once).
+const MODIFY_ATTEMPTS: usize = 100;
 
 /// What a write does with resources that exist or do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +99,21 @@ pub struct Refusal {
     /// `IPPool 'pool-a'`.
     pub resource: String,
     pub reason: String,
+    /// What kind of refusal, for programs (the reason is for people).
+    pub why: RefusalKind,
+}
+
+/// Why the store refused a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// `create` of a resource that exists.
+    Exists,
+    /// `replace` or `delete` of a resource that does not.
+    Missing,
+    /// The given resourceVersion is not the stored one.
+    Stale,
+    /// Anything else (the input as a whole).
+    Other,
 }
 
 impl fmt::Display for Refusal {
@@ -107,7 +135,7 @@ impl fmt::Display for Refusal {
 
 /// Why a resource operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ResourceError {
     /// The input is not valid; every problem, one per line.
     #[error("{0}")]
     Invalid(ParseErrors),
@@ -116,7 +144,7 @@ pub enum StoreError {
     Refused(Vec<Refusal>),
     /// The datastore failed or could not be reached.
     #[error(transparent)]
-    Datastore(#[from] brindle_datastore::Error),
+    Datastore(#[from] crate::Error),
     /// A stored value is not a valid resource (written by something else, or
     /// by a version with other rules).
     #[error("stored value at {key} is not a valid resource: {reason}")]
@@ -138,7 +166,7 @@ pub enum StoreError {
 /// Refuses a write whose documents together carry more bytes than one
 /// transaction may (etcd's default `--max-request-bytes`), naming the
 /// largest documents, so the user knows what to split or shrink.
-fn too_many_bytes(incoming: &[Resource], origins: &[Origin]) -> Result<(), StoreError> {
+fn too_many_bytes(incoming: &[Resource], origins: &[Origin]) -> Result<(), ResourceError> {
     let sizes: Vec<usize> = incoming
         .iter()
         .map(|r| r.key().len() + r.to_json_compact().len())
@@ -155,6 +183,7 @@ fn too_many_bytes(incoming: &[Resource], origins: &[Origin]) -> Result<(), Store
         .map(|i| Refusal {
             origin: origins.get(i).copied(),
             resource: incoming[i].describe(),
+            why: RefusalKind::Other,
             reason: format!(
                 "is {} bytes; the write carries {total} bytes in all, more than the \
                  {MAX_TXN_BYTES} one transaction may (etcd's --max-request-bytes); split or \
@@ -163,7 +192,7 @@ fn too_many_bytes(incoming: &[Resource], origins: &[Origin]) -> Result<(), Store
             ),
         })
         .collect();
-    Err(StoreError::Refused(refusals))
+    Err(ResourceError::Refused(refusals))
 }
 
 fn join_lines(refusals: &[Refusal]) -> String {
@@ -233,7 +262,7 @@ impl ResourceStore {
         kind: Kind,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Option<Resource>, StoreError> {
+    ) -> Result<Option<Resource>, ResourceError> {
         let namespace = namespace_for(kind, namespace);
         let key = resource_key(kind, namespace, name);
         match self.ds.get(key).await? {
@@ -248,7 +277,7 @@ impl ResourceStore {
         &self,
         kind: Kind,
         namespace: Option<&str>,
-    ) -> Result<Vec<Resource>, StoreError> {
+    ) -> Result<Vec<Resource>, ResourceError> {
         Ok(self
             .list_current(kind, namespace)
             .await?
@@ -262,7 +291,7 @@ impl ResourceStore {
         &self,
         kind: Kind,
         namespace: Option<&str>,
-    ) -> Result<Vec<Current>, StoreError> {
+    ) -> Result<Vec<Current>, ResourceError> {
         let prefix = match namespace {
             Some(ns) if kind.namespaced() => format!("{}{ns}/", kind.key_prefix()),
             _ => kind.key_prefix(),
@@ -271,25 +300,19 @@ impl ResourceStore {
         listing.kvs.iter().map(decode).collect()
     }
 
-    /// Parses, validates and writes every document of `text` in one
-    /// transaction (see the module docs). Returns each resource as stored,
+    /// Writes every resource of an input in one transaction (see the
+    /// module docs). `input` is parsed, defaulted and validated already
+    /// ([`brindle_model::document::parse_documents_with_origin`], with any
+    /// `-n` namespace applied); the checks against what is stored happen
+    /// here, at the moment of the write. Returns each resource as stored,
     /// with what happened to it, in input order.
-    ///
-    /// `namespace` is the `-n` flag: namespaced resources that name no
-    /// namespace go there; naming another one is refused.
-    #[tracing::instrument(skip(self, text), fields(bytes = text.len()))]
+    #[tracing::instrument(skip(self, input), fields(resources = input.len()))]
     pub async fn write(
         &self,
-        text: &str,
+        input: Vec<(Resource, Origin)>,
         mode: WriteMode,
-        namespace: Option<&str>,
-    ) -> Result<Vec<(Resource, Change)>, StoreError> {
-        // Numbering is fixed by the text; read it once for messages.
-        let origins: Vec<Origin> = parse_documents_with_origin(text)
-            .map_err(StoreError::Invalid)?
-            .into_iter()
-            .map(|(_, o)| o)
-            .collect();
+    ) -> Result<Vec<(Resource, Change)>, ResourceError> {
+        let (incoming, origins): (Vec<Resource>, Vec<Origin>) = input.into_iter().unzip();
         for _ in 0..WRITE_ATTEMPTS {
             // Read the guard before the pools: if it has not moved at write
             // time, no pool changed after this listing.
@@ -298,13 +321,19 @@ impl ResourceStore {
                 .get(POOLS_GUARD_KEY)
                 .await?
                 .map(|kv| kv.mod_revision);
-            let pools = self.list_current(Kind::IPPool, None).await?;
+            let pools = if incoming.iter().any(|r| matches!(r, Resource::IPPool(_))) {
+                self.list_current(Kind::IPPool, None).await?
+            } else {
+                Vec::new()
+            };
             let stored_pools: Vec<Resource> = pools.iter().map(|c| c.resource.clone()).collect();
-            let mut incoming =
-                parse_documents_against(text, &stored_pools).map_err(StoreError::Invalid)?;
-            if let Some(ns) = namespace {
-                override_namespace(text, &mut incoming, &origins, ns)?;
-            }
+            let with_origins: Vec<(Resource, Origin)> = incoming
+                .iter()
+                .cloned()
+                .zip(origins.iter().copied())
+                .collect();
+            check_against_stored(&with_origins, &stored_pools).map_err(ResourceError::Invalid)?;
+            let incoming = incoming.clone();
             let mut currents = Vec::with_capacity(incoming.len());
             for resource in &incoming {
                 let current = match self.ds.get(resource.key()).await? {
@@ -315,7 +344,7 @@ impl ResourceStore {
             }
             let refusals = check_mode(&incoming, &currents, &origins, mode);
             if !refusals.is_empty() {
-                return Err(StoreError::Refused(refusals));
+                return Err(ResourceError::Refused(refusals));
             }
 
             too_many_bytes(&incoming, &origins)?;
@@ -356,7 +385,7 @@ impl ResourceStore {
             }
             let largest = guards.len().max(puts.len());
             if largest > MAX_TXN_OPS {
-                return Err(StoreError::TooLarge {
+                return Err(ResourceError::TooLarge {
                     resources: results.len(),
                     needed: largest,
                 });
@@ -372,7 +401,111 @@ impl ResourceStore {
             }
             return Ok(results);
         }
-        Err(StoreError::Contended)
+        Err(ResourceError::Contended)
+    }
+
+    /// Creates or replaces one resource (`brindlectl apply` of one
+    /// document): defaulted, validated, identity metadata kept or made.
+    /// A `resourceVersion` in it makes the write a compare-and-swap.
+    pub async fn apply(&self, resource: Resource) -> Result<Resource, ResourceError> {
+        self.write_one(resource, WriteMode::Apply).await
+    }
+
+    /// Creates one resource; `Ok(None)` when it exists already (another
+    /// writer won, or it was there).
+    pub async fn create(&self, resource: Resource) -> Result<Option<Resource>, ResourceError> {
+        match self.write_one(resource, WriteMode::Create).await {
+            Ok(stored) => Ok(Some(stored)),
+            Err(ResourceError::Refused(r)) if r.iter().all(|r| r.why == RefusalKind::Exists) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads one resource (or starts from `absent()` when there is none),
+    /// lets `change` edit it and writes it back only if it changed, guarded
+    /// by the revision it read; when another writer got there first, reads
+    /// again and retries. Returns the resource as stored.
+    pub async fn modify(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+        absent: impl Fn() -> Resource,
+        change: impl Fn(&mut Resource),
+    ) -> Result<Resource, ResourceError> {
+        let key = resource_key(kind, namespace_for(kind, namespace), name);
+        for _ in 0..MODIFY_ATTEMPTS {
+            let current = match self.ds.get(key.clone()).await? {
+                Some(kv) => Some(decode(&kv)?),
+                None => None,
+            };
+            let (mut resource, mode) = match &current {
+                Some(c) => (c.resource.clone(), WriteMode::Replace),
+                None => (absent(), WriteMode::Create),
+            };
+            let before = resource.clone();
+            change(&mut resource);
+            if current.is_some() && resource == before {
+                return Ok(resource);
+            }
+            // The revision read is the guard: a write in between is Stale.
+            resource.metadata_mut().resource_version =
+                current.as_ref().map(|c| c.mod_revision.to_string());
+            match self.write_one(resource, mode).await {
+                Err(ResourceError::Refused(r)) if r.iter().all(|r| r.why != RefusalKind::Other) => {
+                    tracing::debug!(%key, "lost a race; reading again");
+                }
+                other => return other,
+            }
+        }
+        Err(ResourceError::Contended)
+    }
+
+    async fn write_one(
+        &self,
+        mut resource: Resource,
+        mode: WriteMode,
+    ) -> Result<Resource, ResourceError> {
+        resource.defaulted();
+        let origin = Origin {
+            document: 1,
+            item: None,
+        };
+        let problems = resource.validate();
+        if !problems.is_empty() {
+            let kind = Some(resource.kind().to_string());
+            let name = Some(resource.name().to_string());
+            return Err(ResourceError::Invalid(ParseErrors(
+                problems
+                    .into_iter()
+                    .map(|p| DocumentError {
+                        document: origin.document,
+                        item: origin.item,
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        field: p.field,
+                        reason: p.reason,
+                    })
+                    .collect(),
+            )));
+        }
+        let mut written = self.write(vec![(resource, origin)], mode).await?;
+        Ok(written.remove(0).0)
+    }
+
+    /// Removes one resource's key whatever it holds (even a value that no
+    /// longer decodes): for an owner cleaning up what it wrote, such as CNI
+    /// DEL removing its WorkloadEndpoint. Returns whether there was one.
+    pub async fn remove(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<bool, ResourceError> {
+        let key = resource_key(kind, namespace_for(kind, namespace), name);
+        Ok(self.ds.delete(key).await?.is_some())
     }
 
     /// Deletes every target in one transaction; all must exist unless
@@ -382,7 +515,7 @@ impl ResourceStore {
         &self,
         targets: &[Target],
         skip_missing: bool,
-    ) -> Result<Vec<Resource>, StoreError> {
+    ) -> Result<Vec<Resource>, ResourceError> {
         for _ in 0..WRITE_ATTEMPTS {
             let mut refusals = Vec::new();
             let mut guards = Vec::new();
@@ -390,19 +523,23 @@ impl ResourceStore {
             let mut deleted = Vec::new();
             for target in targets {
                 let key = target.key();
-                let refuse = |reason: String| Refusal {
+                let refuse = |why: RefusalKind, reason: String| Refusal {
                     origin: target.origin,
                     resource: target.describe(),
                     reason,
+                    why,
                 };
                 match self.ds.get(key.clone()).await? {
                     None if skip_missing => {}
-                    None => refusals.push(refuse("does not exist".into())),
+                    None => refusals.push(refuse(RefusalKind::Missing, "does not exist".into())),
                     Some(kv) => {
                         let current = decode(&kv)?;
                         if let Some(wanted) = &target.resource_version {
                             if *wanted != kv.mod_revision.to_string() {
-                                refusals.push(refuse(stale(wanted, kv.mod_revision)));
+                                refusals.push(refuse(
+                                    RefusalKind::Stale,
+                                    stale(wanted, kv.mod_revision),
+                                ));
                                 continue;
                             }
                         }
@@ -413,7 +550,7 @@ impl ResourceStore {
                 }
             }
             if !refusals.is_empty() {
-                return Err(StoreError::Refused(refusals));
+                return Err(ResourceError::Refused(refusals));
             }
             if ops.is_empty() {
                 return Ok(deleted);
@@ -427,47 +564,7 @@ impl ResourceStore {
                 return Ok(deleted);
             }
         }
-        Err(StoreError::Contended)
-    }
-}
-
-/// Applies `-n` to parsed input (see [`crate::namespace`]) and re-checks
-/// that no two resources now share a key.
-pub fn override_namespace(
-    text: &str,
-    resources: &mut [Resource],
-    origins: &[Origin],
-    namespace: &str,
-) -> Result<(), StoreError> {
-    let refusal = |i: usize, resource: &Resource, reason: String| Refusal {
-        origin: origins.get(i).copied(),
-        resource: resource.describe(),
-        reason,
-    };
-    let Some(written) = crate::namespace::written_namespaces(text, resources.len()) else {
-        return Err(StoreError::Refused(vec![Refusal {
-            origin: None,
-            resource: "input".into(),
-            reason: "cannot tell which documents name a namespace; \
-                     set metadata.namespace in the file instead of using --namespace"
-                .into(),
-        }]));
-    };
-    let problems = crate::namespace::apply_flag(resources, &written, namespace);
-    let mut refusals: Vec<Refusal> = problems
-        .into_iter()
-        .map(|(i, reason)| refusal(i, &resources[i], reason))
-        .collect();
-    let mut seen = HashSet::new();
-    for (i, r) in resources.iter().enumerate() {
-        if !seen.insert(r.key()) {
-            refusals.push(refusal(i, r, "is defined twice".into()));
-        }
-    }
-    if refusals.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::Refused(refusals))
+        Err(ResourceError::Contended)
     }
 }
 
@@ -494,26 +591,30 @@ fn check_mode(
 ) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     for (i, (resource, current)) in incoming.iter().zip(currents).enumerate() {
-        let refuse = |reason: String| Refusal {
+        let refuse = |why: RefusalKind, reason: String| Refusal {
             origin: origins.get(i).copied(),
             resource: resource.describe(),
             reason,
+            why,
         };
         let given_version = resource.metadata().resource_version.as_deref();
         match (mode, current) {
             (WriteMode::Create, Some(_)) => refusals.push(refuse(
+                RefusalKind::Exists,
                 "already exists (use apply or replace to change it)".into(),
             )),
             (WriteMode::Create, None) if given_version.is_some() => refusals.push(refuse(
+                RefusalKind::Other,
                 "metadata.resourceVersion must not be set when creating".into(),
             )),
             (WriteMode::Replace, None) => refusals.push(refuse(
+                RefusalKind::Missing,
                 "does not exist (use create or apply to make it)".into(),
             )),
             (WriteMode::Replace | WriteMode::Apply, Some(c)) => {
                 if let Some(wanted) = given_version {
                     if wanted != c.mod_revision.to_string() {
-                        refusals.push(refuse(stale(wanted, c.mod_revision)));
+                        refusals.push(refuse(RefusalKind::Stale, stale(wanted, c.mod_revision)));
                     }
                 }
             }
@@ -547,8 +648,8 @@ fn prepare(mut resource: Resource, current: Option<&Current>) -> (Resource, Chan
     }
 }
 
-fn decode(kv: &KeyValue) -> Result<Current, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
+fn decode(kv: &KeyValue) -> Result<Current, ResourceError> {
+    let corrupt = |reason: String| ResourceError::Corrupt {
         key: kv.key_str().into_owned(),
         reason,
     };
