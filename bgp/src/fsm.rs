@@ -91,6 +91,8 @@ pub mod subcode {
     pub const FSM_UNEXPECTED_IN_OPEN_CONFIRM: u8 = 2;
     /// FSM 5/3: unexpected message in Established (RFC 6608).
     pub const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
+    /// OPEN 2/1: Unsupported Version Number (RFC 4271 §8.1.2: event 24).
+    pub const UNSUPPORTED_VERSION_NUMBER: u8 = open::UNSUPPORTED_VERSION;
     /// Cease 6/2: Administrative Shutdown (RFC 4486, data per RFC 9003).
     pub const CEASE_ADMIN_SHUTDOWN: u8 = cease::ADMINISTRATIVE_SHUTDOWN;
     /// Cease 6/7: Connection Collision Resolution (RFC 4486).
@@ -100,9 +102,6 @@ pub mod subcode {
 /// RFC 4271 §8.2.2: the hold timer is set to "a large value" in OpenSent;
 /// 4 minutes is the suggested one.
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
-
-/// Longest shutdown communication on the wire (RFC 9003 raised RFC 8203's 128).
-pub const MAX_SHUTDOWN_COMMUNICATION: usize = 255;
 
 /// The six states of RFC 4271 §8.2.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,43 +139,9 @@ const ALL_TIMERS: [TimerKind; 5] = [
     TimerKind::IdleHold,
 ];
 
-/// A NOTIFICATION's content, independent of the codec's message type.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Notification {
-    pub code: u8,
-    pub subcode: u8,
-    pub data: Vec<u8>,
-}
-
-impl Notification {
-    pub fn new(code: u8, subcode: u8) -> Self {
-        Self {
-            code,
-            subcode,
-            data: Vec::new(),
-        }
-    }
-
-    /// Cease/2 with an RFC 8203/9003 shutdown communication: one length octet
-    /// then UTF-8, cut at a character boundary to at most 255 octets.
-    pub fn admin_shutdown(communication: Option<&str>) -> Self {
-        let mut data = Vec::new();
-        if let Some(text) = communication {
-            let mut end = text.len().min(MAX_SHUTDOWN_COMMUNICATION);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            // `end` <= 255 by construction, so the cast cannot truncate.
-            data.push(end as u8);
-            data.extend_from_slice(&text.as_bytes()[..end]);
-        }
-        Self {
-            code: code::CEASE,
-            subcode: subcode::CEASE_ADMIN_SHUTDOWN,
-            data,
-        }
-    }
-}
+/// The one NOTIFICATION type: the codec's (the FSM sends and receives the
+/// same messages the codec encodes and decodes).
+pub use crate::packet::Notification;
 
 /// What the FSM needs to know about a received OPEN. `C` is the opaque result
 /// of capability negotiation (the codec's `packet::negotiate`); the FSM only
@@ -600,7 +565,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             Event::ManualStop { communication } => {
                 let notification = (self.is_timer_running(TimerKind::DelayOpen)
                     && self.config.send_notification_without_open)
-                    .then(|| Notification::admin_shutdown(communication.as_deref()));
+                    .then(|| Notification::administrative_shutdown(communication.as_deref()));
                 self.manual_stop(notification, out);
             }
             Event::ConnectRetryTimerExpired => {
@@ -673,7 +638,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             | Event::TcpConnectionConfirmed => {}
             Event::ManualStop { communication } => {
                 self.manual_stop(
-                    Some(Notification::admin_shutdown(communication.as_deref())),
+                    Some(Notification::administrative_shutdown(communication.as_deref())),
                     out,
                 );
             }
@@ -713,7 +678,9 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             | Event::TcpConnectionConfirmed => {}
             Event::ManualStop { communication } => {
                 self.manual_stop(
-                    Some(Notification::admin_shutdown(communication.as_deref())),
+                    Some(Notification::administrative_shutdown(
+                        communication.as_deref(),
+                    )),
                     out,
                 );
             }
@@ -746,7 +713,9 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             | Event::TcpConnectionConfirmed => {}
             Event::ManualStop { communication } => {
                 self.manual_stop(
-                    Some(Notification::admin_shutdown(communication.as_deref())),
+                    Some(Notification::administrative_shutdown(
+                        communication.as_deref(),
+                    )),
                     out,
                 );
             }
@@ -979,30 +948,11 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
     }
 }
 
-// ----- adapters to the codec ----------------------------------------------
+// ----- from the codec's negotiation ----------------------------------------
 //
-// The FSM does not depend on the codec's types; these conversions are the
-// glue the session layer uses.
-
-impl From<crate::packet::Notification> for Notification {
-    fn from(n: crate::packet::Notification) -> Self {
-        Self {
-            code: n.code,
-            subcode: n.subcode,
-            data: n.data,
-        }
-    }
-}
-
-impl From<Notification> for crate::packet::Notification {
-    fn from(n: Notification) -> Self {
-        Self {
-            code: n.code,
-            subcode: n.subcode,
-            data: n.data,
-        }
-    }
-}
+// The FSM is generic over what negotiation produced (`C`) and what an
+// UPDATE is (`U`), so its tests need no codec; this is the glue for the
+// session layer, which uses the codec's types.
 
 impl OpenSummary<crate::packet::Negotiated> {
     /// The summary of a peer OPEN that `packet::negotiate` accepted; the

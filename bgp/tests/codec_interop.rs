@@ -143,9 +143,9 @@ fn exchange(mut stream: TcpStream, start: Instant) -> Result<Capture, String> {
             .iter()
             .any(|(m, _)| matches!(m, Message::Notification(_)));
         if got_route || refused {
-            let bye = Message::Notification(Notification::administrative_shutdown(
+            let bye = Message::Notification(Notification::administrative_shutdown(Some(
                 "brindle codec test done",
-            ));
+            )));
             let _ = stream.write_all(&bye.to_bytes(&ectx).unwrap());
             let (open_wire, open) = open.ok_or("no OPEN")?;
             return Ok(Capture {

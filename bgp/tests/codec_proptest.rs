@@ -358,7 +358,7 @@ proptest! {
 
     #[test]
     fn shutdown_communication_roundtrip(text in ".{0,300}") {
-        let n = Notification::administrative_shutdown(&text);
+        let n = Notification::administrative_shutdown(Some(&text));
         let got = n.shutdown_communication();
         if text.is_empty() {
             prop_assert_eq!(got, None);

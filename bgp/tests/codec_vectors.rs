@@ -348,7 +348,7 @@ fn end_of_rib_markers() {
 #[test]
 fn notification_with_shutdown_communication() {
     let wire = message(3, "06 02 03 627965");
-    let n = Notification::administrative_shutdown("bye");
+    let n = Notification::administrative_shutdown(Some("bye"));
     assert_both_ways(
         &wire,
         &Message::Notification(n.clone()),

@@ -825,11 +825,11 @@ fn hold_time_negotiation() {
 #[test]
 fn shutdown_communication_is_cut_at_a_char_boundary() {
     let long = "é".repeat(200); // 400 octets
-    let n = Notification::admin_shutdown(Some(&long));
+    let n = Notification::administrative_shutdown(Some(&long));
     assert_eq!(n.data[0], 254);
     assert_eq!(n.data.len(), 255);
     assert!(std::str::from_utf8(&n.data[1..]).is_ok());
-    assert!(Notification::admin_shutdown(None).data.is_empty());
+    assert!(Notification::administrative_shutdown(None).data.is_empty());
 }
 
 // ----- collision -----------------------------------------------------------

@@ -42,10 +42,14 @@ impl Notification {
         }
     }
 
-    /// Cease / Administrative Shutdown with a shutdown communication. The text
-    /// is cut at a character boundary to at most 255 octets.
-    pub fn administrative_shutdown(message: &str) -> Notification {
-        Self::with_communication(subcode::cease::ADMINISTRATIVE_SHUTDOWN, message)
+    /// Cease / Administrative Shutdown, with a shutdown communication when
+    /// one is given (cut at a character boundary to at most 255 octets);
+    /// without one the data is empty.
+    pub fn administrative_shutdown(message: Option<&str>) -> Notification {
+        match message {
+            Some(text) => Self::with_communication(subcode::cease::ADMINISTRATIVE_SHUTDOWN, text),
+            None => Notification::new(code::CEASE, subcode::cease::ADMINISTRATIVE_SHUTDOWN),
+        }
     }
 
     /// Cease / Administrative Reset with a shutdown communication.

@@ -287,7 +287,7 @@ fn build_open(config: &PeerConfig, local_asn: u32, router_id: Ipv4Addr) -> Open 
 
 /// The FSM event for a message that failed to decode.
 fn decode_error_event(error: &DecodeError) -> Event<Negotiated, Received> {
-    let n: fsm::Notification = error.to_notification().into();
+    let n = error.to_notification();
     match n.code {
         fsm::code::MESSAGE_HEADER => Event::HeaderError(n),
         fsm::code::OPEN_MESSAGE => Event::OpenMessageError(n),
@@ -295,10 +295,9 @@ fn decode_error_event(error: &DecodeError) -> Event<Negotiated, Received> {
     }
 }
 
-fn describe(n: &fsm::Notification) -> String {
-    let packet: packet::Notification = n.clone().into();
-    let mut text = format!("{}/{} ({})", n.code, n.subcode, packet.description());
-    if let Some(Ok(message)) = packet.shutdown_communication() {
+fn describe(n: &packet::Notification) -> String {
+    let mut text = format!("{}/{} ({})", n.code, n.subcode, n.description());
+    if let Some(Ok(message)) = n.shutdown_communication() {
         text.push_str(&format!(": \"{message}\""));
     } else if !n.data.is_empty() {
         text.push_str(&format!(" data {}", hex_string(&n.data)));
@@ -606,11 +605,12 @@ impl PeerTask {
                 self.process(i, Event::UpdateReceived((update, decoded.outcome)));
             }
             Message::Notification(n) => {
-                let n: fsm::Notification = n.into();
                 let text = format!("received NOTIFICATION {}", describe(&n));
                 warn!("{text}");
                 self.report(PeerEvent::Error(text));
-                let event = if n.code == fsm::code::OPEN_MESSAGE && n.subcode == 1 {
+                let event = if n.code == fsm::code::OPEN_MESSAGE
+                    && n.subcode == fsm::subcode::UNSUPPORTED_VERSION_NUMBER
+                {
                     Event::NotificationVersionError
                 } else {
                     Event::NotificationReceived {
@@ -763,7 +763,7 @@ impl PeerTask {
                     let text = format!("sent NOTIFICATION {}", describe(&n));
                     warn!("{text}");
                     self.report(PeerEvent::Error(text));
-                    self.send_message(i, &Message::Notification(n.into()));
+                    self.send_message(i, &Message::Notification(n));
                 }
                 Action::StartTimer { kind, duration } => {
                     self.sessions[i].deadlines[timer_slot(kind)] = Some(Instant::now() + duration);
@@ -1085,11 +1085,11 @@ mod tests {
 
     #[test]
     fn notifications_are_described_for_humans() {
-        let shutdown = fsm::Notification::admin_shutdown(Some("maintenance"));
+        let shutdown = packet::Notification::administrative_shutdown(Some("maintenance"));
         let text = describe(&shutdown);
         assert!(text.starts_with("6/2 ("), "{text}");
         assert!(text.ends_with(": \"maintenance\""), "{text}");
-        let hold = describe(&fsm::Notification::new(4, 0));
+        let hold = describe(&packet::Notification::new(4, 0));
         assert_eq!(hold, "4/0 (hold timer expired)");
     }
 }
