@@ -976,7 +976,7 @@ impl<U> Event<crate::packet::Negotiated, U> {
     ) -> Self {
         match outcome {
             Ok(negotiated) => Event::OpenReceived(OpenSummary::from_negotiated(negotiated)),
-            Err(error) => Event::OpenMessageError(error.to_notification().into()),
+            Err(error) => Event::OpenMessageError(error.to_notification()),
         }
     }
 }
