@@ -188,9 +188,9 @@ impl Session {
                     let n = e.to_notification();
                     self.inbox.clear();
                     self.events.push_back(match n.code {
-                        2 => Event::OpenMessageError(n.into()),
-                        3 => Event::UpdateMessageError(n.into()),
-                        _ => Event::HeaderError(n.into()),
+                        2 => Event::OpenMessageError(n),
+                        3 => Event::UpdateMessageError(n),
+                        _ => Event::HeaderError(n),
                     });
                     break;
                 }
@@ -295,7 +295,7 @@ impl Driver {
                     count: session.keepalives_sent,
                 });
             }
-            Action::SendNotification(n) => session.send(&Message::Notification(n.into())),
+            Action::SendNotification(n) => session.send(&Message::Notification(n)),
             Action::StartTimer { kind, duration } => {
                 session.timers.insert(kind, Instant::now() + duration);
             }
