@@ -16,10 +16,9 @@
 //! ```
 //!
 //! The daemon answers on a local Unix socket with one JSON document
-//! ([`StatusReport`]) and closes the connection. The printer is pure
-//! ([`render`]); [`query`] is the only I/O. The node daemon owns the shape
-//! (`brindle_agent::node::status`); this reads the part it prints and
-//! ignores the rest, so the daemon can add fields.
+//! ([`StatusReport`], whose schema both ends share:
+//! [`brindle_model::status`]) and closes the connection. The printer is
+//! pure ([`render`]); [`query`] is the only I/O.
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -27,45 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-/// Where `brindle-node` listens for status queries by default.
-pub const DEFAULT_SOCKET: &str = "/var/run/brindle/node-status.sock";
-
-/// What the daemon reports.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusReport {
-    /// Whether the daemon considers itself up (absent: it answered, so yes).
-    #[serde(default = "yes")]
-    pub running: bool,
-    /// Every configured peer, of either family.
-    #[serde(default)]
-    pub peers: Vec<PeerStatus>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// One BGP session.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerStatus {
-    /// The peer's address (its family picks the table).
-    pub address: IpAddr,
-    /// `node-to-node mesh`, `global` or `node specific`.
-    #[serde(rename = "type")]
-    pub peer_type: String,
-    /// `up`, `start`, `connect`, ... (BIRD's words, as calicoctl shows them).
-    pub state: String,
-    /// When the state was entered, as the daemon formats it.
-    #[serde(default)]
-    pub since: String,
-    /// FSM state and last error, e.g. `Established` or `Active Socket: Connection refused`.
-    #[serde(default)]
-    pub info: String,
-}
+pub use brindle_model::status::{StatusReport, DEFAULT_STATUS_SOCKET as DEFAULT_SOCKET};
 
 /// Why a status query failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +91,7 @@ pub fn render(report: &StatusReport) -> String {
             .map(|p| {
                 [
                     p.address.to_string(),
-                    p.peer_type.clone(),
+                    p.peer_type.as_str().to_owned(),
                     p.state.clone(),
                     p.since.clone(),
                     p.info.clone(),

@@ -41,6 +41,7 @@ pub mod meta;
 pub mod policy;
 pub mod resource;
 pub mod selector;
+pub mod status;
 pub mod validate;
 
 pub use document::{

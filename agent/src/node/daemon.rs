@@ -52,7 +52,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::cluster::{format_mac, ClusterState};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned, PeerType};
 use super::policy::{PolicyEngine, PolicyResources};
-use super::status::{PeerRow, StatusReport};
+use super::status::{peer_row, StatusReport};
 use crate::linkwatch::LinkWatcher;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::reconciler::{Input, ReconcilerConfig};
@@ -731,7 +731,7 @@ async fn serve_status(
                         .get(&p.config.address)
                         .cloned()
                         .unwrap_or((PeerType::Global, String::new()));
-                    PeerRow::from_status(p, kind, &name, now)
+                    peer_row(p, kind, &name, now)
                 })
                 .collect(),
         }

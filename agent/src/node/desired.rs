@@ -35,32 +35,14 @@ use brindle_bgp::speaker::PeerConfig;
 use brindle_model::bgp::parse_peer_ip;
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterState, NodeInfo};
 use crate::route::Route;
 use crate::tunnel::{Vtep, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE};
 
-/// How `brindlectl node status` names a session's origin (Calico's words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum PeerType {
-    #[serde(rename = "node-to-node mesh")]
-    Mesh,
-    #[serde(rename = "global")]
-    Global,
-    #[serde(rename = "node specific")]
-    NodeSpecific,
-}
-
-impl PeerType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerType::Mesh => "node-to-node mesh",
-            PeerType::Global => "global",
-            PeerType::NodeSpecific => "node specific",
-        }
-    }
-}
+/// How `brindlectl node status` names a session's origin (the status
+/// document's own type).
+pub use brindle_model::status::PeerType;
 
 /// One session the node should have.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,107 +1,39 @@
-//! What the status socket serves: the JSON `brindlectl node status` prints.
-//!
-//! Protocol: a client connects to the node's Unix socket (default
-//! [`DEFAULT_STATUS_SOCKET`]); the daemon writes one JSON document and
-//! closes the connection. No request is read. The document:
-//!
-//! ```json
-//! {
-//!   "running": true,
-//!   "node": "node-a",
-//!   "asNumber": 64512,
-//!   "routerId": "10.0.1.1",
-//!   "routesInSync": true,
-//!   "peers": [
-//!     { "address": "10.0.1.2", "type": "node-to-node mesh", "state": "up",
-//!       "since": "2026-11-23 05:20:01", "info": "Established",
-//!       "name": "node-b", "established": true, "sinceSeconds": 42,
-//!       "prefixesReceived": 1, "prefixesAdvertised": 1 }
-//!   ]
-//! }
-//! ```
-//!
-//! `type` is `node-to-node mesh`, `global` or `node specific`; `state` is
-//! `up` while Established, else `start`; `info` is the FSM state, followed
-//! by the last error when the session is not up (Calico's columns). Peers of
-//! both families are in one list; the address tells the family. Clients must
-//! ignore fields they do not know.
+//! Builds the status socket's document (its schema is
+//! [`brindle_model::status`], shared with `brindlectl node status`) from the
+//! speaker's view of its peers.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brindle_bgp::speaker::{PeerState, PeerStatus};
-use serde::{Deserialize, Serialize};
+pub use brindle_model::status::{PeerRow, PeerType, StatusReport, DEFAULT_STATUS_SOCKET};
 
-use super::desired::PeerType;
-
-/// Where the daemon listens by default (what `brindlectl` asks).
-pub const DEFAULT_STATUS_SOCKET: &str = "/var/run/brindle/node-status.sock";
-
-/// The whole report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusReport {
-    pub running: bool,
-    pub node: String,
-    pub as_number: u32,
-    pub router_id: String,
-    /// The route reconciler last saw the kernel match the desired routes.
-    pub routes_in_sync: bool,
-    pub peers: Vec<PeerRow>,
-}
-
-/// One session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerRow {
-    pub address: std::net::IpAddr,
-    #[serde(rename = "type")]
-    pub peer_type: PeerType,
-    pub state: String,
-    /// UTC `YYYY-MM-DD HH:MM:SS` when the session became Established.
-    pub since: String,
-    pub info: String,
-    /// Remote node, or the BGPPeer resource.
-    pub name: String,
-    pub established: bool,
-    pub since_seconds: Option<u64>,
-    pub prefixes_received: usize,
-    pub prefixes_advertised: usize,
-}
-
-impl PeerRow {
-    /// Builds a row from the speaker's view of a peer at `now`.
-    pub fn from_status(
-        status: &PeerStatus,
-        peer_type: PeerType,
-        name: &str,
-        now: SystemTime,
-    ) -> Self {
-        let established = status.state == PeerState::Established;
-        let mut info = format!("{:?}", status.state);
-        if !established {
-            if let Some(error) = &status.last_error {
-                info.push(' ');
-                info.push_str(error);
-            }
+/// A row from the speaker's view of a peer at `now`.
+pub fn peer_row(status: &PeerStatus, peer_type: PeerType, name: &str, now: SystemTime) -> PeerRow {
+    let established = status.state == PeerState::Established;
+    let mut info = format!("{:?}", status.state);
+    if !established {
+        if let Some(error) = &status.last_error {
+            info.push(' ');
+            info.push_str(error);
         }
-        let since = status
-            .uptime
-            .filter(|_| established)
-            .and_then(|up| now.checked_sub(up))
-            .map(format_utc)
-            .unwrap_or_default();
-        PeerRow {
-            address: status.config.address,
-            peer_type,
-            state: if established { "up" } else { "start" }.to_owned(),
-            since,
-            info,
-            name: name.to_owned(),
-            established,
-            since_seconds: status.uptime.filter(|_| established).map(|u| u.as_secs()),
-            prefixes_received: status.prefixes_received,
-            prefixes_advertised: status.prefixes_advertised,
-        }
+    }
+    let since = status
+        .uptime
+        .filter(|_| established)
+        .and_then(|up| now.checked_sub(up))
+        .map(format_utc)
+        .unwrap_or_default();
+    PeerRow {
+        address: status.config.address,
+        peer_type,
+        state: if established { "up" } else { "start" }.to_owned(),
+        since,
+        info,
+        name: name.to_owned(),
+        established,
+        since_seconds: status.uptime.filter(|_| established).map(|u| u.as_secs()),
+        prefixes_received: status.prefixes_received,
+        prefixes_advertised: status.prefixes_advertised,
     }
 }
 
@@ -142,38 +74,5 @@ mod tests {
             format_utc(UNIX_EPOCH + Duration::from_secs(1_709_210_096)),
             "2024-02-29 12:34:56"
         );
-    }
-
-    #[test]
-    fn json_shape_is_what_the_cli_reads() {
-        let report = StatusReport {
-            running: true,
-            node: "a".into(),
-            as_number: 64512,
-            router_id: "10.0.1.1".into(),
-            routes_in_sync: true,
-            peers: vec![PeerRow {
-                address: "10.0.1.2".parse().unwrap(),
-                peer_type: PeerType::Mesh,
-                state: "up".into(),
-                since: "2026-11-23 05:20:01".into(),
-                info: "Established".into(),
-                name: "b".into(),
-                established: true,
-                since_seconds: Some(3),
-                prefixes_received: 1,
-                prefixes_advertised: 2,
-            }],
-        };
-        let v: serde_json::Value = serde_json::to_value(&report).unwrap();
-        let peer = &v["peers"][0];
-        assert_eq!(peer["address"], "10.0.1.2");
-        assert_eq!(peer["type"], "node-to-node mesh");
-        assert_eq!(peer["state"], "up");
-        assert_eq!(peer["since"], "2026-11-23 05:20:01");
-        assert_eq!(peer["info"], "Established");
-        assert_eq!(v["asNumber"], 64512);
-        let back: StatusReport = serde_json::from_value(v).unwrap();
-        assert_eq!(back, report);
     }
 }
