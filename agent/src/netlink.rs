@@ -27,7 +27,7 @@ use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -575,7 +575,79 @@ impl Netlink {
             .collect())
     }
 
+    /// Addresses of global (universe) scope on `name`, in the kernel's
+    /// order (the primary first): what `ip addr show scope global` lists.
+    pub async fn global_addresses(&self, name: &str) -> Result<Vec<IpNet>, NetlinkError> {
+        let index = self.ifindex(name).await?;
+        let msgs = self
+            .dump(
+                "dump addresses",
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            )
+            .await?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a)
+                    if a.header.index == index && a.header.scope == AddressScope::Universe =>
+                {
+                    let ip = a.attributes.iter().find_map(|attr| match attr {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })?;
+                    IpNet::new(ip, a.header.prefix_len).ok()
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     // ---- routes --------------------------------------------------------
+
+    /// The device of the main table's IPv4 default route, whoever installed
+    /// it (`ip -4 route show default`); with several, the lowest metric.
+    pub async fn default_route_device_v4(&self) -> Result<Option<String>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let msgs = self
+            .dump("dump routes", RouteNetlinkMessage::GetRoute(req))
+            .await?;
+        let mut best: Option<(u32, u32)> = None;
+        for m in msgs {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            if r.header.address_family != AddressFamily::Inet
+                || r.header.destination_prefix_length != 0
+                || r.header.kind != RouteType::Unicast
+            {
+                continue;
+            }
+            let mut table = u32::from(r.header.table);
+            let mut oif = None;
+            let mut metric = 0;
+            for attr in &r.attributes {
+                match attr {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Priority(p) => metric = *p,
+                    _ => {}
+                }
+            }
+            if table != u32::from(RT_TABLE_MAIN) {
+                continue;
+            }
+            if let Some(oif) = oif {
+                if best.is_none_or(|(m, _)| metric < m) {
+                    best = Some((metric, oif));
+                }
+            }
+        }
+        let Some((_, index)) = best else {
+            return Ok(None);
+        };
+        Ok(self.names_by_index().await?.get(&index).cloned())
+    }
 
     /// Add or replace a route of our protocol directly (the CNI plugin's
     /// host route, container routes); the reconciler uses [`KernelRoutes`].

@@ -132,46 +132,21 @@ pub enum NodeError {
 }
 
 /// Finds the IPv4 address and subnet of the interface that holds the
-/// default route, and that interface's name (`ip -j`, read-only).
-pub fn autodetect_address() -> Result<(Ipv4Net, String), NodeError> {
-    let json = |args: &[&str]| -> Result<serde_json::Value, NodeError> {
-        let out = std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .map_err(|source| NodeError::Io {
-                what: "running ip".into(),
-                source,
-            })?;
-        serde_json::from_slice(&out.stdout)
-            .map_err(|e| NodeError::Config(format!("parsing `ip {}`: {e}", args.join(" "))))
-    };
-    let routes = json(&["-4", "-j", "route", "show", "default"])?;
-    let dev = routes
-        .get(0)
-        .and_then(|r| r.get("dev"))
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| {
-            NodeError::Config("no IPv4 default route to autodetect the address from".into())
-        })?
-        .to_owned();
-    let addrs = json(&["-4", "-j", "addr", "show", "dev", &dev])?;
-    let info = addrs
-        .get(0)
-        .and_then(|a| a.get("addr_info"))
-        .and_then(|a| a.as_array())
-        .and_then(|list| {
-            list.iter()
-                .find(|a| a.get("scope").and_then(|s| s.as_str()) == Some("global"))
+/// default route (the lowest metric), and that interface's name; read over
+/// rtnetlink, like every other kernel read of the node.
+pub async fn autodetect_address(nl: &Netlink) -> Result<(Ipv4Net, String), NodeError> {
+    let dev = nl.default_route_device_v4().await?.ok_or_else(|| {
+        NodeError::Config("no IPv4 default route to autodetect the address from".into())
+    })?;
+    let net = nl
+        .global_addresses(&dev)
+        .await?
+        .into_iter()
+        .find_map(|a| match a {
+            IpNet::V4(v4) => Some(v4),
+            IpNet::V6(_) => None,
         })
         .ok_or_else(|| NodeError::Config(format!("{dev} has no global IPv4 address")))?;
-    let local = info
-        .get("local")
-        .and_then(|l| l.as_str())
-        .unwrap_or_default();
-    let len = info.get("prefixlen").and_then(|l| l.as_u64()).unwrap_or(32);
-    let net = format!("{local}/{len}")
-        .parse()
-        .map_err(|e| NodeError::Config(format!("{dev}: bad address {local}/{len}: {e}")))?;
     Ok((net, dev))
 }
 
@@ -790,7 +765,7 @@ async fn run_inner(
     let address = match opts.address {
         Some(a) => a,
         None => {
-            let (a, dev) = autodetect_address()?;
+            let (a, dev) = autodetect_address(&Netlink::connect(opts.route_protocol)?).await?;
             info!(address = %a, %dev, "autodetected node address");
             a
         }
