@@ -27,11 +27,11 @@ use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, Stdio};
 
-use crate::compile::{Family, IpSet, Ruleset, HOOKS};
 use crate::render::{
     hook_spec, ipset_create, parse_ipset_save, parse_iptables_save, rule_hashes, write_chain_rules,
     ObservedSet, ObservedTable,
 };
+use crate::ruleset::{Family, IpSet, Ruleset, HOOKS};
 
 /// Tables Brindle writes.
 pub const TABLES: [&str; 2] = ["filter", "nat"];

@@ -5,9 +5,11 @@
 //!
 //! - [`ir`]: the compiler's input, a normalised model; [`from_model`] builds it
 //!   from the stored resources with Calico's meaning (namespaces, defaults);
-//! - [`compile`]: the pure compiler, model in, one [`compile::Ruleset`] per IP
+//! - [`compile`]: the pure compiler, model in, one [`ruleset::Ruleset`] per IP
 //!   family out (tested with golden files: `BRINDLE_UPDATE_GOLDEN=1`
 //!   regenerates them);
+//! - [`ruleset`]: that output as plain data (chains, ipsets, hooks), which
+//!   `render`, `names` and `apply` use without depending on the compiler;
 //! - [`render`]: `iptables-restore` / `ipset restore` text and parsers for what
 //!   `iptables-save` / `ipset save` print;
 //! - [`apply`]: the applier, which diffs the desired rulesets against what the
@@ -26,6 +28,7 @@ pub mod index;
 pub mod ir;
 pub mod names;
 pub mod render;
+pub mod ruleset;
 
 pub use compile::{compile, compile_with, Config, Family, Ruleset};
 pub use index::SelectorIndex;

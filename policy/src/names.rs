@@ -8,7 +8,7 @@
 
 use brindle_model::selector::{length_limited_id, Selector, CHAIN_NAME_MAX, IPSET_NAME_MAX};
 
-use crate::compile::Family;
+use crate::ruleset::Family;
 
 /// Prefix of everything Brindle creates.
 pub const OWNED_PREFIX: &str = "brindle";

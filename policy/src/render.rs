@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::compile::{Family, IpSet, Ruleset, SetKind, HOOKS};
 use crate::names;
+use crate::ruleset::{Family, IpSet, Ruleset, SetKind, HOOKS};
 
 /// The comment on hook rules in built-in chains.
 pub const HOOK_COMMENT: &str = "brindle:hook";
