@@ -13,8 +13,10 @@ use brindle_datastore::KeyValue;
 use brindle_model::bgp::{BGPPeerSpec, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT};
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
-use brindle_model::{parse_one, Resource};
+use brindle_model::Resource;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::cache::{decode_block, decode_resource, Decoded, Entry};
 
 /// A `Node` resource, reduced to what routing needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -172,31 +174,40 @@ fn workload_info(key: &str, spec: &WorkloadEndpointSpec) -> WorkloadInfo {
 }
 
 impl ClusterState {
-    /// Decodes the mirrors of the resource prefix and the IPAM block prefix.
+    /// Decodes the mirrors of the resource prefix and the IPAM block prefix
+    /// (a listing read once, e.g. at start; the daemon keeps a
+    /// [`Decoded`] mirror and calls [`ClusterState::from_decoded`]).
     pub fn decode<'a>(
         resources: impl IntoIterator<Item = &'a KeyValue>,
         blocks: impl IntoIterator<Item = &'a KeyValue>,
     ) -> ClusterState {
+        ClusterState::from_decoded(
+            Decoded::from_kvs(decode_resource, resources).entries(),
+            Decoded::from_kvs(decode_block, blocks).entries(),
+        )
+    }
+
+    /// The cluster view from documents decoded already: no parsing here.
+    pub fn from_decoded<'a>(
+        resources: impl IntoIterator<Item = &'a Entry<Resource>>,
+        blocks: impl IntoIterator<Item = &'a Entry<AllocationBlock>>,
+    ) -> ClusterState {
         let mut state = ClusterState::default();
-        for kv in resources {
-            let key = kv.key_str().into_owned();
-            let parsed = std::str::from_utf8(&kv.value)
-                .map_err(|e| e.to_string())
-                .and_then(|text| parse_one(text).map_err(|e| e.to_string()));
-            let resource = match parsed {
+        for entry in resources {
+            let resource = match &entry.value {
                 Ok(r) => r,
                 Err(e) => {
-                    state.problems.push((key, e));
+                    state.problems.push((entry.key.clone(), e.clone()));
                     continue;
                 }
             };
-            match resource {
+            match &**resource {
                 Resource::Node(n) => {
-                    let info = node_info(&n);
+                    let info = node_info(n);
                     state.nodes.insert(info.name.clone(), info);
                 }
-                Resource::IPPool(p) => state.pools.push((p.metadata.name, p.spec)),
-                Resource::BGPPeer(p) => state.peers.push((p.metadata.name, p.spec)),
+                Resource::IPPool(p) => state.pools.push((p.metadata.name.clone(), p.spec.clone())),
+                Resource::BGPPeer(p) => state.peers.push((p.metadata.name.clone(), p.spec.clone())),
                 Resource::BGPConfiguration(c) if c.metadata.name == "default" => {
                     let s = &c.spec;
                     state.bgp = BgpSettings {
@@ -209,13 +220,13 @@ impl ClusterState {
                     };
                 }
                 Resource::WorkloadEndpoint(w) => {
-                    state.workloads.push(workload_info(&key, &w.spec));
+                    state.workloads.push(workload_info(&entry.key, &w.spec));
                 }
                 _ => {}
             }
         }
-        for kv in blocks {
-            match serde_json::from_slice::<AllocationBlock>(&kv.value) {
+        for entry in blocks {
+            match &entry.value {
                 Ok(block) => {
                     let allocations = block
                         .allocations_view()
@@ -232,9 +243,7 @@ impl ClusterState {
                         allocations,
                     });
                 }
-                Err(e) => state
-                    .problems
-                    .push((kv.key_str().into_owned(), e.to_string())),
+                Err(e) => state.problems.push((entry.key.clone(), e.clone())),
             }
         }
         state

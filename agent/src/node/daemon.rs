@@ -34,9 +34,10 @@ use brindle_bgp::speaker::{
     BestRouteChange, PathAttrs, PeerConfig, PeerState, RouteSource, Speaker, SpeakerConfig,
     SpeakerError,
 };
+use brindle_datastore::ipam::AllocationBlock;
 use brindle_datastore::ipam::{keys, tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
 use brindle_datastore::resources::{ResourceError, ResourceStore};
-use brindle_datastore::{Datastore, KeyValue, Update};
+use brindle_datastore::Datastore;
 use brindle_model::endpoint::{NodeBgpSpec, NodeSpec};
 use brindle_model::ipam::AllowedUse;
 use brindle_model::meta::AsNumber;
@@ -49,6 +50,7 @@ use tokio::net::UnixListener;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::cache::{decode_block, decode_resource, Decoded};
 use super::cluster::{format_mac, ClusterState};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned, PeerType};
 use super::policy::{PolicyEngine, PolicyResources};
@@ -259,8 +261,10 @@ struct Daemon {
     speaker: Speaker,
     nl: Netlink,
     syncer: RouteSyncer<Netlink>,
-    resources: BTreeMap<Vec<u8>, KeyValue>,
-    blocks: BTreeMap<Vec<u8>, KeyValue>,
+    /// The resource prefix and the IPAM blocks, each document decoded once
+    /// as it arrives.
+    resources: Decoded<Resource>,
+    blocks: Decoded<AllocationBlock>,
     learned: BTreeMap<IpNet, Learned>,
     peers: BTreeMap<IpAddr, PeerConfig>,
     originated: BTreeSet<IpNet>,
@@ -289,28 +293,9 @@ fn speaker_settings(cluster: &ClusterState, node: &str) -> SpeakerSettings {
     )
 }
 
-fn apply_update(map: &mut BTreeMap<Vec<u8>, KeyValue>, update: Update) {
-    match update {
-        Update::Snapshot(listing) => {
-            map.clear();
-            for kv in listing.kvs {
-                map.insert(kv.key.clone(), kv);
-            }
-        }
-        Update::Event(event) => match event.kind {
-            brindle_datastore::EventKind::Put => {
-                map.insert(event.kv.key.clone(), event.kv);
-            }
-            brindle_datastore::EventKind::Delete => {
-                map.remove(&event.kv.key);
-            }
-        },
-    }
-}
-
 impl Daemon {
     fn cluster(&self) -> ClusterState {
-        ClusterState::decode(self.resources.values(), self.blocks.values())
+        ClusterState::from_decoded(self.resources.entries(), self.blocks.entries())
     }
 
     /// A tunnel address of one family from IPAM (`allowedUses: Tunnel`),
@@ -558,11 +543,14 @@ impl Daemon {
     /// kernel and repair it). Hands the resources to the policy task and
     /// returns at once: a converge (and the routes of the next one) never
     /// waits for iptables.
-    async fn sync_policy(&self, resync: bool) {
+    async fn sync_policy(&mut self, resync: bool) {
+        if self.policy.is_none() {
+            return;
+        }
+        let resources = self.resources.values();
         let Some(work) = &self.policy else {
             return;
         };
-        let resources: Arc<Vec<KeyValue>> = Arc::new(self.resources.values().cloned().collect());
         work.send_modify(|w| {
             w.resources = resources;
             w.resyncs_asked += u64::from(resync);
@@ -624,7 +612,7 @@ impl Daemon {
 /// a resync is not lost when newer resources replace its request).
 #[derive(Debug, Clone, Default)]
 struct PolicyWork {
-    resources: Arc<Vec<KeyValue>>,
+    resources: Arc<Vec<Arc<Resource>>>,
     resyncs_asked: u64,
 }
 
@@ -640,7 +628,7 @@ async fn policy_task(node: String, mut work: tokio::sync::watch::Receiver<Policy
         let engine = engine.clone();
         let node = node.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let resources = PolicyResources::decode(next.resources.iter());
+            let resources = PolicyResources::from_decoded(&next.resources);
             engine
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -828,8 +816,8 @@ async fn run_inner(
         speaker: speaker.clone(),
         nl,
         syncer,
-        resources: BTreeMap::new(),
-        blocks: BTreeMap::new(),
+        resources: Decoded::new(decode_resource),
+        blocks: Decoded::new(decode_block),
         learned: BTreeMap::new(),
         peers: BTreeMap::new(),
         originated: BTreeSet::new(),
@@ -876,11 +864,11 @@ async fn run_inner(
                 break;
             }
             Some(update) = resources.next() => match update {
-                Ok(u) => { apply_update(&mut daemon.resources, u); dirty = true; }
+                Ok(u) => { daemon.resources.apply(u); dirty = true; }
                 Err(error) => warn!(%error, "following resources"),
             },
             Some(update) = blocks.next() => match update {
-                Ok(u) => { apply_update(&mut daemon.blocks, u); dirty = true; }
+                Ok(u) => { daemon.blocks.apply(u); dirty = true; }
                 Err(error) => warn!(%error, "following IPAM blocks"),
             },
             Some(change) = routes.recv() => {
@@ -979,53 +967,5 @@ mod tests {
             BestRouteChange::Withdrawn("10.65.0.64/26".parse().unwrap()),
         );
         assert!(learned.is_empty());
-    }
-
-    #[test]
-    fn mirror_follows_snapshots_and_events() {
-        use brindle_datastore::{Event, EventKind, Listing};
-        let kv = |k: &str, v: &str| KeyValue {
-            key: k.as_bytes().to_vec(),
-            value: v.as_bytes().to_vec(),
-            create_revision: 1,
-            mod_revision: 1,
-            version: 1,
-        };
-        let mut map = BTreeMap::new();
-        apply_update(
-            &mut map,
-            Update::Snapshot(Listing {
-                kvs: vec![kv("/a", "1"), kv("/b", "2")],
-                revision: 2,
-            }),
-        );
-        apply_update(
-            &mut map,
-            Update::Event(Event {
-                kind: EventKind::Delete,
-                kv: kv("/a", ""),
-            }),
-        );
-        apply_update(
-            &mut map,
-            Update::Event(Event {
-                kind: EventKind::Put,
-                kv: kv("/c", "3"),
-            }),
-        );
-        let keys: Vec<_> = map
-            .keys()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .collect();
-        assert_eq!(keys, vec!["/b", "/c"]);
-        // A new snapshot (after compaction) replaces everything.
-        apply_update(
-            &mut map,
-            Update::Snapshot(Listing {
-                kvs: vec![kv("/z", "9")],
-                revision: 9,
-            }),
-        );
-        assert_eq!(map.len(), 1);
     }
 }

@@ -20,6 +20,7 @@
 //! Tests: table tests next to each pure module; `tests/node_fabric.rs` runs
 //! real daemons, BIRD and the `brindle-cni` binary in network namespaces.
 
+pub mod cache;
 pub mod cluster;
 pub mod daemon;
 pub mod desired;

@@ -14,15 +14,19 @@
 //! `FELIX_FAILSAFEOUTBOUNDHOSTPORTS`, e.g. `tcp:22, udp:68, tcp:179`, or
 //! `none` ([`config_from`]).
 
+use std::sync::Arc;
+
 use brindle_datastore::KeyValue;
 use brindle_model::resource::{
     GlobalNetworkPolicy, HostEndpoint, IPPool, NetworkPolicy, Profile, WorkloadEndpoint,
 };
-use brindle_model::{parse_one, Resource};
+use brindle_model::Resource;
 use brindle_policy::apply::{Applier, ApplyError, IptablesFlavor, PlanStats, SystemBackend};
 use brindle_policy::compile::parse_failsafe_ports;
 use brindle_policy::from_model::{policy_model, ClusterView};
 use brindle_policy::{compile_with, Config, Ruleset, SelectorIndex};
+
+use super::cache::decode_resource;
 
 /// The resources the policy engine reads.
 #[derive(Debug, Clone, Default)]
@@ -39,18 +43,25 @@ impl PolicyResources {
     /// Picks the policy-relevant resources out of the resource mirror;
     /// undecodable documents are skipped (the cluster decoder reports them).
     pub fn decode<'a>(resources: impl IntoIterator<Item = &'a KeyValue>) -> Self {
+        let decoded: Vec<Arc<Resource>> = resources
+            .into_iter()
+            .filter_map(|kv| decode_resource(kv).ok().map(Arc::new))
+            .collect();
+        Self::from_decoded(&decoded)
+    }
+
+    /// The kinds policy needs, from resources decoded already (the node's
+    /// [`super::cache::Decoded`] mirror): copies, no parsing.
+    pub fn from_decoded(resources: &[Arc<Resource>]) -> Self {
         let mut out = PolicyResources::default();
-        for kv in resources {
-            let Ok(text) = std::str::from_utf8(&kv.value) else {
-                continue;
-            };
-            match parse_one(text) {
-                Ok(Resource::WorkloadEndpoint(w)) => out.workload_endpoints.push(w),
-                Ok(Resource::HostEndpoint(h)) => out.host_endpoints.push(h),
-                Ok(Resource::NetworkPolicy(p)) => out.network_policies.push(p),
-                Ok(Resource::GlobalNetworkPolicy(p)) => out.global_network_policies.push(p),
-                Ok(Resource::Profile(p)) => out.profiles.push(p),
-                Ok(Resource::IPPool(p)) => out.pools.push(p),
+        for resource in resources {
+            match &**resource {
+                Resource::WorkloadEndpoint(w) => out.workload_endpoints.push(w.clone()),
+                Resource::HostEndpoint(h) => out.host_endpoints.push(h.clone()),
+                Resource::NetworkPolicy(p) => out.network_policies.push(p.clone()),
+                Resource::GlobalNetworkPolicy(p) => out.global_network_policies.push(p.clone()),
+                Resource::Profile(p) => out.profiles.push(p.clone()),
+                Resource::IPPool(p) => out.pools.push(p.clone()),
                 _ => {}
             }
         }
