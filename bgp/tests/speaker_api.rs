@@ -128,3 +128,66 @@ async fn originate_subscribe_and_shutdown() {
         Err(SpeakerError::Stopped)
     ));
 }
+
+/// The declarative calls: the speaker diffs the whole set it is given.
+#[tokio::test]
+async fn declarative_peers_and_originations() {
+    let speaker = Speaker::start(config()).await.unwrap();
+    let peer = |last: u8, asn: u32| {
+        let mut p = PeerConfig::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), asn);
+        p.passive = true;
+        p
+    };
+    let addresses = |speaker: &Speaker| {
+        let speaker = speaker.clone();
+        async move {
+            speaker
+                .peers()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.config.address, p.config.remote_asn))
+                .collect::<Vec<_>>()
+        }
+    };
+    let failed = speaker
+        .set_peers(vec![peer(10, 65010), peer(11, 65011)])
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(addresses(&speaker).await.len(), 2);
+    // One changed, one gone, one new, one invalid (reported, others applied).
+    let mut bad = peer(13, 65013);
+    bad.hold_time = 1;
+    let failed = speaker
+        .set_peers(vec![peer(10, 65099), peer(12, 65012), bad])
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13)));
+    assert!(matches!(failed[0].1, SpeakerError::InvalidConfig(_)));
+    let now = addresses(&speaker).await;
+    assert_eq!(
+        now,
+        vec![
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 65099),
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 12)), 65012),
+        ]
+    );
+
+    let a: ipnet::IpNet = "10.65.0.0/26".parse().unwrap();
+    let b: ipnet::IpNet = "10.65.0.64/26".parse().unwrap();
+    let change = speaker.set_originations(vec![a, b], attrs()).await.unwrap();
+    assert_eq!(change.originated, vec![a, b]);
+    let change = speaker.set_originations(vec![b], attrs()).await.unwrap();
+    assert_eq!((change.originated, change.withdrawn), (vec![], vec![a]));
+    let routes: Vec<_> = speaker
+        .routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.prefix)
+        .collect();
+    assert_eq!(routes, vec![b]);
+    speaker.shutdown().await.unwrap();
+}

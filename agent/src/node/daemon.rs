@@ -31,8 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use brindle_bgp::packet::{Origin, PathAttributes};
 use brindle_bgp::speaker::{
-    BestRouteChange, PathAttrs, PeerConfig, PeerState, RouteSource, Speaker, SpeakerConfig,
-    SpeakerError,
+    BestRouteChange, PathAttrs, PeerState, RouteSource, Speaker, SpeakerConfig, SpeakerError,
 };
 use brindle_datastore::ipam::AllocationBlock;
 use brindle_datastore::ipam::{keys, tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
@@ -266,8 +265,6 @@ struct Daemon {
     resources: Decoded<Resource>,
     blocks: Decoded<AllocationBlock>,
     learned: BTreeMap<IpNet, Learned>,
-    peers: BTreeMap<IpAddr, PeerConfig>,
-    originated: BTreeSet<IpNet>,
     /// Kernel routes are managed (BGP converged or grace over).
     routes_open: bool,
     vxlan_ready: bool,
@@ -400,77 +397,44 @@ impl Daemon {
         Ok(())
     }
 
+    /// Hands the speaker the whole peer set; it decides what to start,
+    /// restart and stop (`Speaker::set_peers`).
     async fn sync_peers(&mut self, desired: &BTreeMap<IpAddr, DesiredPeer>) {
-        let gone: Vec<IpAddr> = self
-            .peers
-            .keys()
-            .filter(|a| !desired.contains_key(a))
-            .copied()
-            .collect();
-        for address in gone {
-            let span = info_span!("peer", %address);
-            async {
-                info!("removing peer");
-                if let Err(error) = self.speaker.remove_peer(address).await {
-                    warn!(%error, "removing peer failed");
+        let configs = desired.values().map(|p| p.config.clone()).collect();
+        match self.speaker.set_peers(configs).await {
+            Ok(failed) => {
+                for (address, error) in failed {
+                    let peer = desired.get(&address);
+                    warn!(
+                        %address,
+                        kind = peer.map_or("", |p| p.kind.as_str()),
+                        name = peer.map_or("", |p| p.name.as_str()),
+                        %error,
+                        "configuring peer failed"
+                    );
                 }
             }
-            .instrument(span)
-            .await;
-            self.peers.remove(&address);
-        }
-        for (address, peer) in desired {
-            let span = info_span!("peer", %address, kind = peer.kind.as_str(), name = %peer.name);
-            let result = async {
-                match self.peers.get(address) {
-                    None => {
-                        info!(
-                            asn = peer.config.remote_asn,
-                            passive = peer.config.passive,
-                            "adding peer"
-                        );
-                        self.speaker.add_peer(peer.config.clone()).await
-                    }
-                    Some(current) if *current != peer.config => {
-                        info!("peer configuration changed");
-                        self.speaker.update_peer(peer.config.clone()).await
-                    }
-                    Some(_) => Ok(()),
-                }
-            }
-            .instrument(span)
-            .await;
-            match result {
-                Ok(()) => {
-                    self.peers.insert(*address, peer.config.clone());
-                }
-                Err(error) => warn!(%address, %error, "configuring peer failed"),
-            }
+            Err(error) => warn!(%error, "configuring peers failed"),
         }
     }
 
+    /// Hands the speaker the whole set of prefixes to originate
+    /// (`Speaker::set_originations`).
     async fn sync_originations(&mut self, desired: &BTreeSet<IpNet>) {
-        let new: Vec<IpNet> = desired.difference(&self.originated).copied().collect();
-        let gone: Vec<IpNet> = self.originated.difference(desired).copied().collect();
-        if !new.is_empty() {
-            info!(prefixes = ?new, "originating");
-            match self
-                .speaker
-                .originate_many(new.clone(), local_attrs())
-                .await
-            {
-                Ok(()) => self.originated.extend(new),
-                Err(error) => warn!(%error, "originating failed"),
-            }
-        }
-        for prefix in gone {
-            info!(%prefix, "withdrawing");
-            match self.speaker.withdraw(prefix).await {
-                Ok(()) => {
-                    self.originated.remove(&prefix);
+        match self
+            .speaker
+            .set_originations(desired.iter().copied().collect(), local_attrs())
+            .await
+        {
+            Ok(change) => {
+                if !change.originated.is_empty() {
+                    info!(prefixes = ?change.originated, "originating");
                 }
-                Err(error) => warn!(%prefix, %error, "withdrawing failed"),
+                if !change.withdrawn.is_empty() {
+                    info!(prefixes = ?change.withdrawn, "withdrawing");
+                }
             }
+            Err(error) => warn!(%error, "originating failed"),
         }
     }
 
@@ -819,8 +783,6 @@ async fn run_inner(
         resources: Decoded::new(decode_resource),
         blocks: Decoded::new(decode_block),
         learned: BTreeMap::new(),
-        peers: BTreeMap::new(),
-        originated: BTreeSet::new(),
         routes_open: false,
         vxlan_ready: false,
         vxlan6_ready: false,

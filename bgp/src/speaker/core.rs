@@ -11,7 +11,7 @@
 //! longer preserves forwarding state for are flushed at once. So a peer that
 //! restarts does not make the kernel routes flap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +26,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
 use super::received::{ReceivedRoutes, UpdateEffect};
 use super::{
-    listener, socket, BestRouteChange, PeerConfig, PeerState, PeerStatus, Request, RouteEntry,
-    Speaker, SpeakerConfig, SpeakerError,
+    listener, socket, BestRouteChange, OriginationChange, PathAttrs, PeerConfig, PeerState,
+    PeerStatus, Request, RouteEntry, Speaker, SpeakerConfig, SpeakerError,
 };
 use crate::fsm::DownReason;
 use crate::packet::{Family, Update, UpdateOutcome};
@@ -80,6 +80,8 @@ struct Core {
     me: mpsc::UnboundedSender<Input>,
     next_instance: u64,
     next_generation: u64,
+    /// What this speaker originates (for `SetOriginations` to diff against).
+    originated: BTreeSet<IpNet>,
 }
 
 pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError> {
@@ -126,6 +128,7 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
         me: tx.clone(),
         next_instance: 1,
         next_generation: 1,
+        originated: BTreeSet::new(),
     };
     for peer in peers {
         core.add_peer(peer)?;
@@ -174,6 +177,36 @@ fn validate_peer(peer: &PeerConfig) -> Result<(), SpeakerError> {
         ));
     }
     Ok(())
+}
+
+/// What to do to turn the running peers into the wanted ones.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PeerPlan {
+    add: Vec<PeerConfig>,
+    restart: Vec<PeerConfig>,
+    remove: Vec<IpAddr>,
+}
+
+/// Diffs the wanted peer set against the running configurations (keyed by
+/// canonical address): pure, table-tested.
+fn plan_peers(running: &BTreeMap<IpAddr, &PeerConfig>, wanted: Vec<PeerConfig>) -> PeerPlan {
+    let mut plan = PeerPlan::default();
+    let mut seen = BTreeSet::new();
+    for mut peer in wanted {
+        peer.address = canonical(peer.address);
+        seen.insert(peer.address);
+        match running.get(&peer.address) {
+            None => plan.add.push(peer),
+            Some(current) if **current != peer => plan.restart.push(peer),
+            Some(_) => {}
+        }
+    }
+    plan.remove = running
+        .keys()
+        .filter(|a| !seen.contains(a))
+        .copied()
+        .collect();
+    plan
 }
 
 /// IPv4 peers reach an IPv6 socket as mapped addresses: `::ffff:a.b.c.d`
@@ -232,14 +265,24 @@ impl Core {
                 let _ = reply.send(result);
             }
             Request::Originate(prefixes, attrs, reply) => {
+                self.originated.extend(prefixes.iter().map(IpNet::trunc));
                 let out = self.rib.originate(&prefixes, attrs);
                 self.apply(out);
                 let _ = reply.send(Ok(()));
             }
             Request::Withdraw(prefixes, reply) => {
+                for prefix in &prefixes {
+                    self.originated.remove(&prefix.trunc());
+                }
                 let out = self.rib.withdraw_local(&prefixes);
                 self.apply(out);
                 let _ = reply.send(Ok(()));
+            }
+            Request::SetPeers(peers, reply) => {
+                let _ = reply.send(Ok(self.set_peers(peers)));
+            }
+            Request::SetOriginations(prefixes, attrs, reply) => {
+                let _ = reply.send(Ok(self.set_originations(prefixes, attrs)));
             }
             Request::Subscribe(tx) => {
                 for route in self.routes() {
@@ -258,6 +301,55 @@ impl Core {
             }
             Request::Shutdown(_) => {}
         }
+    }
+
+    /// The declarative peer set: what to start, restart and remove is
+    /// decided here ([`plan_peers`]), against the configurations running.
+    fn set_peers(&mut self, peers: Vec<PeerConfig>) -> Vec<(IpAddr, SpeakerError)> {
+        let running: BTreeMap<IpAddr, &PeerConfig> =
+            self.peers.iter().map(|(a, e)| (*a, &e.config)).collect();
+        let plan = plan_peers(&running, peers);
+        let mut failed = Vec::new();
+        for address in plan.remove {
+            if let Err(e) = self.remove_peer(address, "peer removed from configuration") {
+                failed.push((address, e));
+            }
+        }
+        for peer in plan.restart {
+            let address = peer.address;
+            let result = validate_peer(&peer).and_then(|()| {
+                self.remove_peer(address, "peer configuration changed")?;
+                self.add_peer(peer)
+            });
+            if let Err(e) = result {
+                failed.push((address, e));
+            }
+        }
+        for peer in plan.add {
+            let address = peer.address;
+            if let Err(e) = self.add_peer(peer) {
+                failed.push((address, e));
+            }
+        }
+        failed
+    }
+
+    fn set_originations(&mut self, prefixes: Vec<IpNet>, attrs: PathAttrs) -> OriginationChange {
+        let wanted: BTreeSet<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
+        let change = OriginationChange {
+            originated: wanted.difference(&self.originated).copied().collect(),
+            withdrawn: self.originated.difference(&wanted).copied().collect(),
+        };
+        if !change.originated.is_empty() {
+            let out = self.rib.originate(&change.originated, attrs);
+            self.apply(out);
+        }
+        if !change.withdrawn.is_empty() {
+            let out = self.rib.withdraw_local(&change.withdrawn);
+            self.apply(out);
+        }
+        self.originated = wanted;
+        change
     }
 
     fn add_peer(&mut self, peer: PeerConfig) -> Result<(), SpeakerError> {
@@ -753,5 +845,50 @@ impl Core {
         let _ =
             tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(tasks)).await;
         self.subscribers.clear();
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn peer(address: &str, asn: u32) -> PeerConfig {
+        PeerConfig::new(address.parse().unwrap(), asn)
+    }
+
+    #[test]
+    fn the_peer_set_is_diffed_against_what_runs() {
+        let a = peer("10.0.0.1", 65001);
+        let b = peer("10.0.0.2", 65002);
+        let c = peer("10.0.0.3", 65003);
+        let running: BTreeMap<IpAddr, &PeerConfig> =
+            [(a.address, &a), (b.address, &b), (c.address, &c)].into();
+        let mut b_changed = b.clone();
+        b_changed.passive = true;
+        let d = peer("10.0.0.4", 65004);
+        // a unchanged, b changed, c gone, d new.
+        let plan = plan_peers(&running, vec![a.clone(), b_changed.clone(), d.clone()]);
+        assert_eq!(
+            plan,
+            PeerPlan {
+                add: vec![d],
+                restart: vec![b_changed],
+                remove: vec![c.address],
+            }
+        );
+        // The same set again: nothing to do.
+        assert_eq!(
+            plan_peers(&running, vec![a.clone(), b.clone(), c.clone()]),
+            PeerPlan::default()
+        );
+        // An IPv4 peer written as an IPv4-mapped IPv6 address is the same peer.
+        let mapped = PeerConfig {
+            address: "::ffff:10.0.0.1".parse().unwrap(),
+            ..a.clone()
+        };
+        let plan = plan_peers(&running, vec![mapped, b.clone(), c.clone()]);
+        assert_eq!(plan, PeerPlan::default());
+        // Nothing wanted: everything goes.
+        assert_eq!(plan_peers(&running, Vec::new()).remove.len(), 3);
     }
 }

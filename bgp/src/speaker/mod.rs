@@ -193,6 +193,8 @@ enum Request {
     UpdatePeer(PeerConfig, Reply<()>),
     Originate(Vec<IpNet>, PathAttrs, Reply<()>),
     Withdraw(Vec<IpNet>, Reply<()>),
+    SetPeers(Vec<PeerConfig>, Reply<Vec<(IpAddr, SpeakerError)>>),
+    SetOriginations(Vec<IpNet>, PathAttrs, Reply<OriginationChange>),
     Subscribe(mpsc::UnboundedSender<BestRouteChange>),
     Peers(Reply<Vec<PeerStatus>>),
     Routes(Reply<Vec<RouteEntry>>),
@@ -259,6 +261,30 @@ impl Speaker {
         self.ask(|r| Request::Withdraw(vec![prefix], r)).await
     }
 
+    /// Makes `peers` the whole peer set, declaratively: the speaker diffs it
+    /// against what it runs, starts new peers, restarts changed ones (as
+    /// [`update_peer`](Self::update_peer)) and removes the rest (as
+    /// [`remove_peer`](Self::remove_peer)); unchanged sessions are left
+    /// alone. An invalid peer does not stop the others: each failure comes
+    /// back with its address.
+    pub async fn set_peers(
+        &self,
+        peers: Vec<PeerConfig>,
+    ) -> Result<Vec<(IpAddr, SpeakerError)>, SpeakerError> {
+        self.ask(|r| Request::SetPeers(peers, r)).await
+    }
+
+    /// Makes `prefixes` the whole set this speaker originates (with
+    /// `attrs` for the new ones), declaratively; says what changed.
+    pub async fn set_originations(
+        &self,
+        prefixes: Vec<IpNet>,
+        attrs: PathAttrs,
+    ) -> Result<OriginationChange, SpeakerError> {
+        self.ask(|r| Request::SetOriginations(prefixes, attrs, r))
+            .await
+    }
+
     /// A stream of Loc-RIB changes, starting with the current Loc-RIB.
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -284,6 +310,13 @@ impl Speaker {
     pub async fn shutdown(&self) -> Result<(), SpeakerError> {
         self.ask(Request::Shutdown).await
     }
+}
+
+/// What [`Speaker::set_originations`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginationChange {
+    pub originated: Vec<IpNet>,
+    pub withdrawn: Vec<IpNet>,
 }
 
 /// Loc-RIB changes from [`Speaker::subscribe`]; ends when the speaker stops.
