@@ -1,9 +1,8 @@
-//! ADD on node A → route / reachability on node B (ignored by default; prints
-//! a Markdown table for docs/benchmarks.md):
+//! ADD on node A → route / reachability on node B (on demand, not in CI;
+//! prints a Markdown table for docs/benchmarks.md):
 //!
 //! ```text
-//! cargo nextest run -p brindle-agent --release --test route_propagation_bench \
-//!     --run-ignored only --no-capture
+//! cargo bench -p brindle-agent --bench route_propagation
 //! ```
 //!
 //! Two real `brindle-node` processes in namespaces on one subnet share a
@@ -33,6 +32,7 @@
 //! own fabric and store in the same run. Every namespace, process and file
 //! is removed on drop, also on panic. Nothing is asserted about time.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -372,9 +372,7 @@ fn is_route_to(line: &str, prefix: &str, via: Ipv4Addr) -> bool {
         && line.contains(&format!("via {via} "))
 }
 
-#[test]
-#[ignore = "benchmark: run with --run-ignored only"]
-fn slow_add_to_route_on_another_node() {
+fn main() {
     if !common::can_run() {
         return;
     }

@@ -1,15 +1,15 @@
-//! IPAM benchmark (ignored by default; not a pass/fail test): allocations
+//! IPAM benchmark (on demand, not in CI; not a pass/fail test): allocations
 //! per second and latency percentiles of `auto_assign` (one IPv4 workload
 //! address, the CNI ADD path), on the embedded store and on a real etcd,
 //! for one allocator and for 16 concurrent allocator processes.
 //!
 //! ```text
-//! cargo nextest run -p brindle-datastore --release --test ipam_bench --run-ignored only --no-capture
+//! cargo bench -p brindle-datastore --bench ipam_allocation
 //! ```
 //!
 //! Prints a Markdown table (the one in docs/benchmarks.md).
 
-#[path = "ipam_common.rs"]
+#[path = "../tests/ipam_common.rs"]
 mod common;
 
 use std::path::Path;
@@ -143,9 +143,16 @@ fn micros(log: &Path) -> Vec<Duration> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run explicitly with --run-ignored only (release build)"]
-async fn ipam_allocation_benchmark() {
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(benchmark());
+}
+
+async fn benchmark() {
     let rows = vec![
         single(common::embedded().await, "embedded").await,
         concurrent(common::embedded().await, "embedded").await,

@@ -1,8 +1,8 @@
-//! CNI ADD latency harness (ignored by default; prints a Markdown table for
-//! docs/benchmarks.md):
+//! CNI ADD latency benchmark (on demand, not in CI; prints a Markdown table
+//! for docs/benchmarks.md):
 //!
 //! ```text
-//! cargo nextest run -p brindle-agent --test cni_bench --run-ignored only --no-capture
+//! cargo bench -p brindle-agent --bench cni_add
 //! ```
 //!
 //! Each ADD is the plugin binary run as a runtime runs it (via `nsenter`
@@ -16,7 +16,9 @@
 //! binary in the same run, each on its own fresh store, so a change is
 //! compared side by side under the same load.
 
+#[path = "../tests/cni_support/mod.rs"]
 mod cni_support;
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -111,9 +113,7 @@ impl Runner {
     }
 }
 
-#[test]
-#[ignore = "benchmark: run with --run-ignored only"]
-fn slow_cni_add_latency() {
+fn main() {
     if !can_run() {
         return;
     }
