@@ -8,100 +8,109 @@
 
 use super::notification::Notification;
 
-/// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313 §5).
+/// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313 §5) as `u8`, from the
+/// typed registry in [`super::iana`].
 pub mod code {
+    use super::super::iana::ErrorCode;
+
     /// Message Header Error.
-    pub const MESSAGE_HEADER: u8 = 1;
+    pub const MESSAGE_HEADER: u8 = ErrorCode::MessageHeader as u8;
     /// OPEN Message Error.
-    pub const OPEN_MESSAGE: u8 = 2;
+    pub const OPEN_MESSAGE: u8 = ErrorCode::OpenMessage as u8;
     /// UPDATE Message Error.
-    pub const UPDATE_MESSAGE: u8 = 3;
+    pub const UPDATE_MESSAGE: u8 = ErrorCode::UpdateMessage as u8;
     /// Hold Timer Expired.
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
+    pub const HOLD_TIMER_EXPIRED: u8 = ErrorCode::HoldTimerExpired as u8;
     /// Finite State Machine Error.
-    pub const FSM: u8 = 5;
+    pub const FSM: u8 = ErrorCode::FiniteStateMachine as u8;
     /// Cease (RFC 4486 subcodes).
-    pub const CEASE: u8 = 6;
+    pub const CEASE: u8 = ErrorCode::Cease as u8;
     /// ROUTE-REFRESH Message Error (RFC 7313).
-    pub const ROUTE_REFRESH_MESSAGE: u8 = 7;
+    pub const ROUTE_REFRESH_MESSAGE: u8 = ErrorCode::RouteRefreshMessage as u8;
 }
 
-/// NOTIFICATION error subcodes, grouped by code.
+/// NOTIFICATION error subcodes as `u8`, grouped by code, from the typed
+/// registry in [`super::iana`].
 pub mod subcode {
     /// Message Header Error subcodes.
     pub mod header {
+        use super::super::super::iana::MessageHeaderSubcode as S;
         /// Connection Not Synchronized (marker not all ones).
-        pub const CONNECTION_NOT_SYNCHRONIZED: u8 = 1;
+        pub const CONNECTION_NOT_SYNCHRONIZED: u8 = S::ConnectionNotSynchronized as u8;
         /// Bad Message Length.
-        pub const BAD_MESSAGE_LENGTH: u8 = 2;
+        pub const BAD_MESSAGE_LENGTH: u8 = S::BadMessageLength as u8;
         /// Bad Message Type.
-        pub const BAD_MESSAGE_TYPE: u8 = 3;
+        pub const BAD_MESSAGE_TYPE: u8 = S::BadMessageType as u8;
     }
     /// OPEN Message Error subcodes.
     pub mod open {
+        use super::super::super::iana::OpenMessageSubcode as S;
         /// No more specific subcode applies.
-        pub const UNSPECIFIC: u8 = 0;
+        pub const UNSPECIFIC: u8 = S::Unspecific as u8;
         /// Unsupported Version Number.
-        pub const UNSUPPORTED_VERSION: u8 = 1;
+        pub const UNSUPPORTED_VERSION: u8 = S::UnsupportedVersionNumber as u8;
         /// Bad Peer AS.
-        pub const BAD_PEER_AS: u8 = 2;
+        pub const BAD_PEER_AS: u8 = S::BadPeerAs as u8;
         /// Bad BGP Identifier.
-        pub const BAD_BGP_ID: u8 = 3;
+        pub const BAD_BGP_ID: u8 = S::BadBgpIdentifier as u8;
         /// Unsupported Optional Parameter.
-        pub const UNSUPPORTED_OPTIONAL_PARAMETER: u8 = 4;
+        pub const UNSUPPORTED_OPTIONAL_PARAMETER: u8 = S::UnsupportedOptionalParameter as u8;
         /// Unacceptable Hold Time.
-        pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
+        pub const UNACCEPTABLE_HOLD_TIME: u8 = S::UnacceptableHoldTime as u8;
         /// Unsupported Capability (RFC 5492).
-        pub const UNSUPPORTED_CAPABILITY: u8 = 7;
+        pub const UNSUPPORTED_CAPABILITY: u8 = S::UnsupportedCapability as u8;
     }
     /// UPDATE Message Error subcodes.
     pub mod update {
+        use super::super::super::iana::UpdateMessageSubcode as S;
         /// Malformed Attribute List.
-        pub const MALFORMED_ATTRIBUTE_LIST: u8 = 1;
+        pub const MALFORMED_ATTRIBUTE_LIST: u8 = S::MalformedAttributeList as u8;
         /// Unrecognized Well-known Attribute.
-        pub const UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE: u8 = 2;
+        pub const UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE: u8 = S::UnrecognizedWellKnownAttribute as u8;
         /// Missing Well-known Attribute.
-        pub const MISSING_WELL_KNOWN_ATTRIBUTE: u8 = 3;
+        pub const MISSING_WELL_KNOWN_ATTRIBUTE: u8 = S::MissingWellKnownAttribute as u8;
         /// Attribute Flags Error.
-        pub const ATTRIBUTE_FLAGS_ERROR: u8 = 4;
+        pub const ATTRIBUTE_FLAGS_ERROR: u8 = S::AttributeFlagsError as u8;
         /// Attribute Length Error.
-        pub const ATTRIBUTE_LENGTH_ERROR: u8 = 5;
+        pub const ATTRIBUTE_LENGTH_ERROR: u8 = S::AttributeLengthError as u8;
         /// Invalid ORIGIN Attribute.
-        pub const INVALID_ORIGIN_ATTRIBUTE: u8 = 6;
+        pub const INVALID_ORIGIN_ATTRIBUTE: u8 = S::InvalidOriginAttribute as u8;
         /// Invalid NEXT_HOP Attribute.
-        pub const INVALID_NEXT_HOP_ATTRIBUTE: u8 = 8;
+        pub const INVALID_NEXT_HOP_ATTRIBUTE: u8 = S::InvalidNextHopAttribute as u8;
         /// Optional Attribute Error.
-        pub const OPTIONAL_ATTRIBUTE_ERROR: u8 = 9;
+        pub const OPTIONAL_ATTRIBUTE_ERROR: u8 = S::OptionalAttributeError as u8;
         /// Invalid Network Field.
-        pub const INVALID_NETWORK_FIELD: u8 = 10;
+        pub const INVALID_NETWORK_FIELD: u8 = S::InvalidNetworkField as u8;
         /// Malformed AS_PATH.
-        pub const MALFORMED_AS_PATH: u8 = 11;
+        pub const MALFORMED_AS_PATH: u8 = S::MalformedAsPath as u8;
     }
     /// Cease subcodes (RFC 4486).
     pub mod cease {
+        use super::super::super::iana::CeaseSubcode as S;
         /// Maximum Number of Prefixes Reached.
-        pub const MAX_PREFIXES: u8 = 1;
+        pub const MAX_PREFIXES: u8 = S::MaximumPrefixesReached as u8;
         /// Administrative Shutdown (RFC 8203 communication allowed).
-        pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
+        pub const ADMINISTRATIVE_SHUTDOWN: u8 = S::AdministrativeShutdown as u8;
         /// Peer De-configured.
-        pub const PEER_DECONFIGURED: u8 = 3;
+        pub const PEER_DECONFIGURED: u8 = S::PeerDeconfigured as u8;
         /// Administrative Reset (RFC 8203 communication allowed).
-        pub const ADMINISTRATIVE_RESET: u8 = 4;
+        pub const ADMINISTRATIVE_RESET: u8 = S::AdministrativeReset as u8;
         /// Connection Rejected.
-        pub const CONNECTION_REJECTED: u8 = 5;
+        pub const CONNECTION_REJECTED: u8 = S::ConnectionRejected as u8;
         /// Other Configuration Change.
-        pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
+        pub const OTHER_CONFIGURATION_CHANGE: u8 = S::OtherConfigurationChange as u8;
         /// Connection Collision Resolution.
-        pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
+        pub const CONNECTION_COLLISION_RESOLUTION: u8 = S::ConnectionCollisionResolution as u8;
         /// Out of Resources.
-        pub const OUT_OF_RESOURCES: u8 = 8;
+        pub const OUT_OF_RESOURCES: u8 = S::OutOfResources as u8;
         /// Hard Reset (RFC 8538).
-        pub const HARD_RESET: u8 = 9;
+        pub const HARD_RESET: u8 = S::HardReset as u8;
     }
     /// ROUTE-REFRESH Message Error subcodes (RFC 7313).
     pub mod route_refresh {
+        use super::super::super::iana::RouteRefreshSubcode as S;
         /// Invalid Message Length.
-        pub const INVALID_MESSAGE_LENGTH: u8 = 1;
+        pub const INVALID_MESSAGE_LENGTH: u8 = S::InvalidMessageLength as u8;
     }
 }
 

@@ -42,6 +42,7 @@
 pub mod attribute;
 pub mod context;
 pub mod error;
+pub mod iana;
 pub mod negotiate;
 pub mod notification;
 pub mod open;

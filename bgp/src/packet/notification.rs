@@ -17,6 +17,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::error::{code, subcode};
+use super::iana::{subcode_name, ErrorCode};
 
 /// A NOTIFICATION message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -98,44 +99,13 @@ impl Notification {
     }
 
     /// Human-readable name of the code/subcode, for logs.
-    pub fn description(&self) -> &'static str {
-        match (self.code, self.subcode) {
-            (1, 1) => "message header error: connection not synchronized",
-            (1, 2) => "message header error: bad message length",
-            (1, 3) => "message header error: bad message type",
-            (1, _) => "message header error",
-            (2, 1) => "OPEN error: unsupported version number",
-            (2, 2) => "OPEN error: bad peer AS",
-            (2, 3) => "OPEN error: bad BGP identifier",
-            (2, 4) => "OPEN error: unsupported optional parameter",
-            (2, 6) => "OPEN error: unacceptable hold time",
-            (2, 7) => "OPEN error: unsupported capability",
-            (2, _) => "OPEN error",
-            (3, 1) => "UPDATE error: malformed attribute list",
-            (3, 2) => "UPDATE error: unrecognized well-known attribute",
-            (3, 3) => "UPDATE error: missing well-known attribute",
-            (3, 4) => "UPDATE error: attribute flags error",
-            (3, 5) => "UPDATE error: attribute length error",
-            (3, 6) => "UPDATE error: invalid ORIGIN attribute",
-            (3, 8) => "UPDATE error: invalid NEXT_HOP attribute",
-            (3, 9) => "UPDATE error: optional attribute error",
-            (3, 10) => "UPDATE error: invalid network field",
-            (3, 11) => "UPDATE error: malformed AS_PATH",
-            (3, _) => "UPDATE error",
-            (4, _) => "hold timer expired",
-            (5, _) => "finite state machine error",
-            (6, 1) => "cease: maximum number of prefixes reached",
-            (6, 2) => "cease: administrative shutdown",
-            (6, 3) => "cease: peer de-configured",
-            (6, 4) => "cease: administrative reset",
-            (6, 5) => "cease: connection rejected",
-            (6, 6) => "cease: other configuration change",
-            (6, 7) => "cease: connection collision resolution",
-            (6, 8) => "cease: out of resources",
-            (6, 9) => "cease: hard reset",
-            (6, _) => "cease",
-            (7, _) => "ROUTE-REFRESH message error",
-            _ => "unknown error code",
+    pub fn description(&self) -> String {
+        let Some(code) = ErrorCode::from_u8(self.code) else {
+            return "unknown error code".into();
+        };
+        match subcode_name(code, self.subcode) {
+            Some(subcode) => format!("{}: {subcode}", code.name()),
+            None => code.name().to_owned(),
         }
     }
 
