@@ -54,7 +54,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use brindle_model::document::{check_against_stored, DocumentError, Origin};
+use brindle_model::document::{check_against_stored, default_and_validate, Origin};
 use brindle_model::resource::resource_key;
 use brindle_model::{parse_one, Kind, ParseErrors, Resource};
 
@@ -468,29 +468,11 @@ impl ResourceStore {
         mut resource: Resource,
         mode: WriteMode,
     ) -> Result<Resource, ResourceError> {
-        resource.defaulted();
         let origin = Origin {
             document: 1,
             item: None,
         };
-        let problems = resource.validate();
-        if !problems.is_empty() {
-            let kind = Some(resource.kind().to_string());
-            let name = Some(resource.name().to_string());
-            return Err(ResourceError::Invalid(ParseErrors(
-                problems
-                    .into_iter()
-                    .map(|p| DocumentError {
-                        document: origin.document,
-                        item: origin.item,
-                        kind: kind.clone(),
-                        name: name.clone(),
-                        field: p.field,
-                        reason: p.reason,
-                    })
-                    .collect(),
-            )));
-        }
+        default_and_validate(&mut resource, origin).map_err(ResourceError::Invalid)?;
         let mut written = self.write(vec![(resource, origin)], mode).await?;
         Ok(written.remove(0).0)
     }

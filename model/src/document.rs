@@ -126,6 +126,32 @@ pub fn check_against_stored(
     }
 }
 
+/// Fills in defaults and validates one resource, as every parsed document
+/// is; the problems name `origin`, the resource's kind and name and the
+/// field. For writers that build a resource in code.
+pub fn default_and_validate(resource: &mut Resource, origin: Origin) -> Result<(), ParseErrors> {
+    resource.defaulted();
+    let problems = resource.validate();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let kind = Some(resource.kind().to_string());
+    let name = Some(resource.name().to_string()).filter(|n| !n.is_empty());
+    Err(ParseErrors(
+        problems
+            .into_iter()
+            .map(|p| DocumentError {
+                document: origin.document,
+                item: origin.item,
+                kind: kind.clone(),
+                name: name.clone(),
+                field: p.field,
+                reason: p.reason,
+            })
+            .collect(),
+    ))
+}
+
 /// [`parse_documents`], also telling where each resource came from.
 pub fn parse_documents_with_origin(text: &str) -> Result<Vec<(Resource, Origin)>, ParseErrors> {
     let mut errors = Vec::new();
@@ -133,24 +159,10 @@ pub fn parse_documents_with_origin(text: &str) -> Result<Vec<(Resource, Origin)>
     for piece in split_documents(text, &mut errors) {
         let origin = piece.origin;
         match read_resource(piece) {
-            Ok(mut resource) => {
-                resource.defaulted();
-                let problems = resource.validate();
-                if problems.is_empty() {
-                    parsed.push((resource, origin));
-                } else {
-                    let kind = Some(resource.kind().to_string());
-                    let name = Some(resource.name().to_string()).filter(|n| !n.is_empty());
-                    errors.extend(problems.into_iter().map(|p| DocumentError {
-                        document: origin.document,
-                        item: origin.item,
-                        kind: kind.clone(),
-                        name: name.clone(),
-                        field: p.field,
-                        reason: p.reason,
-                    }));
-                }
-            }
+            Ok(mut resource) => match default_and_validate(&mut resource, origin) {
+                Ok(()) => parsed.push((resource, origin)),
+                Err(problems) => errors.extend(problems.0),
+            },
             Err(e) => errors.push(*e),
         }
     }

@@ -76,31 +76,20 @@ impl Netlink {
 
     /// Addresses configured on `name`.
     pub async fn addresses(&self, name: &str) -> Result<Vec<IpNet>, NetlinkError> {
-        let index = self.ifindex(name).await?;
-        let msgs = self
-            .dump(
-                "dump addresses",
-                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            )
-            .await?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
-                    let ip = a.attributes.iter().find_map(|attr| match attr {
-                        AddressAttribute::Address(ip) => Some(*ip),
-                        _ => None,
-                    })?;
-                    IpNet::new(ip, a.header.prefix_len).ok()
-                }
-                _ => None,
-            })
-            .collect())
+        self.addresses_of(name, false).await
     }
 
     /// Addresses of global (universe) scope on `name`, in the kernel's
     /// order (the primary first): what `ip addr show scope global` lists.
     pub async fn global_addresses(&self, name: &str) -> Result<Vec<IpNet>, NetlinkError> {
+        self.addresses_of(name, true).await
+    }
+
+    async fn addresses_of(
+        &self,
+        name: &str,
+        global_only: bool,
+    ) -> Result<Vec<IpNet>, NetlinkError> {
         let index = self.ifindex(name).await?;
         let msgs = self
             .dump(
@@ -112,7 +101,8 @@ impl Netlink {
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewAddress(a)
-                    if a.header.index == index && a.header.scope == AddressScope::Universe =>
+                    if a.header.index == index
+                        && (!global_only || a.header.scope == AddressScope::Universe) =>
                 {
                     let ip = a.attributes.iter().find_map(|attr| match attr {
                         AddressAttribute::Address(ip) => Some(*ip),
