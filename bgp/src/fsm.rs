@@ -991,7 +991,8 @@ fn timer_index(kind: TimerKind) -> usize {
     }
 }
 
-fn expired_timer<C, U>(event: &Event<C, U>) -> Option<TimerKind> {
+/// The timer whose expiry `event` is, if it is one.
+pub(crate) fn expired_timer<C, U>(event: &Event<C, U>) -> Option<TimerKind> {
     Some(match event {
         Event::ConnectRetryTimerExpired => TimerKind::ConnectRetry,
         Event::HoldTimerExpired => TimerKind::Hold,

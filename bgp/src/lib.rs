@@ -12,5 +12,6 @@ pub mod fsm;
 /// OPEN negotiation); pure, no I/O.
 pub mod packet;
 pub mod rib;
+pub mod session;
 pub mod speaker;
 pub mod unix_socket;

@@ -116,6 +116,14 @@ impl Family {
         safi: Safi::Unicast,
     };
 
+    /// The unicast family of a prefix.
+    pub fn unicast_of(prefix: &ipnet::IpNet) -> Family {
+        match prefix {
+            ipnet::IpNet::V4(_) => Family::IPV4_UNICAST,
+            ipnet::IpNet::V6(_) => Family::IPV6_UNICAST,
+        }
+    }
+
     /// Builds a family from wire values.
     pub fn from_wire(afi: u16, safi: u8) -> Family {
         Family {

@@ -77,7 +77,6 @@
 mod config;
 mod core;
 mod listener;
-mod local_as;
 mod peer;
 mod received;
 mod socket;

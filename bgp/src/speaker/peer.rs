@@ -2,18 +2,20 @@
 //! the neighbour (two while a collision is being resolved), their TCP
 //! streams and their timers.
 //!
-//! The FSM is sans-IO; this task executes its actions: `Connect` spawns a
-//! connection attempt, `StartTimer` records a deadline that the task's
-//! `select!` sleeps until (the expiry goes back in as the FSM event),
-//! `Send*` encode with the session's context and queue on the connection's
-//! writer. Reading is done by a small task per connection that only frames
-//! bytes into whole messages; decoding happens here, with the context the
-//! OPEN exchange negotiated.
+//! Only I/O lives here. The FSM ([`crate::fsm`]) and the session layer
+//! ([`crate::session`]) are sans-IO and decide; this task executes:
+//! `Connect` spawns a connection attempt, `StartTimer` records a deadline
+//! that the task's `select!` sleeps until (the expiry goes back in as the
+//! FSM event), `Send*` encode with the session's context and queue on the
+//! connection's writer. Reading is done by a small task per connection that
+//! only frames bytes into whole messages; [`session::inbound`] decodes them
+//! with the context the OPEN exchange negotiated.
 //!
 //! Collision detection (RFC 4271 §6.8): a connection arriving while the main
-//! one is past Active gets its own FSM. When either receives an OPEN while
-//! the other has one too, [`resolve_collision`] names the loser, which is
-//! sent Cease/7 and dropped.
+//! one is past Active gets its own FSM ([`session::incoming_connection`]).
+//! When either receives an OPEN while the other has one too,
+//! [`session::decide_open`] names the loser, which is sent Cease/7 and
+//! dropped.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -33,22 +35,19 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::config::PeerConfig;
 use super::core::Input;
-use super::local_as::apply_local_as;
 use super::socket;
-use crate::fsm::{
-    self, resolve_collision, Action, CollisionResolution, ConnectionOrigin, DownReason, Event, Fsm,
-    FsmConfig, State, TimerKind,
-};
+use crate::fsm::{Action, ConnectionOrigin, DownReason, Event, Fsm, FsmConfig, State, TimerKind};
 use crate::packet::{
-    self, build_announcements, build_withdrawals, AddPathFamily, AddPathMode, Capability,
-    DecodeContext, DecodeError, EncodeContext, Family, GracefulRestart, GracefulRestartFamily,
-    Message, Negotiated, Nlri, Open, Update, UpdateOutcome, MAX_EXTENDED_MESSAGE_SIZE,
+    self, DecodeContext, EncodeContext, Family, Message, Negotiated, Open, Update, UpdateOutcome,
+    MAX_EXTENDED_MESSAGE_SIZE,
 };
 use crate::rib::UpdateBatch;
+use crate::session::{
+    self, decide_open, describe, expiry_event, our_open, timer_slot, ConnectionView, Inbound,
+    IncomingDecision, OpenDecision, Outgoing, ReceivedUpdate, SessionEvent, TIMERS, TIMER_SLOTS,
+};
 
-/// An UPDATE as the FSM carries it to the RIB.
-pub(crate) type Received = (Update, UpdateOutcome);
-type PeerFsm = Fsm<Negotiated, Received>;
+type PeerFsm = Fsm<Negotiated, ReceivedUpdate>;
 
 /// What the peer task tells the core.
 #[derive(Debug)]
@@ -176,39 +175,11 @@ struct Session {
     conn: Option<Conn>,
     /// Outgoing attempt in flight.
     connecting: Option<(u64, JoinHandle<()>)>,
-    deadlines: [Option<Instant>; 5],
+    deadlines: [Option<Instant>; TIMER_SLOTS],
     decode: DecodeContext,
     encode: EncodeContext,
     /// The peer's OPEN was accepted on this connection.
     peer_id: Option<Ipv4Addr>,
-}
-
-fn timer_slot(kind: TimerKind) -> usize {
-    match kind {
-        TimerKind::ConnectRetry => 0,
-        TimerKind::Hold => 1,
-        TimerKind::Keepalive => 2,
-        TimerKind::DelayOpen => 3,
-        TimerKind::IdleHold => 4,
-    }
-}
-
-const TIMERS: [TimerKind; 5] = [
-    TimerKind::ConnectRetry,
-    TimerKind::Hold,
-    TimerKind::Keepalive,
-    TimerKind::DelayOpen,
-    TimerKind::IdleHold,
-];
-
-fn expiry_event(kind: TimerKind) -> Event<Negotiated, Received> {
-    match kind {
-        TimerKind::ConnectRetry => Event::ConnectRetryTimerExpired,
-        TimerKind::Hold => Event::HoldTimerExpired,
-        TimerKind::Keepalive => Event::KeepaliveTimerExpired,
-        TimerKind::DelayOpen => Event::DelayOpenTimerExpired,
-        TimerKind::IdleHold => Event::IdleHoldTimerExpired,
-    }
 }
 
 struct PeerTask {
@@ -229,84 +200,6 @@ struct PeerTask {
     /// UPDATEs in flight to the core, and the permit for the next one.
     in_flight: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
-}
-
-/// Our OPEN for a peer.
-fn build_open(config: &PeerConfig, local_asn: u32, router_id: Ipv4Addr) -> Open {
-    let mut families = Vec::new();
-    if config.ipv4_unicast {
-        families.push(Family::IPV4_UNICAST);
-    }
-    if config.ipv6_unicast {
-        families.push(Family::IPV6_UNICAST);
-    }
-    let mut capabilities: Vec<Capability> = families
-        .iter()
-        .map(|f| Capability::Multiprotocol(*f))
-        .collect();
-    capabilities.push(Capability::RouteRefresh);
-    capabilities.push(Capability::FourOctetAs(local_asn));
-    if let Some(restart_time) = config.graceful_restart {
-        capabilities.push(Capability::GracefulRestart(GracefulRestart {
-            restart_state: false,
-            notification: false,
-            restart_time,
-            families: families
-                .iter()
-                .map(|f| GracefulRestartFamily {
-                    family: *f,
-                    // Routes we installed stay in the kernel across our restart.
-                    forwarding_preserved: true,
-                })
-                .collect(),
-        }));
-    }
-    let mode = match (config.add_path.receive, config.add_path.send) {
-        (true, true) => Some(AddPathMode::Both),
-        (true, false) => Some(AddPathMode::Receive),
-        (false, true) => Some(AddPathMode::Send),
-        (false, false) => None,
-    };
-    if let Some(mode) = mode {
-        capabilities.push(Capability::AddPath(
-            families
-                .iter()
-                .map(|f| AddPathFamily { family: *f, mode })
-                .collect(),
-        ));
-    }
-    capabilities.push(Capability::ExtendedMessage);
-    Open {
-        version: 4,
-        asn: local_asn,
-        hold_time: config.hold_time,
-        bgp_id: router_id,
-        capabilities,
-    }
-}
-
-/// The FSM event for a message that failed to decode.
-fn decode_error_event(error: &DecodeError) -> Event<Negotiated, Received> {
-    let n = error.to_notification();
-    match n.code {
-        fsm::code::MESSAGE_HEADER => Event::HeaderError(n),
-        fsm::code::OPEN_MESSAGE => Event::OpenMessageError(n),
-        _ => Event::UpdateMessageError(n),
-    }
-}
-
-fn describe(n: &packet::Notification) -> String {
-    let mut text = format!("{}/{} ({})", n.code, n.subcode, n.description());
-    if let Some(Ok(message)) = n.shutdown_communication() {
-        text.push_str(&format!(": \"{message}\""));
-    } else if !n.data.is_empty() {
-        text.push_str(&format!(" data {}", hex_string(&n.data)));
-    }
-    text
-}
-
-fn hex_string(data: &[u8]) -> String {
-    data.iter().take(32).map(|b| format!("{b:02x}")).collect()
 }
 
 impl PeerTask {
@@ -330,7 +223,7 @@ impl PeerTask {
         // Restart at least as often as the configured connect retry, so a
         // peer that was down for a while is picked up promptly.
         fsm_config.max_idle_hold = config.connect_retry.max(Duration::from_secs(1));
-        let our_open = build_open(&config, local_asn, router_id);
+        let our_open = our_open(&config, local_asn, router_id);
         Self {
             config,
             speaker_asn,
@@ -366,7 +259,7 @@ impl PeerTask {
             fsm: Fsm::new(self.fsm_config.clone()),
             conn: None,
             connecting: None,
-            deadlines: [None; 5],
+            deadlines: [None; TIMER_SLOTS],
             decode: DecodeContext::default(),
             encode: EncodeContext::default(),
             peer_id: None,
@@ -501,39 +394,32 @@ impl PeerTask {
 
     /// A connection the neighbour opened.
     fn incoming(&mut self, stream: TcpStream) {
-        let main_state = self.sessions[0].fsm.state();
-        match main_state {
-            State::Idle | State::Connect | State::Active => {
+        let main = &self.sessions[0];
+        let decision = session::incoming_connection(
+            main.fsm.state(),
+            main.fsm.is_timer_running(TimerKind::IdleHold),
+            self.sessions.len(),
+        );
+        match decision {
+            IncomingDecision::Refuse(why) => debug!(why, "incoming connection refused"),
+            IncomingDecision::TakeOverMain | IncomingDecision::RestartMainOverIt => {
+                if decision == IncomingDecision::RestartMainOverIt {
+                    self.sessions[0].deadlines[timer_slot(TimerKind::IdleHold)] = None;
+                    self.process(0, Event::IdleHoldTimerExpired);
+                }
                 let s = &mut self.sessions[0];
+                // Our own attempt is no longer needed.
                 if let Some((_, task)) = s.connecting.take() {
                     task.abort();
                 }
-                if main_state == State::Idle {
-                    // Damped restart pending: a connection from the
-                    // neighbour is reason enough to start now (the FSM
-                    // would otherwise refuse it until the idle hold ends).
-                    if !s.fsm.is_timer_running(TimerKind::IdleHold) {
-                        return; // administratively down
-                    }
-                    s.deadlines[timer_slot(TimerKind::IdleHold)] = None;
-                    self.process(0, Event::IdleHoldTimerExpired);
-                    let s = &mut self.sessions[0];
-                    if let Some((_, task)) = s.connecting.take() {
-                        task.abort();
-                    }
-                }
-                self.sessions[0].origin = ConnectionOrigin::Remote;
-                if let Some(old) = self.sessions[0].conn.take() {
+                s.origin = ConnectionOrigin::Remote;
+                if let Some(old) = s.conn.take() {
                     drop(old.close());
                 }
                 self.attach(0, stream);
                 self.process(0, Event::TcpConnectionConfirmed);
             }
-            _ => {
-                if self.sessions.len() > 1 {
-                    debug!("third connection while a collision is pending; refusing");
-                    return;
-                }
+            IncomingDecision::Second => {
                 let mut session = self.new_session(ConnectionOrigin::Remote);
                 // Started actively so that, should it win, later restarts
                 // dial out as the configuration says; the connection is
@@ -581,112 +467,75 @@ impl PeerTask {
     }
 
     fn message(&mut self, i: usize, frame: &[u8]) {
-        let decoded = match packet::decode_message(frame, &self.sessions[i].decode) {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                let e = DecodeError::BadMessageLength {
-                    length: frame.len().min(usize::from(u16::MAX)) as u16,
-                };
-                self.process(i, decode_error_event(&e));
-                return;
-            }
-            Err(error) => {
+        let s = &self.sessions[i];
+        let negotiated = s.fsm.session().map(|e| &e.capabilities);
+        match session::inbound(frame, &s.decode, s.fsm.state(), negotiated) {
+            Inbound::Fsm(event) => self.process(i, event),
+            Inbound::Malformed(error, event) => {
                 warn!(%error, "malformed message from peer");
-                self.process(i, decode_error_event(&error));
-                return;
+                self.process(i, event);
             }
-        };
-        match decoded.message {
-            Message::Open(open) => self.open(i, open),
-            Message::Update(update) => {
-                if !decoded.outcome.reasons().is_empty() {
-                    warn!(outcome = ?decoded.outcome, "UPDATE with errors handled per RFC 7606");
-                }
-                self.process(i, Event::UpdateReceived((update, decoded.outcome)));
-            }
-            Message::Notification(n) => {
+            Inbound::Notification(n, event) => {
                 let text = format!("received NOTIFICATION {}", describe(&n));
                 warn!("{text}");
                 self.report(PeerEvent::Error(text));
-                let event = if n.code == fsm::code::OPEN_MESSAGE
-                    && n.subcode == fsm::subcode::UNSUPPORTED_VERSION_NUMBER
-                {
-                    Event::NotificationVersionError
-                } else {
-                    Event::NotificationReceived {
-                        code: n.code,
-                        subcode: n.subcode,
-                    }
-                };
                 self.process(i, event);
             }
-            Message::Keepalive => self.process(i, Event::KeepaliveReceived),
-            Message::RouteRefresh(rr) => {
-                let s = &self.sessions[i];
-                if s.fsm.state() == State::Established {
-                    debug!(family = %rr.family, "ROUTE-REFRESH received");
-                    self.report(PeerEvent::RouteRefresh {
-                        session: s.id,
-                        family: rr.family,
-                    });
-                }
+            Inbound::Open(open) => self.open(i, open),
+            Inbound::RouteRefresh(family) => {
+                debug!(%family, "ROUTE-REFRESH received");
+                self.report(PeerEvent::RouteRefresh {
+                    session: self.sessions[i].id,
+                    family,
+                });
             }
+            Inbound::Ignored(why) => debug!(why, "message ignored"),
+        }
+    }
+
+    fn view(&self, i: usize) -> ConnectionView {
+        let s = &self.sessions[i];
+        ConnectionView {
+            state: s.fsm.state(),
+            open_accepted: s.peer_id.is_some(),
+            origin: s.origin,
         }
     }
 
     fn open(&mut self, i: usize, open: Open) {
-        let outcome = packet::negotiate(&self.our_open, &open, self.config.remote_asn);
-        let Ok(negotiated) = &outcome else {
-            if let Err(error) = &outcome {
-                warn!(%error, "OPEN rejected");
-            }
-            self.process(i, Event::from_negotiation(outcome));
-            return;
-        };
-        // Collision with the other connection, if there is one.
-        if self.sessions.len() > 1 {
-            let other = 1 - i;
-            let resolution = resolve_collision(
-                self.fsm_config.local_id,
-                negotiated.peer_bgp_id,
-                self.sessions[other].fsm.state(),
-                self.sessions[other].peer_id.is_some(),
-                self.sessions[other].origin,
-                self.sessions[i].origin,
-                false,
-            );
-            debug!(?resolution, "collision check");
-            match resolution {
-                CollisionResolution::NoCollision => {}
-                CollisionResolution::CloseNew => {
-                    self.process(i, Event::OpenCollisionDump);
-                    return;
-                }
-                CollisionResolution::CloseExisting => {
-                    let id = self.sessions[i].id;
-                    self.process(other, Event::OpenCollisionDump);
-                    let Some(survivor) = self.index_of(id) else {
-                        return;
-                    };
-                    return self.accept_open(survivor, outcome);
+        let other = (self.sessions.len() > 1).then(|| self.view(1 - i));
+        let decision = decide_open(
+            &self.our_open,
+            &open,
+            self.config.remote_asn,
+            self.fsm_config.local_id,
+            self.view(i),
+            other,
+        );
+        match decision {
+            OpenDecision::Refuse(error) => self.process(i, Event::from_negotiation(Err(error))),
+            OpenDecision::Accept(negotiated) => self.accept_open(i, negotiated),
+            OpenDecision::CloseThis => self.process(i, Event::OpenCollisionDump),
+            OpenDecision::CloseOtherThenAccept(negotiated) => {
+                let id = self.sessions[i].id;
+                self.process(1 - i, Event::OpenCollisionDump);
+                if let Some(survivor) = self.index_of(id) {
+                    self.accept_open(survivor, negotiated);
                 }
             }
         }
-        self.accept_open(i, outcome);
     }
 
-    fn accept_open(&mut self, i: usize, outcome: Result<Negotiated, packet::NegotiationError>) {
-        if let Ok(negotiated) = &outcome {
-            let s = &mut self.sessions[i];
-            s.decode = negotiated.decode_context();
-            s.encode = negotiated.encode_context();
-            if let Some(conn) = &s.conn {
-                conn.max_message
-                    .store(s.decode.max_message_size, Ordering::Relaxed);
-            }
-            s.peer_id = Some(negotiated.peer_bgp_id);
+    fn accept_open(&mut self, i: usize, negotiated: Negotiated) {
+        let s = &mut self.sessions[i];
+        s.decode = negotiated.decode_context();
+        s.encode = negotiated.encode_context();
+        if let Some(conn) = &s.conn {
+            conn.max_message
+                .store(s.decode.max_message_size, Ordering::Relaxed);
         }
-        self.process(i, Event::from_negotiation(outcome));
+        s.peer_id = Some(negotiated.peer_bgp_id);
+        self.process(i, Event::from_negotiation(Ok(negotiated)));
     }
 
     /// Forget a session that lost a collision (its connection is closing).
@@ -705,7 +554,7 @@ impl PeerTask {
         }
     }
 
-    fn process(&mut self, i: usize, event: Event<Negotiated, Received>) {
+    fn process(&mut self, i: usize, event: SessionEvent) {
         let actions = self.sessions[i].fsm.process(event);
         self.execute(i, actions);
         // With two connections, one that went Idle (lost the collision or
@@ -741,7 +590,7 @@ impl PeerTask {
         }
     }
 
-    fn execute(&mut self, i: usize, actions: Vec<Action<Negotiated, Received>>) {
+    fn execute(&mut self, i: usize, actions: Vec<Action<Negotiated, ReceivedUpdate>>) {
         for action in actions {
             match action {
                 Action::Connect => self.connect(i),
@@ -852,50 +701,17 @@ impl PeerTask {
         let Some(negotiated) = s.fsm.session().map(|e| &e.capabilities) else {
             return;
         };
-        let mut messages: Vec<Bytes> = Vec::new();
-        for batch in batches {
-            let result = match batch {
-                UpdateBatch::Withdraw(prefixes) => {
-                    let Some(family) = prefixes.first().map(family_of) else {
-                        continue;
-                    };
-                    if !negotiated.has_family(family) {
-                        continue;
-                    }
-                    let nlri: Vec<Nlri> = prefixes.iter().map(|p| Nlri::new(*p)).collect();
-                    build_withdrawals(family, &nlri, &s.encode)
-                }
-                UpdateBatch::Announce { attrs, prefixes } => {
-                    let Some(family) = prefixes.first().map(family_of) else {
-                        continue;
-                    };
-                    if !negotiated.has_family(family) {
-                        continue;
-                    }
-                    let nlri: Vec<Nlri> = prefixes.iter().map(|p| Nlri::new(*p)).collect();
-                    let rewritten = self.config.local_asn.and_then(|local| {
-                        apply_local_as(
-                            &attrs.attributes,
-                            self.speaker_asn,
-                            local,
-                            self.config.remote_asn,
-                        )
-                    });
-                    let attributes = rewritten.as_ref().unwrap_or(&attrs.attributes);
-                    build_announcements(family, attributes, attrs.next_hop, &nlri, &s.encode)
-                }
-            };
-            match result {
-                Ok(m) => messages.extend(m),
-                Err(error) => warn!(%error, "cannot encode UPDATE; routes not advertised"),
-            }
-        }
-        for family in end_of_rib {
-            match Message::Update(Update::end_of_rib(family)).to_bytes(&s.encode) {
-                Ok(m) => messages.push(m),
-                Err(error) => warn!(%error, "cannot encode End-of-RIB"),
-            }
-        }
+        let messages = session::outgoing_updates(
+            batches,
+            end_of_rib,
+            negotiated,
+            &s.encode,
+            Outgoing {
+                speaker_asn: self.speaker_asn,
+                local_asn: self.config.local_asn,
+                remote_asn: self.config.remote_asn,
+            },
+        );
         if !messages.is_empty() {
             debug!(messages = messages.len(), "sending UPDATEs");
         }
@@ -933,15 +749,6 @@ impl PeerTask {
     }
 }
 
-pub(crate) fn family_of(prefix: &ipnet::IpNet) -> Family {
-    match prefix {
-        ipnet::IpNet::V4(_) => Family::IPV4_UNICAST,
-        ipnet::IpNet::V6(_) => Family::IPV6_UNICAST,
-    }
-}
-
-/// A permit of `semaphore`, which is never closed (if it were, this would
-/// wait forever rather than panic).
 async fn acquire(semaphore: &Arc<Semaphore>) -> OwnedSemaphorePermit {
     match Arc::clone(semaphore).acquire_owned().await {
         Ok(permit) => permit,
@@ -1011,85 +818,4 @@ async fn writer(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<By
         }
     }
     let _ = write.shutdown().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::packet::open::capability_code;
-
-    fn config() -> PeerConfig {
-        PeerConfig::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 65000)
-    }
-
-    #[test]
-    fn open_offers_the_configured_capabilities() {
-        let open = build_open(&config(), 4_200_000_000, Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(open.asn, 4_200_000_000);
-        assert_eq!(open.hold_time, 90);
-        assert_eq!(
-            open.multiprotocol_families(),
-            vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
-        );
-        assert_eq!(open.four_octet_as(), Some(4_200_000_000));
-        for code in [
-            capability_code::ROUTE_REFRESH,
-            capability_code::GRACEFUL_RESTART,
-            capability_code::EXTENDED_MESSAGE,
-        ] {
-            assert!(open.has_capability(code), "capability {code}");
-        }
-        assert!(!open.has_capability(capability_code::ADD_PATH));
-        let gr = open
-            .capabilities
-            .iter()
-            .find_map(|c| match c {
-                Capability::GracefulRestart(gr) => Some(gr.clone()),
-                _ => None,
-            })
-            .unwrap();
-        assert_eq!(gr.restart_time, 120);
-        assert!(gr.families.iter().all(|f| f.forwarding_preserved));
-        // It encodes (AS_TRANS in the 2-octet field).
-        assert!(Message::Open(open)
-            .to_bytes(&EncodeContext::default())
-            .is_ok());
-    }
-
-    #[test]
-    fn open_without_gr_with_add_path_and_v4_only() {
-        let mut c = config();
-        c.graceful_restart = None;
-        c.ipv6_unicast = false;
-        c.add_path.receive = true;
-        let open = build_open(&c, 64512, Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(open.multiprotocol_families(), vec![Family::IPV4_UNICAST]);
-        assert!(!open.has_capability(capability_code::GRACEFUL_RESTART));
-        assert!(open
-            .capabilities
-            .contains(&Capability::AddPath(vec![AddPathFamily {
-                family: Family::IPV4_UNICAST,
-                mode: AddPathMode::Receive,
-            }])));
-    }
-
-    #[test]
-    fn decode_errors_map_to_fsm_events_by_code() {
-        let header = decode_error_event(&DecodeError::ConnectionNotSynchronized);
-        assert!(matches!(header, Event::HeaderError(n) if (n.code, n.subcode) == (1, 1)));
-        let open = decode_error_event(&DecodeError::UnsupportedVersion { version: 3 });
-        assert!(matches!(open, Event::OpenMessageError(n) if (n.code, n.subcode) == (2, 1)));
-        let update = decode_error_event(&DecodeError::MalformedAttributeList);
-        assert!(matches!(update, Event::UpdateMessageError(n) if (n.code, n.subcode) == (3, 1)));
-    }
-
-    #[test]
-    fn notifications_are_described_for_humans() {
-        let shutdown = packet::Notification::administrative_shutdown(Some("maintenance"));
-        let text = describe(&shutdown);
-        assert!(text.starts_with("6/2 ("), "{text}");
-        assert!(text.ends_with(": \"maintenance\""), "{text}");
-        let hold = describe(&packet::Notification::new(4, 0));
-        assert_eq!(hold, "4/0 (hold timer expired)");
-    }
 }
