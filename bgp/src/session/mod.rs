@@ -16,7 +16,9 @@
 //!   via [`crate::fsm::resolve_collision`]).
 //! * [`incoming_connection`]: what to do with a connection the neighbour
 //!   opened, given the state of the connections we have.
-//! * [`route_refresh_honoured`]: whether a ROUTE-REFRESH is answered.
+//! * [`route_refresh_honoured`]: a ROUTE-REFRESH is answered only on an
+//!   Established session, for a family negotiated on it, and only when it is
+//!   a request (not the peer's BoRR/EoRR markers).
 //! * [`outgoing_updates`]: the RIB's batches encoded for one session: only
 //!   negotiated families, the per-peer local AS applied, End-of-RIB last.
 //! * [`timer_slot`] / [`expiry_event`]: the FSM's timers as the task's slots
@@ -33,8 +35,8 @@ use crate::fsm::{
 use crate::packet::{
     self, build_announcements, build_withdrawals, AddPathFamily, AddPathMode, Capability,
     DecodeContext, DecodeError, EncodeContext, Family, GracefulRestart, GracefulRestartFamily,
-    Message, Negotiated, NegotiationError, Nlri, Notification, Open, RouteRefresh, Update,
-    UpdateOutcome,
+    Message, Negotiated, NegotiationError, Nlri, Notification, Open, RouteRefresh,
+    RouteRefreshSubtype, Update, UpdateOutcome,
 };
 use crate::rib::UpdateBatch;
 use crate::speaker::PeerConfig;
@@ -164,7 +166,9 @@ pub fn inbound(
             if route_refresh_honoured(state, negotiated, &rr) {
                 Inbound::RouteRefresh(rr.family)
             } else {
-                Inbound::Ignored("ROUTE-REFRESH before the session is established")
+                Inbound::Ignored(
+                    "ROUTE-REFRESH before Established, for a family not negotiated, or not a request",
+                )
             }
         }
     }
@@ -195,13 +199,20 @@ pub fn notification_event(n: &Notification) -> SessionEvent {
     }
 }
 
-/// Whether a ROUTE-REFRESH is answered: only on an Established session.
+/// Whether a ROUTE-REFRESH is answered with our routes of its family:
+/// only on an Established session, only for a family negotiated on it
+/// (RFC 2918 §4: a family not advertised at session establishment is
+/// ignored), and only a request: the peer's own Beginning/End of Route
+/// Refresh markers (RFC 7313 subtypes 1 and 2) and unknown subtypes ask
+/// nothing of us.
 pub fn route_refresh_honoured(
     state: State,
-    _negotiated: Option<&Negotiated>,
-    _refresh: &RouteRefresh,
+    negotiated: Option<&Negotiated>,
+    refresh: &RouteRefresh,
 ) -> bool {
     state == State::Established
+        && refresh.subtype == RouteRefreshSubtype::Normal
+        && negotiated.is_some_and(|n| n.has_family(refresh.family))
 }
 
 /// What one connection to the neighbour looks like, for collision checks.
@@ -594,6 +605,66 @@ mod tests {
                 other => format!("{other:?}"),
             };
             assert_eq!(got, expected, "in {state}");
+        }
+    }
+
+    #[test]
+    fn route_refresh_is_honoured_only_for_requests_of_negotiated_families() {
+        use RouteRefreshSubtype::*;
+        let v4 = v4_only();
+        let request = |family, subtype| RouteRefresh { family, subtype };
+        let table = [
+            (
+                State::Established,
+                Some(&v4),
+                request(Family::IPV4_UNICAST, Normal),
+                true,
+            ),
+            (
+                State::OpenConfirm,
+                Some(&v4),
+                request(Family::IPV4_UNICAST, Normal),
+                false,
+            ),
+            (
+                State::Established,
+                None,
+                request(Family::IPV4_UNICAST, Normal),
+                false,
+            ),
+            // RFC 2918 §4: not negotiated on this session.
+            (
+                State::Established,
+                Some(&v4),
+                request(Family::IPV6_UNICAST, Normal),
+                false,
+            ),
+            // RFC 7313: the peer's markers around its own re-advertisement.
+            (
+                State::Established,
+                Some(&v4),
+                request(Family::IPV4_UNICAST, BeginOfRefresh),
+                false,
+            ),
+            (
+                State::Established,
+                Some(&v4),
+                request(Family::IPV4_UNICAST, EndOfRefresh),
+                false,
+            ),
+            (
+                State::Established,
+                Some(&v4),
+                request(Family::IPV4_UNICAST, Other(9)),
+                false,
+            ),
+        ];
+        for (state, negotiated, refresh, expected) in table {
+            assert_eq!(
+                route_refresh_honoured(state, negotiated, &refresh),
+                expected,
+                "{state} {refresh:?}"
+            );
         }
     }
 
