@@ -82,8 +82,8 @@ fn our_yaml(asn: u32, peer: IpAddr, peer_asn: u32, passive: bool, extra_peer_key
     )
 }
 
-fn their_route() -> OtherRoute {
-    OtherRoute {
+fn their_route() -> Route {
+    Route {
         prefix: THEIR_PREFIX.to_string(),
         med: Some(5),
         local_pref: Some(150),
@@ -97,8 +97,8 @@ fn their_route() -> OtherRoute {
 fn session_and_routes(kind: Kind, ibgp: bool, we_active: bool) {
     let their_asn = if ibgp { OURS } else { THEIRS };
     let net = lan(&tag(kind, if ibgp { "ib" } else { "eb" }), 2);
-    let spec = OtherSpec::new(rid(2), their_asn)
-        .neighbor(v4(1), OURS, we_active)
+    let spec = BgpConfig::new(rid(2), their_asn)
+        .with_neighbor(Neighbor::new(v4(1), OURS).with_passive(we_active))
         .route(their_route());
     let other = Other::start(kind, &net.hosts[1], &spec);
     let bgpd = Bgpd::start(
@@ -190,9 +190,9 @@ fn ibgp_they_active(kind: Kind) {
 
 fn ipv6_over_mp_bgp(kind: Kind) {
     let net = lan(&tag(kind, "v6"), 2);
-    let spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v6(1), OURS, false)
-        .route(OtherRoute::plain("fd30::/64"));
+    let spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v6(1), OURS))
+        .route(Route::plain("fd30::/64"));
     let other = Other::start(kind, &net.hosts[1], &spec);
     let bgpd = Bgpd::start(&net.hosts[0], &our_yaml(OURS, v6(2), THEIRS, false, ""));
     let peer = bgpd.wait_established(v6(2));
@@ -216,9 +216,9 @@ fn four_octet_as(kind: Kind) {
     const WIDE_OURS: u32 = 4_200_000_001;
     const WIDE_THEIRS: u32 = 4_200_000_002;
     let net = lan(&tag(kind, "as4"), 2);
-    let spec = OtherSpec::new(rid(2), WIDE_THEIRS)
-        .neighbor(v4(1), WIDE_OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
+    let spec = BgpConfig::new(rid(2), WIDE_THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), WIDE_OURS))
+        .route(Route::plain(THEIR_PREFIX));
     let other = Other::start(kind, &net.hosts[1], &spec);
     let bgpd = Bgpd::start(
         &net.hosts[0],
@@ -243,15 +243,15 @@ fn two_octet_only_peer_bird() {
     const HIDDEN: u32 = 4_200_000_005;
     const AS_TRANS: u32 = 23456;
     let net = lan("as2b", 3);
-    let mut bird_spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
+    let mut bird_spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain(THEIR_PREFIX));
     bird_spec.as4 = false;
     bird_spec.prepend = vec![HIDDEN];
     let bird = Other::start(Kind::Bird, &net.hosts[1], &bird_spec);
-    let gobgp_spec = OtherSpec::new(rid(3), WIDE)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain("10.60.0.0/26"));
+    let gobgp_spec = BgpConfig::new(rid(3), WIDE)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain("10.60.0.0/26"));
     let gobgp = Other::start(Kind::Gobgp, &net.hosts[2], &gobgp_spec);
     let yaml = format!(
         "asn: {OURS}\nrouter_id: 10.77.0.1\noriginate: [{OUR_PREFIX}]\npeers:\n  \
@@ -302,9 +302,9 @@ fn brindle_reflects_between_bird_frr_and_gobgp() {
     let mut others = Vec::new();
     for (i, kind) in [Kind::Bird, Kind::Frr, Kind::Gobgp].into_iter().enumerate() {
         let n = i as u8 + 2;
-        let spec = OtherSpec::new(rid(n), OURS)
-            .neighbor(v4(1), OURS, false)
-            .route(OtherRoute::plain(&format!("10.4{n}.0.0/26")));
+        let spec = BgpConfig::new(rid(n), OURS)
+            .with_neighbor(Neighbor::new(v4(1), OURS))
+            .route(Route::plain(&format!("10.4{n}.0.0/26")));
         others.push((n, Other::start(kind, &net.hosts[n as usize - 1], &spec)));
     }
     let mut peers = String::new();
@@ -359,10 +359,10 @@ fn brindle_reflects_between_bird_frr_and_gobgp() {
 #[test]
 fn bird_reflects_between_brindle_clients() {
     let net = lan("rrc", 3);
-    let mut spec = OtherSpec::new(rid(1), OURS);
+    let mut spec = BgpConfig::new(rid(1), OURS);
     spec.cluster_id = Some("10.77.0.100".parse().unwrap());
     for n in [2, 3] {
-        spec = spec.neighbor(v4(n), OURS, true);
+        spec = spec.with_neighbor(Neighbor::new(v4(n), OURS).with_passive(true));
         spec.neighbors.last_mut().unwrap().rr_client = true;
     }
     let bird = Other::start(Kind::Bird, &net.hosts[0], &spec);
@@ -398,9 +398,9 @@ fn bird_reflects_between_brindle_clients() {
 /// and so do its routes; ours reach the new instance.
 fn peer_restart(kind: Kind) {
     let net = lan(&tag(kind, "pr"), 2);
-    let spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
+    let spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain(THEIR_PREFIX));
     let other = Other::start(kind, &net.hosts[1], &spec);
     let bgpd = Bgpd::start(&net.hosts[0], &our_yaml(OURS, v4(2), THEIRS, false, ""));
     bgpd.wait_established(v4(2));
@@ -421,9 +421,9 @@ fn peer_restart(kind: Kind) {
 /// drops our routes) and starts again: everything comes back.
 fn brindle_restart(kind: Kind) {
     let net = lan(&tag(kind, "br"), 2);
-    let spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
+    let spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain(THEIR_PREFIX));
     let other = Other::start(kind, &net.hosts[1], &spec);
     let mut bgpd = Bgpd::start(&net.hosts[0], &our_yaml(OURS, v4(2), THEIRS, false, ""));
     bgpd.wait_established(v4(2));
@@ -476,9 +476,9 @@ fn always_until(what: &str, probe: impl Fn() -> bool, until: impl Fn() -> bool) 
 /// restart time: the peer keeps our route all along (RFC 4724 helper).
 fn graceful_restart_of_brindle(kind: Kind) {
     let net = lan(&tag(kind, "gb"), 2);
-    let mut spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
+    let mut spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain(THEIR_PREFIX));
     spec.graceful_restart = Some(GR_TIME);
     let other = Other::start(kind, &net.hosts[1], &spec);
     let mut bgpd = Bgpd::start(&net.hosts[0], &gr_yaml(""));
@@ -510,9 +510,9 @@ fn graceful_restart_of_brindle(kind: Kind) {
 /// then they are fresh again.
 fn graceful_restart_of_peer(kind: Kind) {
     let net = lan(&tag(kind, "gp"), 2);
-    let mut spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
+    let mut spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain(THEIR_PREFIX));
     spec.graceful_restart = Some(GR_TIME);
     let other = Other::start(kind, &net.hosts[1], &spec);
     let bgpd = Bgpd::start(&net.hosts[0], &gr_yaml(""));
@@ -543,10 +543,10 @@ fn graceful_restart_of_peer(kind: Kind) {
 /// up and routes flow (without the key the kernel drops every segment).
 fn tcp_md5(kind: Kind) {
     let net = lan(&tag(kind, "md5"), 2);
-    let mut spec = OtherSpec::new(rid(2), THEIRS)
-        .neighbor(v4(1), OURS, false)
-        .route(OtherRoute::plain(THEIR_PREFIX));
-    spec.password = Some("brindle-md5".to_string());
+    let mut spec = BgpConfig::new(rid(2), THEIRS)
+        .with_neighbor(Neighbor::new(v4(1), OURS))
+        .route(Route::plain(THEIR_PREFIX));
+    spec.neighbors[0].password = Some("brindle-md5".to_string());
     let other = Other::start(kind, &net.hosts[1], &spec);
     let bgpd = Bgpd::start(
         &net.hosts[0],
@@ -568,19 +568,19 @@ fn next_hop_self_towards_ibgp_peers() {
     let bird = Other::start(
         Kind::Bird,
         &net.hosts[1],
-        &OtherSpec::new(rid(2), OURS).neighbor(v4(1), OURS, false),
+        &BgpConfig::new(rid(2), OURS).with_neighbor(Neighbor::new(v4(1), OURS)),
     );
     let gobgp = Other::start(
         Kind::Gobgp,
         &net.hosts[2],
-        &OtherSpec::new(rid(3), 65030)
-            .neighbor(v4(1), OURS, false)
-            .route(OtherRoute::plain("10.63.0.0/26")),
+        &BgpConfig::new(rid(3), 65030)
+            .with_neighbor(Neighbor::new(v4(1), OURS))
+            .route(Route::plain("10.63.0.0/26")),
     );
     let frr = Other::start(
         Kind::Frr,
         &net.hosts[3],
-        &OtherSpec::new(rid(4), OURS).neighbor(v4(1), OURS, false),
+        &BgpConfig::new(rid(4), OURS).with_neighbor(Neighbor::new(v4(1), OURS)),
     );
     let yaml = format!(
         "asn: {OURS}\nrouter_id: 10.77.0.1\noriginate: [{OUR_PREFIX}]\npeers:\n  \
@@ -611,7 +611,8 @@ fn reload_adds_and_removes_a_peer() {
     let gobgp = Other::start(
         Kind::Gobgp,
         &net.hosts[1],
-        &OtherSpec::new(rid(2), THEIRS).neighbor(v4(1), OURS, true),
+        &BgpConfig::new(rid(2), THEIRS)
+            .with_neighbor(Neighbor::new(v4(1), OURS).with_passive(true)),
     );
     let base = format!("asn: {OURS}\nrouter_id: 10.77.0.1\noriginate: [{OUR_PREFIX}]\n");
     let bgpd = Bgpd::start(&net.hosts[0], &base);

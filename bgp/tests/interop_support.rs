@@ -4,8 +4,9 @@
 //! * [`Bgpd`]: the built `brindle-bgpd` binary running in a namespace with
 //!   generated YAML, queried through `brindle-bgpd show … --json` (so every
 //!   test also exercises the CLI and the control socket).
-//! * [`Other`]: BIRD 2, FRR or GoBGP, configured from one [`OtherSpec`] with
-//!   per-route attributes, and read back through birdc / vtysh / gobgp into
+//! * [`Other`]: BIRD 2, FRR or GoBGP, configured from one testbed
+//!   [`BgpConfig`] (the tree's one generator of their configs, with
+//!   per-route attributes), and read back through birdc / vtysh / gobgp into
 //!   one [`SeenRoute`] shape, so each scenario is written once and run
 //!   against all three.
 //! * [`lan`]: namespaces on one switched segment, `10.77.0.N/24` and
@@ -21,7 +22,10 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use brindle_bgp::daemon::control::{PeerView, RouteView};
-use brindle_testbed::{bird_protocol_name, Bird, Frr, Gobgp, Lan, Netns, Process};
+use brindle_testbed::{bird_config, bird_protocol_name, Bird, Frr, Gobgp, Lan, Netns, Process};
+// Not every test that includes this file uses all three.
+#[allow(unused_imports)]
+pub use brindle_testbed::{BgpConfig, Neighbor, Route};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -300,84 +304,6 @@ pub enum Kind {
     Gobgp,
 }
 
-/// A route the other daemon originates.
-#[derive(Debug, Clone, Default)]
-pub struct OtherRoute {
-    pub prefix: String,
-    pub med: Option<u32>,
-    pub local_pref: Option<u32>,
-    pub communities: Vec<(u16, u16)>,
-    pub large_communities: Vec<(u32, u32, u32)>,
-}
-
-impl OtherRoute {
-    pub fn plain(prefix: &str) -> Self {
-        OtherRoute {
-            prefix: prefix.to_string(),
-            ..Default::default()
-        }
-    }
-}
-
-/// A neighbor of the other daemon.
-#[derive(Debug, Clone)]
-pub struct OtherNeighbor {
-    pub address: IpAddr,
-    pub asn: u32,
-    pub passive: bool,
-    pub rr_client: bool,
-}
-
-/// What the other daemon runs.
-#[derive(Debug, Clone)]
-pub struct OtherSpec {
-    pub router_id: Ipv4Addr,
-    pub asn: u32,
-    pub neighbors: Vec<OtherNeighbor>,
-    pub routes: Vec<OtherRoute>,
-    /// BIRD only: `enable as4 off` (a 2-octet-only speaker).
-    pub as4: bool,
-    /// Graceful restart (RFC 4724) with this restart time.
-    pub graceful_restart: Option<u16>,
-    /// Route reflector with this cluster id (clients: `rr_client`).
-    pub cluster_id: Option<Ipv4Addr>,
-    /// BIRD only: ASes to prepend on export (to build AS4_PATH cases).
-    pub prepend: Vec<u32>,
-    /// TCP MD5 password on every session.
-    pub password: Option<String>,
-}
-
-impl OtherSpec {
-    pub fn new(router_id: Ipv4Addr, asn: u32) -> Self {
-        OtherSpec {
-            router_id,
-            asn,
-            neighbors: Vec::new(),
-            routes: Vec::new(),
-            as4: true,
-            graceful_restart: None,
-            cluster_id: None,
-            prepend: Vec::new(),
-            password: None,
-        }
-    }
-
-    pub fn neighbor(mut self, address: IpAddr, asn: u32, passive: bool) -> Self {
-        self.neighbors.push(OtherNeighbor {
-            address,
-            asn,
-            passive,
-            rr_client: false,
-        });
-        self
-    }
-
-    pub fn route(mut self, route: OtherRoute) -> Self {
-        self.routes.push(route);
-        self
-    }
-}
-
 pub enum Other {
     Bird(Bird),
     Frr(Frr),
@@ -388,236 +314,12 @@ fn is_v6(prefix: &str) -> bool {
     prefix.contains(':')
 }
 
-pub fn bird_text(spec: &OtherSpec) -> String {
-    let mut out = format!(
-        "router id {};\nlog stderr all;\nprotocol device {{ scan time 10; }}\n",
-        spec.router_id
-    );
-    for (v6, fam) in [(false, "ipv4"), (true, "ipv6")] {
-        let routes: Vec<&OtherRoute> = spec
-            .routes
-            .iter()
-            .filter(|r| is_v6(&r.prefix) == v6)
-            .collect();
-        if routes.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("protocol static static_{fam} {{\n  {fam};\n"));
-        for r in routes {
-            out.push_str(&format!("  route {} blackhole;\n", r.prefix));
-        }
-        out.push_str("}\n");
-    }
-    // Per-route attributes in one export filter shared by all sessions.
-    let mut filter = String::from("filter brindle_export {\n");
-    for r in &spec.routes {
-        let mut body = String::new();
-        if let Some(m) = r.med {
-            body.push_str(&format!("bgp_med = {m}; "));
-        }
-        if let Some(l) = r.local_pref {
-            body.push_str(&format!("bgp_local_pref = {l}; "));
-        }
-        for (a, v) in &r.communities {
-            body.push_str(&format!("bgp_community.add(({a},{v})); "));
-        }
-        for (g, l1, l2) in &r.large_communities {
-            body.push_str(&format!("bgp_large_community.add(({g},{l1},{l2})); "));
-        }
-        if !body.is_empty() {
-            filter.push_str(&format!("  if net = {} then {{ {body}}}\n", r.prefix));
-        }
-    }
-    for asn in spec.prepend.iter().rev() {
-        filter.push_str(&format!(
-            "  if source = RTS_STATIC then bgp_path.prepend({asn});\n"
-        ));
-    }
-    filter.push_str("  accept;\n}\n");
-    out.push_str(&filter);
-    for n in &spec.neighbors {
-        let fam = if n.address.is_ipv6() { "ipv6" } else { "ipv4" };
-        // A 2-octet-only BIRD knows a wide peer AS only as AS_TRANS.
-        let peer_as = if !spec.as4 && n.asn > 65535 {
-            23456
-        } else {
-            n.asn
-        };
-        out.push_str(&format!(
-            "protocol bgp {} {{\n  local as {};\n  neighbor {} as {};\n  hold time 9;\n  \
-             keepalive time 3;\n  connect retry time 2;\n  connect delay time 1;\n  \
-             error wait time 1, 10;\n",
-            bird_protocol_name(n.address),
-            spec.asn,
-            n.address,
-            peer_as
-        ));
-        if n.passive {
-            out.push_str("  passive on;\n");
-        }
-        if let Some(p) = &spec.password {
-            out.push_str(&format!("  password \"{p}\";\n"));
-        }
-        if !spec.as4 {
-            out.push_str("  enable as4 off;\n");
-        }
-        if let Some(t) = spec.graceful_restart {
-            out.push_str(&format!(
-                "  graceful restart on;\n  graceful restart time {t};\n"
-            ));
-        }
-        if n.rr_client {
-            out.push_str("  rr client;\n");
-        }
-        if let Some(c) = spec.cluster_id {
-            out.push_str(&format!("  rr cluster id {c};\n"));
-        }
-        out.push_str(&format!(
-            "  {fam} {{ import all; export filter brindle_export; }};\n}}\n"
-        ));
-    }
-    out
-}
-
-pub fn frr_text(spec: &OtherSpec) -> String {
-    let mut out = format!(
-        "hostname other\nlog stdout debugging\n!\nrouter bgp {}\n bgp router-id {}\n \
-         no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n",
-        spec.asn, spec.router_id
-    );
-    if let Some(t) = spec.graceful_restart {
-        out.push_str(&format!(
-            " bgp graceful-restart\n bgp graceful-restart restart-time {t}\n bgp graceful-restart preserve-fw-state\n"
-        ));
-    }
-    if let Some(c) = spec.cluster_id {
-        out.push_str(&format!(" bgp cluster-id {c}\n"));
-    }
-    for n in &spec.neighbors {
-        let a = n.address;
-        out.push_str(&format!(
-            " neighbor {a} remote-as {}\n neighbor {a} timers 3 9\n neighbor {a} timers connect 2\n",
-            n.asn
-        ));
-        if n.passive {
-            out.push_str(&format!(" neighbor {a} passive\n"));
-        }
-        if let Some(p) = &spec.password {
-            out.push_str(&format!(" neighbor {a} password {p}\n"));
-        }
-    }
-    for (v6, fam) in [(false, "ipv4"), (true, "ipv6")] {
-        out.push_str(&format!(" !\n address-family {fam} unicast\n"));
-        for (i, r) in spec.routes.iter().enumerate() {
-            if is_v6(&r.prefix) == v6 {
-                out.push_str(&format!("  network {} route-map R{i}\n", r.prefix));
-            }
-        }
-        for n in spec.neighbors.iter().filter(|n| n.address.is_ipv6() == v6) {
-            out.push_str(&format!("  neighbor {} activate\n", n.address));
-            if n.rr_client {
-                out.push_str(&format!(
-                    "  neighbor {} route-reflector-client\n",
-                    n.address
-                ));
-            }
-        }
-        out.push_str(" exit-address-family\n");
-    }
-    out.push_str("!\n");
-    for (i, r) in spec.routes.iter().enumerate() {
-        out.push_str(&format!("route-map R{i} permit 10\n"));
-        if let Some(m) = r.med {
-            out.push_str(&format!(" set metric {m}\n"));
-        }
-        if let Some(l) = r.local_pref {
-            out.push_str(&format!(" set local-preference {l}\n"));
-        }
-        if !r.communities.is_empty() {
-            let c: Vec<String> = r
-                .communities
-                .iter()
-                .map(|(a, v)| format!("{a}:{v}"))
-                .collect();
-            out.push_str(&format!(" set community {}\n", c.join(" ")));
-        }
-        if !r.large_communities.is_empty() {
-            let c: Vec<String> = r
-                .large_communities
-                .iter()
-                .map(|(g, a, b)| format!("{g}:{a}:{b}"))
-                .collect();
-            out.push_str(&format!(" set large-community {}\n", c.join(" ")));
-        }
-        out.push_str("!\n");
-    }
-    out
-}
-
-pub fn gobgp_text(spec: &OtherSpec) -> String {
-    let mut out = format!(
-        "[global.config]\n  as = {}\n  router-id = \"{}\"\n  port = 179\n",
-        spec.asn, spec.router_id
-    );
-    for n in &spec.neighbors {
-        out.push_str(&format!(
-            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n",
-            n.address, n.asn
-        ));
-        if let Some(p) = &spec.password {
-            out.push_str(&format!("    auth-password = \"{p}\"\n"));
-        }
-        out.push_str(
-            "  [neighbors.timers.config]\n    connect-retry = 2\n    hold-time = 9\n    keepalive-interval = 3\n",
-        );
-        if n.passive {
-            out.push_str("  [neighbors.transport.config]\n    passive-mode = true\n");
-        }
-        if let Some(t) = spec.graceful_restart {
-            out.push_str(&format!(
-                "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = {t}\n"
-            ));
-        }
-        if n.rr_client {
-            out.push_str(&format!(
-                "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    \
-                 route-reflector-cluster-id = \"{}\"\n",
-                spec.cluster_id.unwrap_or(spec.router_id)
-            ));
-        }
-        let family = if n.address.is_ipv6() {
-            "ipv6-unicast"
-        } else {
-            "ipv4-unicast"
-        };
-        out.push_str(&format!(
-            "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"
-        ));
-        if spec.graceful_restart.is_some() {
-            out.push_str(
-                "    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n",
-            );
-        }
-    }
-    out
-}
-
 impl Other {
-    pub fn start(kind: Kind, ns: &Netns, spec: &OtherSpec) -> Other {
+    pub fn start(kind: Kind, ns: &Netns, spec: &BgpConfig) -> Other {
         match kind {
-            Kind::Bird => {
-                Other::Bird(Bird::start_with_config(ns, &bird_text(spec)).expect("bird starts"))
-            }
-            Kind::Frr => {
-                Other::Frr(Frr::start_with_config(ns, &frr_text(spec)).expect("frr starts"))
-            }
-            Kind::Gobgp => {
-                let g = Gobgp::start_with_config(ns, &gobgp_text(spec)).expect("gobgpd starts");
-                for r in &spec.routes {
-                    gobgp_add(&g, r);
-                }
-                Other::Gobgp(g)
-            }
+            Kind::Bird => Other::Bird(Bird::start(ns, spec).expect("bird starts")),
+            Kind::Frr => Other::Frr(Frr::start(ns, spec).expect("frr starts")),
+            Kind::Gobgp => Other::Gobgp(Gobgp::start(ns, spec).expect("gobgpd starts")),
         }
     }
 
@@ -627,20 +329,16 @@ impl Other {
     /// a plain start has F clear and RFC 4724 §4.2 then makes the helper
     /// flush them at once), GoBGP with `-r` (the same bits); FRR sets F
     /// from `preserve-fw-state` in its config.
-    pub fn restart(kind: Kind, ns: &Netns, spec: &OtherSpec) -> Other {
+    pub fn restart(kind: Kind, ns: &Netns, spec: &BgpConfig) -> Other {
         match kind {
             Kind::Bird => Other::Bird(
-                Bird::start_with_config_args(ns, &bird_text(spec), &["-R"])
+                Bird::start_with_config_args(ns, &bird_config(spec), &["-R"])
                     .expect("bird starts in graceful restart recovery"),
             ),
-            Kind::Gobgp => {
-                let g = Gobgp::start_with_config_args(ns, &gobgp_text(spec), &["-r"])
-                    .expect("gobgpd starts as a graceful restart");
-                for r in &spec.routes {
-                    gobgp_add(&g, r);
-                }
-                Other::Gobgp(g)
-            }
+            Kind::Gobgp => Other::Gobgp(
+                Gobgp::start_with_args(ns, spec, &["-r"])
+                    .expect("gobgpd starts as a graceful restart"),
+            ),
             Kind::Frr => Other::start(kind, ns, spec),
         }
     }
@@ -748,14 +446,14 @@ impl Other {
     }
 
     /// Stops originating `prefix`.
-    pub fn withdraw(&self, spec: &OtherSpec, prefix: &str) {
+    pub fn withdraw(&self, spec: &BgpConfig, prefix: &str) {
         match self {
             Other::Bird(b) => {
                 // Reconfigure without the route: BIRD withdraws it.
                 let mut spec = spec.clone();
-                spec.routes.retain(|r| r.prefix != prefix);
+                spec.originate.retain(|r| r.prefix != prefix);
                 let conf = b.dir().join("bird.conf");
-                std::fs::write(&conf, bird_text(&spec)).expect("rewrite bird.conf");
+                std::fs::write(&conf, bird_config(&spec)).expect("rewrite bird.conf");
                 let out = b.birdc("configure").expect("birdc configure");
                 assert!(out.contains("Reconfigur"), "birdc configure: {out}");
             }
@@ -765,7 +463,7 @@ impl Other {
                     .arg("--vty_socket")
                     .arg(f.dir())
                     .args(["-c", "configure terminal"])
-                    .args(["-c", &format!("router bgp {}", spec.asn)])
+                    .args(["-c", &format!("router bgp {}", spec.local_as)])
                     .args(["-c", &format!("address-family {fam} unicast")])
                     .args(["-c", &format!("no network {prefix}")])
                     .output()
@@ -775,42 +473,6 @@ impl Other {
             Other::Gobgp(g) => g.withdraw(prefix).expect("gobgp withdraw"),
         }
     }
-}
-
-fn gobgp_add(g: &Gobgp, r: &OtherRoute) {
-    let fam = if is_v6(&r.prefix) { "ipv6" } else { "ipv4" };
-    let mut args: Vec<String> = vec![
-        "global".into(),
-        "rib".into(),
-        "add".into(),
-        r.prefix.clone(),
-    ];
-    args.extend(["origin".into(), "igp".into()]);
-    if let Some(m) = r.med {
-        args.extend(["med".into(), m.to_string()]);
-    }
-    if let Some(l) = r.local_pref {
-        args.extend(["local-pref".into(), l.to_string()]);
-    }
-    if !r.communities.is_empty() {
-        let c: Vec<String> = r
-            .communities
-            .iter()
-            .map(|(a, v)| format!("{a}:{v}"))
-            .collect();
-        args.extend(["community".into(), c.join(",")]);
-    }
-    if !r.large_communities.is_empty() {
-        let c: Vec<String> = r
-            .large_communities
-            .iter()
-            .map(|(x, y, z)| format!("{x}:{y}:{z}"))
-            .collect();
-        args.extend(["large-community".into(), c.join(",")]);
-    }
-    args.extend(["-a".into(), fam.into()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    g.gobgp(&refs).expect("gobgp global rib add");
 }
 
 /// Parses `birdc show route PREFIX all` (the first, best, route).

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::names::temp_dir;
 use crate::netns::Netns;
 use crate::process::{poll_until, Process};
-use crate::speaker::{gobgp_config, BgpConfig};
+use crate::speaker::{gobgp_config, BgpConfig, Route};
 
 /// How long gobgpd gets to answer on its API.
 pub const GOBGP_READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,9 +42,14 @@ impl Gobgp {
     /// Starts gobgpd in `ns` configured from `config`, then originates
     /// `config.originate`.
     pub fn start(ns: &Netns, config: &BgpConfig) -> Result<Self> {
-        let gobgp = Self::start_with_config(ns, &gobgp_config(config))?;
-        for prefix in &config.originate {
-            gobgp.announce(prefix)?;
+        Self::start_with_args(ns, config, &[])
+    }
+
+    /// [`Gobgp::start`] with `extra_args` on gobgpd's command line.
+    pub fn start_with_args(ns: &Netns, config: &BgpConfig, extra_args: &[&str]) -> Result<Self> {
+        let gobgp = Self::start_with_config_args(ns, &gobgp_config(config), extra_args)?;
+        for route in &config.originate {
+            gobgp.announce_route(route)?;
         }
         Ok(gobgp)
     }
@@ -110,6 +115,13 @@ impl Gobgp {
         let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
         self.gobgp(&["global", "rib", "add", "-a", family, prefix])
             .map(drop)
+    }
+
+    /// Originates `route` with its attributes.
+    pub fn announce_route(&self, route: &Route) -> Result<()> {
+        let args = route.gobgp_add_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.gobgp(&args).map(drop)
     }
 
     /// Withdraws a prefix added with [`Gobgp::announce`].

@@ -53,6 +53,8 @@ pub use link::{veth, Lan};
 pub use names::{owner_pid, unique_name, IFNAMSIZ_MAX};
 pub use netns::Netns;
 pub use process::{poll_until, Process};
-pub use speaker::{bird_config, bird_protocol_name, frr_config, gobgp_config, BgpConfig, Neighbor};
+pub use speaker::{
+    bird_config, bird_protocol_name, frr_config, gobgp_config, BgpConfig, Neighbor, Route,
+};
 pub use sweep::{sweep_stale, SweepReport};
 pub use topology::{hosts_on_two_subnets, two_hosts_one_subnet, Host, RoutedFabric, TwoHosts};

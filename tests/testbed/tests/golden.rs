@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use brindle_testbed::{bird_config, frr_config, gobgp_config, BgpConfig, Neighbor};
+use brindle_testbed::{bird_config, frr_config, gobgp_config, BgpConfig, Neighbor, Route};
 
 fn speaker() -> BgpConfig {
     BgpConfig {
@@ -22,6 +22,31 @@ fn speaker() -> BgpConfig {
     })
     .originate("10.10.1.0/24")
     .originate("fd10:1::/64")
+}
+
+/// Everything else the generator renders: a route reflector with a client,
+/// graceful restart, routes with attributes, a 2-octet-only BIRD that
+/// prepends.
+fn reflector() -> BgpConfig {
+    let mut config = BgpConfig::new("10.0.1.1".parse().unwrap(), 65001)
+        .with_neighbor(Neighbor {
+            rr_client: true,
+            ..Neighbor::new("10.0.1.2".parse().unwrap(), 65001)
+        })
+        .neighbor("10.0.1.3".parse().unwrap(), 4_200_000_000)
+        .route(Route {
+            med: Some(5),
+            local_pref: Some(150),
+            communities: vec![(65020, 7)],
+            large_communities: vec![(65020, 3, 4)],
+            ..Route::plain("10.20.0.0/24")
+        })
+        .originate("10.21.0.0/24");
+    config.graceful_restart = Some(30);
+    config.cluster_id = Some("10.0.1.100".parse().unwrap());
+    config.as4 = false;
+    config.prepend = vec![65010];
+    config
 }
 
 fn check(name: &str, actual: &str) {
@@ -52,19 +77,38 @@ fn gobgp_config_matches_golden() {
     check("gobgp.toml", &gobgp_config(&speaker()));
 }
 
+#[test]
+fn reflector_configs_match_golden() {
+    check("reflector-bird.conf", &bird_config(&reflector()));
+    check("reflector-frr.conf", &frr_config(&reflector()));
+    check("reflector-gobgp.toml", &gobgp_config(&reflector()));
+    let route = &reflector().originate[0];
+    assert_eq!(
+        route.gobgp_add_args().join(" "),
+        "global rib add 10.20.0.0/24 origin igp med 5 local-pref 150 community 65020:7 \
+         large-community 65020:3:4 -a ipv4"
+    );
+}
+
 /// The rendered configs are not just stable but accepted by the daemons'
 /// own parsers (`bird -p`, `bgpd -C`, `gobgpd -d`).
 #[test]
 fn rendered_configs_parse_in_the_real_daemons() {
+    for config in [speaker(), reflector()] {
+        parses_in_the_real_daemons(&config);
+    }
+}
+
+fn parses_in_the_real_daemons(config: &BgpConfig) {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: String| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    let bird = write("bird.conf", bird_config(&speaker()));
-    let frr = write("bgpd.conf", frr_config(&speaker()));
-    let gobgp = write("gobgpd.toml", gobgp_config(&speaker()));
+    let bird = write("bird.conf", bird_config(config));
+    let frr = write("bgpd.conf", frr_config(config));
+    let gobgp = write("gobgpd.toml", gobgp_config(config));
     let checks: [&[&str]; 3] = [
         &["bird", "-p", "-c", &bird],
         &[
