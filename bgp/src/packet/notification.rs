@@ -147,3 +147,49 @@ pub enum ShutdownCommunicationError {
     #[error("shutdown communication is not valid UTF-8")]
     InvalidUtf8,
 }
+
+#[cfg(test)]
+mod vectors {
+    //! Byte vectors hand-built from the RFC layouts, both directions.
+
+    use crate::packet::test_vectors::*;
+    use crate::packet::{DecodeContext, EncodeContext, Message, Notification};
+
+    #[test]
+    fn notification_with_shutdown_communication() {
+        let wire = message(3, "06 02 03 627965");
+        let n = Notification::administrative_shutdown(Some("bye"));
+        assert_both_ways(
+            &wire,
+            &Message::Notification(n.clone()),
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+        assert_eq!(n.shutdown_communication(), Some(Ok("bye")));
+        assert_eq!(
+            n.to_string(),
+            "cease: administrative shutdown (6/2): \"bye\""
+        );
+
+        // Cut at a character boundary to at most 255 octets.
+        let long = "é".repeat(200);
+        let n = Notification::administrative_reset(&long);
+        assert_eq!(n.data[0], 254);
+        assert_eq!(n.shutdown_communication().unwrap().unwrap().len(), 254);
+
+        // Length past the data, and invalid UTF-8, are reported not panicked on.
+        let bad = Notification {
+            code: 6,
+            subcode: 2,
+            data: vec![5, b'a'],
+        };
+        assert!(bad.shutdown_communication().unwrap().is_err());
+        let bad = Notification {
+            code: 6,
+            subcode: 4,
+            data: vec![1, 0xff],
+        };
+        assert!(bad.shutdown_communication().unwrap().is_err());
+        assert_eq!(Notification::new(4, 0).shutdown_communication(), None);
+    }
+}

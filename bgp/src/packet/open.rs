@@ -417,3 +417,220 @@ impl Open {
         Ok(open)
     }
 }
+
+#[cfg(test)]
+mod vectors {
+    //! Byte vectors hand-built from the RFC layouts, both directions.
+    use std::net::Ipv4Addr;
+
+    use crate::packet::test_vectors::*;
+    use crate::packet::{
+        decode_message, Capability, DecodeContext, EncodeContext, Family, GracefulRestart,
+        GracefulRestartFamily, Message, Open,
+    };
+
+    #[test]
+    fn open_with_capabilities() {
+        // AS 65001, hold 180, id 10.0.0.1; one Capabilities parameter holding
+        // MP ipv4-unicast, route refresh, 4-octet AS 65001.
+        let wire = message(
+            1,
+            "04 fde9 00b4 0a000001 10
+             02 0e  01 04 0001 00 01  02 00  41 04 0000fde9",
+        );
+        let open = Message::Open(Open {
+            version: 4,
+            asn: 65001,
+            hold_time: 180,
+            bgp_id: Ipv4Addr::new(10, 0, 0, 1),
+            capabilities: vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::RouteRefresh,
+                Capability::FourOctetAs(65001),
+            ],
+        });
+        assert_both_ways(
+            &wire,
+            &open,
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+    }
+
+    #[test]
+    fn open_four_octet_asn_uses_as_trans_in_my_as() {
+        // AS 4200000001 = 0xfa56ea01: My AS carries AS_TRANS (0x5ba0).
+        let wire = message(1, "04 5ba0 005a c0000201 08 02 06 41 04 fa56ea01");
+        let open = Message::Open(Open {
+            version: 4,
+            asn: 4_200_000_001,
+            hold_time: 90,
+            bgp_id: Ipv4Addr::new(192, 0, 2, 1),
+            capabilities: vec![Capability::FourOctetAs(4_200_000_001)],
+        });
+        assert_both_ways(
+            &wire,
+            &open,
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+    }
+
+    #[test]
+    fn open_graceful_restart_add_path_and_unknown_capabilities() {
+        // GR: R bit + N bit, restart time 120, ipv4-unicast with F bit;
+        // ADD-PATH ipv6-unicast both; FQDN (73) and dynamic capability (67),
+        // which must be kept and ignored; each in its own parameter, as FRR does.
+        let wire = message(
+            1,
+            "04 fde9 00b4 0a000001 1f
+             02 08 40 06 c078 0001 01 80
+             02 06 45 04 0002 01 03
+             02 07 49 05 03 66 72 72 00
+             02 02 43 00",
+        );
+        let (msg, _) = decode_one(&wire, &DecodeContext::default());
+        let Message::Open(open) = msg else {
+            panic!("expected OPEN")
+        };
+        assert_eq!(open.asn, 65001);
+        assert_eq!(
+            open.capabilities,
+            vec![
+                Capability::GracefulRestart(GracefulRestart {
+                    restart_state: true,
+                    notification: true,
+                    restart_time: 120,
+                    families: vec![GracefulRestartFamily {
+                        family: Family::IPV4_UNICAST,
+                        forwarding_preserved: true,
+                    }],
+                }),
+                Capability::AddPath(vec![crate::packet::AddPathFamily {
+                    family: Family::IPV6_UNICAST,
+                    mode: crate::packet::AddPathMode::Both,
+                }]),
+                Capability::Unknown {
+                    code: 73,
+                    value: bytes("03 66 72 72 00"),
+                },
+                Capability::Unknown {
+                    code: 67,
+                    value: vec![],
+                },
+            ]
+        );
+        // Re-encoded in a single parameter, it decodes to the same OPEN.
+        let again = Message::Open(open.clone())
+            .to_bytes(&EncodeContext::default())
+            .unwrap();
+        let (msg2, _) = decode_one(&again, &DecodeContext::default());
+        assert_eq!(msg2, Message::Open(open));
+    }
+
+    #[test]
+    fn open_malformed_known_capability_is_kept_raw() {
+        // 4-octet AS capability with 2 octets: kept as unknown, My AS used.
+        let wire = message(1, "04 fde9 00b4 0a000001 06 02 04 41 02 0001");
+        let (msg, _) = decode_one(&wire, &DecodeContext::default());
+        let Message::Open(open) = msg else {
+            panic!("expected OPEN")
+        };
+        assert_eq!(open.asn, 65001);
+        assert_eq!(
+            open.capabilities,
+            vec![Capability::Unknown {
+                code: 65,
+                value: vec![0, 1]
+            }]
+        );
+    }
+
+    #[test]
+    fn open_rfc9072_extended_parameters() {
+        // Opt Parm Len 255, Non-Ext OP Type 255, Extended Opt. Parm. Length 9,
+        // then a Capabilities parameter with a 2-octet length of 6.
+        let wire = message(1, "04 fde9 00b4 0a000001 ff ff 0009 02 0006 41 04 0000fde9");
+        let (msg, _) = decode_one(&wire, &DecodeContext::default());
+        let Message::Open(open) = msg else {
+            panic!("expected OPEN")
+        };
+        assert_eq!(open.capabilities, vec![Capability::FourOctetAs(65001)]);
+    }
+
+    #[test]
+    fn open_errors_map_to_notifications() {
+        let cases: Vec<ErrorCase> = vec![
+            // Version 3 → 2/1 with our version (4) as 2 octets.
+            (message(1, "03 fde9 00b4 0a000001 00"), (2, 1), vec![0, 4]),
+            // Authentication parameter (type 1) → 2/4.
+            (
+                message(1, "04 fde9 00b4 0a000001 03 01 01 00"),
+                (2, 4),
+                vec![],
+            ),
+            // Optional parameters overrun the message → 2/0.
+            (
+                message(1, "04 fde9 00b4 0a000001 08 02 06 41 04"),
+                (2, 0),
+                vec![],
+            ),
+        ];
+        for (wire, (code, subcode), data) in cases {
+            let err = decode_message(&wire, &DecodeContext::default()).unwrap_err();
+            let n = err.to_notification();
+            assert_eq!((n.code, n.subcode), (code, subcode), "{err}");
+            assert_eq!(n.data, data, "{err}");
+        }
+    }
+
+    /// OPENs captured from real speakers by `codec_interop` (AS 65010, router
+    /// id 10.77.0.1, hold 9): BIRD 2, FRR 10 (with FQDN, software version and
+    /// other capabilities we do not know) and GoBGP (with extended next hop).
+    #[test]
+    fn real_captured_opens() {
+        let captures = [
+            (
+                "bird",
+                "ffffffffffffffffffffffffffffffff00350104fdf200090a4d000118021601040001000102004002\
+                 007841040000fdf246004700",
+            ),
+            (
+                "frr",
+                "ffffffffffffffffffffffffffffffff00630104fdf200090a4d00014602060104000100010202800002\
+                 02020002024600020641040000fdf2020206000206450400010101020b4909077465737462656400020440\
+                 02c0780209470700010180000000",
+            ),
+            (
+                "gobgp",
+                "ffffffffffffffffffffffffffffffff003b0104fdf200090a4d00011e021c0200490402766d00010400\
+                 01000141040000fdf20506000100010002",
+            ),
+        ];
+        for (name, wire) in captures {
+            let wire = bytes(wire);
+            let (msg, _) = decode_one(&wire, &DecodeContext::default());
+            let Message::Open(open) = msg else {
+                panic!("{name}: expected OPEN")
+            };
+            assert_eq!(open.asn, 65010, "{name}");
+            assert_eq!(open.hold_time, 9, "{name}");
+            assert_eq!(open.bgp_id, Ipv4Addr::new(10, 77, 0, 1), "{name}");
+            assert_eq!(open.four_octet_as(), Some(65010), "{name}");
+            assert_eq!(
+                open.multiprotocol_families(),
+                vec![Family::IPV4_UNICAST],
+                "{name}"
+            );
+            assert!(
+                open.capabilities.contains(&Capability::RouteRefresh),
+                "{name}"
+            );
+            let again = Message::Open(open.clone())
+                .to_bytes(&EncodeContext::default())
+                .unwrap();
+            let (msg, _) = decode_one(&again, &DecodeContext::default());
+            assert_eq!(msg, Message::Open(open), "{name}");
+        }
+    }
+}

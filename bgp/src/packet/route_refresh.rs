@@ -83,3 +83,53 @@ impl RouteRefresh {
         })
     }
 }
+
+#[cfg(test)]
+mod vectors {
+    //! Byte vectors hand-built from the RFC layouts, both directions.
+
+    use crate::packet::test_vectors::*;
+    use crate::packet::{
+        DecodeContext, EncodeContext, Family, Message, RouteRefresh, RouteRefreshSubtype,
+    };
+
+    #[test]
+    fn route_refresh_plain_and_enhanced() {
+        let plain = message(5, "0002 00 01");
+        assert_both_ways(
+            &plain,
+            &Message::RouteRefresh(RouteRefresh::request(Family::IPV6_UNICAST)),
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+        let borr = message(5, "0001 01 01");
+        assert_both_ways(
+            &borr,
+            &Message::RouteRefresh(RouteRefresh {
+                family: Family::IPV4_UNICAST,
+                subtype: RouteRefreshSubtype::BeginOfRefresh,
+            }),
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+        let eorr = message(5, "0001 02 01");
+        let (msg, _) = decode_one(&eorr, &DecodeContext::default());
+        assert!(matches!(
+            msg,
+            Message::RouteRefresh(RouteRefresh {
+                subtype: RouteRefreshSubtype::EndOfRefresh,
+                ..
+            })
+        ));
+        // Reserved subtypes decode (to be ignored by the receiver).
+        let other = message(5, "0001 07 01");
+        let (msg, _) = decode_one(&other, &DecodeContext::default());
+        assert!(matches!(
+            msg,
+            Message::RouteRefresh(RouteRefresh {
+                subtype: RouteRefreshSubtype::Other(7),
+                ..
+            })
+        ));
+    }
+}

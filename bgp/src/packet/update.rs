@@ -467,3 +467,140 @@ pub(crate) fn finish_message(buf: &mut BytesMut) -> Result<(), EncodeError> {
     let len = buf.len();
     patch_u16(buf, 16, len)
 }
+
+#[cfg(test)]
+mod vectors {
+    //! Byte vectors hand-built from the RFC layouts, both directions.
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use crate::packet::test_vectors::*;
+    use crate::packet::{
+        AsPath, DecodeContext, EncodeContext, Family, Message, MpReach, NextHop, Nlri, Origin,
+        PathAttributes, Update,
+    };
+
+    #[test]
+    fn update_classic_ipv4() {
+        let wire = message(
+            2,
+            "0000 001b
+             40 01 01 00
+             40 02 06 02 01 0000fde9
+             40 03 04 0a000001
+             80 04 04 00000064
+             18 c0a801
+             20 0a010203",
+        );
+        let update = Message::Update(Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::from_sequence([65001])),
+                next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                med: Some(100),
+                ..PathAttributes::default()
+            },
+            nlri: vec![
+                Nlri::new("192.168.1.0/24".parse().unwrap()),
+                Nlri::new("10.1.2.3/32".parse().unwrap()),
+            ],
+            ..Update::default()
+        });
+        let (d, e) = four_octet();
+        assert_both_ways(&wire, &update, &d, &e);
+    }
+
+    #[test]
+    fn update_classic_ipv4_two_octet_as_path() {
+        let wire = message(
+            2,
+            "0001 00 0012
+             40 01 01 02
+             40 02 04 02 01 fde9
+             40 03 04 0a000001",
+        );
+        let update = Message::Update(Update {
+            // 0/0 withdrawn: one octet.
+            withdrawn: vec![Nlri::new("0.0.0.0/0".parse().unwrap())],
+            attributes: PathAttributes {
+                origin: Some(Origin::Incomplete),
+                as_path: Some(AsPath::from_sequence([65001])),
+                next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                ..PathAttributes::default()
+            },
+            ..Update::default()
+        });
+        assert_both_ways(
+            &wire,
+            &update,
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+    }
+
+    #[test]
+    fn update_mp_reach_ipv6_global_and_link_local_next_hop() {
+        // BIRD's form: global :: followed by the link-local address.
+        let wire = message(
+            2,
+            "0000 0038
+             80 0e 2e 0002 01 20
+                00000000000000000000000000000000
+                fe800000000000000000000000000001
+                00
+                40 20010db800000001
+             40 01 01 00
+             40 02 00",
+        );
+        let update = Message::Update(Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::default()),
+                ..PathAttributes::default()
+            },
+            mp_reach: Some(MpReach {
+                family: Family::IPV6_UNICAST,
+                next_hop: NextHop::V6 {
+                    global: Ipv6Addr::UNSPECIFIED,
+                    link_local: Some("fe80::1".parse().unwrap()),
+                },
+                nlri: vec![Nlri::new("2001:db8:0:1::/64".parse().unwrap())],
+            }),
+            ..Update::default()
+        });
+        let (d, e) = four_octet();
+        assert_both_ways(&wire, &update, &d, &e);
+    }
+
+    #[test]
+    fn update_add_path_ipv4() {
+        let e = EncodeContext {
+            four_octet_as: true,
+            add_path: vec![Family::IPV4_UNICAST],
+            ..EncodeContext::default()
+        };
+        let wire = message(2, "0008 00000007 18 0a0000 0000");
+        let update = Message::Update(Update {
+            withdrawn: vec![Nlri::with_path_id("10.0.0.0/24".parse().unwrap(), 7)],
+            ..Update::default()
+        });
+        assert_both_ways(&wire, &update, &e.mirror(), &e);
+    }
+
+    #[test]
+    fn end_of_rib_markers() {
+        let v4 = message(2, "0000 0000");
+        let (msg, _) = decode_one(&v4, &DecodeContext::default());
+        let Message::Update(u) = msg else { panic!() };
+        assert_eq!(u.end_of_rib_family(), Some(Family::IPV4_UNICAST));
+
+        let v6 = message(2, "0000 0006 80 0f 03 0002 01");
+        let (msg, _) = decode_one(&v6, &DecodeContext::default());
+        let Message::Update(u) = msg else { panic!() };
+        assert_eq!(u.end_of_rib_family(), Some(Family::IPV6_UNICAST));
+        assert_eq!(u, Update::end_of_rib(Family::IPV6_UNICAST));
+        let encoded = Message::Update(u)
+            .to_bytes(&EncodeContext::default())
+            .unwrap();
+        assert_eq!(encoded.as_ref(), v6.as_slice());
+    }
+}
