@@ -37,7 +37,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn stored(yaml: &str) -> KeyValue {
     let r: Resource = parse_one(yaml).expect("bench resource");
     KeyValue {
-        key: r.key().into_bytes(),
+        key: brindle_datastore::keys::key_of(&r).into_bytes(),
         value: serde_json::to_vec(&r).unwrap(),
         create_revision: 1,
         mod_revision: 1,
@@ -104,7 +104,7 @@ fn cluster_kvs(endpoints: usize, policies: usize, nodes: usize) -> (Vec<KeyValue
             block.assign(host, attr).expect("a free address");
         }
         blocks.push(KeyValue {
-            key: brindle_datastore::ipam::keys::block_key(&net).into_bytes(),
+            key: brindle_datastore::keys::block_key(&net).into_bytes(),
             value: serde_json::to_vec(&block).unwrap(),
             create_revision: 1,
             mod_revision: 1,

@@ -98,9 +98,12 @@ impl Store {
             let ds = Datastore::open(Some(&writer_url)).await.unwrap();
             for yaml in documents {
                 let resource = parse_one(&yaml).unwrap();
-                ds.put(resource.key(), serde_json::to_vec(&resource).unwrap())
-                    .await
-                    .unwrap();
+                ds.put(
+                    brindle_datastore::keys::key_of(&resource),
+                    serde_json::to_vec(&resource).unwrap(),
+                )
+                .await
+                .unwrap();
             }
         })
         .unwrap();

@@ -13,8 +13,8 @@ mod cni_support;
 
 use std::collections::BTreeSet;
 
-use brindle_datastore::ipam::keys::handle_key;
 use brindle_datastore::ipam::HandleDoc;
+use brindle_datastore::keys::handle_key;
 use cni_support::{container_id, first_ip, netns_path, Host};
 use common::{can_run, TestNetns};
 use serde_json::json;

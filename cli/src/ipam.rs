@@ -20,9 +20,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use brindle_datastore::ipam::{
-    keys, AllocationBlock, CheckReport, Conflict, Family, Ipam, IpamError, Leak, PoolUsage,
+    AllocationBlock, CheckReport, Conflict, Family, Ipam, IpamError, Leak, PoolUsage,
     ReleaseOptions, ReleaseOutcome, ReleaseRefused,
 };
+use brindle_datastore::keys;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 

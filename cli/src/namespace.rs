@@ -125,7 +125,7 @@ pub fn override_namespace(
         .collect();
     let mut seen = HashSet::new();
     for (i, r) in resources.iter().enumerate() {
-        if !seen.insert(r.key()) {
+        if !seen.insert(r.id()) {
             refusals.push(refusal(i, r, "is defined twice".into()));
         }
     }

@@ -1,9 +1,11 @@
 //! `brindle-datastore`: where Brindle's state lives and what it looks like.
 //!
 //! This crate owns the datastore interface and its two backends (etcd v3 for
-//! clusters, an embedded file-backed store for one machine), the typed and
-//! validated resources (Calico `projectcalico.org/v3` compatible), the label
-//! selector language, and IPAM (blocks, affinities, allocations by handle).
+//! clusters, an embedded file-backed store for one machine), the key layout
+//! ([`keys`]: every key anyone reads or writes), the typed resource store
+//! with calicoctl's write semantics ([`resources`]: the one way every writer
+//! stores a `projectcalico.org/v3` resource; the types themselves are
+//! `brindle-model`'s), and IPAM (blocks, affinities, allocations by handle).
 //!
 //! # The store
 //!
@@ -55,6 +57,7 @@ mod error;
 pub mod etcd;
 pub mod follow;
 pub mod ipam;
+pub mod keys;
 pub mod kv;
 pub mod lockfile;
 pub mod resources;

@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //!
-//! Each resource is one key, [`Resource::key`]
+//! Each resource is one key, [`crate::keys::key_of`]
 //! (`/brindle/resources/v3/<plural>/[<namespace>/]<name>`), holding the
 //! resource as JSON exactly as [`Resource`] serializes it, with `uid` and
 //! `creationTimestamp` set when it was created. `resourceVersion` is never
@@ -55,15 +55,13 @@ use std::collections::HashSet;
 use std::fmt;
 
 use brindle_model::document::{check_against_stored, default_and_validate, Origin};
-use brindle_model::resource::resource_key;
 use brindle_model::{parse_one, Kind, ParseErrors, Resource};
 
+use crate::keys::{key_of, namespace_prefix, resource_key};
 use crate::kv::{MAX_TXN_BYTES, MAX_TXN_OPS};
 use crate::{Compare, Datastore, KeyValue, Revision, Txn, TxnOp};
 
-/// Bumped by every write that creates or changes pools, so concurrent pool
-/// writers serialize on it (outside the resource tree: it is not a resource).
-pub const POOLS_GUARD_KEY: &str = "/brindle/guards/ippools";
+pub use crate::keys::POOLS_GUARD_KEY;
 
 /// How many times a write is re-validated when the store changed under it.
 const WRITE_ATTEMPTS: usize = 5;
@@ -169,7 +167,7 @@ pub enum ResourceError {
 fn too_many_bytes(incoming: &[Resource], origins: &[Origin]) -> Result<(), ResourceError> {
     let sizes: Vec<usize> = incoming
         .iter()
-        .map(|r| r.key().len() + r.to_json_compact().len())
+        .map(|r| key_of(r).len() + r.to_json_compact().len())
         .collect();
     let total: usize = sizes.iter().sum();
     if total <= MAX_TXN_BYTES {
@@ -292,11 +290,7 @@ impl ResourceStore {
         kind: Kind,
         namespace: Option<&str>,
     ) -> Result<Vec<Current>, ResourceError> {
-        let prefix = match namespace {
-            Some(ns) if kind.namespaced() => format!("{}{ns}/", kind.key_prefix()),
-            _ => kind.key_prefix(),
-        };
-        let listing = self.ds.list(prefix).await?;
+        let listing = self.ds.list(namespace_prefix(kind, namespace)).await?;
         listing.kvs.iter().map(decode).collect()
     }
 
@@ -336,7 +330,7 @@ impl ResourceStore {
             let incoming = incoming.clone();
             let mut currents = Vec::with_capacity(incoming.len());
             for resource in &incoming {
-                let current = match self.ds.get(resource.key()).await? {
+                let current = match self.ds.get(key_of(resource)).await? {
                     Some(kv) => Some(decode(&kv)?),
                     None => None,
                 };
@@ -353,7 +347,7 @@ impl ResourceStore {
             let mut results = Vec::new();
             let mut guarded = HashSet::new();
             for (resource, current) in incoming.into_iter().zip(&currents) {
-                let key = resource.key();
+                let key = key_of(&resource);
                 let (to_store, change) = prepare(resource, current.as_ref());
                 guards.push(match current {
                     Some(c) => Compare::unchanged_since(key.clone(), c.mod_revision),
@@ -372,7 +366,7 @@ impl ResourceStore {
                 .any(|(r, _)| matches!(r, Resource::IPPool(_)))
             {
                 for pool in &pools {
-                    let key = pool.resource.key();
+                    let key = key_of(&pool.resource);
                     if !guarded.contains(&key) {
                         guards.push(Compare::unchanged_since(key, pool.mod_revision));
                     }

@@ -48,9 +48,12 @@ pub async fn etcd() -> TestStore {
 /// Parses a resource document and stores it as the CLI does (JSON at its key).
 pub async fn apply(ds: &Datastore, yaml: &str) -> Resource {
     let r = parse_one(yaml).unwrap_or_else(|e| panic!("bad test resource: {e}\n{yaml}"));
-    ds.put(r.key(), serde_json::to_vec(&r).unwrap())
-        .await
-        .expect("store resource");
+    ds.put(
+        brindle_datastore::keys::key_of(&r),
+        serde_json::to_vec(&r).unwrap(),
+    )
+    .await
+    .expect("store resource");
     r
 }
 

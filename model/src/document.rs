@@ -579,9 +579,9 @@ fn cross_check(parsed: &[(Resource, Origin)], errors: &mut Vec<DocumentError>) {
         field: field.into(),
         reason,
     };
-    let mut seen: HashMap<String, Origin> = HashMap::new();
+    let mut seen: HashMap<crate::resource::ResourceId, Origin> = HashMap::new();
     for (r, o) in parsed {
-        if let Some(first) = seen.get(&r.key()) {
+        if let Some(first) = seen.get(&r.id()) {
             errors.push(error_for(
                 r,
                 *o,
@@ -593,7 +593,7 @@ fn cross_check(parsed: &[(Resource, Origin)], errors: &mut Vec<DocumentError>) {
                 ),
             ));
         } else {
-            seen.insert(r.key(), *o);
+            seen.insert(r.id(), *o);
         }
     }
     let pools: Vec<(&Resource, Origin, ipnet::IpNet)> = parsed
@@ -626,7 +626,8 @@ fn check_against_existing(
     existing: &[Resource],
     errors: &mut Vec<DocumentError>,
 ) {
-    let incoming: std::collections::HashSet<String> = parsed.iter().map(|(r, _)| r.key()).collect();
+    let incoming: std::collections::HashSet<crate::resource::ResourceId> =
+        parsed.iter().map(|(r, _)| r.id()).collect();
     for (r, o) in parsed {
         let Resource::IPPool(pool) = r else { continue };
         let Some(net) = pool.spec.net() else { continue };
@@ -651,7 +652,7 @@ fn check_against_existing(
                         "the CIDR of an existing pool cannot change ({old_net} -> {net}); create a new pool instead"
                     )));
                 }
-            } else if !incoming.contains(&old.key()) && nets_overlap(&net, &old_net) {
+            } else if !incoming.contains(&old.id()) && nets_overlap(&net, &old_net) {
                 errors.push(error(format!(
                     "{net} overlaps existing IPPool '{}' ({old_net})",
                     old.name()

@@ -21,9 +21,6 @@ use crate::validate::{
     FieldError, Problems,
 };
 
-/// Root of every resource key in the datastore.
-pub const KEY_ROOT: &str = "/brindle/resources/v3";
-
 /// Namespace given to namespaced resources that name none (as calicoctl).
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -138,12 +135,6 @@ impl Kind {
             _ => None,
         };
         short.or_else(|| Kind::ALL.into_iter().find(|k| k.plural() == lower))
-    }
-
-    /// Key prefix under which all resources of this kind are stored
-    /// (`/brindle/resources/v3/ippools/`).
-    pub fn key_prefix(self) -> String {
-        format!("{KEY_ROOT}/{}/", self.plural())
     }
 
     /// Names every accepted `kind:` value, for error messages.
@@ -315,10 +306,17 @@ impl Resource {
         each!(self, o => o.api_version = version)
     }
 
-    /// Datastore key: `/brindle/resources/v3/<plural>/<name>` or, for
-    /// namespaced kinds, `/brindle/resources/v3/<plural>/<namespace>/<name>`.
-    pub fn key(&self) -> String {
-        resource_key(self.kind(), self.namespace(), self.name())
+    /// What makes this resource itself (its datastore key is built from it
+    /// by `brindle_datastore::keys`).
+    pub fn id(&self) -> ResourceId {
+        ResourceId {
+            kind: self.kind(),
+            namespace: self
+                .namespace()
+                .filter(|_| self.kind().namespaced())
+                .map(str::to_string),
+            name: self.name().to_string(),
+        }
     }
 
     /// `Kind 'name'` or `Kind 'ns/name'`, for messages.
@@ -403,12 +401,12 @@ impl Resource {
     }
 }
 
-/// The datastore key for a kind, namespace and name (see [`Resource::key`]).
-pub fn resource_key(kind: Kind, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) if kind.namespaced() => format!("{}{ns}/{name}", kind.key_prefix()),
-        _ => format!("{}{name}", kind.key_prefix()),
-    }
+/// A resource's identity: kind, namespace (namespaced kinds only), name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
 }
 
 /// Writes several resources as one multi-document YAML stream.
@@ -554,13 +552,17 @@ mod tests {
         );
         assert_eq!(Kind::from_cli_name("gnp"), Some(Kind::GlobalNetworkPolicy));
         let pool = Resource::IPPool(IPPool::named("pool-a"));
-        assert_eq!(pool.key(), "/brindle/resources/v3/ippools/pool-a");
+        assert_eq!(pool.id().namespace, None);
         let mut np = Resource::NetworkPolicy(NetworkPolicy::named("allow-web"));
         np.defaulted();
         assert_eq!(np.namespace(), Some("default"));
         assert_eq!(
-            np.key(),
-            "/brindle/resources/v3/networkpolicies/default/allow-web"
+            np.id(),
+            ResourceId {
+                kind: Kind::NetworkPolicy,
+                namespace: Some("default".into()),
+                name: "allow-web".into()
+            }
         );
         assert_eq!(np.describe(), "NetworkPolicy 'default/allow-web'");
     }

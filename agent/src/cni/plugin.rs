@@ -22,11 +22,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use brindle_datastore::ipam::{AutoAssignArgs, HandleDoc, Ipam, IpamError, ReleaseOptions};
+use brindle_datastore::keys::resource_key;
 use brindle_datastore::lockfile::{lock_exclusive, open_private_file, LockGuard};
 use brindle_datastore::resources::{ResourceError, ResourceStore};
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::WorkloadEndpointSpec;
-use brindle_model::resource::{resource_key, Kind, WorkloadEndpoint};
+use brindle_model::resource::{Kind, WorkloadEndpoint};
 use brindle_model::{Object, Resource};
 use ipnet::IpNet;
 use serde_json::Value;
@@ -316,7 +317,7 @@ async fn ipam_command(
             Ok(IpamOutcome::answer(None))
         }
         Command::Check => {
-            let key = brindle_datastore::ipam::keys::handle_key(&id.handle);
+            let key = brindle_datastore::keys::handle_key(&id.handle);
             let doc = ipam
                 .store()
                 .get_json::<HandleDoc>(key)
@@ -482,7 +483,8 @@ async fn ipam_add(
 
 /// What `handle` holds now (its handle document names the blocks).
 async fn addresses_of_handle(ipam: &Ipam, handle: &str) -> Result<Vec<IpNet>, CniError> {
-    use brindle_datastore::ipam::{host_net, keys, AllocationBlock};
+    use brindle_datastore::ipam::{host_net, AllocationBlock};
+    use brindle_datastore::keys;
     let store = ipam.store();
     let Some(doc) = store
         .get_json::<HandleDoc>(keys::handle_key(handle))
@@ -1045,7 +1047,7 @@ mod tests {
             Some(host_veth_name("shop.web").as_str())
         );
         assert_eq!(
-            r.key(),
+            brindle_datastore::keys::key_of(&r),
             resource_key(Kind::WorkloadEndpoint, Some("shop"), "node--1-k8s-web-eth0")
         );
     }

@@ -34,13 +34,14 @@ use brindle_bgp::speaker::{
     BestRouteChange, PathAttrs, PeerState, RouteSource, Speaker, SpeakerConfig, SpeakerError,
 };
 use brindle_datastore::ipam::AllocationBlock;
-use brindle_datastore::ipam::{keys, tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
+use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
+use brindle_datastore::keys;
 use brindle_datastore::resources::{ResourceError, ResourceStore};
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::{NodeBgpSpec, NodeSpec};
 use brindle_model::ipam::AllowedUse;
 use brindle_model::meta::AsNumber;
-use brindle_model::resource::{Kind, Node, KEY_ROOT};
+use brindle_model::resource::{Kind, Node};
 use brindle_model::{ApiVersion, ObjectMeta, Resource};
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -181,7 +182,7 @@ async fn modify_node(
         Resource::Node(node) => Ok(node),
         other => Err(NodeError::Config(format!(
             "{} holds a {}, not a Node",
-            other.key(),
+            keys::key_of(&other),
             other.kind()
         ))),
     }
@@ -744,7 +745,7 @@ async fn run_inner(
     info!(%underlay, underlay_mtu, "underlay");
 
     // Speaker settings come from the store as it is now.
-    let initial = ds.list(format!("{KEY_ROOT}/")).await?;
+    let initial = ds.list(keys::resources_prefix()).await?;
     let cluster = ClusterState::decode(&initial.kvs, &[]);
     let settings = speaker_settings(&cluster, &opts.node_name);
     let (asn, listen_port, cluster_id) = settings;
@@ -796,7 +797,7 @@ async fn run_inner(
         }),
     };
 
-    let mut resources = ds.follow(format!("{KEY_ROOT}/"));
+    let mut resources = ds.follow(keys::resources_prefix());
     let mut blocks = ds.follow(format!("{}/assignment/", keys::IPAM_ROOT));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut resync = tokio::time::interval(opts.resync_interval);

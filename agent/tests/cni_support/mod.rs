@@ -9,9 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use brindle_datastore::ipam::{keys::handle_key, Ipam};
+use brindle_datastore::ipam::Ipam;
+use brindle_datastore::keys::{handle_key, resource_key};
 use brindle_datastore::Datastore;
-use brindle_model::resource::{resource_key, Kind};
+use brindle_model::resource::Kind;
 use brindle_model::Resource;
 use serde_json::{json, Value};
 

@@ -133,7 +133,7 @@ impl Store {
 
     pub fn put(&self, resource: &Resource) {
         let value = serde_json::to_vec(resource).unwrap();
-        let key = resource.key();
+        let key = brindle_datastore::keys::key_of(resource);
         self.run(move |ds| async move { ds.put(key, value).await.map(drop) });
     }
 

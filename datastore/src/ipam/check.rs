@@ -175,7 +175,7 @@ impl Ipam {
         let mut containers = HashSet::new();
         for kv in self
             .store
-            .list(Kind::WorkloadEndpoint.key_prefix())
+            .list(keys::kind_prefix(Kind::WorkloadEndpoint))
             .await?
             .kvs
         {
@@ -186,7 +186,7 @@ impl Ipam {
             }
         }
         let mut nodes = HashSet::new();
-        for kv in self.store.list(Kind::Node.key_prefix()).await?.kvs {
+        for kv in self.store.list(keys::kind_prefix(Kind::Node)).await?.kvs {
             if let Ok(r) = parse_resource(&kv) {
                 nodes.insert(r.name().to_owned());
             }
@@ -216,7 +216,7 @@ impl Ipam {
         let mut users = Vec::new();
         for kv in self
             .store
-            .list(Kind::WorkloadEndpoint.key_prefix())
+            .list(keys::kind_prefix(Kind::WorkloadEndpoint))
             .await?
             .kvs
         {
@@ -242,7 +242,7 @@ impl Ipam {
                 }
             }
         }
-        for kv in self.store.list(Kind::Node.key_prefix()).await?.kvs {
+        for kv in self.store.list(keys::kind_prefix(Kind::Node)).await?.kvs {
             let Ok(Resource::Node(n)) = parse_resource(&kv) else {
                 continue;
             };

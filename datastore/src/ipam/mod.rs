@@ -66,8 +66,8 @@
 //! handles as read and written). `assign`: allocation and block claims;
 //! `release`; `usage`: what a node routes, how full the pools are; `check`:
 //! the check report, its repair, and address users; `gc`: deleted nodes and
-//! empty blocks. `block` is one block's allocation table (pure); `keys` is
-//! the key layout of IPAM's documents.
+//! empty blocks. `block` is one block's allocation table (pure). The key
+//! layout of IPAM's documents is in [`crate::keys`], with every other key.
 //!
 //! ```no_run
 //! # async fn demo(ds: brindle_datastore::Datastore) -> Result<(), brindle_datastore::ipam::IpamError> {
@@ -88,7 +88,6 @@ pub mod block;
 mod check;
 pub use check::{AddressUser, CheckReport, Conflict, Leak, RepairSummary, UserHandle};
 mod gc;
-pub mod keys;
 mod release;
 mod usage;
 
@@ -97,7 +96,9 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brindle_model::ipam::{AllowedUse, IPAMConfigSpec, IPPoolSpec};
-use brindle_model::resource::{resource_key, IPPool, Kind};
+use brindle_model::resource::{IPPool, Kind};
+
+use crate::keys::{self, resource_key};
 use brindle_model::{Object, Resource};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -522,7 +523,7 @@ impl Ipam {
     /// Every pool, in key order. Pools that do not parse are skipped with a
     /// warning (the CLI validates on write; a bad one must not stop IPAM).
     pub async fn pools(&self) -> IpamResult<Vec<Pool>> {
-        let listing = self.store.list(Kind::IPPool.key_prefix()).await?;
+        let listing = self.store.list(keys::kind_prefix(Kind::IPPool)).await?;
         let mut out = Vec::new();
         for kv in &listing.kvs {
             match parse_resource(kv) {

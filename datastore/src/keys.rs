@@ -1,16 +1,58 @@
-//! Where IPAM keeps its state in the datastore (Calico's `/calico/ipam/v2`
-//! layout under Brindle's own root; a CIDR's `/` is written `-`):
+//! The datastore's key layout, all of it: every key any writer or reader
+//! uses is built here (Calico's etcd layout under Brindle's own roots).
 //!
 //! ```text
-//! /brindle/ipam/v2/assignment/ipv4/block/10.0.0.0-26        block document
-//! /brindle/ipam/v2/host/<node>/ipv4/block/10.0.0.0-26       {"state":"confirmed"}
-//! /brindle/ipam/v2/handle/<handle id>                       {"handleID":…,"block":{cidr:count}}
+//! /brindle/resources/v3/<plural>/<name>                       a resource (JSON)
+//! /brindle/resources/v3/<plural>/<namespace>/<name>           a namespaced one
+//! /brindle/guards/ippools                                     bumped by every IPPool write
+//! /brindle/ipam/v2/assignment/ipv4/block/10.0.0.0-26          block document
+//! /brindle/ipam/v2/host/<node>/ipv4/block/10.0.0.0-26         {"state":"confirmed"}
+//! /brindle/ipam/v2/handle/<handle id>                         {"handleID":…,"block":{cidr:count}}
 //! ```
 //!
-//! Pools, the IPAM configuration and nodes are ordinary resources under
-//! `brindle_model::resource::KEY_ROOT`, read where `brindlectl apply` writes them.
+//! A CIDR's `/` is written `-` in keys. Pools, the IPAM configuration and
+//! nodes are ordinary resources, read where `brindlectl apply` writes them.
 
+use brindle_model::resource::{Kind, Resource};
 use ipnet::IpNet;
+
+/// Root of every resource key.
+pub const RESOURCES_ROOT: &str = "/brindle/resources/v3";
+
+/// Prefix of every resource key (what brindle-node lists and follows).
+pub fn resources_prefix() -> String {
+    format!("{RESOURCES_ROOT}/")
+}
+
+/// Prefix under which all resources of `kind` are stored
+/// (`/brindle/resources/v3/ippools/`).
+pub fn kind_prefix(kind: Kind) -> String {
+    format!("{RESOURCES_ROOT}/{}/", kind.plural())
+}
+
+/// Prefix of `kind`'s resources in `namespace` (all of them for a kind
+/// that is not namespaced, or without a namespace).
+pub fn namespace_prefix(kind: Kind, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if kind.namespaced() => format!("{}{ns}/", kind_prefix(kind)),
+        _ => kind_prefix(kind),
+    }
+}
+
+/// The key of a kind, namespace and name: `<kind prefix>[<namespace>/]<name>`
+/// (the namespace only for namespaced kinds).
+pub fn resource_key(kind: Kind, namespace: Option<&str>, name: &str) -> String {
+    format!("{}{name}", namespace_prefix(kind, namespace))
+}
+
+/// The key `resource` is stored at.
+pub fn key_of(resource: &Resource) -> String {
+    resource_key(resource.kind(), resource.namespace(), resource.name())
+}
+
+/// Bumped in the same transaction as every IPPool write, so that a writer
+/// that checked the whole set of pools (overlaps) fails if any changed.
+pub const POOLS_GUARD_KEY: &str = "/brindle/guards/ippools";
 
 /// Root of all IPAM state.
 pub const IPAM_ROOT: &str = "/brindle/ipam/v2";
@@ -123,5 +165,19 @@ mod tests {
         );
         assert_eq!(parse_cidr_segment("fd00::40-122"), Some(v6));
         assert_eq!(handle_key("net.c1"), "/brindle/ipam/v2/handle/net.c1");
+    }
+
+    #[test]
+    fn resource_layout() {
+        assert_eq!(kind_prefix(Kind::IPPool), "/brindle/resources/v3/ippools/");
+        assert_eq!(
+            resource_key(Kind::NetworkPolicy, Some("default"), "p"),
+            "/brindle/resources/v3/networkpolicies/default/p"
+        );
+        // A namespace means nothing to a kind that has none.
+        assert_eq!(
+            resource_key(Kind::IPPool, Some("default"), "p"),
+            "/brindle/resources/v3/ippools/p"
+        );
     }
 }
