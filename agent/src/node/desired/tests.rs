@@ -1,0 +1,484 @@
+use super::*;
+use crate::node::cluster::{BgpSettings, BlockInfo, WorkloadInfo};
+use brindle_model::bgp::BGPPeerSpec;
+use brindle_model::meta::AsNumber;
+use std::net::Ipv4Addr;
+
+fn node(name: &str, addr: &str) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        address: Some(addr.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+fn pool(cidr: &str, vxlan: EncapMode, ipip: EncapMode) -> (String, IPPoolSpec) {
+    let mut spec = IPPoolSpec {
+        cidr: cidr.into(),
+        vxlan_mode: Some(vxlan),
+        ipip_mode: Some(ipip),
+        ..Default::default()
+    };
+    spec.defaulted();
+    ("p".into(), spec)
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Three nodes: a, b on 10.0.1.0/24, c on 10.0.2.0/24.
+fn cluster(vxlan: EncapMode, ipip: EncapMode) -> ClusterState {
+    let mut c = ClusterState::default();
+    for (name, addr, tunnel) in [
+        ("a", "10.0.1.1/24", "10.65.0.1"),
+        ("b", "10.0.1.2/24", "10.65.0.65"),
+        ("c", "10.0.2.1/24", "10.65.0.129"),
+    ] {
+        let mut n = node(name, addr);
+        n.vxlan_tunnel = Some(tunnel.parse().unwrap());
+        n.vxlan_mac = Some(crate::tunnel::vtep_mac_for_node(name));
+        c.nodes.insert(name.into(), n);
+    }
+    c.pools.push(pool("10.65.0.0/16", vxlan, ipip));
+    c.blocks = vec![
+        BlockInfo {
+            cidr: net("10.65.0.0/26"),
+            affinity: Some("a".into()),
+            allocations: vec![(ip("10.65.0.1"), Some("a".into()))],
+        },
+        BlockInfo {
+            cidr: net("10.65.0.64/26"),
+            affinity: Some("b".into()),
+            allocations: vec![(ip("10.65.0.70"), Some("a".into()))],
+        },
+    ];
+    c.workloads.push(WorkloadInfo {
+        key: "w1".into(),
+        node: Some("a".into()),
+        interface: Some("cali1".into()),
+        addresses: vec![net("10.65.0.2/32")],
+    });
+    c.workloads.push(WorkloadInfo {
+        key: "w2".into(),
+        node: Some("b".into()),
+        interface: Some("cali2".into()),
+        addresses: vec![net("10.65.0.66/32")],
+    });
+    c
+}
+
+#[test]
+fn route_kind_table() {
+    let c = cluster(EncapMode::Never, EncapMode::Never);
+    let subnet: &[IpNet] = &[net("10.0.1.0/24")];
+    let b = &c.nodes["b"];
+    let cn = &c.nodes["c"];
+    let p = |v, i| pool("10.65.0.0/16", v, i).1;
+    use EncapMode::*;
+    let cases: Vec<(&str, IPPoolSpec, &NodeInfo, &str, Route)> = vec![
+        (
+            "same subnet, no encap",
+            p(Never, Never),
+            b,
+            "10.0.1.2",
+            Route::via(net("10.65.0.64/26"), ip("10.0.1.2")),
+        ),
+        (
+            "same subnet, vxlan cross-subnet",
+            p(CrossSubnet, Never),
+            b,
+            "10.0.1.2",
+            Route::via(net("10.65.0.64/26"), ip("10.0.1.2")),
+        ),
+        (
+            "other subnet, vxlan cross-subnet",
+            p(CrossSubnet, Never),
+            cn,
+            "10.0.2.1",
+            Route::onlink(net("10.65.0.64/26"), ip("10.65.0.129"), VXLAN_DEVICE),
+        ),
+        (
+            "same subnet, vxlan always",
+            p(Always, Never),
+            b,
+            "10.0.1.2",
+            Route::onlink(net("10.65.0.64/26"), ip("10.65.0.65"), VXLAN_DEVICE),
+        ),
+        (
+            "other subnet, ipip cross-subnet",
+            p(Never, CrossSubnet),
+            cn,
+            "10.0.2.1",
+            Route::onlink(net("10.65.0.64/26"), ip("10.0.2.1"), IPIP_DEVICE),
+        ),
+        (
+            "same subnet, ipip always",
+            p(Never, Always),
+            b,
+            "10.0.1.2",
+            Route::onlink(net("10.65.0.64/26"), ip("10.0.1.2"), IPIP_DEVICE),
+        ),
+    ];
+    for (what, pool, remote, nh, want) in cases {
+        let got = learned_route(
+            net("10.65.0.64/26"),
+            ip(nh),
+            subnet,
+            Some(&pool),
+            Some(remote),
+        );
+        assert_eq!(got, want, "{what}");
+    }
+    // A prefix outside every pool (e.g. from the ToR) goes direct.
+    assert_eq!(
+        learned_route(net("192.0.2.0/24"), ip("10.0.1.254"), subnet, None, None),
+        Route::via(net("192.0.2.0/24"), ip("10.0.1.254"))
+    );
+    // VXLAN wanted but the remote has no VTEP yet: direct.
+    let no_vtep = node("d", "10.0.2.9/24");
+    assert_eq!(
+        learned_route(
+            net("10.65.1.0/26"),
+            ip("10.0.2.9"),
+            subnet,
+            Some(&p(Always, Never)),
+            Some(&no_vtep)
+        ),
+        Route::via(net("10.65.1.0/26"), ip("10.0.2.9"))
+    );
+}
+
+#[test]
+fn blocks_workloads_borrowed_and_learned() {
+    let c = cluster(EncapMode::CrossSubnet, EncapMode::Never);
+    let learned = BTreeMap::from([
+        (
+            net("10.65.0.64/26"),
+            Learned {
+                next_hop: ip("10.0.1.2"),
+            },
+        ),
+        (
+            net("10.65.0.128/26"),
+            Learned {
+                next_hop: ip("10.0.2.1"),
+            },
+        ),
+        // Our own block reflected back: ignored.
+        (
+            net("10.65.0.0/26"),
+            Learned {
+                next_hop: ip("10.0.1.2"),
+            },
+        ),
+    ]);
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &learned,
+    });
+    assert_eq!(
+        d.originations,
+        BTreeSet::from([net("10.65.0.0/26"), net("10.65.0.70/32")])
+    );
+    let mut routes = d.routes.clone();
+    routes.sort_by_key(|r| r.dst);
+    assert_eq!(
+        routes,
+        vec![
+            Route::blackhole(net("10.65.0.0/26")),
+            Route::workload(net("10.65.0.2/32"), "cali1"),
+            Route::via(net("10.65.0.64/26"), ip("10.0.1.2")),
+            Route::onlink(net("10.65.0.128/26"), ip("10.65.0.129"), VXLAN_DEVICE),
+        ]
+    );
+    assert!(d.vxlan && !d.ipip);
+    assert_eq!(d.vteps.len(), 2);
+    assert!(d.vteps.iter().all(|v| v.node_ip != ip("10.0.1.1")));
+}
+
+#[test]
+fn mesh_is_one_directional_and_skips_reflectors() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    let d = desired_state(Inputs {
+        node: "b",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    let peers: Vec<_> = d
+        .peers
+        .values()
+        .map(|p| (p.config.address, p.config.passive, p.kind))
+        .collect();
+    assert_eq!(
+        peers,
+        vec![
+            (ip("10.0.1.1"), true, PeerType::Mesh),
+            (ip("10.0.2.1"), false, PeerType::Mesh),
+        ]
+    );
+    // c becomes a reflector: it leaves the mesh, and b's mesh loses it.
+    c.nodes.get_mut("c").unwrap().rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+    let d = desired_state(Inputs {
+        node: "b",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert_eq!(
+        d.peers.keys().copied().collect::<Vec<_>>(),
+        vec![ip("10.0.1.1")]
+    );
+    let d = desired_state(Inputs {
+        node: "c",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(d.peers.is_empty());
+    // Mesh off: no sessions at all.
+    c.bgp = BgpSettings {
+        mesh: false,
+        ..c.bgp
+    };
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(d.peers.is_empty());
+}
+
+#[test]
+fn bgp_peers_global_node_selector_and_reflector_clients() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.bgp.mesh = false;
+    c.nodes
+        .get_mut("a")
+        .unwrap()
+        .labels
+        .insert("rack".into(), "r1".into());
+    c.nodes.get_mut("c").unwrap().rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+    c.nodes
+        .get_mut("c")
+        .unwrap()
+        .labels
+        .insert("rr".into(), "yes".into());
+    c.peers = vec![
+        (
+            "tor".into(),
+            BGPPeerSpec {
+                peer_ip: Some("10.0.1.254:1179".into()),
+                as_number: Some(AsNumber(65100)),
+                max_restart_time: Some("2m".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "rack1".into(),
+            BGPPeerSpec {
+                node_selector: Some("rack == 'r1'".into()),
+                peer_ip: Some("10.0.1.253".into()),
+                as_number: Some(AsNumber(65101)),
+                ..Default::default()
+            },
+        ),
+        (
+            "to-rr".into(),
+            BGPPeerSpec {
+                node_selector: Some("!has(rr)".into()),
+                peer_selector: Some("has(rr)".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "rr-to-clients".into(),
+            BGPPeerSpec {
+                node_selector: Some("has(rr)".into()),
+                peer_selector: Some("!has(rr)".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    let tor = &d.peers[&ip("10.0.1.254")];
+    assert_eq!(
+        (tor.kind, tor.config.port, tor.config.remote_asn),
+        (PeerType::Global, 1179, 65100)
+    );
+    assert_eq!(tor.config.graceful_restart, Some(120));
+    assert!(!tor.config.passive);
+    assert_eq!(d.peers[&ip("10.0.1.253")].kind, PeerType::NodeSpecific);
+    let rr = &d.peers[&ip("10.0.2.1")];
+    assert_eq!(
+        (rr.kind, rr.name.as_str(), rr.config.route_reflector_client),
+        (PeerType::NodeSpecific, "c", false)
+    );
+    // b is not in rack r1.
+    let d = desired_state(Inputs {
+        node: "b",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(!d.peers.contains_key(&ip("10.0.1.253")));
+    // The reflector sees a and b as clients.
+    let d = desired_state(Inputs {
+        node: "c",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    let clients: Vec<_> = d
+        .peers
+        .values()
+        .filter(|p| p.config.route_reflector_client)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(clients, vec!["a", "b"]);
+}
+
+/// a and b have IPv6 addresses too, c does not.
+fn dual_stack() -> ClusterState {
+    let mut c = cluster(EncapMode::CrossSubnet, EncapMode::Never);
+    c.nodes.get_mut("a").unwrap().address6 = Some("fd00:1::1/64".parse().unwrap());
+    c.nodes.get_mut("b").unwrap().address6 = Some("fd00:1::2/64".parse().unwrap());
+    c.pools.push(pool(
+        "fd00:65::/48",
+        EncapMode::CrossSubnet,
+        EncapMode::Never,
+    ));
+    c.nodes.get_mut("b").unwrap().vxlan_tunnel6 = Some("fd00:65::41".parse().unwrap());
+    c.nodes.get_mut("b").unwrap().vxlan_mac6 = Some([2, 0, 0, 0, 0, 0x0b]);
+    c.blocks.push(BlockInfo {
+        cidr: net("fd00:65::/122"),
+        affinity: Some("a".into()),
+        allocations: vec![(ip("fd00:65::1"), Some("a".into()))],
+    });
+    c
+}
+
+#[test]
+fn ipv6_sessions_originations_and_routes() {
+    let c = dual_stack();
+    let learned = BTreeMap::from([
+        (
+            net("fd00:65::40/122"),
+            Learned {
+                next_hop: ip("fd00:1::2"),
+            },
+        ),
+        // From a router on another subnet: still direct (no vxlan6).
+        (
+            net("fd00:65::80/122"),
+            Learned {
+                next_hop: ip("fd00:2::1"),
+            },
+        ),
+    ]);
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &learned,
+    });
+    // One session per family both ends have; each carries its family.
+    let sessions: Vec<_> = d
+        .peers
+        .values()
+        .map(|p| {
+            (
+                p.config.address,
+                p.config.source_address,
+                p.config.ipv4_unicast,
+                p.config.ipv6_unicast,
+                p.config.passive,
+            )
+        })
+        .collect();
+    assert_eq!(
+        sessions,
+        vec![
+            (ip("10.0.1.2"), Some(ip("10.0.1.1")), true, false, false),
+            (ip("10.0.2.1"), Some(ip("10.0.1.1")), true, false, false),
+            (ip("fd00:1::2"), Some(ip("fd00:1::1")), false, true, false),
+        ]
+    );
+    assert_eq!(d.peers[&ip("fd00:1::2")].name, "b");
+    assert!(d.originations.contains(&net("fd00:65::/122")));
+    assert!(d.routes.contains(&Route::blackhole(net("fd00:65::/122"))));
+    assert!(d
+        .routes
+        .contains(&Route::via(net("fd00:65::40/122"), ip("fd00:1::2"))));
+    assert!(d
+        .routes
+        .contains(&Route::via(net("fd00:65::80/122"), ip("fd00:2::1"))));
+    // b is the higher address: it waits, on both families.
+    let d = desired_state(Inputs {
+        node: "b",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(d.peers[&ip("fd00:1::1")].config.passive);
+    assert!(d.peers[&ip("10.0.1.1")].config.passive);
+    // An IPv6 pool with VXLAN across subnets: through vxlan6.brindle to
+    // the remote's IPv6 tunnel address, once it has one.
+    let mut remote = node("d", "10.0.2.9/24");
+    remote.address6 = Some("fd00:2::9/64".parse().unwrap());
+    let p6 = pool("fd00:65::/48", EncapMode::CrossSubnet, EncapMode::Never).1;
+    let subnets = [net("10.0.1.0/24"), net("fd00:1::/64")];
+    let route = |remote: &NodeInfo| {
+        learned_route(
+            net("fd00:65::80/122"),
+            ip("fd00:2::9"),
+            &subnets,
+            Some(&p6),
+            Some(remote),
+        )
+    };
+    assert_eq!(
+        route(&remote),
+        Route::via(net("fd00:65::80/122"), ip("fd00:2::9"))
+    );
+    remote.vxlan_tunnel6 = Some("fd00:65::81".parse().unwrap());
+    assert_eq!(
+        route(&remote),
+        Route::onlink(net("fd00:65::80/122"), ip("fd00:65::81"), VXLAN_V6_DEVICE)
+    );
+    // c has no IPv6 address: IPv4 only.
+    let d = desired_state(Inputs {
+        node: "c",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(d.peers.keys().all(IpAddr::is_ipv4));
+    assert!(d.vteps6.is_empty());
+    // a sees b's IPv6 VTEP (same subnet, so b's block stays direct).
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(d.vxlan && d.vxlan6);
+    assert_eq!(
+        d.vteps6,
+        vec![Vtep {
+            tunnel_ip: ip("fd00:65::41"),
+            mac: vec![2, 0, 0, 0, 0, 0x0b],
+            node_ip: ip("fd00:1::2"),
+        }]
+    );
+}
+
+#[test]
+fn go_durations() {
+    assert_eq!(parse_go_duration("120s"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_go_duration("12"), None);
+    assert_eq!(parse_go_duration("1x"), None);
+}
