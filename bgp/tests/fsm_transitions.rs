@@ -5,10 +5,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use brindle_bgp::fsm::{
-    code, negotiate_hold_time, resolve_collision, subcode, Action, CollisionResolution,
-    ConnectionOrigin, DownReason, EstablishedSession, Event, Fsm, FsmConfig, Notification,
-    OpenSummary, State, TimerKind, LARGE_HOLD_TIME,
+    code, negotiate_hold_time, subcode, Action, DownReason, EstablishedSession, Event, Fsm,
+    FsmConfig, Notification, OpenSummary, State, TimerKind, LARGE_HOLD_TIME,
 };
+use brindle_bgp::session::{resolve_collision, CollisionResolution, ConnectionOrigin};
 use proptest::prelude::*;
 
 type TestFsm = Fsm<&'static str, u32>;

@@ -13,7 +13,7 @@
 //!   or nothing.
 //! * [`decide_open`]: a received OPEN, negotiated against ours and checked
 //!   for a collision with the neighbour's other connection (RFC 4271 §6.8,
-//!   via [`crate::fsm::resolve_collision`]).
+//!   via [`resolve_collision`]).
 //! * [`incoming_connection`]: what to do with a connection the neighbour
 //!   opened, given the state of the connections we have.
 //! * [`route_refresh_honoured`]: a ROUTE-REFRESH is answered only on an
@@ -29,9 +29,7 @@ use std::net::Ipv4Addr;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use crate::fsm::{
-    self, resolve_collision, CollisionResolution, ConnectionOrigin, Event, State, TimerKind,
-};
+use crate::fsm::{self, Event, State, TimerKind};
 use crate::packet::{
     self, build_announcements, build_withdrawals, AddPathFamily, AddPathMode, Capability,
     DecodeContext, DecodeError, EncodeContext, Family, GracefulRestart, GracefulRestartFamily,
@@ -42,7 +40,9 @@ use crate::rib::UpdateBatch;
 use crate::speaker::PeerConfig;
 use local_as::apply_local_as;
 
+mod collision;
 mod local_as;
+pub use collision::{resolve_collision, CollisionResolution, ConnectionOrigin};
 
 /// An UPDATE as the FSM carries it to the RIB.
 pub type ReceivedUpdate = (Update, UpdateOutcome);

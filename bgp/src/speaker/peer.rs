@@ -36,15 +36,16 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::config::PeerConfig;
 use super::core::Input;
 use super::socket;
-use crate::fsm::{Action, ConnectionOrigin, DownReason, Event, Fsm, FsmConfig, State, TimerKind};
+use crate::fsm::{Action, DownReason, Event, Fsm, FsmConfig, State, TimerKind};
 use crate::packet::{
     self, DecodeContext, EncodeContext, Family, Message, Negotiated, Open, Update, UpdateOutcome,
     MAX_EXTENDED_MESSAGE_SIZE,
 };
 use crate::rib::UpdateBatch;
 use crate::session::{
-    self, decide_open, describe, expiry_event, our_open, timer_slot, ConnectionView, Inbound,
-    IncomingDecision, OpenDecision, Outgoing, ReceivedUpdate, SessionEvent, TIMERS, TIMER_SLOTS,
+    self, decide_open, describe, expiry_event, our_open, timer_slot, ConnectionOrigin,
+    ConnectionView, Inbound, IncomingDecision, OpenDecision, Outgoing, ReceivedUpdate,
+    SessionEvent, TIMERS, TIMER_SLOTS,
 };
 
 type PeerFsm = Fsm<Negotiated, ReceivedUpdate>;
