@@ -69,7 +69,9 @@
 //! marks (a flag on the path) are kept here too, so the session layer stores
 //! no copy of a peer's routes. The rules applied on import and export are in
 //! [`policy`]; the decision process is in [`decision`]; how a changed path
-//! runs the decision again and what it sends to whom is in `update.rs`.
+//! runs the decision again and what it sends to whom is in `update.rs`; how
+//! one prefix's paths are stored is in `destination.rs`; the RIB's and each
+//! peer's settings in `config.rs`.
 //!
 //! Contract: no input makes a method panic (the only panic guards an
 //! internal invariant: every peer index stored with a path names a live
@@ -80,13 +82,15 @@
 
 pub mod adj_out;
 pub mod attrs;
+mod config;
 pub mod decision;
+mod destination;
 pub mod policy;
 pub(crate) mod table;
 mod update;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -95,76 +99,15 @@ use tracing::{debug, debug_span};
 use adj_out::{family_of, Packer};
 pub use adj_out::{AdjRibOut, UpdateBatch};
 pub use attrs::{AttrInterner, PathAttrs};
+pub use config::{PeerConfig, RibConfig};
 pub use decision::{Candidate, Selection};
 pub use policy::ImportReject;
 
 use crate::packet::types::NextHop;
 use crate::packet::{Family, Nlri, Update, UpdateOutcome};
+use destination::{ByPtr, Destination, Path, Snapshot};
 use policy::Source;
 use table::PrefixMap;
-
-/// RIB-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RibConfig {
-    pub local_asn: u32,
-    pub router_id: Ipv4Addr,
-    /// `Some`: we are a route reflector (RFC 4456) with this cluster id.
-    pub cluster_id: Option<Ipv4Addr>,
-    /// Compare MED between routes from different neighbour ASes too.
-    pub always_compare_med: bool,
-    /// Most routes installed together for one prefix; 1 disables multipath.
-    pub max_paths: usize,
-    /// LOCAL_PREF given to eBGP-learned routes and assumed when missing.
-    pub default_local_pref: u32,
-}
-
-impl RibConfig {
-    pub fn new(local_asn: u32, router_id: Ipv4Addr) -> Self {
-        Self {
-            local_asn,
-            router_id,
-            cluster_id: None,
-            always_compare_med: false,
-            max_paths: 1,
-            default_local_pref: 100,
-        }
-    }
-}
-
-/// One established peer as the RIB needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    pub address: IpAddr,
-    pub asn: u32,
-    /// BGP identifier from the peer's OPEN.
-    pub router_id: Ipv4Addr,
-    /// Route-reflector client (only meaningful when we reflect).
-    pub rr_client: bool,
-    /// Set ourselves as next hop for eBGP-learned routes sent to this iBGP
-    /// peer (always done towards eBGP peers).
-    pub next_hop_self: bool,
-    /// Our addresses on this session, used as next hop self per family.
-    pub local_v4: Option<Ipv4Addr>,
-    pub local_v6: Option<Ipv6Addr>,
-    /// Our link-local address on the session's interface, sent after the
-    /// global one in a 32-octet IPv6 next hop (RFC 2545).
-    pub local_v6_link_local: Option<Ipv6Addr>,
-}
-
-impl PeerConfig {
-    pub fn new(address: IpAddr, asn: u32, router_id: Ipv4Addr) -> Self {
-        Self {
-            address,
-            asn,
-            router_id,
-            rr_client: false,
-            next_hop_self: false,
-            local_v4: None,
-            local_v6: None,
-            local_v6_link_local: None,
-        }
-    }
-}
 
 /// Where a route came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,81 +166,6 @@ impl<F: Fn(IpAddr) -> Option<u32> + Send + Sync> IgpCost for F {
 
 /// Slot index meaning "locally originated".
 const LOCAL: u32 = u32::MAX;
-
-#[derive(Debug, Clone)]
-struct Path {
-    source: u32,
-    /// Kept for a peer in graceful restart until it announces it again.
-    stale: bool,
-    attrs: Arc<PathAttrs>,
-}
-
-/// All paths for one prefix: best first, then the rest of the multipath
-/// set, then the others. Most prefixes have exactly one path, selected; that
-/// case is stored inline, without a heap allocation.
-#[derive(Debug)]
-enum Destination {
-    /// A single path, which is the best route.
-    One(Path),
-    Many(Box<ManyPaths>),
-}
-
-#[derive(Debug, Default)]
-struct ManyPaths {
-    /// Length of the multipath set at the front of `paths` (0: no best).
-    multipath: u8,
-    paths: Vec<Path>,
-}
-
-impl Destination {
-    fn empty() -> Self {
-        Destination::Many(Box::default())
-    }
-
-    fn paths(&self) -> &[Path] {
-        match self {
-            Destination::One(p) => std::slice::from_ref(p),
-            Destination::Many(m) => &m.paths,
-        }
-    }
-
-    fn paths_mut(&mut self) -> &mut [Path] {
-        match self {
-            Destination::One(p) => std::slice::from_mut(p),
-            Destination::Many(m) => &mut m.paths,
-        }
-    }
-
-    fn multipath(&self) -> usize {
-        match self {
-            Destination::One(_) => 1,
-            Destination::Many(m) => usize::from(m.multipath).min(m.paths.len()),
-        }
-    }
-
-    /// The paths, for modification; put them back with [`Self::store`].
-    fn take_paths(&mut self) -> Vec<Path> {
-        match self {
-            Destination::One(p) => vec![p.clone()],
-            Destination::Many(m) => std::mem::take(&mut m.paths),
-        }
-    }
-
-    fn store(&mut self, mut paths: Vec<Path>, multipath: usize) {
-        *self = if paths.len() == 1 && multipath == 1 {
-            match paths.pop() {
-                Some(p) => Destination::One(p),
-                None => Destination::empty(),
-            }
-        } else {
-            paths.shrink_to_fit();
-            Destination::Many(Box::new(ManyPaths {
-                multipath: u8::try_from(multipath).unwrap_or(u8::MAX),
-                paths,
-            }))
-        };
-    }
-}
 
 #[derive(Debug)]
 struct PeerSlot {
@@ -828,34 +696,6 @@ impl Rib {
     /// amortised, after operations.
     pub fn collect_garbage(&mut self) {
         self.interner.collect();
-    }
-}
-
-/// The multipath set of a destination, best first, to detect changes.
-/// The best path apart, so the common single-path case allocates nothing.
-#[derive(PartialEq)]
-struct Snapshot {
-    first: Option<(u32, ByPtr)>,
-    rest: Vec<(u32, ByPtr)>,
-}
-
-impl Snapshot {
-    fn of(dest: &Destination) -> Self {
-        let set = &dest.paths()[..dest.multipath()];
-        let entry = |p: &Path| (p.source, ByPtr(Arc::clone(&p.attrs)));
-        Self {
-            first: set.first().map(entry),
-            rest: set.iter().skip(1).map(entry).collect(),
-        }
-    }
-}
-
-/// Interned attributes compare by identity.
-struct ByPtr(Arc<PathAttrs>);
-
-impl PartialEq for ByPtr {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

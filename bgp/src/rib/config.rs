@@ -1,0 +1,67 @@
+//! What the RIB is configured with: its own settings and, per established
+//! peer, what the decision process and the export rules need to know.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// RIB-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibConfig {
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    /// `Some`: we are a route reflector (RFC 4456) with this cluster id.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Compare MED between routes from different neighbour ASes too.
+    pub always_compare_med: bool,
+    /// Most routes installed together for one prefix; 1 disables multipath.
+    pub max_paths: usize,
+    /// LOCAL_PREF given to eBGP-learned routes and assumed when missing.
+    pub default_local_pref: u32,
+}
+
+impl RibConfig {
+    pub fn new(local_asn: u32, router_id: Ipv4Addr) -> Self {
+        Self {
+            local_asn,
+            router_id,
+            cluster_id: None,
+            always_compare_med: false,
+            max_paths: 1,
+            default_local_pref: 100,
+        }
+    }
+}
+
+/// One established peer as the RIB needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// BGP identifier from the peer's OPEN.
+    pub router_id: Ipv4Addr,
+    /// Route-reflector client (only meaningful when we reflect).
+    pub rr_client: bool,
+    /// Set ourselves as next hop for eBGP-learned routes sent to this iBGP
+    /// peer (always done towards eBGP peers).
+    pub next_hop_self: bool,
+    /// Our addresses on this session, used as next hop self per family.
+    pub local_v4: Option<Ipv4Addr>,
+    pub local_v6: Option<Ipv6Addr>,
+    /// Our link-local address on the session's interface, sent after the
+    /// global one in a 32-octet IPv6 next hop (RFC 2545).
+    pub local_v6_link_local: Option<Ipv6Addr>,
+}
+
+impl PeerConfig {
+    pub fn new(address: IpAddr, asn: u32, router_id: Ipv4Addr) -> Self {
+        Self {
+            address,
+            asn,
+            router_id,
+            rr_client: false,
+            next_hop_self: false,
+            local_v4: None,
+            local_v6: None,
+            local_v6_link_local: None,
+        }
+    }
+}
