@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
+use super::plan::{canonical, plan_peers, validate_peer, validate_speaker};
 use super::received::{ReceivedRoutes, UpdateEffect};
 use super::{
     listener, socket, BestRouteChange, OriginationChange, PathAttrs, PeerConfig, PeerState,
@@ -136,89 +137,6 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
     info!(parent: &span, listeners = core.listeners.len(), "speaker started");
     tokio::spawn(core.run(rx).instrument(span));
     Ok(Speaker { requests: tx })
-}
-
-fn validate_speaker(config: &SpeakerConfig) -> Result<(), SpeakerError> {
-    if config.router_id.is_unspecified() {
-        return Err(SpeakerError::InvalidConfig(
-            "router id 0.0.0.0 is not a valid BGP identifier".into(),
-        ));
-    }
-    if config.local_asn == 0 {
-        return Err(SpeakerError::InvalidConfig("local AS 0 is reserved".into()));
-    }
-    Ok(())
-}
-
-fn validate_peer(peer: &PeerConfig) -> Result<(), SpeakerError> {
-    let invalid = |m: String| Err(SpeakerError::InvalidConfig(m));
-    if peer.hold_time == 1 || peer.hold_time == 2 {
-        return invalid(format!(
-            "peer {}: hold time must be 0 or at least 3 s",
-            peer.address
-        ));
-    }
-    if peer.remote_asn == 0 {
-        return invalid(format!("peer {}: remote AS 0 is reserved", peer.address));
-    }
-    if !peer.ipv4_unicast && !peer.ipv6_unicast {
-        return invalid(format!("peer {}: no address family enabled", peer.address));
-    }
-    if peer.md5_password.as_ref().is_some_and(|p| p.len() > 80) {
-        return invalid(format!(
-            "peer {}: TCP MD5 password longer than 80 octets",
-            peer.address
-        ));
-    }
-    if peer.connect_retry.is_zero() {
-        return invalid(format!(
-            "peer {}: connect retry must not be 0",
-            peer.address
-        ));
-    }
-    Ok(())
-}
-
-/// What to do to turn the running peers into the wanted ones.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct PeerPlan {
-    add: Vec<PeerConfig>,
-    restart: Vec<PeerConfig>,
-    remove: Vec<IpAddr>,
-}
-
-/// Diffs the wanted peer set against the running configurations (keyed by
-/// canonical address): pure, table-tested.
-fn plan_peers(running: &BTreeMap<IpAddr, &PeerConfig>, wanted: Vec<PeerConfig>) -> PeerPlan {
-    let mut plan = PeerPlan::default();
-    let mut seen = BTreeSet::new();
-    for mut peer in wanted {
-        peer.address = canonical(peer.address);
-        seen.insert(peer.address);
-        match running.get(&peer.address) {
-            None => plan.add.push(peer),
-            Some(current) if **current != peer => plan.restart.push(peer),
-            Some(_) => {}
-        }
-    }
-    plan.remove = running
-        .keys()
-        .filter(|a| !seen.contains(a))
-        .copied()
-        .collect();
-    plan
-}
-
-/// IPv4 peers reach an IPv6 socket as mapped addresses: `::ffff:a.b.c.d`
-/// and `a.b.c.d` are one peer.
-pub fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
 }
 
 impl Core {
@@ -845,50 +763,5 @@ impl Core {
         let _ =
             tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(tasks)).await;
         self.subscribers.clear();
-    }
-}
-
-#[cfg(test)]
-mod plan_tests {
-    use super::*;
-
-    fn peer(address: &str, asn: u32) -> PeerConfig {
-        PeerConfig::new(address.parse().unwrap(), asn)
-    }
-
-    #[test]
-    fn the_peer_set_is_diffed_against_what_runs() {
-        let a = peer("10.0.0.1", 65001);
-        let b = peer("10.0.0.2", 65002);
-        let c = peer("10.0.0.3", 65003);
-        let running: BTreeMap<IpAddr, &PeerConfig> =
-            [(a.address, &a), (b.address, &b), (c.address, &c)].into();
-        let mut b_changed = b.clone();
-        b_changed.passive = true;
-        let d = peer("10.0.0.4", 65004);
-        // a unchanged, b changed, c gone, d new.
-        let plan = plan_peers(&running, vec![a.clone(), b_changed.clone(), d.clone()]);
-        assert_eq!(
-            plan,
-            PeerPlan {
-                add: vec![d],
-                restart: vec![b_changed],
-                remove: vec![c.address],
-            }
-        );
-        // The same set again: nothing to do.
-        assert_eq!(
-            plan_peers(&running, vec![a.clone(), b.clone(), c.clone()]),
-            PeerPlan::default()
-        );
-        // An IPv4 peer written as an IPv4-mapped IPv6 address is the same peer.
-        let mapped = PeerConfig {
-            address: "::ffff:10.0.0.1".parse().unwrap(),
-            ..a.clone()
-        };
-        let plan = plan_peers(&running, vec![mapped, b.clone(), c.clone()]);
-        assert_eq!(plan, PeerPlan::default());
-        // Nothing wanted: everything goes.
-        assert_eq!(plan_peers(&running, Vec::new()).remove.len(), 3);
     }
 }

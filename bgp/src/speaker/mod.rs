@@ -75,9 +75,11 @@
 //! prefix limits and per-peer policy beyond the RFC import/export rules.
 
 mod config;
+mod conn;
 mod core;
 mod listener;
 mod peer;
+mod plan;
 mod received;
 mod socket;
 
@@ -94,7 +96,7 @@ pub use self::config::{
     AddPathConfig, PeerConfig, SpeakerConfig, BGP_PORT, DEFAULT_CONNECT_RETRY, DEFAULT_HOLD_TIME,
     DEFAULT_RESTART_TIME,
 };
-pub use self::core::canonical as canonical_address;
+pub use self::plan::canonical as canonical_address;
 pub use crate::fsm::State as PeerState;
 use crate::packet::Family;
 pub use crate::rib::{PathAttrs, RouteSource};

@@ -8,8 +8,8 @@
 //! that the task's `select!` sleeps until (the expiry goes back in as the
 //! FSM event), `Send*` encode with the session's context and queue on the
 //! connection's writer. Reading is done by a small task per connection that
-//! only frames bytes into whole messages; [`session::inbound`] decodes them
-//! with the context the OPEN exchange negotiated.
+//! only frames bytes into whole messages (`conn.rs`); [`session::inbound`]
+//! decodes them with the context the OPEN exchange negotiated.
 //!
 //! Collision detection (RFC 4271 §6.8): a connection arriving while the main
 //! one is past Active gets its own FSM ([`session::incoming_connection`]).
@@ -21,25 +21,23 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 
+use bytes::Bytes;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::config::PeerConfig;
+use super::conn::{Conn, Frame};
 use super::core::Input;
 use super::socket;
 use crate::fsm::{Action, DownReason, Event, Fsm, FsmConfig, State, TimerKind};
 use crate::packet::{
-    self, DecodeContext, EncodeContext, Family, Message, Negotiated, Open, Update, UpdateOutcome,
-    MAX_EXTENDED_MESSAGE_SIZE,
+    DecodeContext, EncodeContext, Family, Message, Negotiated, Open, Update, UpdateOutcome,
 };
 use crate::rib::UpdateBatch;
 use crate::session::{
@@ -98,13 +96,6 @@ pub(crate) enum PeerInput {
     },
 }
 
-/// A whole message read from connection `conn`; `None` at EOF or error.
-#[derive(Debug)]
-struct Frame {
-    conn: u64,
-    frame: Option<Bytes>,
-}
-
 /// Messages read but not yet handled, per peer. Bounded so that a peer
 /// sending faster than we process waits in TCP flow control instead of
 /// growing our memory.
@@ -147,26 +138,6 @@ pub(crate) fn spawn(
     );
     let task = tokio::spawn(peer.run(rx, frames_rx).instrument(span));
     PeerHandle { input: tx, task }
-}
-
-struct Conn {
-    id: u64,
-    /// The largest message the reader accepts (4096 until extended messages
-    /// are negotiated); shared with the reader task.
-    max_message: Arc<AtomicUsize>,
-    writer: mpsc::UnboundedSender<Bytes>,
-    writer_task: JoinHandle<()>,
-    reader_task: JoinHandle<()>,
-    local: SocketAddr,
-}
-
-impl Conn {
-    /// Flush what is queued, then close. The writer ends on its own once
-    /// the queue is drained.
-    fn close(self) -> JoinHandle<()> {
-        self.reader_task.abort();
-        self.writer_task
-    }
 }
 
 struct Session {
@@ -441,30 +412,14 @@ impl PeerTask {
 
     fn attach(&mut self, i: usize, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let local = stream
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
         let id = self.next_id;
         self.next_id += 1;
-        let (read, write) = stream.into_split();
-        let (wtx, wrx) = mpsc::unbounded_channel();
-        let writer_task = tokio::spawn(writer(write, wrx).in_current_span());
-        let max_message = Arc::new(AtomicUsize::new(packet::MAX_MESSAGE_SIZE));
-        let reader_task = tokio::spawn(
-            reader(read, id, self.frames.clone(), max_message.clone()).in_current_span(),
-        );
+        let conn = Conn::open(stream, id, self.frames.clone());
         let s = &mut self.sessions[i];
         s.decode = DecodeContext::default();
         s.encode = EncodeContext::default();
         s.peer_id = None;
-        s.conn = Some(Conn {
-            id,
-            max_message,
-            writer: wtx,
-            writer_task,
-            reader_task,
-            local,
-        });
+        s.conn = Some(conn);
     }
 
     fn message(&mut self, i: usize, frame: &[u8]) {
@@ -762,61 +717,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Splits the byte stream into whole messages by the header's length field;
-/// `None` at EOF or on error. The header is checked (marker, length within
-/// 19..=`max_message`, type and per-type bounds: [`packet::decode_header`])
-/// as soon as its 19 octets are in, never after waiting for a length the
-/// header may have made up (RFC 4271 §6.1): a bad header is passed on
-/// alone and the reader stops, and the session's decoder turns it into the
-/// right NOTIFICATION at once.
-async fn reader(
-    mut read: OwnedReadHalf,
-    conn: u64,
-    peer: mpsc::Sender<Frame>,
-    max_message: Arc<AtomicUsize>,
-) {
-    let mut buf = BytesMut::with_capacity(MAX_EXTENDED_MESSAGE_SIZE + 1);
-    loop {
-        loop {
-            let ctx = DecodeContext {
-                max_message_size: max_message.load(Ordering::Relaxed),
-                ..DecodeContext::default()
-            };
-            let (frame, last) = match packet::split_frame(&mut buf, &ctx) {
-                None => break,
-                Some(packet::Frame::Message(frame)) => (frame, false),
-                Some(packet::Frame::BadHeader(header)) => (header, true),
-            };
-            let sent = peer
-                .send(Frame {
-                    conn,
-                    frame: Some(frame),
-                })
-                .await;
-            if sent.is_err() || last {
-                return;
-            }
-        }
-        match read.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => {
-                let _ = peer.send(Frame { conn, frame: None }).await;
-                return;
-            }
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Writes queued messages until the queue is closed and drained, then shuts
-/// the connection down.
-async fn writer(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Bytes>) {
-    while let Some(message) = queue.recv().await {
-        if let Err(error) = write.write_all(&message).await {
-            debug!(%error, "write failed");
-            return;
-        }
-    }
-    let _ = write.shutdown().await;
 }
