@@ -23,9 +23,9 @@
 //! (older binaries; checkpoints). A process *stopped* (not killed) inside a
 //! write transaction holds the queue until it continues or dies; a killed one
 //! releases it at once.
-//! Reads, and transactions that only read ([`TxnOp::Get`] and compares), run
-//! in a deferred transaction so the revision and the rows come from one
-//! snapshot, without the write lock.
+//! Reads, and transactions that only read ([`TxnOp::Get`](crate::TxnOp::Get)
+//! and compares), run in a deferred transaction so the revision and the rows
+//! come from one snapshot, without the write lock.
 //!
 //! Opening is read-only when the schema is already there, and a closing
 //! connection does not checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`): a
@@ -57,6 +57,13 @@
 //!
 //! rusqlite is blocking, so each operation runs on tokio's blocking pool
 //! holding this process's single connection.
+//!
+//! Code: `files` holds the writer queue and the files' modes, `sql` the
+//! connection, the schema and the queries; this module the backend, its
+//! blocking runner and the watches.
+
+mod files;
+mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -65,14 +72,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::FutureExt;
-use rusqlite::config::DbConfig;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tracing::{debug, debug_span, warn, Instrument};
+use rusqlite::{params, Connection, TransactionBehavior};
+use tracing::{debug, debug_span, Instrument};
 
+use self::files::{open_write_queue, queue_for_write};
+use self::sql::{apply_txn, compact_log, get_kv, is_read_only, meta, open_connection, range_kvs};
 use crate::config::EmbeddedConfig;
 use crate::kv::{
-    prefix_range_end, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnOp, TxnOpResult,
-    TxnResponse,
+    prefix_range_end, Event, EventKind, KeyValue, Listing, Revision, Txn, TxnResponse,
 };
 use crate::store::Backend;
 use crate::{Error, Result};
@@ -83,13 +90,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Compaction runs when the revision is a multiple of this (cheap amortised).
-const COMPACT_EVERY: i64 = 64;
-
 /// At most this many revisions are read per watch poll.
 const WATCH_BATCH_REVISIONS: i64 = 1000;
-
-const SCHEMA_VERSION: i64 = 1;
 
 /// The embedded backend. Cloning the [`crate::Datastore`] holding it shares
 /// one connection.
@@ -164,131 +166,6 @@ enum Access {
     Write,
 }
 
-/// The writer queue's file: `<store>-wlock` next to the store.
-fn write_queue_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-wlock");
-    PathBuf::from(name)
-}
-
-/// Opens the writer queue's file (created `0600`, tightened when looser).
-fn open_write_queue(path: &Path) -> Option<std::fs::File> {
-    let name = write_queue_path(path);
-    match crate::lockfile::open_private_file(&name) {
-        Ok(file) => {
-            tighten_file(&name);
-            Some(file)
-        }
-        Err(error) => {
-            debug!(%error, "no writer queue file; SQLite's busy handler orders writers");
-            None
-        }
-    }
-}
-
-/// Waits, at most [`BUSY_TIMEOUT`], for this process's turn to write
-/// (released on drop). `Ok(None)` when there is no queue file or `flock`
-/// itself fails (e.g. a filesystem without locks): the write goes ahead and
-/// SQLite's own locking (busy_timeout) still keeps it correct. A holder that
-/// keeps the lock past the bound is an error naming the file and the holder.
-fn queue_for_write(shared: &Shared) -> Result<Option<crate::lockfile::LockGuard>> {
-    use crate::lockfile::{lock_exclusive, LockError};
-    let Some(file) = shared.write_queue.as_ref() else {
-        return Ok(None);
-    };
-    let path = write_queue_path(&shared.path);
-    match lock_exclusive(file, &path, BUSY_TIMEOUT) {
-        Ok(guard) => Ok(Some(guard)),
-        Err(e @ LockError::Timeout(_)) => Err(e.into()),
-        Err(error) => {
-            debug!(%error, "writer queue lock failed; relying on busy_timeout");
-            Ok(None)
-        }
-    }
-}
-
-/// Mode bits nobody but the owner may have on the store's files.
-const PRIVATE_MASK: u32 = 0o077;
-
-/// Makes one of the store's files `0600` if it exists and is looser.
-fn tighten_file(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & PRIVATE_MASK == 0 {
-        return;
-    }
-    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        Ok(()) => warn!(
-            path = %path.display(),
-            was = format!("{mode:o}"),
-            "the embedded store's file was readable by other users; made it 0600"
-        ),
-        Err(error) => warn!(
-            path = %path.display(),
-            was = format!("{mode:o}"),
-            %error,
-            "the embedded store's file is readable by other users and could not be made 0600"
-        ),
-    }
-}
-
-/// The store's own files: the database, its WAL, shared memory, journal
-/// and the writer queue.
-fn store_files(path: &Path) -> Vec<PathBuf> {
-    ["", "-wal", "-shm", "-journal", "-wlock"]
-        .iter()
-        .map(|suffix| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            PathBuf::from(name)
-        })
-        .collect()
-}
-
-/// Makes the store's directory `0700` when it is looser, ours, not a shared
-/// (sticky) directory, and holds nothing but the store's files; warns
-/// otherwise.
-fn tighten_dir(dir: &Path, store: &Path) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Ok(meta) = std::fs::metadata(dir) else {
-        return;
-    };
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & PRIVATE_MASK == 0 {
-        return;
-    }
-    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
-    let sticky = mode & 0o1000 != 0;
-    let own_files = store_files(store);
-    let only_store = std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .filter_map(|e| e.ok())
-            .all(|e| own_files.contains(&e.path()))
-    });
-    if ours && !sticky && only_store {
-        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
-            Ok(()) => warn!(
-                dir = %dir.display(),
-                was = format!("{mode:o}"),
-                "the embedded store's directory was open to other users; made it 0700"
-            ),
-            Err(error) => {
-                warn!(dir = %dir.display(), %error, "could not make the store's directory 0700")
-            }
-        }
-    } else {
-        warn!(
-            dir = %dir.display(),
-            mode = format!("{mode:o}"),
-            "the embedded store's directory is open to other users and holds other files, so it \
-             was left as it is; the store's own files are 0600 (a private directory is better)"
-        );
-    }
-}
-
 fn run_blocking<T, F>(
     shared: Arc<Shared>,
     op: &'static str,
@@ -324,330 +201,6 @@ where
     }
     .instrument(span)
     .boxed()
-}
-
-fn open_connection(path: &Path, must_exist: bool) -> Result<Connection> {
-    let shown = path.display().to_string();
-    let sqlite_err = |source| Error::Sqlite {
-        path: shown.clone(),
-        source,
-    };
-    if must_exist && !path.exists() {
-        return Err(Error::NoStore { path: shown });
-    }
-    if let Some(dir) = path.parent().filter(|d| d.exists()) {
-        tighten_dir(dir, path);
-    }
-    // Created 0600 (and a missing directory 0700) before SQLite sees it:
-    // SQLite gives the WAL and the shared-memory file the database's mode.
-    crate::lockfile::open_private_file(path).map_err(|source| Error::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    for file in store_files(path) {
-        tighten_file(&file);
-    }
-    let mut conn = Connection::open(path).map_err(sqlite_err)?;
-    refuse_foreign(&conn, &shown)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
-    // Switching to WAL needs a moment of exclusive access; when several
-    // processes open a fresh file at once the busy handler covers it.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(sqlite_err)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Io {
-            path: shown,
-            source: std::io::Error::other(format!(
-                "cannot enable WAL mode (got {mode:?}); is the file on a network filesystem?"
-            )),
-        });
-    }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sqlite_err)?;
-    // A short-lived process (brindle-cni) would otherwise copy the WAL into
-    // the database, fsync and delete the WAL on every exit.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-        .map_err(sqlite_err)?;
-    // The common case, an existing store, needs no write lock to open.
-    let existing: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
-            r.get(0)
-        })
-        .optional()
-        .unwrap_or(None);
-    if existing == Some(SCHEMA_VERSION) {
-        return Ok(conn);
-    }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS kv (
-             key BLOB PRIMARY KEY, value BLOB NOT NULL,
-             create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
-         ) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS log (
-             rev INTEGER NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
-             key BLOB NOT NULL, value BLOB NOT NULL,
-             create_rev INTEGER NOT NULL, version INTEGER NOT NULL,
-             PRIMARY KEY (rev, seq)
-         ) WITHOUT ROWID;
-         INSERT OR IGNORE INTO meta VALUES ('revision', 1), ('compacted', 0);",
-    )
-    .map_err(sqlite_err)?;
-    let schema: Option<i64> = tx
-        .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(sqlite_err)?;
-    match schema {
-        None => {
-            tx.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA_VERSION])
-                .map_err(sqlite_err)?;
-        }
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => {
-            return Err(Error::Io {
-                path: shown,
-                source: std::io::Error::other(format!(
-                "store schema version {other} is not supported (this build knows {SCHEMA_VERSION})"
-            )),
-            })
-        }
-    }
-    tx.commit().map_err(sqlite_err)?;
-    Ok(conn)
-}
-
-/// Brindle's tables, and SQLite's own.
-const OWN_TABLES: [&str; 3] = ["meta", "kv", "log"];
-
-/// Refuses a database that has tables of its own: another program's file
-/// named by a mistyped URL must not get Brindle's tables added to it.
-fn refuse_foreign(conn: &Connection, shown: &str) -> Result<()> {
-    let sqlite_err = |source| Error::Sqlite {
-        path: shown.to_owned(),
-        source,
-    };
-    let mut stmt = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => Error::ForeignFile {
-                path: shown.to_owned(),
-                reason: "it is not an SQLite database".into(),
-            },
-            _ => sqlite_err(e),
-        })?;
-    let tables: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(sqlite_err)?;
-    let foreign: Vec<&String> = tables
-        .iter()
-        .filter(|t| !OWN_TABLES.contains(&t.as_str()))
-        .collect();
-    if !foreign.is_empty() {
-        return Err(Error::ForeignFile {
-            path: shown.to_owned(),
-            reason: format!(
-                "it holds other tables ({})",
-                foreign
-                    .iter()
-                    .map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    }
-    Ok(())
-}
-
-fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
-}
-
-fn set_meta(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE meta SET value = ?2 WHERE name = ?1",
-        params![name, value],
-    )
-    .map(drop)
-}
-
-fn row_to_kv(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
-    Ok(KeyValue {
-        key: r.get(0)?,
-        value: r.get(1)?,
-        create_revision: r.get(2)?,
-        mod_revision: r.get(3)?,
-        version: r.get(4)?,
-    })
-}
-
-fn get_kv(conn: &Connection, key: &[u8]) -> rusqlite::Result<Option<KeyValue>> {
-    conn.query_row(
-        "SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?1",
-        [key],
-        row_to_kv,
-    )
-    .optional()
-}
-
-fn range_kvs(conn: &Connection, prefix: &[u8]) -> rusqlite::Result<Vec<KeyValue>> {
-    // BLOBs compare with memcmp, which is etcd's key order.
-    match prefix_range_end(prefix) {
-        Some(end) => conn
-            .prepare_cached(
-                "SELECT key, value, create_rev, mod_rev, version FROM kv
-                 WHERE key >= ?1 AND key < ?2 ORDER BY key",
-            )?
-            .query_map(params![prefix, end], row_to_kv)?
-            .collect(),
-        None => conn
-            .prepare_cached(
-                "SELECT key, value, create_rev, mod_rev, version FROM kv
-                 WHERE key >= ?1 ORDER BY key",
-            )?
-            .query_map([prefix], row_to_kv)?
-            .collect(),
-    }
-}
-
-fn log_event(
-    conn: &Connection,
-    rev: Revision,
-    seq: &mut i64,
-    kind: EventKind,
-    kv: &KeyValue,
-) -> rusqlite::Result<()> {
-    let kind = match kind {
-        EventKind::Put => 0,
-        EventKind::Delete => 1,
-    };
-    conn.prepare_cached(
-        "INSERT INTO log (rev, seq, kind, key, value, create_rev, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![rev, *seq, kind, kv.key, kv.value, kv.create_revision, kv.version])?;
-    *seq += 1;
-    Ok(())
-}
-
-fn delete_kv(
-    conn: &Connection,
-    rev: Revision,
-    seq: &mut i64,
-    prev: &KeyValue,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-        .execute([&prev.key])?;
-    let tombstone = KeyValue {
-        key: prev.key.clone(),
-        value: Vec::new(),
-        create_revision: 0,
-        mod_revision: rev,
-        version: 0,
-    };
-    log_event(conn, rev, seq, EventKind::Delete, &tombstone)
-}
-
-/// Whether `txn` only reads (compares and gets, whichever branch runs).
-fn is_read_only(txn: &Txn) -> bool {
-    txn.success
-        .iter()
-        .chain(&txn.failure)
-        .all(|op| matches!(op, TxnOp::Get { .. }))
-}
-
-/// Applies a transaction under the database write lock, taken before the
-/// compares are read so no other process can slip a write in between. A
-/// transaction that only reads runs in a deferred (snapshot) transaction
-/// instead: it changes nothing, so it needs no lock.
-fn apply_txn(conn: &mut Connection, history: i64, txn: Txn) -> rusqlite::Result<TxnResponse> {
-    let behavior = if is_read_only(&txn) {
-        TransactionBehavior::Deferred
-    } else {
-        TransactionBehavior::Immediate
-    };
-    let tx = conn.transaction_with_behavior(behavior)?;
-    let current = meta(&tx, "revision")?;
-    let mut succeeded = true;
-    for c in &txn.compares {
-        if !c.holds(get_kv(&tx, &c.key)?.as_ref()) {
-            succeeded = false;
-            break;
-        }
-    }
-    let ops = if succeeded { txn.success } else { txn.failure };
-    let rev = current + 1;
-    let mut seq = 0;
-    let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        match op {
-            TxnOp::Get { key } => results.push(TxnOpResult::Get(get_kv(&tx, &key)?)),
-            TxnOp::Put { key, value } => {
-                let prev = get_kv(&tx, &key)?;
-                let kv = KeyValue {
-                    key,
-                    value,
-                    create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
-                    mod_revision: rev,
-                    version: prev.as_ref().map_or(1, |p| p.version + 1),
-                };
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, version) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version])?;
-                log_event(&tx, rev, &mut seq, EventKind::Put, &kv)?;
-                results.push(TxnOpResult::Put(kv));
-            }
-            TxnOp::Delete { key } => {
-                let prev = get_kv(&tx, &key)?;
-                if let Some(p) = &prev {
-                    delete_kv(&tx, rev, &mut seq, p)?;
-                }
-                results.push(TxnOpResult::Deleted(prev.into_iter().collect()));
-            }
-            TxnOp::DeletePrefix { prefix } => {
-                let prevs = range_kvs(&tx, &prefix)?;
-                for p in &prevs {
-                    delete_kv(&tx, rev, &mut seq, p)?;
-                }
-                results.push(TxnOpResult::Deleted(prevs));
-            }
-        }
-    }
-    let revision = if seq > 0 {
-        set_meta(&tx, "revision", rev)?;
-        if rev % COMPACT_EVERY == 0 {
-            compact_log(&tx, rev - history)?;
-        }
-        rev
-    } else {
-        current
-    };
-    tx.commit()?;
-    Ok(TxnResponse {
-        succeeded,
-        revision,
-        results,
-    })
-}
-
-/// Drops log entries before `keep_from`; returns the new oldest kept revision.
-fn compact_log(conn: &Connection, keep_from: Revision) -> rusqlite::Result<Revision> {
-    let compacted = meta(conn, "compacted")?;
-    if keep_from <= compacted {
-        return Ok(compacted);
-    }
-    let n = conn.execute("DELETE FROM log WHERE rev < ?1", [keep_from])?;
-    set_meta(conn, "compacted", keep_from)?;
-    debug!(keep_from, removed = n, "compacted watch history");
-    Ok(keep_from)
 }
 
 /// One poll of the log: the events in `[next, …]` matching the prefix, and the
