@@ -14,8 +14,9 @@
 //!   `iptables-save` / `ipset save` print;
 //! - [`apply`]: the applier, which diffs the desired rulesets against what the
 //!   kernel holds and writes only what changed (`iptables-restore --noflush`,
-//!   ipset add/del or build-and-swap), behind a small [`apply::Backend`] trait
-//!   with one real implementation.
+//!   ipset add/del or build-and-swap), behind a small [`apply::Backend`] trait;
+//! - [`system`]: that trait's one real implementation, [`system::SystemBackend`]
+//!   (iptables-nft or -legacy tools and libipset), re-exported from [`apply`].
 //!
 //! Nothing whose name does not start with `brindle` is ever modified, except
 //! the single hook rule Brindle inserts at the top of `FORWARD`, `INPUT`,
@@ -29,6 +30,7 @@ pub mod ir;
 pub mod names;
 pub mod render;
 pub mod ruleset;
+pub mod system;
 
 pub use compile::{compile, compile_with, Config, Family, Ruleset};
 pub use index::SelectorIndex;
