@@ -7,7 +7,7 @@ mod common;
 
 use brindle_agent::netlink::Netlink;
 use brindle_agent::netns::block_on_in_netns;
-use brindle_agent::node::daemon::autodetect_address;
+use brindle_agent::node::register::autodetect_address;
 use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
 use common::{can_run, veth_between, TestNetns};
 

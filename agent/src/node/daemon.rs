@@ -22,12 +22,16 @@
 //! Errors that stop the daemon are the ones it cannot work without at start
 //! (no datastore, no address, cannot listen for BGP); everything later is
 //! logged and retried on the next change or resync.
+//!
+//! Beside it: `register` (address autodetection, the Node resource, the
+//! patient datastore open), `policy` (the policy task), `status` (the
+//! status socket's document and server).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use brindle_bgp::packet::{Origin, PathAttributes};
 use brindle_bgp::speaker::{
@@ -36,25 +40,22 @@ use brindle_bgp::speaker::{
 use brindle_datastore::ipam::AllocationBlock;
 use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
 use brindle_datastore::keys;
-use brindle_datastore::resources::{ResourceError, ResourceStore};
+use brindle_datastore::resources::ResourceError;
 use brindle_datastore::Datastore;
-use brindle_model::endpoint::{NodeBgpSpec, NodeSpec};
 use brindle_model::ipam::AllowedUse;
-use brindle_model::meta::AsNumber;
-use brindle_model::resource::{Kind, Node};
-use brindle_model::{ApiVersion, ObjectMeta, Resource};
+use brindle_model::Resource;
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cache::{decode_block, decode_resource, Decoded};
 use super::cluster::{format_mac, ClusterState};
-use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned, PeerType};
-use super::policy::{PolicyEngine, PolicyResources};
-use super::status::{peer_row, StatusReport};
+use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned};
+use super::policy::{policy_task, PolicyWork};
+use super::register::{autodetect_address, modify_node, open_and_register, underlay_of};
+use super::status::{serve_status, Shared};
 use crate::linkwatch::LinkWatcher;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::reconciler::{Input, ReconcilerConfig};
@@ -131,115 +132,6 @@ pub enum NodeError {
     Config(String),
     #[error("status socket: {0}")]
     Status(String),
-}
-
-/// Finds the IPv4 address and subnet of the interface that holds the
-/// default route (the lowest metric), and that interface's name; read over
-/// rtnetlink, like every other kernel read of the node.
-pub async fn autodetect_address(nl: &Netlink) -> Result<(Ipv4Net, String), NodeError> {
-    let dev = nl.default_route_device_v4().await?.ok_or_else(|| {
-        NodeError::Config("no IPv4 default route to autodetect the address from".into())
-    })?;
-    let net = nl
-        .global_addresses(&dev)
-        .await?
-        .into_iter()
-        .find_map(|a| match a {
-            IpNet::V4(v4) => Some(v4),
-            IpNet::V6(_) => None,
-        })
-        .ok_or_else(|| NodeError::Config(format!("{dev} has no global IPv4 address")))?;
-    Ok((net, dev))
-}
-
-/// Reads the Node, lets `change` edit it, writes it back through the
-/// resource store (validated, identity kept, compare-and-swap; created if
-/// absent); retries on conflicts.
-async fn modify_node(
-    ds: &Datastore,
-    name: &str,
-    change: impl Fn(&mut Node),
-) -> Result<Node, NodeError> {
-    let absent = || {
-        Resource::Node(Node {
-            api_version: ApiVersion::CalicoV3,
-            metadata: ObjectMeta {
-                name: name.to_owned(),
-                ..Default::default()
-            },
-            spec: NodeSpec::default(),
-            status: None,
-        })
-    };
-    let stored = ResourceStore::new(ds.clone())
-        .modify(Kind::Node, None, name, absent, |resource| {
-            if let Resource::Node(node) = resource {
-                change(node);
-            }
-        })
-        .await?;
-    match stored {
-        Resource::Node(node) => Ok(node),
-        other => Err(NodeError::Config(format!(
-            "{} holds a {}, not a Node",
-            keys::key_of(&other),
-            other.kind()
-        ))),
-    }
-}
-
-/// Registers the node: address, IPv6 address and AS (if given), keeping
-/// everything else.
-async fn register(ds: &Datastore, opts: &NodeOptions, address: Ipv4Net) -> Result<Node, NodeError> {
-    modify_node(ds, &opts.node_name, |node| {
-        let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
-        bgp.ipv4_address = Some(address.to_string());
-        if let Some(address6) = opts.address6 {
-            bgp.ipv6_address = Some(address6.to_string());
-        }
-        if let Some(asn) = opts.asn {
-            bgp.as_number = Some(AsNumber(asn));
-        }
-    })
-    .await
-}
-
-/// How long a starting node keeps retrying an etcd it cannot reach: a node
-/// often boots before (or while) its etcd cluster does, and a supervisor
-/// restart loop is a worse way to wait.
-const DATASTORE_STARTUP_PATIENCE: Duration = Duration::from_secs(120);
-
-/// Opens the datastore and registers this node, retrying with backoff while
-/// etcd is unreachable (other errors, e.g. a bad URL, fail at once).
-async fn open_and_register(opts: &NodeOptions, address: Ipv4Net) -> Result<Datastore, NodeError> {
-    let deadline = Instant::now() + DATASTORE_STARTUP_PATIENCE;
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        let attempt = async {
-            let ds = Datastore::open(opts.datastore.as_deref()).await?;
-            info!(store = %ds.describe(), "datastore open");
-            register(&ds, opts, address).await?;
-            Ok::<_, NodeError>(ds)
-        };
-        match attempt.await {
-            Ok(ds) => return Ok(ds),
-            Err(NodeError::Datastore(error @ brindle_datastore::Error::Etcd { .. }))
-                if Instant::now() + backoff < deadline =>
-            {
-                warn!(%error, retry_in = ?backoff, "datastore unreachable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// Shared with the status socket.
-#[derive(Debug, Default)]
-struct Shared {
-    kinds: BTreeMap<IpAddr, (PeerType, String)>,
-    routes_in_sync: bool,
 }
 
 fn local_attrs() -> PathAttrs {
@@ -572,43 +464,6 @@ impl Daemon {
     }
 }
 
-/// What the policy task is asked to apply: the latest resources (older
-/// ones are skipped) and how many resyncs were asked for so far (a count, so
-/// a resync is not lost when newer resources replace its request).
-#[derive(Debug, Clone, Default)]
-struct PolicyWork {
-    resources: Arc<Vec<Arc<Resource>>>,
-    resyncs_asked: u64,
-}
-
-/// Applies policy for `node` whenever the work changes, one sync at a time,
-/// always from the latest resources: a burst of changes is one sync.
-async fn policy_task(node: String, mut work: tokio::sync::watch::Receiver<PolicyWork>) {
-    let engine = Arc::new(Mutex::new(PolicyEngine::new()));
-    let mut resyncs_done = 0;
-    while work.changed().await.is_ok() {
-        let next = work.borrow_and_update().clone();
-        let resync = next.resyncs_asked > resyncs_done;
-        resyncs_done = next.resyncs_asked;
-        let engine = engine.clone();
-        let node = node.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let resources = PolicyResources::from_decoded(&next.resources);
-            engine
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .sync(&node, &resources, resync)
-        })
-        .await;
-        match result {
-            Ok(Ok(Some(stats))) => debug!(?stats, resync, "policy applied"),
-            Ok(Ok(None)) => {}
-            Ok(Err(error)) => warn!(%error, "applying policy failed"),
-            Err(error) => warn!(%error, "policy task failed"),
-        }
-    }
-}
-
 /// Folds one Loc-RIB change into the learned routes: a best path from a
 /// peer (stale ones included: graceful restart keeps them) is learned; our
 /// own originations and withdrawals are not.
@@ -631,56 +486,6 @@ pub fn apply_route_change(learned: &mut BTreeMap<IpNet, Learned>, change: BestRo
             learned.remove(&prefix);
         }
     }
-}
-
-async fn serve_status(
-    stream: tokio::net::UnixStream,
-    speaker: Speaker,
-    shared: Arc<Mutex<Shared>>,
-    node: String,
-    asn: u32,
-    router_id: Ipv4Addr,
-) {
-    let peers = speaker.peers().await.unwrap_or_default();
-    let now = SystemTime::now();
-    let report = {
-        let shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-        StatusReport {
-            running: true,
-            node,
-            as_number: asn,
-            router_id: router_id.to_string(),
-            routes_in_sync: shared.routes_in_sync,
-            peers: peers
-                .iter()
-                .map(|p| {
-                    let (kind, name) = shared
-                        .kinds
-                        .get(&p.config.address)
-                        .cloned()
-                        .unwrap_or((PeerType::Global, String::new()));
-                    peer_row(p, kind, &name, now)
-                })
-                .collect(),
-        }
-    };
-    let mut stream = stream;
-    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
-    if let Err(error) = stream.write_all(&text).await {
-        debug!(%error, "status client went away");
-    }
-    let _ = stream.shutdown().await;
-}
-
-/// The interface holding `address`, and its MTU.
-async fn underlay_of(nl: &Netlink, address: Ipv4Addr) -> Result<(String, u32), NodeError> {
-    for link in nl.links().await? {
-        let addrs = nl.addresses(&link.name).await?;
-        if addrs.iter().any(|a| a.addr() == IpAddr::V4(address)) {
-            return Ok((link.name, link.mtu));
-        }
-    }
-    Err(NodeError::Config(format!("no interface holds {address}")))
 }
 
 /// Shortest pause between two converges while changes keep coming (see

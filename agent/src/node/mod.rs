@@ -25,4 +25,5 @@ pub mod cluster;
 pub mod daemon;
 pub mod desired;
 pub mod policy;
+pub mod register;
 pub mod status;

@@ -14,7 +14,7 @@
 //! `FELIX_FAILSAFEOUTBOUNDHOSTPORTS`, e.g. `tcp:22, udp:68, tcp:179`, or
 //! `none` ([`config_from`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use brindle_datastore::KeyValue;
 use brindle_model::resource::{
@@ -25,6 +25,8 @@ use brindle_policy::apply::{Applier, ApplyError, IptablesFlavor, PlanStats, Syst
 use brindle_policy::compile::parse_failsafe_ports;
 use brindle_policy::from_model::{policy_model, ClusterView};
 use brindle_policy::{compile_with, Config, Ruleset, SelectorIndex};
+
+use tracing::{debug, warn};
 
 use super::cache::decode_resource;
 
@@ -193,6 +195,43 @@ impl PolicyEngine {
 impl Default for PolicyEngine {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// What the policy task is asked to apply: the latest resources (older
+/// ones are skipped) and how many resyncs were asked for so far (a count, so
+/// a resync is not lost when newer resources replace its request).
+#[derive(Debug, Clone, Default)]
+pub(super) struct PolicyWork {
+    pub(super) resources: Arc<Vec<Arc<Resource>>>,
+    pub(super) resyncs_asked: u64,
+}
+
+/// Applies policy for `node` whenever the work changes, one sync at a time,
+/// always from the latest resources: a burst of changes is one sync.
+pub(super) async fn policy_task(node: String, mut work: tokio::sync::watch::Receiver<PolicyWork>) {
+    let engine = Arc::new(Mutex::new(PolicyEngine::new()));
+    let mut resyncs_done = 0;
+    while work.changed().await.is_ok() {
+        let next = work.borrow_and_update().clone();
+        let resync = next.resyncs_asked > resyncs_done;
+        resyncs_done = next.resyncs_asked;
+        let engine = engine.clone();
+        let node = node.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let resources = PolicyResources::from_decoded(&next.resources);
+            engine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync(&node, &resources, resync)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(stats))) => debug!(?stats, resync, "policy applied"),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => warn!(%error, "applying policy failed"),
+            Err(error) => warn!(%error, "policy task failed"),
+        }
     }
 }
 

@@ -2,9 +2,15 @@
 //! [`brindle_model::status`], shared with `brindlectl node status`) from the
 //! speaker's view of its peers.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brindle_bgp::speaker::{PeerState, PeerStatus};
+use tokio::io::AsyncWriteExt;
+use tracing::debug;
+
+use brindle_bgp::speaker::{PeerState, PeerStatus, Speaker};
 pub use brindle_model::status::{PeerRow, PeerType, StatusReport, DEFAULT_STATUS_SOCKET};
 
 /// A row from the speaker's view of a peer at `now`.
@@ -60,6 +66,53 @@ pub fn format_utc(t: SystemTime) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Shared with the status socket.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub(super) kinds: BTreeMap<IpAddr, (PeerType, String)>,
+    pub(super) routes_in_sync: bool,
+}
+
+/// Answers one status client with the node's report.
+pub(super) async fn serve_status(
+    stream: tokio::net::UnixStream,
+    speaker: Speaker,
+    shared: Arc<Mutex<Shared>>,
+    node: String,
+    asn: u32,
+    router_id: Ipv4Addr,
+) {
+    let peers = speaker.peers().await.unwrap_or_default();
+    let now = SystemTime::now();
+    let report = {
+        let shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+        StatusReport {
+            running: true,
+            node,
+            as_number: asn,
+            router_id: router_id.to_string(),
+            routes_in_sync: shared.routes_in_sync,
+            peers: peers
+                .iter()
+                .map(|p| {
+                    let (kind, name) = shared
+                        .kinds
+                        .get(&p.config.address)
+                        .cloned()
+                        .unwrap_or((PeerType::Global, String::new()));
+                    peer_row(p, kind, &name, now)
+                })
+                .collect(),
+        }
+    };
+    let mut stream = stream;
+    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    if let Err(error) = stream.write_all(&text).await {
+        debug!(%error, "status client went away");
+    }
+    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]
