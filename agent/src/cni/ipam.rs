@@ -14,9 +14,9 @@ use ipnet::IpNet;
 use serde_json::Value;
 use tracing::{info, info_span, Instrument};
 
-use super::plugin::{
-    internal, ipam_error, open_store, store_error, WorkloadIdentity, LOCK_HELD_ENV,
-};
+use super::errors::{internal, ipam_error, open_store, store_error};
+use super::identity::WorkloadIdentity;
+use super::lock::LOCK_HELD_ENV;
 use super::spec::{
     CniEnv, CniError, CniResult, Command, ErrorCode, IpConfig, NetConf, CNI_VERSION,
 };

@@ -21,10 +21,14 @@
 //! a runtime does (env, stdin, a netns from `ip netns add`, `CNI_PATH` with
 //! both names) against a temporary embedded store.
 
+mod errors;
+mod identity;
 mod ipam;
+mod lock;
 pub mod plugin;
 pub mod spec;
 
+pub use identity::WorkloadIdentity;
 pub use ipam::find_plugin;
 pub use plugin::{run, Role};
 pub use spec::{CniError, ErrorCode, CNI_VERSION};

@@ -20,12 +20,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use brindle_datastore::ipam::{Ipam, IpamError};
-use brindle_datastore::keys::resource_key;
-use brindle_datastore::lockfile::{lock_exclusive, open_private_file, LockGuard};
-use brindle_datastore::resources::{ResourceError, ResourceStore};
+use brindle_datastore::ipam::Ipam;
+use brindle_datastore::resources::ResourceStore;
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::resource::{Kind, WorkloadEndpoint};
@@ -34,10 +31,13 @@ use ipnet::IpNet;
 use serde_json::Value;
 use tracing::{info, info_span, warn};
 
+use super::errors::{internal, open_store, resource_error, store_error};
+use super::identity::WorkloadIdentity;
 use super::ipam::{ipam_step, release_allocated, run_ipam, to_value, version_answered_earlier};
+use super::lock::{host_lock, LOCK_HELD_ENV};
 use super::spec::{
-    endpoint_name, version_info, CniEnv, CniError, CniResult, Command, ErrorCode, Interface,
-    IpConfig, NetConf, RouteConfig, CNI_VERSION, DEFAULT_IPAM_LOCK_FILE,
+    version_info, CniEnv, CniError, CniResult, Command, ErrorCode, Interface, IpConfig, NetConf,
+    RouteConfig, CNI_VERSION,
 };
 use crate::netlink::Netlink;
 use crate::route::BRINDLE_ROUTE_PROTOCOL;
@@ -107,144 +107,6 @@ pub fn run(
             Role::Main => run_main(&env, &conf, stdin).await,
         }
     })
-}
-
-// ----- the per-host lock ----------------------------------------------------
-
-/// How long ADD and DEL wait for the per-host lock (50 ADDs at once take
-/// about a second in all) before answering "try again later".
-const HOST_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Set in a delegated IPAM plugin's environment: its caller holds the lock.
-pub(super) const LOCK_HELD_ENV: &str = "BRINDLE_CNI_LOCK_HELD";
-
-fn host_lock(conf: &NetConf) -> Result<LockGuard, CniError> {
-    let path = PathBuf::from(
-        conf.ipam_lock_file
-            .as_deref()
-            .unwrap_or(DEFAULT_IPAM_LOCK_FILE),
-    );
-    let file = open_private_file(&path)
-        .map_err(|e| internal(&format!("the per-host CNI lock {}", path.display()), e))?;
-    lock_exclusive(&file, &path, HOST_LOCK_TIMEOUT)
-        .map_err(|e| CniError::new(ErrorCode::TryAgainLater, e.to_string()))
-}
-
-// ----- identities ----------------------------------------------------------
-
-/// Who the workload is, derived from the environment like Calico does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadIdentity {
-    pub node: String,
-    pub orchestrator: String,
-    /// Pod name (k8s) or container id.
-    pub workload: String,
-    pub namespace: String,
-    /// What the host veth name is hashed from.
-    pub veth_id: String,
-    pub endpoint_name: String,
-    /// IPAM handle `<network name>.<container id>` (what
-    /// [`Ipam::live_handles_from_store`] expects).
-    pub handle: String,
-}
-
-impl WorkloadIdentity {
-    pub fn new(env: &CniEnv, conf: &NetConf) -> Result<Self, CniError> {
-        let node = match &conf.nodename {
-            Some(n) if !n.is_empty() => n.clone(),
-            _ => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .ok_or_else(|| {
-                    CniError::new(ErrorCode::InvalidConfig, "nodename unset, no host name")
-                })?,
-        };
-        let pod = env.args.get("K8S_POD_NAME").filter(|p| !p.is_empty());
-        let pod_ns = env.args.get("K8S_POD_NAMESPACE").filter(|p| !p.is_empty());
-        let (orchestrator, workload, namespace) = match (pod, pod_ns) {
-            (Some(pod), Some(ns)) => ("k8s", pod.clone(), ns.clone()),
-            _ => ("cni", env.container_id.clone(), "default".to_owned()),
-        };
-        let veth_id = if orchestrator == "k8s" {
-            format!("{namespace}.{workload}")
-        } else {
-            env.container_id.clone()
-        };
-        // A second interface of one workload needs its own veth.
-        let veth_id = if env.ifname == "eth0" {
-            veth_id
-        } else {
-            format!("{veth_id}.{}", env.ifname)
-        };
-        Ok(WorkloadIdentity {
-            endpoint_name: endpoint_name(&node, orchestrator, &workload, &env.ifname),
-            handle: format!("{}.{}", conf.name, env.container_id),
-            node,
-            orchestrator: orchestrator.to_owned(),
-            workload,
-            namespace,
-            veth_id,
-        })
-    }
-
-    fn endpoint_key(&self) -> String {
-        resource_key(
-            Kind::WorkloadEndpoint,
-            Some(&self.namespace),
-            &self.endpoint_name,
-        )
-    }
-}
-
-// ----- error mapping -------------------------------------------------------
-
-/// Datastore trouble that may pass (a lost race, an unreachable etcd, a
-/// busy SQLite file) is "try again later"; a bad URL is bad configuration.
-fn store_error_code(e: &brindle_datastore::Error) -> ErrorCode {
-    use brindle_datastore::Error as E;
-    match e {
-        E::InvalidUrl { .. } => ErrorCode::InvalidConfig,
-        E::Conflict { .. } | E::Etcd { .. } | E::Io { .. } | E::Sqlite { .. } | E::Lock { .. } => {
-            ErrorCode::TryAgainLater
-        }
-        _ => ErrorCode::Internal,
-    }
-}
-
-pub(super) fn store_error(what: &str, e: brindle_datastore::Error) -> CniError {
-    CniError::new(store_error_code(&e), format!("{what}: {e}"))
-}
-
-fn resource_error(what: &str, e: ResourceError) -> CniError {
-    let code = match &e {
-        ResourceError::Datastore(inner) => store_error_code(inner),
-        ResourceError::Invalid(_) => ErrorCode::InvalidConfig,
-        ResourceError::Refused(_) | ResourceError::Contended => ErrorCode::TryAgainLater,
-        _ => ErrorCode::Internal,
-    };
-    CniError::new(code, format!("{what}: {e}"))
-}
-
-pub(super) fn ipam_error(what: &str, e: IpamError) -> CniError {
-    let code = match &e {
-        IpamError::Store(inner) => store_error_code(inner),
-        IpamError::TooManyConflicts { .. } => ErrorCode::TryAgainLater,
-        IpamError::NotInPool(_) | IpamError::Invalid(_) | IpamError::NoPool { .. } => {
-            ErrorCode::InvalidConfig
-        }
-        _ => ErrorCode::Internal,
-    };
-    CniError::new(code, format!("{what}: {e}"))
-}
-
-pub(super) async fn open_store(conf: &NetConf) -> Result<Datastore, CniError> {
-    Datastore::open(conf.datastore.as_deref())
-        .await
-        .map_err(|e| store_error("opening the datastore", e))
-}
-
-pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> CniError {
-    CniError::new(ErrorCode::Internal, format!("{what}: {e}"))
 }
 
 // ----- main plugin ---------------------------------------------------------
@@ -707,7 +569,11 @@ mod tests {
         );
         assert_eq!(
             brindle_datastore::keys::key_of(&r),
-            resource_key(Kind::WorkloadEndpoint, Some("shop"), "node--1-k8s-web-eth0")
+            brindle_datastore::keys::resource_key(
+                Kind::WorkloadEndpoint,
+                Some("shop"),
+                "node--1-k8s-web-eth0"
+            )
         );
     }
 }

@@ -29,23 +29,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use brindle_bgp::packet::{Origin, PathAttributes};
 use brindle_bgp::speaker::{
-    BestRouteChange, PathAttrs, PeerState, RouteSource, Speaker, SpeakerConfig, SpeakerError,
+    BestRouteChange, PathAttrs, PeerState, RouteSource, Speaker, SpeakerConfig,
 };
 use brindle_datastore::ipam::AllocationBlock;
-use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, IpamError, TunnelKind};
+use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, TunnelKind};
 use brindle_datastore::keys;
-use brindle_datastore::resources::ResourceError;
 use brindle_datastore::Datastore;
 use brindle_model::ipam::AllowedUse;
 use brindle_model::Resource;
 use futures::StreamExt;
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 use tokio::net::UnixListener;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -53,86 +51,17 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::cache::{decode_block, decode_resource, Decoded};
 use super::cluster::{format_mac, ClusterState};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned};
+pub use super::options::{NodeError, NodeOptions};
 use super::policy::{policy_task, PolicyWork};
 use super::register::{autodetect_address, modify_node, open_and_register, underlay_of};
 use super::status::{serve_status, Shared};
 use crate::linkwatch::LinkWatcher;
-use crate::netlink::{Netlink, NetlinkError};
+use crate::netlink::Netlink;
 use crate::reconciler::{Input, ReconcilerConfig};
-use crate::route::BRINDLE_ROUTE_PROTOCOL;
 use crate::routesync::RouteSyncer;
 use crate::tunnel::{
     ensure_vxlan, sync_vteps, vtep_mac_for_node, VxlanConfig, VXLAN_DEVICE, VXLAN_V6_DEVICE,
 };
-
-/// How the daemon is run (`brindle-node` flags).
-#[derive(Debug, Clone)]
-pub struct NodeOptions {
-    /// Datastore URL (`None`: `$BRINDLE_DATASTORE` or the default file).
-    pub datastore: Option<String>,
-    pub node_name: String,
-    /// Address and subnet; `None`: those of the interface holding the
-    /// default route.
-    pub address: Option<Ipv4Net>,
-    /// IPv6 address and subnet to record on the Node (`None`: keep what it
-    /// has): the node's IPv6 BGP sessions run from it.
-    pub address6: Option<Ipv6Net>,
-    /// AS number to record on the Node (`None`: keep what it has).
-    pub asn: Option<u32>,
-    pub status_socket: PathBuf,
-    pub route_protocol: u8,
-    /// Periodic repair of kernel routes and VXLAN entries.
-    pub resync_interval: Duration,
-    /// Longest wait for BGP before kernel routes are converged anyway.
-    pub startup_grace: Duration,
-    /// Program policy (iptables + ipsets, natOutgoing).
-    pub policy: bool,
-    /// Release blocks empty for this long at each resync (`None`: never).
-    pub ipam_gc_grace: Option<Duration>,
-}
-
-impl NodeOptions {
-    pub fn new(node_name: impl Into<String>) -> Self {
-        Self {
-            datastore: None,
-            node_name: node_name.into(),
-            address: None,
-            address6: None,
-            asn: None,
-            status_socket: PathBuf::from(super::status::DEFAULT_STATUS_SOCKET),
-            route_protocol: BRINDLE_ROUTE_PROTOCOL,
-            resync_interval: Duration::from_secs(90),
-            startup_grace: Duration::from_secs(30),
-            policy: true,
-            ipam_gc_grace: Some(Duration::from_secs(900)),
-        }
-    }
-}
-
-/// Why the daemon could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("datastore: {0}")]
-    Datastore(#[from] brindle_datastore::Error),
-    #[error("{0}")]
-    Resource(#[from] ResourceError),
-    #[error("IPAM: {0}")]
-    Ipam(#[from] IpamError),
-    #[error("netlink: {0}")]
-    Netlink(#[from] NetlinkError),
-    #[error("BGP speaker: {0}")]
-    Speaker(#[from] SpeakerError),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Config(String),
-    #[error("status socket: {0}")]
-    Status(String),
-}
 
 fn local_attrs() -> PathAttrs {
     PathAttrs {

@@ -17,7 +17,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::daemon::{NodeError, NodeOptions};
+use super::options::{NodeError, NodeOptions};
 use crate::netlink::Netlink;
 
 /// Finds the IPv4 address and subnet of the interface that holds the

@@ -37,7 +37,6 @@ use crate::packet::{
     RouteRefreshSubtype, Update, UpdateOutcome,
 };
 use crate::rib::UpdateBatch;
-use crate::speaker::PeerConfig;
 use local_as::apply_local_as;
 
 mod collision;
@@ -50,15 +49,30 @@ pub type ReceivedUpdate = (Update, UpdateOutcome);
 /// UPDATEs with their RFC 7606 outcome.
 pub type SessionEvent = Event<Negotiated, ReceivedUpdate>;
 
-/// Our OPEN for a peer: the families it is configured for, route refresh,
-/// 4-octet AS, graceful restart and ADD-PATH as configured, extended
-/// messages.
-pub fn our_open(config: &PeerConfig, local_asn: u32, router_id: Ipv4Addr) -> Open {
+/// What we offer a peer in our OPEN (from its configuration: the speaker
+/// builds it with `PeerConfig::open_offer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOffer {
+    /// The AS we present to this peer.
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    pub hold_time: u16,
+    pub ipv4_unicast: bool,
+    pub ipv6_unicast: bool,
+    /// Graceful restart with this restart time, seconds.
+    pub graceful_restart: Option<u16>,
+    pub add_path_receive: bool,
+    pub add_path_send: bool,
+}
+
+/// Our OPEN for a peer: the families offered, route refresh, 4-octet AS,
+/// graceful restart and ADD-PATH as offered, extended messages.
+pub fn our_open(offer: &OpenOffer) -> Open {
     let mut families = Vec::new();
-    if config.ipv4_unicast {
+    if offer.ipv4_unicast {
         families.push(Family::IPV4_UNICAST);
     }
-    if config.ipv6_unicast {
+    if offer.ipv6_unicast {
         families.push(Family::IPV6_UNICAST);
     }
     let mut capabilities: Vec<Capability> = families
@@ -66,8 +80,8 @@ pub fn our_open(config: &PeerConfig, local_asn: u32, router_id: Ipv4Addr) -> Ope
         .map(|f| Capability::Multiprotocol(*f))
         .collect();
     capabilities.push(Capability::RouteRefresh);
-    capabilities.push(Capability::FourOctetAs(local_asn));
-    if let Some(restart_time) = config.graceful_restart {
+    capabilities.push(Capability::FourOctetAs(offer.local_asn));
+    if let Some(restart_time) = offer.graceful_restart {
         capabilities.push(Capability::GracefulRestart(GracefulRestart {
             restart_state: false,
             notification: false,
@@ -82,7 +96,7 @@ pub fn our_open(config: &PeerConfig, local_asn: u32, router_id: Ipv4Addr) -> Ope
                 .collect(),
         }));
     }
-    let mode = match (config.add_path.receive, config.add_path.send) {
+    let mode = match (offer.add_path_receive, offer.add_path_send) {
         (true, true) => Some(AddPathMode::Both),
         (true, false) => Some(AddPathMode::Receive),
         (false, true) => Some(AddPathMode::Send),
@@ -99,9 +113,9 @@ pub fn our_open(config: &PeerConfig, local_asn: u32, router_id: Ipv4Addr) -> Ope
     capabilities.push(Capability::ExtendedMessage);
     Open {
         version: 4,
-        asn: local_asn,
-        hold_time: config.hold_time,
-        bgp_id: router_id,
+        asn: offer.local_asn,
+        hold_time: offer.hold_time,
+        bgp_id: offer.router_id,
         capabilities,
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 use crate::packet::open::capability_code;
 use crate::packet::{AsPath, AsSegment, AsSegmentType, NextHop, PathAttributes};
 use crate::rib::PathAttrs;
+use crate::speaker::PeerConfig;
 
 const US: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const THEM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -15,8 +16,8 @@ fn config() -> PeerConfig {
 
 /// Our OPEN and the neighbour's, both with the default capabilities.
 fn opens(their_id: Ipv4Addr) -> (Open, Open) {
-    let ours = our_open(&config(), 65000, US);
-    let theirs = our_open(&PeerConfig::new(IpAddr::V4(US), 65000), 65000, their_id);
+    let ours = our_open(&config().open_offer(65000, US));
+    let theirs = our_open(&PeerConfig::new(IpAddr::V4(US), 65000).open_offer(65000, their_id));
     (ours, theirs)
 }
 
@@ -40,7 +41,7 @@ fn bytes(message: Message) -> Vec<u8> {
 
 #[test]
 fn open_offers_the_configured_capabilities() {
-    let open = our_open(&config(), 4_200_000_000, US);
+    let open = our_open(&config().open_offer(4_200_000_000, US));
     assert_eq!(open.asn, 4_200_000_000);
     assert_eq!(open.hold_time, 90);
     assert_eq!(
@@ -78,7 +79,7 @@ fn open_without_gr_with_add_path_and_v4_only() {
     c.graceful_restart = None;
     c.ipv6_unicast = false;
     c.add_path.receive = true;
-    let open = our_open(&c, 64512, US);
+    let open = our_open(&c.open_offer(64512, US));
     assert_eq!(open.multiprotocol_families(), vec![Family::IPV4_UNICAST]);
     assert!(!open.has_capability(capability_code::GRACEFUL_RESTART));
     assert!(open

@@ -130,3 +130,20 @@ impl PeerConfig {
         }
     }
 }
+
+impl PeerConfig {
+    /// What our OPEN offers this peer, presenting `local_asn` (the
+    /// per-peer local AS, or the speaker's) and `router_id`.
+    pub fn open_offer(&self, local_asn: u32, router_id: Ipv4Addr) -> crate::session::OpenOffer {
+        crate::session::OpenOffer {
+            local_asn,
+            router_id,
+            hold_time: self.hold_time,
+            ipv4_unicast: self.ipv4_unicast,
+            ipv6_unicast: self.ipv6_unicast,
+            graceful_restart: self.graceful_restart,
+            add_path_receive: self.add_path.receive,
+            add_path_send: self.add_path.send,
+        }
+    }
+}

@@ -195,7 +195,7 @@ impl PeerTask {
         // Restart at least as often as the configured connect retry, so a
         // peer that was down for a while is picked up promptly.
         fsm_config.max_idle_hold = config.connect_retry.max(Duration::from_secs(1));
-        let our_open = our_open(&config, local_asn, router_id);
+        let our_open = our_open(&config.open_offer(local_asn, router_id));
         Self {
             config,
             speaker_asn,
