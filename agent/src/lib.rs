@@ -1,5 +1,5 @@
-//! `brindle-agent`: the node daemon (`brindle-node`) and the CNI plugin
-//! (`brindle-cni`).
+//! `brindle-agent`: the node daemon (`brindle-node`) and the CNI plugins
+//! (`brindle-cni`, `brindle-ipam`).
 //!
 //! This crate owns everything that touches one host's kernel for the fabric:
 //! workload veths and host routes, the route reconciler (desired routes vs
@@ -21,7 +21,10 @@
 //! - [`workload`]: CNI ADD/DEL plumbing (veth, proxy ARP, container routes);
 //! - [`cni`]: the `brindle-cni`/`brindle-ipam` plugins (CNI 1.0 commands,
 //!   IPAM delegation, WorkloadEndpoints) on top of [`workload`];
-//! - [`tunnel`]: `vxlan.brindle` + static neighbour/FDB entries, `tunl0`.
+//! - [`tunnel`]: `vxlan.brindle` + static neighbour/FDB entries, `tunl0`;
+//! - [`node`]: the node daemon `brindle-node` (see its module docs): the
+//!   datastore mirror, the pure desired state, and the I/O shell that drives
+//!   the speaker, the reconciler, the tunnels and the policy engine from it.
 //!
 //! Tests: unit tests next to each module (table-driven diffs, a seeded
 //! model-based reconciler simulation); `tests/netns_*.rs` prove the real

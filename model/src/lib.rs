@@ -27,7 +27,9 @@
 //!   optional fields, so what comes back is what was applied plus defaults and
 //!   store metadata; parse → write → parse is the identity (tested on every
 //!   file in `examples/`).
-//! - **Keys** ([`Resource::key`]): `/brindle/resources/v3/<plural>/[<ns>/]<name>`.
+//! - **Identity** ([`Resource::id`]): kind, namespace (namespaced kinds
+//!   only) and name; the datastore builds its keys from it
+//!   (`brindle_datastore::keys`).
 //! - **Selectors** ([`Selector`]): Calico's grammar and semantics; the
 //!   canonical text and [`Selector::unique_id`] match Calico's byte for byte.
 //!

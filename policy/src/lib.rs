@@ -5,7 +5,7 @@
 //!
 //! - [`ir`]: the compiler's input, a normalised model; [`from_model`] builds it
 //!   from the stored resources with Calico's meaning (namespaces, defaults);
-//! - [`compile`]: the pure compiler, model in, one [`ruleset::Ruleset`] per IP
+//! - [`mod@compile`]: the pure compiler, model in, one [`ruleset::Ruleset`] per IP
 //!   family out (tested with golden files: `BRINDLE_UPDATE_GOLDEN=1`
 //!   regenerates them);
 //! - [`ruleset`]: that output as plain data (chains, ipsets, hooks), which

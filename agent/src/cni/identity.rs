@@ -19,7 +19,7 @@ pub struct WorkloadIdentity {
     pub veth_id: String,
     pub endpoint_name: String,
     /// IPAM handle `<network name>.<container id>` (what
-    /// [`Ipam::live_handles_from_store`] expects).
+    /// [`Ipam::live_handles_from_store`](brindle_datastore::ipam::Ipam::live_handles_from_store) expects).
     pub handle: String,
 }
 

@@ -32,7 +32,7 @@
 //!   7606: decoding yields the UPDATE plus an [`UpdateOutcome`]; `Err` means
 //!   session reset.
 //! * Semantic OPEN checks that need configuration (peer AS, BGP identifier,
-//!   hold time) live in [`negotiate`], which also produces the
+//!   hold time) live in [`mod@negotiate`], which also produces the
 //!   [`DecodeContext`] / [`EncodeContext`] for the rest of the session.
 //! * Encoding never panics either; it fails with [`EncodeError`] when a
 //!   message would exceed the maximum size or a value cannot be represented.

@@ -33,7 +33,7 @@
 //! (else 2/0), every parameter is Capabilities (else 2/4). Capabilities are
 //! never an error: unknown codes, and known codes whose value has the wrong
 //! shape, are kept as [`Capability::Unknown`]. Hold time, AS and BGP
-//! identifier are checked by [`super::negotiate`], which knows the
+//! identifier are checked by [`mod@super::negotiate`], which knows the
 //! configuration. `asn` is taken from the 4-octet AS capability when present.
 
 use std::net::Ipv4Addr;

@@ -21,7 +21,7 @@ pub enum CollisionResolution {
     /// No collision: both may proceed.
     NoCollision,
     /// Drop the connection that already existed (feed it
-    /// [`Event::OpenCollisionDump`]) and continue with the new one.
+    /// [`Event::OpenCollisionDump`](crate::fsm::Event::OpenCollisionDump)) and continue with the new one.
     CloseExisting,
     /// Drop the newly reporting connection (Cease/7) and keep the existing one.
     CloseNew,

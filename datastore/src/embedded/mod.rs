@@ -48,7 +48,7 @@
 //! mode); an existing one found looser is tightened on open with a warning
 //! (the directory only when it holds nothing but the store, so pointing a
 //! store at a shared directory never changes that directory). The writer
-//! queue is taken with a bounded wait ([`BUSY_TIMEOUT`]); past it the write
+//! queue is taken with a bounded wait (`BUSY_TIMEOUT`); past it the write
 //! fails naming the lock file and its holder. A file that exists but is
 //! another program's SQLite database is refused, not extended.
 //!

@@ -9,7 +9,8 @@
 //! * [`veth`] and [`Lan`]: point-to-point links and switched segments.
 //! * [`topology`]: [`two_hosts_one_subnet`] and [`hosts_on_two_subnets`].
 //! * [`Etcd`], and the BGP speakers [`Bird`], [`Frr`] (zebra + bgpd) and
-//!   [`Gobgp`], each started with a generated config ([`BgpConfig`]) or a raw
+//!   [`Gobgp`], each started with a generated config ([`BgpConfig`], the
+//!   tree's one generator of their configs, golden-tested) or a raw
 //!   one, returned only once ready (or an error carrying the daemon's log),
 //!   with helpers to wait for sessions and routes. Each daemon's files live
 //!   in a private temp dir removed on drop.

@@ -229,7 +229,7 @@ pub enum UpdateOutcome {
     /// entry is the NOTIFICATION the error would have meant, for logging.
     AttributeDiscard(Vec<DecodeError>),
     /// Treat every announced prefix (NLRI and MP_REACH) as withdrawn (see
-    /// [`super::Update::into_withdraw`]). Also lists discarded attributes.
+    /// [`super::Update::into_withdrawals`]). Also lists discarded attributes.
     TreatAsWithdraw(Vec<DecodeError>),
 }
 
