@@ -75,8 +75,8 @@ use tracing::{debug, debug_span};
 pub use crate::packet::error::code;
 
 mod vocabulary;
+use vocabulary::event_name;
 pub use vocabulary::*;
-use vocabulary::{event_name, ALL_TIMERS};
 
 /// NOTIFICATION subcodes used by the FSM.
 pub mod subcode {
@@ -143,7 +143,7 @@ pub struct Fsm<C = (), U = ()> {
     config: FsmConfig,
     state: State,
     connect_retry_counter: u32,
-    running: [bool; ALL_TIMERS.len()],
+    running: [bool; TimerKind::ALL.len()],
     /// Set by a start, cleared by ManualStop: errors then restart on their own.
     admin_up: bool,
     /// Passive mode chosen by the last start event.
@@ -166,7 +166,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             config,
             state: State::Idle,
             connect_retry_counter: 0,
-            running: [false; ALL_TIMERS.len()],
+            running: [false; TimerKind::ALL.len()],
             admin_up: false,
             passive,
             consecutive_failures: 0,
@@ -190,7 +190,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
     }
 
     pub fn is_timer_running(&self, kind: TimerKind) -> bool {
-        self.running[timer_index(kind)]
+        self.running[kind.index()]
     }
 
     /// The session parameters while Established.
@@ -211,7 +211,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             }
             // The session layer's timer has fired: it no longer runs, whatever
             // the handler below decides.
-            self.running[timer_index(kind)] = false;
+            self.running[kind.index()] = false;
         }
         match self.state {
             State::Idle => self.idle(event, &mut out),
@@ -628,7 +628,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             out.push(Action::SendNotification(n));
         }
         out.push(Action::Disconnect);
-        for kind in ALL_TIMERS {
+        for kind in TimerKind::ALL {
             self.stop_timer(kind, out);
         }
         if count_retry {
@@ -660,12 +660,12 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
     }
 
     fn start_timer(&mut self, kind: TimerKind, duration: Duration, out: &mut Out<C, U>) {
-        self.running[timer_index(kind)] = true;
+        self.running[kind.index()] = true;
         out.push(Action::StartTimer { kind, duration });
     }
 
     fn stop_timer(&mut self, kind: TimerKind, out: &mut Out<C, U>) {
-        if std::mem::take(&mut self.running[timer_index(kind)]) {
+        if std::mem::take(&mut self.running[kind.index()]) {
             out.push(Action::StopTimer { kind });
         }
     }
@@ -677,16 +677,6 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             self.state = to;
             out.push(Action::StateChanged { from, to });
         }
-    }
-}
-
-fn timer_index(kind: TimerKind) -> usize {
-    match kind {
-        TimerKind::ConnectRetry => 0,
-        TimerKind::Hold => 1,
-        TimerKind::Keepalive => 2,
-        TimerKind::DelayOpen => 3,
-        TimerKind::IdleHold => 4,
     }
 }
 

@@ -34,13 +34,38 @@ pub enum TimerKind {
     IdleHold,
 }
 
-pub(super) const ALL_TIMERS: [TimerKind; 5] = [
-    TimerKind::ConnectRetry,
-    TimerKind::Hold,
-    TimerKind::Keepalive,
-    TimerKind::DelayOpen,
-    TimerKind::IdleHold,
-];
+impl TimerKind {
+    /// Every timer, in [`TimerKind::index`] order.
+    pub const ALL: [TimerKind; 5] = [
+        TimerKind::ConnectRetry,
+        TimerKind::Hold,
+        TimerKind::Keepalive,
+        TimerKind::DelayOpen,
+        TimerKind::IdleHold,
+    ];
+
+    /// A dense index, for per-timer arrays (at most one of each kind runs).
+    pub fn index(self) -> usize {
+        match self {
+            TimerKind::ConnectRetry => 0,
+            TimerKind::Hold => 1,
+            TimerKind::Keepalive => 2,
+            TimerKind::DelayOpen => 3,
+            TimerKind::IdleHold => 4,
+        }
+    }
+
+    /// The event this timer's expiry feeds back to the FSM.
+    pub fn expiry<C, U>(self) -> Event<C, U> {
+        match self {
+            TimerKind::ConnectRetry => Event::ConnectRetryTimerExpired,
+            TimerKind::Hold => Event::HoldTimerExpired,
+            TimerKind::Keepalive => Event::KeepaliveTimerExpired,
+            TimerKind::DelayOpen => Event::DelayOpenTimerExpired,
+            TimerKind::IdleHold => Event::IdleHoldTimerExpired,
+        }
+    }
+}
 
 /// The one NOTIFICATION type: the codec's (the FSM sends and receives the
 /// same messages the codec encodes and decodes).

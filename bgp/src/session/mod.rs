@@ -21,15 +21,13 @@
 //!   a request (not the peer's BoRR/EoRR markers).
 //! * [`outgoing_updates`]: the RIB's batches encoded for one session: only
 //!   negotiated families, the per-peer local AS applied, End-of-RIB last.
-//! * [`timer_slot`] / [`expiry_event`]: the FSM's timers as the task's slots
-//!   and the event each one's expiry feeds back.
 
 use std::net::Ipv4Addr;
 
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use crate::fsm::{self, Event, State, TimerKind};
+use crate::fsm::{self, Event, State};
 use crate::packet::{
     self, build_announcements, build_withdrawals, AddPathFamily, AddPathMode, Capability,
     DecodeContext, DecodeError, EncodeContext, Family, GracefulRestart, GracefulRestartFamily,
@@ -392,41 +390,6 @@ pub fn outgoing_updates(
         }
     }
     messages
-}
-
-/// How many timers a connection has: one slot per [`TimerKind`].
-pub const TIMER_SLOTS: usize = 5;
-
-/// Every timer kind, in slot order.
-pub const TIMERS: [TimerKind; TIMER_SLOTS] = [
-    TimerKind::ConnectRetry,
-    TimerKind::Hold,
-    TimerKind::Keepalive,
-    TimerKind::DelayOpen,
-    TimerKind::IdleHold,
-];
-
-/// The slot a connection keeps `kind`'s deadline in (at most one per kind:
-/// starting a timer replaces the running one).
-pub fn timer_slot(kind: TimerKind) -> usize {
-    match kind {
-        TimerKind::ConnectRetry => 0,
-        TimerKind::Hold => 1,
-        TimerKind::Keepalive => 2,
-        TimerKind::DelayOpen => 3,
-        TimerKind::IdleHold => 4,
-    }
-}
-
-/// The event a timer's expiry feeds back to the FSM.
-pub fn expiry_event(kind: TimerKind) -> SessionEvent {
-    match kind {
-        TimerKind::ConnectRetry => Event::ConnectRetryTimerExpired,
-        TimerKind::Hold => Event::HoldTimerExpired,
-        TimerKind::Keepalive => Event::KeepaliveTimerExpired,
-        TimerKind::DelayOpen => Event::DelayOpenTimerExpired,
-        TimerKind::IdleHold => Event::IdleHoldTimerExpired,
-    }
 }
 
 /// A NOTIFICATION for the log and the peer's status: `code/subcode

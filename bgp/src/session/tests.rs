@@ -2,6 +2,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::*;
+use crate::fsm::TimerKind;
 use crate::packet::open::capability_code;
 use crate::packet::{AsPath, AsSegment, AsSegmentType, NextHop, PathAttributes};
 use crate::rib::PathAttrs;
@@ -458,8 +459,11 @@ fn outgoing_updates_present_the_per_peer_local_as() {
 
 #[test]
 fn every_timer_has_its_own_slot_and_expiry() {
-    for (slot, kind) in TIMERS.into_iter().enumerate() {
-        assert_eq!(timer_slot(kind), slot);
-        assert_eq!(crate::fsm::expired_timer(&expiry_event(kind)), Some(kind));
+    for (slot, kind) in TimerKind::ALL.into_iter().enumerate() {
+        assert_eq!(kind.index(), slot);
+        assert_eq!(
+            crate::fsm::expired_timer(&kind.expiry::<(), ()>()),
+            Some(kind)
+        );
     }
 }

@@ -41,9 +41,8 @@ use crate::packet::{
 };
 use crate::rib::UpdateBatch;
 use crate::session::{
-    self, decide_open, describe, expiry_event, our_open, timer_slot, ConnectionOrigin,
-    ConnectionView, Inbound, IncomingDecision, OpenDecision, Outgoing, ReceivedUpdate,
-    SessionEvent, TIMERS, TIMER_SLOTS,
+    self, decide_open, describe, our_open, ConnectionOrigin, ConnectionView, Inbound,
+    IncomingDecision, OpenDecision, Outgoing, ReceivedUpdate, SessionEvent,
 };
 
 type PeerFsm = Fsm<Negotiated, ReceivedUpdate>;
@@ -147,7 +146,7 @@ struct Session {
     conn: Option<Conn>,
     /// Outgoing attempt in flight.
     connecting: Option<(u64, JoinHandle<()>)>,
-    deadlines: [Option<Instant>; TIMER_SLOTS],
+    deadlines: [Option<Instant>; TimerKind::ALL.len()],
     decode: DecodeContext,
     encode: EncodeContext,
     /// The peer's OPEN was accepted on this connection.
@@ -231,7 +230,7 @@ impl PeerTask {
             fsm: Fsm::new(self.fsm_config.clone()),
             conn: None,
             connecting: None,
-            deadlines: [None; TIMER_SLOTS],
+            deadlines: [None; TimerKind::ALL.len()],
             decode: DecodeContext::default(),
             encode: EncodeContext::default(),
             peer_id: None,
@@ -285,8 +284,8 @@ impl PeerTask {
         let now = Instant::now();
         let mut due = Vec::new();
         for s in &mut self.sessions {
-            for kind in TIMERS {
-                let slot = &mut s.deadlines[timer_slot(kind)];
+            for kind in TimerKind::ALL {
+                let slot = &mut s.deadlines[kind.index()];
                 if slot.is_some_and(|d| d <= now) {
                     *slot = None;
                     due.push((s.id, kind));
@@ -295,7 +294,7 @@ impl PeerTask {
         }
         for (id, kind) in due {
             if let Some(i) = self.index_of(id) {
-                self.process(i, expiry_event(kind));
+                self.process(i, kind.expiry());
             }
         }
     }
@@ -376,7 +375,7 @@ impl PeerTask {
             IncomingDecision::Refuse(why) => debug!(why, "incoming connection refused"),
             IncomingDecision::TakeOverMain | IncomingDecision::RestartMainOverIt => {
                 if decision == IncomingDecision::RestartMainOverIt {
-                    self.sessions[0].deadlines[timer_slot(TimerKind::IdleHold)] = None;
+                    self.sessions[0].deadlines[TimerKind::IdleHold.index()] = None;
                     self.process(0, Event::IdleHoldTimerExpired);
                 }
                 let s = &mut self.sessions[0];
@@ -571,10 +570,10 @@ impl PeerTask {
                     self.send_message(i, &Message::Notification(n));
                 }
                 Action::StartTimer { kind, duration } => {
-                    self.sessions[i].deadlines[timer_slot(kind)] = Some(Instant::now() + duration);
+                    self.sessions[i].deadlines[kind.index()] = Some(Instant::now() + duration);
                 }
                 Action::StopTimer { kind } => {
-                    self.sessions[i].deadlines[timer_slot(kind)] = None;
+                    self.sessions[i].deadlines[kind.index()] = None;
                 }
                 Action::StateChanged { from, to } => {
                     debug!(%from, %to, session = self.sessions[i].id, "state change");
