@@ -15,7 +15,10 @@
 //!   for a collision with the neighbour's other connection (RFC 4271 §6.8,
 //!   via [`resolve_collision`]).
 //! * [`incoming_connection`]: what to do with a connection the neighbour
-//!   opened, given the state of the connections we have.
+//!   opened, given the state of the connections we have (a dial in flight
+//!   is kept: the collision is resolved on the OPENs).
+//! * [`jittered`]: the ConnectRetry and restart timers jittered (RFC 4271
+//!   §10), so peers that failed together do not retry in step.
 //! * [`route_refresh_honoured`]: a ROUTE-REFRESH is answered only on an
 //!   Established session, for a family negotiated on it, and only when it is
 //!   a request (not the peer's BoRR/EoRR markers).
@@ -23,11 +26,12 @@
 //!   negotiated families, the per-peer local AS applied, End-of-RIB last.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use crate::fsm::{self, Event, State};
+use crate::fsm::{self, Event, State, TimerKind};
 use crate::packet::{
     self, build_announcements, build_withdrawals, AddPathFamily, AddPathMode, Capability,
     DecodeContext, DecodeError, EncodeContext, Family, GracefulRestart, GracefulRestartFamily,
@@ -297,30 +301,35 @@ pub enum IncomingDecision {
     /// pending), or a collision between two connections is already being
     /// resolved.
     Refuse(&'static str),
-    /// The main connection has no transport yet (Connect or Active): give
-    /// up our own attempt and carry on over this one.
+    /// The main connection has no transport and no dial in flight (Active,
+    /// or Connect waiting to retry): carry on over this one.
     TakeOverMain,
     /// The main connection waits out a damped restart (Idle with the idle
     /// hold timer running): a connection from the neighbour is reason
     /// enough to restart now, then carry on over it.
     RestartMainOverIt,
-    /// The main connection is past Active: run this one as a second
-    /// connection until collision detection picks one.
+    /// The main connection is dialling or past Active: run this one as a
+    /// second connection until collision detection picks one (RFC 4271
+    /// §6.8). Giving up our dial instead is what the neighbour may be doing
+    /// with ours at the same moment: both would keep a connection the other
+    /// side just closed.
     Second,
 }
 
 /// Decides for a connection arriving while the main connection is in
 /// `main_state` (with `idle_hold_running` telling a damped restart from an
-/// administrative stop) and `connections` exist.
+/// administrative stop, and `dialing` whether our own connection attempt is
+/// in flight) and `connections` exist.
 pub fn incoming_connection(
     main_state: State,
     idle_hold_running: bool,
+    dialing: bool,
     connections: usize,
 ) -> IncomingDecision {
     match main_state {
         State::Idle if !idle_hold_running => IncomingDecision::Refuse("administratively down"),
         State::Idle => IncomingDecision::RestartMainOverIt,
-        State::Connect | State::Active => IncomingDecision::TakeOverMain,
+        State::Connect | State::Active if !dialing => IncomingDecision::TakeOverMain,
         _ if connections > 1 => {
             IncomingDecision::Refuse("third connection while a collision is pending")
         }
@@ -390,6 +399,20 @@ pub fn outgoing_updates(
         }
     }
     messages
+}
+
+/// How long a timer the FSM asked for really runs: the ConnectRetry timer
+/// and the damped restart are jittered to 75–100 % of their value (RFC 4271
+/// §10), so that peers that failed together (a fabric starting at once, a
+/// link coming back) do not all retry in the same instant again; the
+/// others run exactly. `random` is uniform in `[0, 1)`.
+pub fn jittered(kind: TimerKind, duration: Duration, random: f64) -> Duration {
+    match kind {
+        TimerKind::ConnectRetry | TimerKind::IdleHold => {
+            duration.mul_f64(0.75 + 0.25 * random.clamp(0.0, 1.0))
+        }
+        TimerKind::Hold | TimerKind::Keepalive | TimerKind::DelayOpen => duration,
+    }
 }
 
 /// A NOTIFICATION for the log and the peer's status: `code/subcode

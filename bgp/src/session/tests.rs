@@ -2,6 +2,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::*;
+use std::time::Duration;
+
 use crate::fsm::TimerKind;
 use crate::packet::open::capability_code;
 use crate::packet::{AsPath, AsSegment, AsSegmentType, NextHop, PathAttributes};
@@ -351,18 +353,22 @@ fn an_unacceptable_open_is_refused_before_any_collision_check() {
 #[test]
 fn incoming_connections_by_the_main_connections_state() {
     use IncomingDecision::*;
+    // (main state, idle hold running, our dial in flight, connections)
     let table = [
-        (State::Idle, false, 1, "refuse"),
-        (State::Idle, true, 1, "restart"),
-        (State::Connect, false, 1, "take over"),
-        (State::Active, false, 1, "take over"),
-        (State::OpenSent, false, 1, "second"),
-        (State::OpenConfirm, false, 1, "second"),
-        (State::Established, false, 1, "second"),
-        (State::Established, false, 2, "refuse"),
+        (State::Idle, false, false, 1, "refuse"),
+        (State::Idle, true, false, 1, "restart"),
+        (State::Connect, false, false, 1, "take over"),
+        (State::Active, false, false, 1, "take over"),
+        // Both ends dialling at once: keep ours, resolve on the OPENs.
+        (State::Connect, false, true, 1, "second"),
+        (State::Connect, false, true, 2, "refuse"),
+        (State::OpenSent, false, false, 1, "second"),
+        (State::OpenConfirm, false, false, 1, "second"),
+        (State::Established, false, false, 1, "second"),
+        (State::Established, false, false, 2, "refuse"),
     ];
-    for (state, idle_hold, connections, expected) in table {
-        let got = match incoming_connection(state, idle_hold, connections) {
+    for (state, idle_hold, dialing, connections, expected) in table {
+        let got = match incoming_connection(state, idle_hold, dialing, connections) {
             Refuse(_) => "refuse",
             RestartMainOverIt => "restart",
             TakeOverMain => "take over",
@@ -465,5 +471,21 @@ fn every_timer_has_its_own_slot_and_expiry() {
             crate::fsm::expired_timer(&kind.expiry::<(), ()>()),
             Some(kind)
         );
+    }
+}
+
+#[test]
+fn retry_timers_are_jittered_to_three_quarters_and_the_others_are_exact() {
+    let base = Duration::from_secs(4);
+    for kind in [TimerKind::ConnectRetry, TimerKind::IdleHold] {
+        assert_eq!(jittered(kind, base, 0.0), Duration::from_secs(3));
+        assert_eq!(jittered(kind, base, 0.5), Duration::from_millis(3500));
+        assert!(jittered(kind, base, 0.999_999) <= base);
+        // Out-of-range randomness cannot stretch or shrink it further.
+        assert_eq!(jittered(kind, base, 7.0), base);
+        assert_eq!(jittered(kind, base, -1.0), Duration::from_secs(3));
+    }
+    for kind in [TimerKind::Hold, TimerKind::Keepalive, TimerKind::DelayOpen] {
+        assert_eq!(jittered(kind, base, 0.0), base);
     }
 }

@@ -369,6 +369,7 @@ impl PeerTask {
         let decision = session::incoming_connection(
             main.fsm.state(),
             main.fsm.is_timer_running(TimerKind::IdleHold),
+            main.connecting.is_some(),
             self.sessions.len(),
         );
         match decision {
@@ -570,6 +571,7 @@ impl PeerTask {
                     self.send_message(i, &Message::Notification(n));
                 }
                 Action::StartTimer { kind, duration } => {
+                    let duration = session::jittered(kind, duration, fastrand::f64());
                     self.sessions[i].deadlines[kind.index()] = Some(Instant::now() + duration);
                 }
                 Action::StopTimer { kind } => {

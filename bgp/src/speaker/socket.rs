@@ -86,6 +86,13 @@ pub(crate) fn set_md5(fd: RawFd, peer: IpAddr, password: Option<&str>) -> io::Re
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
 }
 
+/// Connections the kernel queues for the listener before it is accepted:
+/// every node of a fabric dials its route reflectors (or, in a full mesh,
+/// every other node) within the same second of a cold start, and a SYN
+/// dropped on a full queue costs a retransmission (1 s, then 3 s). The
+/// kernel caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// A listening socket with SO_REUSEADDR (and IPV6_V6ONLY for `::`, so the
 /// IPv4 and IPv6 wildcards can both be bound).
 pub(crate) fn listen(address: SocketAddr) -> io::Result<TcpListener> {
@@ -100,7 +107,7 @@ pub(crate) fn listen(address: SocketAddr) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
-    socket.listen(64)
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Connects to `peer`, from `source` if given, with the MD5 key if given.
