@@ -238,13 +238,18 @@ impl NodeDaemon {
     pub fn restart(&mut self, host: &Host) {
         let mut command = host.ns.command(&self.args[0]);
         command.args(&self.args[1..]);
-        command.env(
-            "RUST_LOG",
-            "info,brindle_agent=debug,brindle_datastore=debug",
-        );
+        // Benchmarks of many nodes turn the debug logs down.
+        let log = std::env::var("BRINDLE_BENCH_NODE_LOG")
+            .unwrap_or_else(|_| "info,brindle_agent=debug,brindle_datastore=debug".to_owned());
+        command.env("RUST_LOG", log);
         self.process = Some(
             Process::spawn(format!("brindle-node {}", self.name), command, &self.log).unwrap(),
         );
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
     }
 
     pub fn stop(&mut self) {

@@ -1,0 +1,248 @@
+//! Cold start of an N-node fabric (on demand, not in CI; prints what it
+//! measured, for docs/benchmarks.md):
+//!
+//! ```text
+//! BRINDLE_SCALE_NODES=40 cargo bench -p brindle-agent --bench fabric_scale
+//! ```
+//!
+//! N real `brindle-node` processes, each in its own namespace on one
+//! switched segment, share the embedded store; a pool with `vxlanMode:
+//! Always` makes each node claim a block for its tunnel address and
+//! announce it; full mesh; `--no-policy`. From the moment the daemons are
+//! started until every node's kernel routes every other node's block: the
+//! time, and every 5 s how many sessions are Established and how many
+//! remote blocks are routed, so a stall shows where it is. Then peak RSS
+//! per node.
+//!
+//! All the namespaces share the kernel's one neighbour table, and its
+//! limits (`net.ipv4.neigh.default.gc_thresh1/2/3`, 128/512/1024 by
+//! default) are host-wide: N nodes need about 2·N·(N−1) entries (each
+//! node's ARP entry for every other node's underlay address, and the
+//! static entry brindle-node programs for every other node's VTEP), which
+//! at N = 40 is about 3,100. Past `gc_thresh3` the kernel drops new entries
+//! ("neighbor table overflow"), ARP fails, BGP packets are lost and
+//! sessions die by hold timer: that, not BGP, is why a 40-node fabric did
+//! not converge on one host. So the harness raises the three limits to what
+//! N nodes need while it runs and puts the old values back when it ends.
+//!
+//! `BRINDLE_SCALE_TIMEOUT` (seconds, default 180) bounds the
+//! wait; `BRINDLE_SCALE_WATCH` (seconds, default 0) keeps watching the
+//! converged fabric for sessions that drop; `BRINDLE_BENCH_NODE_LOG` is the daemons' `RUST_LOG` (default
+//! `info`); `BRINDLE_BENCH_KEEP_LOGS=DIR` keeps their logs. Every
+//! namespace, process and file is removed on drop, also on panic. Nothing
+//! is asserted about time.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use brindle_testbed::{hosts_on_two_subnets, Host};
+use common::fabric::{pool_yaml, NodeDaemon, Store};
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Remote blocks `host`'s kernel routes (Brindle's routes that are not
+/// the blackhole of its own blocks).
+fn routed_blocks(host: &Host) -> usize {
+    host.ns
+        .run(&["ip", "-4", "route", "show", "proto", "80"])
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.starts_with("blackhole") && l.contains("/"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The host's neighbour-table limits, raised for the run and restored on
+/// drop (also on panic).
+struct NeighbourLimits {
+    saved: Vec<(String, String)>,
+}
+
+impl NeighbourLimits {
+    const PATH: &'static str = "/proc/sys/net/ipv4/neigh/default";
+
+    /// Makes room for `entries` neighbour entries host-wide (never lowers a
+    /// limit).
+    fn raise_for(entries: usize) -> NeighbourLimits {
+        let wanted = [
+            ("gc_thresh1", entries / 2),
+            ("gc_thresh2", entries),
+            ("gc_thresh3", entries * 2),
+        ];
+        let mut saved = Vec::new();
+        for (name, value) in wanted {
+            let path = format!("{}/{name}", Self::PATH);
+            let Ok(old) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let old = old.trim().to_owned();
+            if old.parse::<usize>().is_ok_and(|o| o < value)
+                && std::fs::write(&path, value.to_string()).is_ok()
+            {
+                eprintln!("{name}: {old} -> {value} for this run");
+                saved.push((path, old));
+            }
+        }
+        NeighbourLimits { saved }
+    }
+}
+
+impl Drop for NeighbourLimits {
+    fn drop(&mut self) {
+        // gc_thresh1 <= 2 <= 3 must hold at every step: restore from 1 up.
+        for (path, old) in &self.saved {
+            let _ = std::fs::write(path, old);
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn main() {
+    if !common::fabric::can_run() {
+        return;
+    }
+    // Dozens of daemons at debug level measure their logging; info unless
+    // asked otherwise (read by the fixtures when they spawn a daemon).
+    if std::env::var_os("BRINDLE_BENCH_NODE_LOG").is_none() {
+        std::env::set_var("BRINDLE_BENCH_NODE_LOG", "info");
+    }
+    let n = env_number("BRINDLE_SCALE_NODES", 40) as usize;
+    let timeout = Duration::from_secs(env_number("BRINDLE_SCALE_TIMEOUT", 180));
+    assert!(
+        (2..=250).contains(&n),
+        "BRINDLE_SCALE_NODES must be 2..=250"
+    );
+    let _limits = NeighbourLimits::raise_for((2 * n * (n - 1) + 1024).max(1024));
+    let fabric = hosts_on_two_subnets([n, 0]).expect("topology");
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.244.0.0/16", "Always"));
+
+    eprintln!("starting {n} nodes (load {})", load_average());
+    let start = Instant::now();
+    let nodes: Vec<NodeDaemon> = fabric
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            NodeDaemon::start_with(&store, host, &format!("node-{i}"), true, &["--no-policy"])
+        })
+        .collect();
+    let spawned = start.elapsed();
+
+    let mut last_report = Instant::now();
+    let converged = loop {
+        let routed: Vec<usize> = fabric.hosts.iter().map(routed_blocks).collect();
+        if routed.iter().all(|&r| r >= n - 1) {
+            break Some(start.elapsed());
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) || start.elapsed() >= timeout {
+            last_report = Instant::now();
+            let sessions: Vec<usize> = nodes
+                .iter()
+                .map(|d| {
+                    d.status()
+                        .map(|r| r.peers.iter().filter(|p| p.established).count())
+                        .unwrap_or(0)
+                })
+                .collect();
+            let full_sessions = sessions.iter().filter(|&&s| s == n - 1).count();
+            let full_routes = routed.iter().filter(|&&r| r >= n - 1).count();
+            eprintln!(
+                "{:>6.1}s: nodes with all {} sessions: {full_sessions}/{n} (min {}), with all routes: {full_routes}/{n} (min {}); load {}",
+                start.elapsed().as_secs_f64(),
+                n - 1,
+                sessions.iter().min().unwrap_or(&0),
+                routed.iter().min().unwrap_or(&0),
+                load_average()
+            );
+        }
+        if start.elapsed() >= timeout {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+
+    // Then watch the converged fabric: sessions that drop after coming up
+    // (hold timer, flaps) show here.
+    let watch = Duration::from_secs(env_number("BRINDLE_SCALE_WATCH", 0));
+    let watch_start = Instant::now();
+    while converged.is_some() && watch_start.elapsed() < watch {
+        std::thread::sleep(Duration::from_secs(5));
+        let sessions: Vec<usize> = nodes
+            .iter()
+            .map(|d| {
+                d.status()
+                    .map(|r| r.peers.iter().filter(|p| p.established).count())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let routed: Vec<usize> = fabric.hosts.iter().map(routed_blocks).collect();
+        eprintln!(
+            "{:>6.1}s (watching): sessions min {} of {}, routes min {}; load {}",
+            start.elapsed().as_secs_f64(),
+            sessions.iter().min().unwrap_or(&0),
+            n - 1,
+            routed.iter().min().unwrap_or(&0),
+            load_average()
+        );
+    }
+
+    let rss: Vec<u64> = nodes
+        .iter()
+        .filter_map(|d| d.pid().and_then(peak_rss_kib))
+        .collect();
+    let max_rss = rss.iter().max().copied().unwrap_or(0);
+    let mean_rss = rss.iter().sum::<u64>() / rss.len().max(1) as u64;
+    match converged {
+        Some(t) => println!(
+            "| {n} nodes, full mesh, embedded store | cold start to every block routed everywhere: {:.1} s (daemons spawned in {:.1} s) | peak RSS per node: mean {:.1} MiB, max {:.1} MiB | load {} |",
+            t.as_secs_f64(),
+            spawned.as_secs_f64(),
+            mean_rss as f64 / 1024.0,
+            max_rss as f64 / 1024.0,
+            load_average()
+        ),
+        None => {
+            println!(
+                "| {n} nodes, full mesh, embedded store | NOT converged after {timeout:?} | peak RSS per node: mean {:.1} MiB, max {:.1} MiB |",
+                mean_rss as f64 / 1024.0,
+                max_rss as f64 / 1024.0
+            );
+            // The node with the fewest sessions, for the log.
+            if let Some(worst) = nodes.iter().min_by_key(|d| {
+                d.status()
+                    .map(|r| r.peers.iter().filter(|p| p.established).count())
+                    .unwrap_or(0)
+            }) {
+                eprintln!("{}: {:?}", worst.name, worst.status());
+            }
+        }
+    }
+    if let Ok(dir) = std::env::var("BRINDLE_BENCH_KEEP_LOGS") {
+        std::fs::create_dir_all(&dir).ok();
+        for d in &nodes {
+            std::fs::write(format!("{dir}/{}.log", d.name), d.log()).ok();
+        }
+    }
+}
