@@ -51,6 +51,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::cache::{decode_block, decode_resource, Decoded};
 use super::cluster::{format_mac, ClusterState};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned};
+use super::limits::{neighbour_entries, neighbour_warning, NeighbourLimits};
 pub use super::options::{NodeError, NodeOptions};
 use super::policy::{policy_task, PolicyWork};
 use super::register::{autodetect_address, modify_node, open_and_register, underlay_of};
@@ -92,6 +93,9 @@ struct Daemon {
     vxlan_ready: bool,
     /// `vxlan6.brindle` is up (IPv6 pools with VXLAN).
     vxlan6_ready: bool,
+    /// Neighbour entries the last converge needed (checked against the
+    /// host's limits when it changes).
+    neighbour_entries: usize,
     desired: Desired,
     shared: Arc<Mutex<Shared>>,
     /// Work for the policy task (see [`policy_task`]); `None`: policy off.
@@ -298,6 +302,7 @@ impl Daemon {
                 debug!(%error, "tunl0 not available");
             }
         }
+        self.check_neighbour_limits(&desired);
         // What other nodes wait for (our announcements) and what reaches
         // them (routes, VTEPs) first; policy, the slowest step, last.
         self.sync_peers(&desired.peers).await;
@@ -344,6 +349,22 @@ impl Daemon {
     }
 
     /// Neighbour/FDB entries of each VXLAN device that is up.
+    /// Warns, once per change, when the neighbour entries this node needs
+    /// do not fit the host's limits comfortably (see `node::limits`).
+    fn check_neighbour_limits(&mut self, desired: &Desired) {
+        let needed = neighbour_entries(
+            desired.vteps.len() + desired.vteps6.len(),
+            desired.peers.len(),
+        );
+        if needed == self.neighbour_entries {
+            return;
+        }
+        self.neighbour_entries = needed;
+        if let Some(text) = NeighbourLimits::of_host().and_then(|l| neighbour_warning(needed, l)) {
+            warn!("{text}");
+        }
+    }
+
     async fn sync_vteps(&self, desired: &Desired) {
         let devices = [
             (self.vxlan_ready, VXLAN_DEVICE, &desired.vteps),
@@ -521,6 +542,7 @@ async fn run_inner(
         routes_open: false,
         vxlan_ready: false,
         vxlan6_ready: false,
+        neighbour_entries: 0,
         desired: Desired::default(),
         shared: shared.clone(),
         speaker_settings: settings,

@@ -24,6 +24,7 @@ pub mod cache;
 pub mod cluster;
 pub mod daemon;
 pub mod desired;
+pub mod limits;
 pub mod options;
 pub mod policy;
 pub mod register;
