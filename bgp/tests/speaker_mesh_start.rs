@@ -93,3 +93,43 @@ fn a_mesh_started_at_once_brings_up_every_session() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A node is dialled by a neighbour that read the datastore first: the
+/// connection arrives before the neighbour is a peer here. It is kept for
+/// a moment and taken over when the peer is configured, instead of being
+/// closed into the neighbour's connect retry. The neighbour here retries
+/// only after 100 s and this side is passive, so nothing but the parked
+/// connection can bring the session up within the test's bound.
+#[test]
+fn a_connection_that_arrives_before_its_peer_is_configured_is_taken_over() {
+    let lan = Lan::new("prk").unwrap();
+    let early_ns = Netns::new("prke").unwrap();
+    let late_ns = Netns::new("prkl").unwrap();
+    let (early_ip, late_ip) = (Ipv4Addr::new(10, 72, 0, 1), Ipv4Addr::new(10, 72, 0, 2));
+    lan.attach(&early_ns, "eth0", &[&format!("{early_ip}/24")])
+        .unwrap();
+    lan.attach(&late_ns, "eth0", &[&format!("{late_ip}/24")])
+        .unwrap();
+    // The late node runs, but does not know the early one yet.
+    let late = NsSpeaker::start(&late_ns, SpeakerConfig::new(64512, late_ip));
+    let mut early_config = SpeakerConfig::new(64512, early_ip);
+    let mut to_late = PeerConfig::new(IpAddr::V4(late_ip), 64512);
+    to_late.connect_retry = Duration::from_secs(100);
+    early_config.peers.push(to_late);
+    let early = NsSpeaker::start(&early_ns, early_config);
+    // The early node's dial reaches the late one (which parks it).
+    let dialled = Instant::now();
+    loop {
+        let status = block_on(early.speaker.peers()).unwrap();
+        if status[0].state != PeerState::Connect && status[0].state != PeerState::Idle {
+            break;
+        }
+        assert!(dialled.elapsed() < Duration::from_secs(2), "{status:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut to_early = PeerConfig::new(IpAddr::V4(early_ip), 64512);
+    to_early.passive = true;
+    block_on(late.speaker.add_peer(to_early)).unwrap();
+    support::wait_established(&late.speaker, IpAddr::V4(early_ip));
+    support::wait_established(&early.speaker, IpAddr::V4(late_ip));
+}

@@ -47,7 +47,20 @@ pub(crate) enum Input {
         address: IpAddr,
         generation: u64,
     },
+    /// A connection parked for a peer not configured yet has waited long
+    /// enough.
+    ParkedExpired {
+        address: IpAddr,
+        id: u64,
+    },
 }
+
+/// How long a connection from an address that is not (yet) a peer is kept
+/// open in case the peer is configured in the meantime. At a cold start a
+/// node is dialled by neighbours that read the datastore before it did;
+/// closing their connection at once sends them into their connect retry
+/// (5 s), which set the floor of a fabric's cold start.
+const PARK_TIME: Duration = Duration::from_secs(3);
 
 struct PeerEntry {
     config: PeerConfig,
@@ -83,6 +96,10 @@ struct Core {
     next_generation: u64,
     /// What this speaker originates (for `SetOriginations` to diff against).
     originated: BTreeSet<IpNet>,
+    /// Connections from addresses that are not peers yet (see
+    /// [`PARK_TIME`]), the latest per address.
+    parked: BTreeMap<IpAddr, (u64, TcpStream)>,
+    next_parked: u64,
 }
 
 pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError> {
@@ -130,6 +147,8 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
         next_instance: 1,
         next_generation: 1,
         originated: BTreeSet::new(),
+        parked: BTreeMap::new(),
+        next_parked: 1,
     };
     for peer in peers {
         core.add_peer(peer)?;
@@ -159,6 +178,12 @@ impl Core {
                     address,
                     generation,
                 } => self.restart_expired(address, generation),
+                Input::ParkedExpired { address, id } => {
+                    if self.parked.get(&address).is_some_and(|(p, _)| *p == id) {
+                        self.parked.remove(&address);
+                        debug!(%address, "no peer configured for a parked connection; closing");
+                    }
+                }
             }
         }
     }
@@ -289,6 +314,14 @@ impl Core {
             self.me.clone(),
         );
         info!(peer = %address, remote_asn = peer.remote_asn, "peer added");
+        if let Some((_, stream)) = self.parked.remove(&address) {
+            if peer.md5_password.is_none() {
+                debug!(peer = %address, "taking over the connection it opened before");
+                let _ = handle.input.send(PeerInput::Incoming(stream));
+            }
+            // With a password, a connection accepted before the key was
+            // set on the listener carries no MD5 signature: never adopt it.
+        }
         self.peers.insert(
             address,
             PeerEntry {
@@ -359,7 +392,18 @@ impl Core {
             Some(entry) => {
                 let _ = entry.handle.input.send(PeerInput::Incoming(stream));
             }
-            None => debug!(%remote, "connection from an unconfigured address; closing"),
+            None => {
+                debug!(%remote, "connection from an address that is not a peer (yet); parked");
+                let id = self.next_parked;
+                self.next_parked += 1;
+                // A newer connection replaces (and closes) an older one.
+                self.parked.insert(address, (id, stream));
+                let me = self.me.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(PARK_TIME).await;
+                    let _ = me.send(Input::ParkedExpired { address, id });
+                });
+            }
         }
     }
 
