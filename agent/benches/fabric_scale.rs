@@ -60,6 +60,14 @@ fn routed_blocks(host: &Host) -> usize {
         .unwrap_or(0)
 }
 
+/// Sessions `node`'s status socket shows Established (0 when it does not
+/// answer).
+fn established_sessions(node: &NodeDaemon) -> usize {
+    node.status()
+        .map(|r| r.peers.iter().filter(|p| p.established).count())
+        .unwrap_or(0)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -158,14 +166,7 @@ fn main() {
         }
         if last_report.elapsed() >= Duration::from_secs(5) || start.elapsed() >= timeout {
             last_report = Instant::now();
-            let sessions: Vec<usize> = nodes
-                .iter()
-                .map(|d| {
-                    d.status()
-                        .map(|r| r.peers.iter().filter(|p| p.established).count())
-                        .unwrap_or(0)
-                })
-                .collect();
+            let sessions: Vec<usize> = nodes.iter().map(established_sessions).collect();
             let full_sessions = sessions.iter().filter(|&&s| s == n - 1).count();
             let full_routes = routed.iter().filter(|&&r| r >= n - 1).count();
             eprintln!(
@@ -189,14 +190,7 @@ fn main() {
     let watch_start = Instant::now();
     while converged.is_some() && watch_start.elapsed() < watch {
         std::thread::sleep(Duration::from_secs(5));
-        let sessions: Vec<usize> = nodes
-            .iter()
-            .map(|d| {
-                d.status()
-                    .map(|r| r.peers.iter().filter(|p| p.established).count())
-                    .unwrap_or(0)
-            })
-            .collect();
+        let sessions: Vec<usize> = nodes.iter().map(established_sessions).collect();
         let routed: Vec<usize> = fabric.hosts.iter().map(routed_blocks).collect();
         eprintln!(
             "{:>6.1}s (watching): sessions min {} of {}, routes min {}; load {}",
@@ -230,11 +224,7 @@ fn main() {
                 max_rss as f64 / 1024.0
             );
             // The node with the fewest sessions, for the log.
-            if let Some(worst) = nodes.iter().min_by_key(|d| {
-                d.status()
-                    .map(|r| r.peers.iter().filter(|p| p.established).count())
-                    .unwrap_or(0)
-            }) {
+            if let Some(worst) = nodes.iter().min_by_key(|d| established_sessions(d)) {
                 eprintln!("{}: {:?}", worst.name, worst.status());
             }
         }
