@@ -20,15 +20,7 @@ pub enum IptablesFlavor {
 impl IptablesFlavor {
     /// The tool for a family and verb (`save` or `restore`).
     pub fn tool(self, family: Family, verb: &str) -> String {
-        let base = match family {
-            Family::V4 => "iptables",
-            Family::V6 => "ip6tables",
-        };
-        let flavor = match self {
-            IptablesFlavor::Nft => "nft",
-            IptablesFlavor::Legacy => "legacy",
-        };
-        format!("{base}-{flavor}-{verb}")
+        format!("{}-{verb}", self.command(family))
     }
 
     /// The rule-editing command of a family (`iptables-nft`, `ip6tables-legacy`).
