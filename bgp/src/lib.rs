@@ -8,6 +8,7 @@
 //! reflection), and the tokio-driven [`speaker::Speaker`] that the node agent
 //! embeds, which only does the I/O. The standalone daemon `brindle-bgpd` is
 //! built from the same library ([`daemon`]).
+pub mod bfd;
 pub mod daemon;
 pub mod error_text;
 pub mod fsm;

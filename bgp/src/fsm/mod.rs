@@ -96,6 +96,8 @@ pub mod subcode {
     pub const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
     /// OPEN 2/1: Unsupported Version Number (RFC 4271 §8.1.2: event 24).
     pub const UNSUPPORTED_VERSION_NUMBER: u8 = open::UNSUPPORTED_VERSION;
+    /// Cease 6/10: BFD Down (RFC 9384).
+    pub const BFD_DOWN: u8 = cease::BFD_DOWN;
     /// Cease 6/2: Administrative Shutdown (RFC 4486, data per RFC 9003).
     pub const CEASE_ADMIN_SHUTDOWN: u8 = cease::ADMINISTRATIVE_SHUTDOWN;
     /// Cease 6/7: Connection Collision Resolution (RFC 4486).
@@ -259,7 +261,8 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             Event::ManualStart
             | Event::ManualStartPassive
             | Event::AutomaticStart
-            | Event::TcpConnectionValid => {}
+            | Event::TcpConnectionValid
+            | Event::PeerFailureDetected => {}
             Event::ManualStop { .. } => self.manual_stop(None, out),
             Event::ConnectRetryTimerExpired => {
                 out.push(Action::Disconnect);
@@ -293,7 +296,8 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             Event::ManualStart
             | Event::ManualStartPassive
             | Event::AutomaticStart
-            | Event::TcpConnectionValid => {}
+            | Event::TcpConnectionValid
+            | Event::PeerFailureDetected => {}
             Event::ManualStop { communication } => {
                 let notification = (self.is_timer_running(TimerKind::DelayOpen)
                     && self.config.send_notification_without_open)
@@ -374,6 +378,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
                     out,
                 );
             }
+            Event::PeerFailureDetected => self.failure_detected(out),
             Event::HoldTimerExpired => self.hold_expired(out),
             Event::TcpConnectionFails => {
                 out.push(Action::Disconnect);
@@ -416,6 +421,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
                     out,
                 );
             }
+            Event::PeerFailureDetected => self.failure_detected(out),
             Event::HoldTimerExpired => self.hold_expired(out),
             Event::KeepaliveTimerExpired => {
                 out.push(Action::SendKeepalive);
@@ -451,6 +457,7 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
                     out,
                 );
             }
+            Event::PeerFailureDetected => self.failure_detected(out),
             Event::HoldTimerExpired => self.hold_expired(out),
             Event::KeepaliveTimerExpired => {
                 out.push(Action::SendKeepalive);
@@ -597,6 +604,12 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
     fn hold_expired(&mut self, out: &mut Out<C, U>) {
         let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0);
         self.fail(Some(n), DownReason::HoldTimerExpired, out);
+    }
+
+    fn failure_detected(&mut self, out: &mut Out<C, U>) {
+        let n = Notification::new(code::CEASE, subcode::BFD_DOWN);
+        let reason = sent_reason(&n);
+        self.fail(Some(n), reason, out);
     }
 
     /// ManualStop in any non-Idle state: no automatic restart afterwards.

@@ -132,6 +132,10 @@ pub enum Event<C = (), U = ()> {
     UpdateReceived(U),
     /// Event 28.
     UpdateMessageError(Notification),
+    /// Not in RFC 4271: a failure detector (BFD, RFC 5882 §10.2) says the
+    /// peer is unreachable. From OpenSent on: Cease "BFD Down" (RFC 9384)
+    /// and Idle, like any error; before that it changes nothing.
+    PeerFailureDetected,
 }
 
 /// Why an Established session ended.
@@ -308,5 +312,6 @@ pub(super) fn event_name<C, U>(event: &Event<C, U>) -> &'static str {
         Event::KeepaliveReceived => "KeepaliveReceived",
         Event::UpdateReceived(_) => "UpdateReceived",
         Event::UpdateMessageError(_) => "UpdateMessageError",
+        Event::PeerFailureDetected => "PeerFailureDetected",
     }
 }

@@ -105,6 +105,8 @@ pub mod subcode {
         pub const OUT_OF_RESOURCES: u8 = S::OutOfResources as u8;
         /// Hard Reset (RFC 8538).
         pub const HARD_RESET: u8 = S::HardReset as u8;
+        /// BFD Down (RFC 9384).
+        pub const BFD_DOWN: u8 = S::BfdDown as u8;
     }
     /// ROUTE-REFRESH Message Error subcodes (RFC 7313).
     pub mod route_refresh {

@@ -107,7 +107,7 @@ iana_u8! {
 }
 
 iana_u8! {
-    /// Cease subcodes (RFC 4486, RFC 8538).
+    /// Cease subcodes (RFC 4486, RFC 8538, RFC 9384).
     CeaseSubcode {
         MaximumPrefixesReached = 1 => "maximum number of prefixes reached",
         AdministrativeShutdown = 2 => "administrative shutdown",
@@ -118,6 +118,7 @@ iana_u8! {
         ConnectionCollisionResolution = 7 => "connection collision resolution",
         OutOfResources = 8 => "out of resources",
         HardReset = 9 => "hard reset",
+        BfdDown = 10 => "BFD down",
     }
 }
 

@@ -105,6 +105,10 @@ pub struct PeerConfig {
     /// Graceful restart (RFC 4724) restart time to advertise; `None`
     /// disables the capability (and with it the helper side for this peer).
     pub graceful_restart: Option<u16>,
+    /// Run a single-hop BFD session with the neighbour (RFC 5881); its
+    /// failure closes the BGP session at once. Changing only this does not
+    /// restart the BGP session.
+    pub bfd: Option<crate::bfd::BfdConfig>,
 }
 
 impl PeerConfig {
@@ -127,6 +131,7 @@ impl PeerConfig {
             ipv6_unicast: true,
             add_path: AddPathConfig::default(),
             graceful_restart: Some(DEFAULT_RESTART_TIME),
+            bfd: None,
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::bfd::BfdLink;
 use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
 use super::plan::{canonical, plan_peers, validate_peer, validate_speaker};
 use super::received::{ReceivedRoutes, UpdateEffect};
@@ -47,6 +48,8 @@ pub(crate) enum Input {
         address: IpAddr,
         generation: u64,
     },
+    /// A BFD session changed state.
+    Bfd(crate::bfd::service::BfdEvent),
     /// A connection parked for a peer not configured yet has waited long
     /// enough.
     ParkedExpired {
@@ -100,6 +103,7 @@ struct Core {
     /// [`PARK_TIME`]), the latest per address.
     parked: BTreeMap<IpAddr, (u64, TcpStream)>,
     next_parked: u64,
+    bfd: BfdLink,
 }
 
 pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError> {
@@ -148,6 +152,7 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
         next_generation: 1,
         originated: BTreeSet::new(),
         parked: BTreeMap::new(),
+        bfd: BfdLink::new(tx.clone()),
         next_parked: 1,
     };
     for peer in peers {
@@ -178,6 +183,14 @@ impl Core {
                     address,
                     generation,
                 } => self.restart_expired(address, generation),
+                Input::Bfd(event) => {
+                    if self.bfd.event(event) {
+                        if let Some(entry) = self.peers.get_mut(&event.peer) {
+                            entry.last_error = Some(format!("BFD down: {}", event.diagnostic));
+                            let _ = entry.handle.input.send(PeerInput::FailureDetected);
+                        }
+                    }
+                }
                 Input::ParkedExpired { address, id } => {
                     if self.parked.get(&address).is_some_and(|(p, _)| *p == id) {
                         self.parked.remove(&address);
@@ -253,6 +266,13 @@ impl Core {
             self.peers.iter().map(|(a, e)| (*a, &e.config)).collect();
         let plan = plan_peers(&running, peers);
         let mut failed = Vec::new();
+        for peer in plan.retune_bfd {
+            if let Some(entry) = self.peers.get_mut(&peer.address) {
+                entry.config.bfd = peer.bfd;
+                let config = entry.config.clone();
+                self.sync_bfd(&config);
+            }
+        }
         for address in plan.remove {
             if let Err(e) = self.remove_peer(address, "peer removed from configuration") {
                 failed.push((address, e));
@@ -340,6 +360,9 @@ impl Core {
                 peer_restart_time: None,
             },
         );
+        if let Some(config) = self.peers.get(&address).map(|e| e.config.clone()) {
+            self.sync_bfd(&config);
+        }
         Ok(())
     }
 
@@ -355,6 +378,7 @@ impl Core {
         if entry.config.md5_password.is_some() {
             self.set_listener_md5(address, None);
         }
+        self.bfd.remove(address);
         if entry.in_rib {
             if let Ok(out) = self.rib.peer_down(address) {
                 self.apply(out);
@@ -362,6 +386,14 @@ impl Core {
         }
         info!(peer = %address, "peer removed");
         Ok(())
+    }
+
+    fn sync_bfd(&mut self, peer: &PeerConfig) {
+        if let Err(error) = self.bfd.sync(peer) {
+            if let Some(entry) = self.peers.get_mut(&peer.address) {
+                entry.last_error = Some(error);
+            }
+        }
     }
 
     fn set_listener_md5(&self, peer: IpAddr, password: Option<&str>) {
@@ -783,6 +815,7 @@ impl Core {
                     prefixes_advertised: advertised,
                     prefixes_stale: counts.stale,
                     established_transitions: entry.established_transitions,
+                    bfd: self.bfd.state(*address),
                 }
             })
             .collect()

@@ -74,6 +74,7 @@
 //! sends the best path only; IPv6 link-local peers (scope ids); DelayOpen;
 //! prefix limits and per-peer policy beyond the RFC import/export rules.
 
+mod bfd;
 mod config;
 mod conn;
 mod core;
@@ -183,6 +184,8 @@ pub struct PeerStatus {
     pub prefixes_stale: usize,
     /// Times the session reached Established.
     pub established_transitions: u64,
+    /// State of the peer's BFD session, when it runs one.
+    pub bfd: Option<crate::bfd::BfdState>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, SpeakerError>>;

@@ -93,6 +93,8 @@ pub(crate) enum PeerInput {
         attempt: u64,
         result: io::Result<TcpStream>,
     },
+    /// BFD says the neighbour is unreachable.
+    FailureDetected,
 }
 
 /// Messages read but not yet handled, per peer. Bounded so that a peer
@@ -344,6 +346,13 @@ impl PeerTask {
                 end_of_rib,
             } => self.send_batches(session, batches, end_of_rib),
             PeerInput::Stop { .. } => {}
+            PeerInput::FailureDetected => {
+                for i in (0..self.sessions.len()).rev() {
+                    if i < self.sessions.len() {
+                        self.process(i, Event::PeerFailureDetected);
+                    }
+                }
+            }
         }
     }
 

@@ -54,6 +54,8 @@ pub(super) struct PeerPlan {
     pub(super) add: Vec<PeerConfig>,
     pub(super) restart: Vec<PeerConfig>,
     pub(super) remove: Vec<IpAddr>,
+    /// Running peers whose BFD settings alone changed (no BGP restart).
+    pub(super) retune_bfd: Vec<PeerConfig>,
 }
 
 /// Diffs the wanted peer set against the running configurations (keyed by
@@ -69,8 +71,16 @@ pub(super) fn plan_peers(
         seen.insert(peer.address);
         match running.get(&peer.address) {
             None => plan.add.push(peer),
-            Some(current) if **current != peer => plan.restart.push(peer),
-            Some(_) => {}
+            Some(current) if **current == peer => {}
+            Some(current)
+                if PeerConfig {
+                    bfd: current.bfd,
+                    ..peer.clone()
+                } == **current =>
+            {
+                plan.retune_bfd.push(peer)
+            }
+            Some(_) => plan.restart.push(peer),
         }
     }
     plan.remove = running
@@ -119,8 +129,15 @@ mod tests {
                 add: vec![d],
                 restart: vec![b_changed],
                 remove: vec![c.address],
+                retune_bfd: Vec::new(),
             }
         );
+        // BFD switched on alone: no restart of the BGP session.
+        let mut a_bfd = a.clone();
+        a_bfd.bfd = Some(crate::bfd::BfdConfig::default());
+        let plan = plan_peers(&running, vec![a_bfd.clone(), b.clone(), c.clone()]);
+        assert_eq!(plan.retune_bfd, vec![a_bfd]);
+        assert!(plan.restart.is_empty() && plan.add.is_empty());
         // The same set again: nothing to do.
         assert_eq!(
             plan_peers(&running, vec![a.clone(), b.clone(), c.clone()]),

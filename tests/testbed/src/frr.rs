@@ -1,4 +1,5 @@
-//! FRR (zebra + bgpd) running inside a namespace.
+//! FRR (zebra + bgpd, and bfdd when a neighbor uses BFD) running inside a
+//! namespace.
 //!
 //! Several instances run side by side because each gets a private temp dir
 //! holding its config, pid files, vty sockets (`--vty_socket`) and zserv
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::names::temp_dir;
 use crate::netns::Netns;
 use crate::process::{poll_until, Process};
-use crate::speaker::{frr_config, BgpConfig};
+use crate::speaker::{frr_config, BgpConfig, FRR_BFDD_CONFIG};
 
 /// How long zebra and bgpd get to come up.
 pub const FRR_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +34,9 @@ const FRR_DAEMON_DIR: &str = "/usr/lib/frr";
 pub struct Frr {
     // Processes must die before their directory goes; bgpd before zebra.
     bgpd: Process,
+    /// Started when the bgpd config asks for BFD (`neighbor … bfd`); held
+    /// only to be stopped on drop.
+    _bfdd: Option<Process>,
     zebra: Process,
     dir: TempDir,
 }
@@ -75,6 +79,17 @@ impl Frr {
             return Err(zebra.not_ready(FRR_READY_TIMEOUT, "zserv socket never appeared"));
         }
 
+        // bgpd registers its BFD peers with bfdd through zebra.
+        let bfdd = if bgpd_config.contains(" bfd\n") {
+            write("bfdd.conf", FRR_BFDD_CONFIG)?;
+            Some(ns.spawn(
+                "bfdd",
+                &daemon_argv("bfdd", dir.path(), &zserv),
+                &path("bfdd.log"),
+            )?)
+        } else {
+            None
+        };
         let mut bgpd_argv = daemon_argv("bgpd", dir.path(), &zserv);
         // The listen port is a command-line option, not configuration.
         bgpd_argv.extend(["-p".to_string(), listen_port.to_string()]);
@@ -89,7 +104,12 @@ impl Frr {
         if ready.is_none() {
             return Err(bgpd.not_ready(FRR_READY_TIMEOUT, "vtysh show bgp summary never answered"));
         }
-        Ok(Frr { bgpd, zebra, dir })
+        Ok(Frr {
+            bgpd,
+            _bfdd: bfdd,
+            zebra,
+            dir,
+        })
     }
 
     /// Runs `vtysh -c <command>` against this instance; returns stdout.

@@ -56,6 +56,7 @@ pub use netns::Netns;
 pub use process::{poll_until, Process};
 pub use speaker::{
     bird_config, bird_protocol_name, frr_config, gobgp_config, BgpConfig, Neighbor, Route,
+    FRR_BFDD_CONFIG, FRR_BFD_PROFILE,
 };
 pub use sweep::{sweep_stale, SweepReport};
 pub use topology::{hosts_on_two_subnets, two_hosts_one_subnet, Host, RoutedFabric, TwoHosts};

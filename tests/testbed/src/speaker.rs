@@ -5,7 +5,7 @@
 //!
 //! [`BgpConfig`] covers what interop tests need: a router id and AS, a list
 //! of neighbors (address, AS, optional port, TCP-MD5 password, passive,
-//! multihop, route-reflector client), routes to originate with optional
+//! multihop, route-reflector client, BFD), routes to originate with optional
 //! attributes (MED, LOCAL_PREF, communities, large communities), graceful
 //! restart, a route-reflector cluster id, and for BIRD a 2-octet-only mode
 //! and ASes to prepend. Each neighbor carries the address family of its own
@@ -34,6 +34,11 @@ pub struct Neighbor {
     pub multihop: bool,
     /// The peer is a route-reflector client of this speaker.
     pub rr_client: bool,
+    /// Single-hop BFD with the peer at 100 ms × 3 (BIRD: `bfd on` and a
+    /// `protocol bfd`; FRR: `neighbor … bfd profile`, the profile in the
+    /// bfdd config [`FRR_BFDD_CONFIG`]). GoBGP has no BFD: its renderer
+    /// refuses the field.
+    pub bfd: bool,
 }
 
 impl Neighbor {
@@ -47,6 +52,7 @@ impl Neighbor {
             passive: false,
             multihop: false,
             rr_client: false,
+            bfd: false,
         }
     }
 
@@ -220,6 +226,13 @@ impl BgpConfig {
     }
 }
 
+/// The bfdd profile FRR neighbors with [`Neighbor::bfd`] use.
+pub const FRR_BFD_PROFILE: &str = "brindle";
+
+/// bfdd's configuration for [`FRR_BFD_PROFILE`]: 100 ms × 3, as BIRD's.
+pub const FRR_BFDD_CONFIG: &str = "hostname testbed\nbfd\n profile brindle\n  \
+     receive-interval 100\n  transmit-interval 100\n  detect-multiplier 3\n !\n!\n";
+
 /// Name BIRD uses for the BGP protocol of `address` (what
 /// [`crate::Bird::wait_established`] expects): `n` + address with every
 /// non-alphanumeric character replaced by `_`, e.g. `n10_0_1_2`.
@@ -252,6 +265,12 @@ pub fn bird_config(config: &BgpConfig) -> String {
             out.push_str(&format!("  route {} blackhole;\n", route.prefix));
         }
         out.push_str("}\n");
+    }
+    if config.neighbors.iter().any(|n| n.bfd) {
+        out.push_str(
+            "\nprotocol bfd {\n  interface \"*\" { min rx interval 100 ms; \
+             min tx interval 100 ms; multiplier 3; };\n}\n",
+        );
     }
     let export = if config.needs_bird_export_filter() {
         out.push_str(&bird_export_filter(config));
@@ -290,6 +309,9 @@ pub fn bird_config(config: &BgpConfig) -> String {
         }
         if n.multihop {
             out.push_str("  multihop;\n");
+        }
+        if n.bfd {
+            out.push_str("  bfd on;\n");
         }
         if let Some(password) = &n.password {
             out.push_str(&format!("  password \"{password}\";\n"));
@@ -382,6 +404,11 @@ pub fn frr_config(config: &BgpConfig) -> String {
         if n.multihop {
             out.push_str(&format!(" neighbor {a} ebgp-multihop 255\n"));
         }
+        if n.bfd {
+            out.push_str(&format!(
+                " neighbor {a} bfd\n neighbor {a} bfd profile {FRR_BFD_PROFILE}\n"
+            ));
+        }
         if let Some(password) = &n.password {
             out.push_str(&format!(" neighbor {a} password {password}\n"));
         }
@@ -449,7 +476,15 @@ pub fn frr_config(config: &BgpConfig) -> String {
 /// Renders `config` as a GoBGP TOML file. Originated routes are not part of
 /// GoBGP's file format; [`crate::Gobgp`] adds them over its API after start
 /// ([`Route::gobgp_add_args`]).
+///
+/// # Panics
+/// On a neighbor with [`Neighbor::bfd`]: GoBGP has no BFD, and a test must
+/// not believe it runs one.
 pub fn gobgp_config(config: &BgpConfig) -> String {
+    assert!(
+        config.neighbors.iter().all(|n| !n.bfd),
+        "GoBGP has no BFD; do not ask it for a BFD session"
+    );
     let mut out = format!(
         "[global.config]\n  as = {}\n  router-id = \"{}\"\n  port = {}\n",
         config.local_as, config.router_id, config.listen_port

@@ -90,6 +90,22 @@ fn reflector_configs_match_golden() {
     );
 }
 
+/// A neighbor with BFD (BIRD and FRR only: GoBGP has none).
+fn with_bfd() -> BgpConfig {
+    BgpConfig::new("10.0.1.1".parse().unwrap(), 65001).with_neighbor(Neighbor {
+        bfd: true,
+        ..Neighbor::new("10.0.1.2".parse().unwrap(), 65002)
+    })
+}
+
+#[test]
+fn bfd_configs_match_golden() {
+    check("bfd-bird.conf", &bird_config(&with_bfd()));
+    check("bfd-frr.conf", &frr_config(&with_bfd()));
+    let gobgp = std::panic::catch_unwind(|| gobgp_config(&with_bfd()));
+    assert!(gobgp.is_err(), "GoBGP must refuse a BFD neighbor");
+}
+
 /// The rendered configs are not just stable but accepted by the daemons'
 /// own parsers (`bird -p`, `bgpd -C`, `gobgpd -d`).
 #[test]
@@ -97,6 +113,47 @@ fn rendered_configs_parse_in_the_real_daemons() {
     for config in [speaker(), reflector()] {
         parses_in_the_real_daemons(&config);
     }
+    let config = with_bfd();
+    let dir = tempfile::tempdir().unwrap();
+    let bird = dir.path().join("bird.conf");
+    std::fs::write(&bird, bird_config(&config)).unwrap();
+    let frr = dir.path().join("bgpd.conf");
+    std::fs::write(&frr, frr_config(&config)).unwrap();
+    check_argv(&["bird", "-p", "-c", bird.to_str().unwrap()]);
+    check_argv(&frr_check_argv(frr.to_str().unwrap()));
+    let bfdd = dir.path().join("bfdd.conf");
+    std::fs::write(&bfdd, brindle_testbed::FRR_BFDD_CONFIG).unwrap();
+    let mut argv = frr_check_argv(bfdd.to_str().unwrap());
+    argv[0] = "/usr/lib/frr/bfdd";
+    check_argv(&argv);
+}
+
+fn frr_check_argv(path: &str) -> [&str; 10] {
+    [
+        "/usr/lib/frr/bgpd",
+        "-C",
+        "-f",
+        path,
+        "-u",
+        "root",
+        "-g",
+        "frrvty",
+        "--log",
+        "stdout",
+    ]
+}
+
+fn check_argv(argv: &[&str]) {
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?} rejected the config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn parses_in_the_real_daemons(config: &BgpConfig) {
@@ -109,32 +166,7 @@ fn parses_in_the_real_daemons(config: &BgpConfig) {
     let bird = write("bird.conf", bird_config(config));
     let frr = write("bgpd.conf", frr_config(config));
     let gobgp = write("gobgpd.toml", gobgp_config(config));
-    let checks: [&[&str]; 3] = [
-        &["bird", "-p", "-c", &bird],
-        &[
-            "/usr/lib/frr/bgpd",
-            "-C",
-            "-f",
-            &frr,
-            "-u",
-            "root",
-            "-g",
-            "frrvty",
-            "--log",
-            "stdout",
-        ],
-        &["gobgpd", "-d", "-f", &gobgp],
-    ];
-    for argv in checks {
-        let out = std::process::Command::new(argv[0])
-            .args(&argv[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{argv:?} rejected the config:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    check_argv(&["bird", "-p", "-c", &bird]);
+    check_argv(&frr_check_argv(&frr));
+    check_argv(&["gobgpd", "-d", "-f", &gobgp]);
 }
