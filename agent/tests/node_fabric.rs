@@ -346,3 +346,83 @@ fn route_reflector_replaces_the_mesh() {
     );
     ping_or_dump(&wa.ns, wb.ip, &[&a, &b, &c], &[ha, hb, hc]);
 }
+
+/// BFD toward a ToR (`failureDetectionMode: BFDIfDirectlyConnected`, timers
+/// from a `brindle.dev/v1` `BFDConfiguration`): when the ToR goes silent
+/// with its link up, its routes leave the node's kernel in well under a
+/// second (the BGP hold time is 90 s on both sides); when it speaks again
+/// they come back. `node status` shows the BFD state.
+#[test]
+fn bfd_takes_a_silent_tors_routes_out_of_the_kernel() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let gw0 = Ipv4Addr::new(10, 0, 1, 254);
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.74.0.0/16", "Never"));
+    store.apply(&node_yaml("node-a", 0));
+    store.apply(&format!(
+        "{}  failureDetectionMode: BFDIfDirectlyConnected\n",
+        tor_peer_yaml(0, gw0)
+    ));
+    store.apply(
+        "apiVersion: brindle.dev/v1\nkind: BFDConfiguration\nmetadata:\n  name: default\nspec:\n  minimumSendInterval: 150ms\n  minimumRecvInterval: 150ms\n  multiplier: 3\n",
+    );
+    let mut tor = BgpConfig::new(gw0, 65100)
+        .with_neighbor(brindle_testbed::Neighbor {
+            bfd: true,
+            ..brindle_testbed::Neighbor::new(IpAddr::V4(host.ipv4), 64512)
+        })
+        .originate("10.99.0.0/24");
+    tor.hold_time = 90;
+    let bird = Bird::start(&fabric.router, &tor).unwrap();
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(1);
+    let route = "10.99.0.0/24";
+    wait_route(
+        &host.ns,
+        route,
+        |r| r.contains("via 10.0.1.254"),
+        "ToR route",
+    );
+    let bfd_up = poll_until(WAIT, Duration::from_millis(100), || {
+        let report = node.status();
+        Ok(report
+            .filter(|r| r.peers.iter().any(|p| p.info.contains("BFD Up")))
+            .map(|_| ()))
+    })
+    .unwrap();
+    assert!(bfd_up.is_some(), "node status never showed BFD Up");
+    // Our timers reached BIRD: it runs the session at our 150 ms.
+    let sessions = bird.birdc("show bfd sessions").unwrap();
+    assert!(sessions.contains("Up"), "{sessions}");
+    assert!(sessions.contains("0.150"), "BIRD's view: {sessions}");
+
+    // The ToR goes silent; the link stays up.
+    for chain in ["INPUT", "OUTPUT"] {
+        fabric
+            .router
+            .run(&["iptables", "-w", "-I", chain, "-j", "DROP"])
+            .unwrap();
+    }
+    let start = std::time::Instant::now();
+    wait_route(&host.ns, route, str::is_empty, "ToR route gone");
+    let took = start.elapsed();
+    eprintln!("silent ToR: its route left the kernel after {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: not BFD");
+    for chain in ["INPUT", "OUTPUT"] {
+        fabric
+            .router
+            .run(&["iptables", "-w", "-D", chain, "-j", "DROP"])
+            .unwrap();
+    }
+    wait_route(
+        &host.ns,
+        route,
+        |r| r.contains("via 10.0.1.254"),
+        "ToR route back",
+    );
+    drop(bird);
+}

@@ -6,7 +6,8 @@
 //! sans-IO: OPEN negotiation, collisions, what each frame means), the RIBs
 //! ([`rib`]: Adj-RIB-In, Loc-RIB with the decision process, Adj-RIB-Out, route
 //! reflection), and the tokio-driven [`speaker::Speaker`] that the node agent
-//! embeds, which only does the I/O. The standalone daemon `brindle-bgpd` is
+//! embeds, which only does the I/O; [`bfd`] detects a silent peer in
+//! milliseconds (RFC 5880/5881). The standalone daemon `brindle-bgpd` is
 //! built from the same library ([`daemon`]).
 pub mod bfd;
 pub mod daemon;

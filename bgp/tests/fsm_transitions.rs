@@ -1140,3 +1140,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_detected_peer_failure_ends_the_session_with_cease_bfd_down() {
+    for state in [State::OpenSent, State::OpenConfirm, State::Established] {
+        let mut fsm = fsm_in(state, config());
+        let actions = fsm.process(Event::PeerFailureDetected);
+        assert_eq!(actions[0], notif(code::CEASE, subcode::BFD_DOWN), "{state}");
+        assert_eq!(fsm.state(), State::Idle);
+        if state == State::Established {
+            assert!(actions.contains(&Action::SessionDown {
+                reason: DownReason::NotificationSent {
+                    code: 6,
+                    subcode: 10
+                }
+            }));
+        }
+    }
+    // Before OPEN there is no session to end.
+    for state in [State::Connect, State::Active] {
+        let mut fsm = fsm_in(state, config());
+        assert_eq!(fsm.process(Event::PeerFailureDetected), vec![]);
+        assert_eq!(fsm.state(), state);
+    }
+}

@@ -147,7 +147,7 @@ fn columns(kind: Kind, width: Width) -> Vec<Column> {
             }));
             cols.push(col!("ASN", |v| at(v, "/spec/asNumber")));
         }
-        Kind::BGPFilter => cols.push(col!("NAME", name)),
+        Kind::BGPFilter | Kind::BFDConfiguration => cols.push(col!("NAME", name)),
         Kind::Node => {
             cols.push(col!("NAME", name));
             if wide {

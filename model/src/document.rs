@@ -509,6 +509,7 @@ fn read_resource(piece: Piece) -> Result<Resource, Box<DocumentError>> {
         Kind::BGPConfiguration => typed(&text).map(Resource::BGPConfiguration),
         Kind::BGPPeer => typed(&text).map(Resource::BGPPeer),
         Kind::BGPFilter => typed(&text).map(Resource::BGPFilter),
+        Kind::BFDConfiguration => typed(&text).map(Resource::BFDConfiguration),
         Kind::Node => {
             serde_yaml_ng::from_str::<IncomingNode>(&text).map(|n| Resource::Node(n.into()))
         }

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bgp::{BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec};
+use crate::bgp::{BFDConfigurationSpec, BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec};
 use crate::endpoint::{HostEndpointSpec, NodeSpec, NodeStatus, WorkloadEndpointSpec};
 use crate::ipam::{IPAMConfigSpec, IPPoolSpec};
 use crate::meta::{ApiVersion, ObjectMeta};
@@ -38,6 +38,8 @@ pub enum Kind {
     BGPPeer,
     /// `BGPFilter`.
     BGPFilter,
+    /// `BFDConfiguration` (`brindle.dev/v1` only).
+    BFDConfiguration,
     /// `Node`.
     Node,
     /// `WorkloadEndpoint` (namespaced).
@@ -55,10 +57,11 @@ pub enum Kind {
 impl Kind {
     /// All kinds, in apply order (configuration and pools before the things
     /// that use them).
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::IPAMConfiguration,
         Kind::IPPool,
         Kind::BGPConfiguration,
+        Kind::BFDConfiguration,
         Kind::BGPFilter,
         Kind::BGPPeer,
         Kind::Node,
@@ -77,6 +80,7 @@ impl Kind {
             Kind::BGPConfiguration => "BGPConfiguration",
             Kind::BGPPeer => "BGPPeer",
             Kind::BGPFilter => "BGPFilter",
+            Kind::BFDConfiguration => "BFDConfiguration",
             Kind::Node => "Node",
             Kind::WorkloadEndpoint => "WorkloadEndpoint",
             Kind::Profile => "Profile",
@@ -94,6 +98,7 @@ impl Kind {
             Kind::BGPConfiguration => "bgpconfigurations",
             Kind::BGPPeer => "bgppeers",
             Kind::BGPFilter => "bgpfilters",
+            Kind::BFDConfiguration => "bfdconfigurations",
             Kind::Node => "nodes",
             Kind::WorkloadEndpoint => "workloadendpoints",
             Kind::Profile => "profiles",
@@ -126,6 +131,7 @@ impl Kind {
             "bgpconfig" | "bgpconfigs" | "bgpconfiguration" => Some(Kind::BGPConfiguration),
             "peer" | "peers" | "bgppeer" => Some(Kind::BGPPeer),
             "filter" | "filters" | "bgpfilter" => Some(Kind::BGPFilter),
+            "bfdconfig" | "bfdconfigs" | "bfdconfiguration" => Some(Kind::BFDConfiguration),
             "node" | "no" => Some(Kind::Node),
             "wep" | "weps" | "workloadendpoint" => Some(Kind::WorkloadEndpoint),
             "profile" | "pro" | "network" | "networks" => Some(Kind::Profile),
@@ -199,6 +205,8 @@ pub type BGPConfiguration = Object<BGPConfigurationSpec>;
 pub type BGPPeer = Object<BGPPeerSpec>;
 /// `BGPFilter`.
 pub type BGPFilter = Object<BGPFilterSpec>;
+/// `BFDConfiguration`.
+pub type BFDConfiguration = Object<BFDConfigurationSpec>;
 /// `WorkloadEndpoint`.
 pub type WorkloadEndpoint = Object<WorkloadEndpointSpec>;
 /// `Profile`.
@@ -224,6 +232,8 @@ pub enum Resource {
     BGPPeer(BGPPeer),
     /// A route filter.
     BGPFilter(BGPFilter),
+    /// BFD timers.
+    BFDConfiguration(BFDConfiguration),
     /// A host.
     Node(Node),
     /// A container/VM interface.
@@ -248,6 +258,7 @@ macro_rules! each {
             Resource::BGPConfiguration($o) => $body,
             Resource::BGPPeer($o) => $body,
             Resource::BGPFilter($o) => $body,
+            Resource::BFDConfiguration($o) => $body,
             Resource::Node($o) => $body,
             Resource::WorkloadEndpoint($o) => $body,
             Resource::Profile($o) => $body,
@@ -267,6 +278,7 @@ impl Resource {
             Resource::BGPConfiguration(_) => Kind::BGPConfiguration,
             Resource::BGPPeer(_) => Kind::BGPPeer,
             Resource::BGPFilter(_) => Kind::BGPFilter,
+            Resource::BFDConfiguration(_) => Kind::BFDConfiguration,
             Resource::Node(_) => Kind::Node,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::Profile(_) => Kind::Profile,
@@ -339,6 +351,7 @@ impl Resource {
             Resource::BGPConfiguration(o) => o.spec.defaulted(&o.metadata),
             Resource::BGPPeer(o) => o.spec.defaulted(),
             Resource::BGPFilter(o) => o.spec.defaulted(),
+            Resource::BFDConfiguration(o) => o.spec.defaulted(),
             Resource::Node(o) => o.spec.defaulted(),
             Resource::WorkloadEndpoint(o) => o.spec.defaulted(),
             Resource::Profile(o) => o.spec.defaulted(),
@@ -377,6 +390,7 @@ impl Resource {
             Resource::BGPConfiguration(o) => o.spec.validate(meta, &mut p),
             Resource::BGPPeer(o) => o.spec.validate(meta, &mut p),
             Resource::BGPFilter(o) => o.spec.validate(meta, &mut p),
+            Resource::BFDConfiguration(o) => o.spec.validate(meta, o.api_version, &mut p),
             Resource::Node(o) => o.spec.validate(meta, &mut p),
             Resource::WorkloadEndpoint(o) => o.spec.validate(meta, &mut p),
             Resource::Profile(o) => o.spec.validate(meta, &mut p),

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
-use brindle_model::bgp::{BGPPeerSpec, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT};
+use brindle_model::bgp::{BFDConfigurationSpec, BGPPeerSpec, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT};
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
 use brindle_model::Resource;
@@ -97,6 +97,8 @@ pub struct ClusterState {
     /// Per-node `BGPConfiguration node.<name>` AS overrides are not used by
     /// Calico for routing; only `default` is read.
     pub peers: Vec<(String, BGPPeerSpec)>,
+    /// `BFDConfiguration`s by name (`default`, `node.<name>`).
+    pub bfd: BTreeMap<String, BFDConfigurationSpec>,
     pub workloads: Vec<WorkloadInfo>,
     pub blocks: Vec<BlockInfo>,
     /// Keys that did not decode, with the reason.
@@ -208,6 +210,9 @@ impl ClusterState {
                 }
                 Resource::IPPool(p) => state.pools.push((p.metadata.name.clone(), p.spec.clone())),
                 Resource::BGPPeer(p) => state.peers.push((p.metadata.name.clone(), p.spec.clone())),
+                Resource::BFDConfiguration(c) => {
+                    state.bfd.insert(c.metadata.name.clone(), c.spec.clone());
+                }
                 Resource::BGPConfiguration(c) if c.metadata.name == "default" => {
                     let s = &c.spec;
                     state.bgp = BgpSettings {

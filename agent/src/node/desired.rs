@@ -31,9 +31,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use brindle_bgp::bfd::BfdConfig;
 use brindle_bgp::speaker::PeerConfig;
-use brindle_model::bgp::parse_peer_ip;
+use brindle_model::bgp::{parse_peer_ip, FailureDetectionMode};
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
+use brindle_model::validate::parse_go_duration as parse_duration;
 use ipnet::IpNet;
 
 use super::cluster::{ClusterState, NodeInfo};
@@ -168,6 +170,32 @@ fn peer_config(address: IpAddr, remote_asn: u32, local: Option<IpAddr>) -> PeerC
     }
     config.ipv4_unicast = address.is_ipv4();
     config.ipv6_unicast = address.is_ipv6();
+    config
+}
+
+/// The BFD timers of `node`: its `BFDConfiguration node.<name>` over
+/// `default` over the built-in 100 ms × 3.
+fn bfd_config(cluster: &ClusterState, node: &str) -> BfdConfig {
+    let mut config = BfdConfig::default();
+    let own = format!("node.{node}");
+    for spec in [cluster.bfd.get("default"), cluster.bfd.get(&own)]
+        .into_iter()
+        .flatten()
+    {
+        let duration = |text: &Option<String>| text.as_deref().and_then(parse_duration);
+        if let Some(d) = duration(&spec.minimum_recv_interval) {
+            config.min_rx = d;
+        }
+        if let Some(d) = duration(&spec.minimum_send_interval) {
+            config.min_tx = d;
+        }
+        if let Some(d) = duration(&spec.idle_send_interval) {
+            config.idle_tx = d;
+        }
+        if let Some(m) = spec.multiplier.and_then(|m| u8::try_from(m).ok()) {
+            config.multiplier = m.max(1);
+        }
+    }
     config
 }
 
@@ -380,6 +408,13 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 config.passive = false;
             }
             config.port = port;
+            // Calico's BFDIfDirectlyConnected: BFD only to a peer on one of
+            // our own subnets (single hop, RFC 5881).
+            if spec.failure_detection_mode == Some(FailureDetectionMode::BFDIfDirectlyConnected)
+                && local_subnets.iter().any(|net| net.contains(&ip))
+            {
+                config.bfd = Some(bfd_config(cluster, inputs.node));
+            }
             config.local_asn = spec.local_as_number.map(|a| a.0);
             config.route_reflector_client = local_rr.is_some() && asn == local_asn && !remote_is_rr;
             if let Some(restart) = spec.max_restart_time.as_deref().and_then(parse_go_duration) {

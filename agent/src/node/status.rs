@@ -17,6 +17,9 @@ pub use brindle_model::status::{PeerRow, PeerType, StatusReport, DEFAULT_STATUS_
 pub fn peer_row(status: &PeerStatus, peer_type: PeerType, name: &str, now: SystemTime) -> PeerRow {
     let established = status.state == PeerState::Established;
     let mut info = format!("{:?}", status.state);
+    if let Some(bfd) = status.bfd {
+        info.push_str(&format!(" BFD {bfd}"));
+    }
     if !established {
         if let Some(error) = &status.last_error {
             info.push(' ');

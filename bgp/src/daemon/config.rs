@@ -31,6 +31,7 @@
 //!     local_address: 10.0.0.1   # same family as address
 //!     families: [ipv4, ipv6]    # default: the family of `address`
 //!     graceful_restart: true    # default: on when the global block is set
+//!     bfd: false                # single-hop BFD, 100 ms x 3 (RFC 5880/5881)
 //!     description: "ToR A"
 //! ```
 //!
@@ -239,6 +240,8 @@ pub struct Peer {
     pub families: Vec<Family>,
     /// `None`: follow the global `graceful_restart` block.
     pub graceful_restart: Option<bool>,
+    /// Run BFD with the peer (default timers).
+    pub bfd: bool,
     pub description: Option<String>,
 }
 
@@ -507,6 +510,8 @@ struct RawPeer {
     #[serde(default)]
     graceful_restart: Option<bool>,
     #[serde(default)]
+    bfd: bool,
+    #[serde(default)]
     description: Option<String>,
 }
 
@@ -625,6 +630,7 @@ impl<'de> Deserialize<'de> for Peer {
             local_address: raw.local_address,
             families,
             graceful_restart: raw.graceful_restart,
+            bfd: raw.bfd,
             description: raw.description,
         })
     }

@@ -76,10 +76,12 @@ pub struct SecretKeySelector {
     pub optional: Option<bool>,
 }
 
+mod bfd;
 mod configuration;
 mod filter;
 mod peer;
 
+pub use bfd::*;
 pub use configuration::*;
 pub use filter::*;
 pub use peer::*;

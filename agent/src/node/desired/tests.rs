@@ -482,3 +482,74 @@ fn go_durations() {
     assert_eq!(parse_go_duration("12"), None);
     assert_eq!(parse_go_duration("1x"), None);
 }
+
+#[test]
+fn bfd_only_to_directly_connected_peers_with_the_nodes_timers() {
+    use brindle_model::bgp::{BFDConfigurationSpec, FailureDetectionMode};
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.bgp.mesh = false;
+    let peer = |ip: &str| BGPPeerSpec {
+        peer_ip: Some(ip.into()),
+        as_number: Some(AsNumber(65100)),
+        failure_detection_mode: Some(FailureDetectionMode::BFDIfDirectlyConnected),
+        ..Default::default()
+    };
+    c.peers = vec![
+        ("near".into(), peer("10.0.1.254")),
+        ("far".into(), peer("10.9.9.9")),
+        (
+            "none".into(),
+            BGPPeerSpec {
+                failure_detection_mode: Some(FailureDetectionMode::None),
+                ..peer("10.0.1.253")
+            },
+        ),
+    ];
+    c.bfd.insert(
+        "default".into(),
+        BFDConfigurationSpec {
+            minimum_send_interval: Some("200ms".into()),
+            multiplier: Some(5),
+            ..Default::default()
+        },
+    );
+    c.bfd.insert(
+        "node.a".into(),
+        BFDConfigurationSpec {
+            minimum_send_interval: Some("50ms".into()),
+            ..Default::default()
+        },
+    );
+    let learned = BTreeMap::new();
+    let run = |node: &str| {
+        desired_state(Inputs {
+            node,
+            cluster: &c,
+            learned: &learned,
+        })
+    };
+    let a = run("a");
+    let near = a.peers[&ip("10.0.1.254")]
+        .config
+        .bfd
+        .expect("BFD to the on-link peer");
+    // node.a over default over the built-in 100 ms.
+    assert_eq!(near.min_tx, Duration::from_millis(50));
+    assert_eq!(near.min_rx, Duration::from_millis(100));
+    assert_eq!(near.multiplier, 5);
+    assert_eq!(
+        a.peers[&ip("10.9.9.9")].config.bfd,
+        None,
+        "not directly connected"
+    );
+    assert_eq!(a.peers[&ip("10.0.1.253")].config.bfd, None, "mode None");
+    // Node c is on 10.0.2.0/24: the ToR on 10.0.1.0/24 is not on-link for it.
+    let on_c = run("c");
+    assert_eq!(on_c.peers[&ip("10.0.1.254")].config.bfd, None);
+    // Node b gets default's timers.
+    let b = run("b");
+    assert_eq!(
+        b.peers[&ip("10.0.1.254")].config.bfd.unwrap().min_tx,
+        Duration::from_millis(200)
+    );
+}
