@@ -15,44 +15,6 @@ use std::time::Duration;
 use brindle_testbed::poll_until;
 use common::fabric::*;
 
-/// Drops node traffic to etcd in the namespace etcd runs in, and lets it
-/// through again on drop (the rule dies with the namespace anyway).
-struct Cut<'a> {
-    ns: &'a brindle_testbed::Netns,
-    rule: Vec<String>,
-}
-
-impl<'a> Cut<'a> {
-    fn new(ns: &'a brindle_testbed::Netns, from: Ipv4Addr) -> Cut<'a> {
-        let rule: Vec<String> = [
-            "INPUT",
-            "-s",
-            &from.to_string(),
-            "-p",
-            "tcp",
-            "--dport",
-            "2379",
-            "-j",
-            "DROP",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut argv = vec!["iptables".to_string(), "-w".into(), "-I".into()];
-        argv.extend(rule.iter().cloned());
-        ns.run(&argv).unwrap();
-        Cut { ns, rule }
-    }
-}
-
-impl Drop for Cut<'_> {
-    fn drop(&mut self) {
-        let mut argv = vec!["iptables".to_string(), "-w".into(), "-D".into()];
-        argv.extend(self.rule.iter().cloned());
-        let _ = self.ns.run(&argv);
-    }
-}
-
 fn deny_from_yaml(ip: Ipv4Addr) -> String {
     format!(
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: deny-from\nspec:\n  selector: all()\n  order: 10\n  ingress:\n  - action: Deny\n    source:\n      nets: [\"{ip}/32\"]\n  - action: Allow\n  egress:\n  - action: Allow\n"
@@ -102,7 +64,7 @@ fn etcd_restart_and_compaction_while_a_node_is_cut_off() {
     // it from reconnecting); meanwhile a policy denying wa into everything
     // is written, more history piles up, and all of it is compacted.
     {
-        let _cut = Cut::new(&fabric.router, hb.ipv4);
+        let _cut = EtcdCut::new(&fabric.router, hb.ipv4);
         store.etcd().restart().unwrap();
         store.apply(&deny_from_yaml(wa.ip));
         for n in 0..5 {

@@ -1,7 +1,13 @@
 //! Shared by the IPAM integration tests (included with `#[path]`): a fresh
-//! store of either kind, and resources written where `brindlectl apply`
-//! writes them. Compiled on its own too, as an empty test crate.
+//! store of either kind, resources written where `brindlectl apply` writes
+//! them, and `ipam-stress` allocator processes with what their logs say.
+//! Compiled on its own too, as an empty test crate.
 #![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 
 use brindle_datastore::Datastore;
 use brindle_model::{parse_one, Resource};
@@ -96,4 +102,108 @@ pub async fn node(ds: &Datastore, name: &str, labels: &[(&str, &str)]) {
         ),
     )
     .await;
+}
+
+/// Kills and reaps the allocators if the test fails half-way.
+pub struct Allocators(pub Vec<Child>);
+
+impl Drop for Allocators {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts one `ipam-stress` process: `count` allocations on `node`, each
+/// logged to `log`, every `release_every`-th released (0: none).
+pub fn spawn_allocator(
+    url: &str,
+    node: &str,
+    count: usize,
+    log: &Path,
+    release_every: usize,
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ipam-stress"))
+        .args([
+            url,
+            node,
+            &count.to_string(),
+            log.to_str().unwrap(),
+            &release_every.to_string(),
+        ])
+        .spawn()
+        .expect("spawn ipam-stress")
+}
+
+/// What one allocator's log says.
+#[derive(Default)]
+pub struct Log {
+    pub allocated: Vec<(IpAddr, String)>,
+    pub released: HashSet<String>,
+    pub release_started: HashSet<String>,
+    pub exhausted: usize,
+}
+
+pub fn read_log(path: &Path) -> Log {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut log = Log::default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["A", ip, handle, _micros] => log
+                .allocated
+                .push((ip.parse().unwrap(), handle.to_string())),
+            ["X", _] => log.exhausted += 1,
+            ["r", h] => {
+                log.release_started.insert(h.to_string());
+            }
+            ["R", h, _] => {
+                log.released.insert(h.to_string());
+            }
+            // A SIGKILL can cut the last line short.
+            _ => {}
+        }
+    }
+    log
+}
+
+/// What the allocators' logs say together.
+pub struct Holdings {
+    /// Handle → address, for every allocation never released.
+    pub live: HashMap<String, IpAddr>,
+    /// Allocations logged (released or not).
+    pub allocated: usize,
+    /// Attempts that found the pools exhausted.
+    pub exhausted: usize,
+}
+
+/// Reads the logs at `paths`; panics if a release did not finish or if an
+/// address is held by two handles that were never released.
+pub fn holdings(paths: &[PathBuf]) -> Holdings {
+    let mut live: HashMap<String, IpAddr> = HashMap::new();
+    let mut holder_of: HashMap<IpAddr, String> = HashMap::new();
+    let mut exhausted = 0;
+    let mut allocated = 0;
+    for p in paths {
+        let log = read_log(p);
+        exhausted += log.exhausted;
+        allocated += log.allocated.len();
+        assert_eq!(log.release_started, log.released, "every release finished");
+        for (ip, handle) in log.allocated {
+            if log.released.contains(&handle) {
+                continue;
+            }
+            if let Some(other) = holder_of.insert(ip, handle.clone()) {
+                panic!("DUPLICATE: {ip} handed to {other} and to {handle}");
+            }
+            live.insert(handle, ip);
+        }
+    }
+    Holdings {
+        live,
+        allocated,
+        exhausted,
+    }
 }

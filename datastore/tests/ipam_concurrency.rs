@@ -16,72 +16,14 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use brindle_datastore::ipam::{AutoAssignArgs, Ipam};
-use common::{pool, TestStore};
+use common::{holdings, pool, read_log, spawn_allocator, Allocators, Holdings, TestStore};
 
 const ALLOCATORS: usize = 16;
 const PER_ALLOCATOR: usize = 500;
 const RELEASE_EVERY: usize = 4;
-
-/// Kills and reaps the allocators if the test fails half-way.
-struct Allocators(Vec<Child>);
-
-impl Drop for Allocators {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn(url: &str, node: &str, count: usize, log: &Path, release_every: usize) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ipam-stress"))
-        .args([
-            url,
-            node,
-            &count.to_string(),
-            log.to_str().unwrap(),
-            &release_every.to_string(),
-        ])
-        .spawn()
-        .expect("spawn ipam-stress")
-}
-
-/// What one allocator's log says.
-#[derive(Default)]
-struct Log {
-    allocated: Vec<(IpAddr, String)>,
-    released: HashSet<String>,
-    release_started: HashSet<String>,
-    exhausted: usize,
-}
-
-fn read_log(path: &Path) -> Log {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut log = Log::default();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        match f.as_slice() {
-            ["A", ip, handle, _micros] => log
-                .allocated
-                .push((ip.parse().unwrap(), handle.to_string())),
-            ["X", _] => log.exhausted += 1,
-            ["r", h] => {
-                log.release_started.insert(h.to_string());
-            }
-            ["R", h, _] => {
-                log.released.insert(h.to_string());
-            }
-            // A SIGKILL can cut the last line short.
-            _ => {}
-        }
-    }
-    log
-}
 
 fn logs(dir: &Path) -> Vec<PathBuf> {
     (0..ALLOCATORS)
@@ -100,7 +42,7 @@ async fn sixteen_allocators_never_hand_out_an_address_twice(store: TestStore) {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                spawn(
+                spawn_allocator(
                     &store.url,
                     &format!("node-{i:02}"),
                     PER_ALLOCATOR,
@@ -115,25 +57,11 @@ async fn sixteen_allocators_never_hand_out_an_address_twice(store: TestStore) {
         assert!(status.success(), "allocator {i} failed: {status}");
     }
 
-    let mut live: HashMap<String, IpAddr> = HashMap::new();
-    let mut holder_of: HashMap<IpAddr, String> = HashMap::new();
-    let mut exhausted = 0;
-    let mut allocated = 0;
-    for p in &paths {
-        let log = read_log(p);
-        exhausted += log.exhausted;
-        allocated += log.allocated.len();
-        assert_eq!(log.release_started, log.released, "every release finished");
-        for (ip, handle) in log.allocated {
-            if log.released.contains(&handle) {
-                continue;
-            }
-            if let Some(other) = holder_of.insert(ip, handle.clone()) {
-                panic!("DUPLICATE: {ip} handed to {other} and to {handle}");
-            }
-            live.insert(handle, ip);
-        }
-    }
+    let Holdings {
+        live,
+        allocated,
+        exhausted,
+    } = holdings(&paths);
     assert_eq!(
         allocated + exhausted,
         ALLOCATORS * PER_ALLOCATOR,
@@ -194,7 +122,7 @@ async fn killed_allocators_leak_and_repair(store: TestStore) {
         paths
             .iter()
             .enumerate()
-            .map(|(i, p)| spawn(&store.url, &format!("k-{i}"), 1_000_000, p, 0))
+            .map(|(i, p)| spawn_allocator(&store.url, &format!("k-{i}"), 1_000_000, p, 0))
             .collect(),
     );
     // Let each get well into its run, then SIGKILL it wherever it is.

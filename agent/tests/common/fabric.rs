@@ -157,6 +157,22 @@ impl Store {
         })
     }
 
+    /// What `brindlectl ipam check` reports: allocations without a user,
+    /// addresses in use that IPAM does not hold, addresses used twice.
+    pub fn ipam_check(&self) -> brindle_datastore::ipam::CheckReport {
+        let report = self.run(|ds| async move {
+            let ipam = brindle_datastore::ipam::Ipam::new(ds);
+            Ok(async {
+                let live = ipam.live_handles_from_store().await?;
+                let users = ipam.address_users_from_store().await?;
+                ipam.check_with_users(&live, &users).await
+            }
+            .await
+            .map_err(|e| e.to_string()))
+        });
+        report.unwrap_or_else(|e| panic!("ipam check: {e}"))
+    }
+
     /// The etcd member behind an etcd store.
     ///
     /// # Panics
@@ -594,7 +610,19 @@ pub fn ping_or_dump(from: &Netns, ip: impl Into<IpAddr>, nodes: &[&NodeDaemon], 
 /// Runs `ping` from `from` to `ip` in the background while `during` runs,
 /// then asserts no reply was lost.
 pub fn ping_loss_free_during(from: &Netns, ip: impl Into<IpAddr>, during: impl FnOnce()) {
+    ping_loss_free_for(from, ip, 100, during);
+}
+
+/// [`ping_loss_free_during`] with `count` pings (one every 0.1 s): `during`
+/// must be over before they are.
+pub fn ping_loss_free_for(
+    from: &Netns,
+    ip: impl Into<IpAddr>,
+    count: usize,
+    during: impl FnOnce(),
+) {
     let ip = ip.into();
+    let count = count.to_string();
     let mut ping = from
         .command("ping")
         .args([
@@ -603,7 +631,7 @@ pub fn ping_loss_free_during(from: &Netns, ip: impl Into<IpAddr>, during: impl F
             "-i",
             "0.1",
             "-c",
-            "100",
+            &count,
             "-W",
             "1",
             &ip.to_string(),
@@ -624,6 +652,51 @@ pub fn ping_loss_free_during(from: &Netns, ip: impl Into<IpAddr>, during: impl F
         text.contains(" 0% packet loss") && status.success(),
         "ping {ip}: {text}"
     );
+}
+
+/// Drops every packet between `from` and etcd's client port, both ways
+/// (etcd's pushes on a running watch too), inside the namespace etcd runs
+/// in; lifted on drop.
+pub struct EtcdCut<'a> {
+    ns: &'a brindle_testbed::Netns,
+    from: String,
+}
+
+impl<'a> EtcdCut<'a> {
+    pub fn new(ns: &'a brindle_testbed::Netns, from: Ipv4Addr) -> Self {
+        let cut = EtcdCut {
+            ns,
+            from: from.to_string(),
+        };
+        for rule in cut.rules("-I") {
+            ns.run(&rule).unwrap();
+        }
+        cut
+    }
+
+    fn rules(&self, op: &str) -> [Vec<String>; 2] {
+        let rule = |chain: &str, host: &str, port: &str| {
+            [
+                "iptables", "-w", op, chain, host, &self.from, "-p", "tcp", port, "2379", "-j",
+                "DROP",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        [
+            rule("INPUT", "-s", "--dport"),
+            rule("OUTPUT", "-d", "--sport"),
+        ]
+    }
+}
+
+impl Drop for EtcdCut<'_> {
+    fn drop(&mut self) {
+        for rule in self.rules("-D") {
+            let _ = self.ns.run(&rule);
+        }
+    }
 }
 
 /// What a namespace's profile is for Calico's CNI: allow everything.

@@ -9,12 +9,21 @@
 //! take the member down and back on the same data dir, so clients see an
 //! etcd restart with every key and revision kept. Dropping the handle stops
 //! etcd and removes the data dir.
+//!
+//! [`EtcdCluster::start`] runs a cluster of several members on 127.0.0.1
+//! (free ports, one temp dir each), started together since a member is
+//! healthy only once a quorum runs. [`EtcdCluster::leader`] says which member
+//! leads, [`EtcdCluster::kill`] crashes one (SIGKILL) and
+//! [`EtcdCluster::start_again`] brings it back on its data dir to rejoin.
+//! Dropping the handle kills every member and removes their dirs.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::cmd;
@@ -42,19 +51,9 @@ impl Etcd {
     /// Starts etcd on 127.0.0.1 in the root namespace with free ports.
     pub fn start() -> Result<Self> {
         let _span = tracing::info_span!("etcd", netns = "root").entered();
-        let mut last_error = None;
-        // Free ports are found by binding port 0 and releasing it; another
-        // process may grab one in between, so retry with fresh ports.
-        for _ in 0..3 {
-            let client = free_port()?;
-            let peer = free_port()?;
-            match Self::launch(None, IpAddr::V4(Ipv4Addr::LOCALHOST), client, peer) {
-                Ok(etcd) => return Ok(etcd),
-                Err(e) if e.to_string().contains("address already in use") => last_error = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_error.expect("loop ran at least once"))
+        with_free_ports(2, |ports| {
+            Self::launch(None, IpAddr::V4(Ipv4Addr::LOCALHOST), ports[0], ports[1])
+        })
     }
 
     /// Starts etcd inside `ns`, listening on `address` ports 2379 (clients)
@@ -74,27 +73,22 @@ impl Etcd {
         let peer_url = format!("http://{host}:{peer}");
         let data_dir = dir.path().join("data");
         let log = dir.path().join("etcd.log");
-        let argv = [
-            "etcd".to_string(),
-            "--name=testbed".into(),
-            format!("--data-dir={}", data_dir.display()),
-            format!("--listen-client-urls={client_url}"),
-            format!("--advertise-client-urls={client_url}"),
-            format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=testbed={peer_url}"),
-            "--initial-cluster-state=new".into(),
-            "--logger=zap".into(),
-            "--log-outputs=stderr".into(),
-        ];
+        let argv = member_argv(
+            "testbed",
+            &data_dir,
+            &client_url,
+            &peer_url,
+            &format!("testbed={peer_url}"),
+            "new",
+        );
         let etcd_ns = ns.map(|ns| ns.name().to_string());
-        let process = spawn_ready(etcd_ns.as_deref(), &argv, &log, &client_url)?;
+        let process = spawn_ready(etcd_ns.as_deref(), "etcd", &argv, &log, &client_url)?;
         tracing::info!(%client_url, "etcd ready");
         Ok(Etcd {
             process,
             netns: etcd_ns,
             client_url,
-            argv: argv.to_vec(),
+            argv,
             dir,
         })
     }
@@ -112,7 +106,13 @@ impl Etcd {
             return Ok(());
         }
         let log = self.process.log_path().to_path_buf();
-        self.process = spawn_ready(self.netns.as_deref(), &self.argv, &log, &self.client_url)?;
+        self.process = spawn_ready(
+            self.netns.as_deref(),
+            "etcd",
+            &self.argv,
+            &log,
+            &self.client_url,
+        )?;
         tracing::info!(client_url = %self.client_url, "etcd ready again");
         Ok(())
     }
@@ -159,32 +159,311 @@ impl Etcd {
     }
 }
 
+/// A running etcd cluster on 127.0.0.1 (members `member0`, `member1`, …);
+/// every member killed and wiped on drop.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<ClusterMember>,
+}
+
+#[derive(Debug)]
+struct ClusterMember {
+    // Field order matters: the process must die before its data dir goes.
+    process: Process,
+    client_url: String,
+    /// The command line that brings it back on its data dir
+    /// (`--initial-cluster-state=existing`), for [`EtcdCluster::start_again`].
+    rejoin_argv: Vec<String>,
+    /// Killed by [`EtcdCluster::kill`] and not started again: not asked by
+    /// [`EtcdCluster::leader`] (etcdctl would wait its whole timeout on it).
+    killed: bool,
+    dir: TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts a cluster of `members` members (3 for a quorum that survives
+    /// one crash) with free ports, each with its own data dir and log.
+    /// Returns once every member passes `etcdctl endpoint health`.
+    ///
+    /// # Panics
+    /// If `members` is 0: a bug in the calling test.
+    pub fn start(members: usize) -> Result<Self> {
+        assert!(members > 0, "an etcd cluster needs a member");
+        let _span = tracing::info_span!("etcd_cluster", members).entered();
+        with_free_ports(2 * members, Self::launch)
+    }
+
+    /// Launches one member per pair of `ports` (client, peer).
+    fn launch(ports: &[u16]) -> Result<Self> {
+        let urls: Vec<(String, String)> = ports
+            .chunks(2)
+            .map(|p| {
+                (
+                    format!("http://127.0.0.1:{}", p[0]),
+                    format!("http://127.0.0.1:{}", p[1]),
+                )
+            })
+            .collect();
+        let initial_cluster = urls
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer_url))| format!("{}={peer_url}", member_name(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Spawned before any is waited for: a member is healthy only once a
+        // quorum of its peers runs.
+        let mut members = Vec::with_capacity(urls.len());
+        for (i, (client_url, peer_url)) in urls.into_iter().enumerate() {
+            let name = member_name(i);
+            let dir = temp_dir(&format!("etcd{i}"))?;
+            let data_dir = dir.path().join("data");
+            let argv = |state| {
+                member_argv(
+                    &name,
+                    &data_dir,
+                    &client_url,
+                    &peer_url,
+                    &initial_cluster,
+                    state,
+                )
+            };
+            let log = dir.path().join("etcd.log");
+            let process = spawn(None, &format!("etcd {name}"), &argv("new"), &log)?;
+            members.push(ClusterMember {
+                process,
+                rejoin_argv: argv("existing"),
+                client_url,
+                killed: false,
+                dir,
+            });
+        }
+        let mut waiting: Vec<(&mut Process, &str)> = members
+            .iter_mut()
+            .map(|m| (&mut m.process, m.client_url.as_str()))
+            .collect();
+        wait_ready(None, &mut waiting)?;
+        let cluster = EtcdCluster { members };
+        tracing::info!(endpoints = %cluster.endpoints().join(","), "etcd cluster ready");
+        Ok(cluster)
+    }
+
+    /// Number of members (running or not).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always false: a cluster has at least one member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Every member's client URL (`http://127.0.0.1:port`), by index,
+    /// killed members included.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Index of the current leader: the member whose `etcdctl endpoint
+    /// status` names itself as leader. Asks every member not killed by
+    /// [`EtcdCluster::kill`]. Errors while there is none (an election is
+    /// under way, no quorum); callers poll.
+    pub fn leader(&self) -> Result<usize> {
+        let asked: Vec<&str> = self
+            .members
+            .iter()
+            .filter(|m| !m.killed)
+            .map(|m| m.client_url.as_str())
+            .collect();
+        let out = cmd::output(etcdctl_command(
+            None,
+            &asked.join(","),
+            &["endpoint", "status", "-w", "json"],
+        ))?;
+        // etcdctl prints the members that answered and fails if one did not:
+        // the JSON decides.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        leader_in_status(&stdout, &self.endpoints()).map_err(|detail| Error::Parse {
+            what: format!("etcdctl --endpoints={} endpoint status", asked.join(",")),
+            detail: format!(
+                "{detail}\nstdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
+
+    /// SIGKILLs member `index` (a crash: no leadership hand-over, no clean
+    /// shutdown) and reaps it. Its data dir and log stay.
+    pub fn kill(&mut self, index: usize) {
+        let _span = tracing::info_span!("etcd_cluster", member = index).entered();
+        let member = &mut self.members[index];
+        member.killed = true;
+        if !member.process.is_running() {
+            return;
+        }
+        let pgid = Pid::from_raw(member.process.pid() as i32);
+        if let Err(e) = killpg(pgid, Signal::SIGKILL) {
+            tracing::warn!(error = %e, "cannot SIGKILL etcd");
+        }
+        let reaped = poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            Ok((!member.process.is_running()).then_some(()))
+        });
+        match reaped {
+            Ok(Some(())) => tracing::info!(client_url = %member.client_url, "etcd member killed"),
+            _ => tracing::warn!("etcd member still running 5s after SIGKILL"),
+        }
+    }
+
+    /// Starts member `index` again on its data dir after [`EtcdCluster::kill`]
+    /// (a no-op if it runs), joining the running cluster; returns once it
+    /// passes `etcdctl endpoint health` (it has a leader and caught up).
+    pub fn start_again(&mut self, index: usize) -> Result<()> {
+        let _span = tracing::info_span!("etcd_cluster", member = index).entered();
+        let member = &mut self.members[index];
+        if member.process.is_running() {
+            return Ok(());
+        }
+        let log = member.process.log_path().to_path_buf();
+        member.process = spawn_ready(
+            None,
+            &format!("etcd {}", member_name(index)),
+            &member.rejoin_argv,
+            &log,
+            &member.client_url,
+        )?;
+        member.killed = false;
+        tracing::info!(client_url = %member.client_url, "etcd member ready again");
+        Ok(())
+    }
+
+    /// Runs `etcdctl --endpoints <every member> <args>`; returns stdout,
+    /// errors on failure (e.g. `endpoint health` with a member down).
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        cmd::checked(etcdctl_command(None, &self.endpoints().join(","), args))
+    }
+
+    /// Member `index`'s log so far (every run of it).
+    pub fn log(&self, index: usize) -> String {
+        self.members[index].process.log()
+    }
+
+    /// Member `index`'s private directory (data and log).
+    pub fn dir(&self, index: usize) -> &Path {
+        self.members[index].dir.path()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        // Why SIGKILL and not Process's SIGTERM: a stopping leader hands
+        // leadership to a peer that is stopping too, which takes seconds per
+        // member, and the data is thrown away anyway.
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn member_name(index: usize) -> String {
+    format!("member{index}")
+}
+
+/// The index in `endpoints` of the leader in `etcdctl endpoint status -w
+/// json` output: the member whose `header.member_id` is its own `leader`.
+fn leader_in_status(json: &str, endpoints: &[String]) -> std::result::Result<usize, String> {
+    let statuses: Vec<serde_json::Value> =
+        serde_json::from_str(json.trim()).map_err(|e| format!("not a JSON list: {e}"))?;
+    for status in &statuses {
+        let s = &status["Status"];
+        let (Some(id), Some(leader)) = (s["header"]["member_id"].as_u64(), s["leader"].as_u64())
+        else {
+            return Err(format!("no member_id or leader in {status}"));
+        };
+        if id != 0 && id == leader {
+            let endpoint = status["Endpoint"].as_str().unwrap_or_default();
+            return endpoints
+                .iter()
+                .position(|e| e == endpoint)
+                .ok_or_else(|| format!("the leader {endpoint:?} is not a member"));
+        }
+    }
+    Err(format!(
+        "none of the {} members that answered is the leader (election under way?)",
+        statuses.len()
+    ))
+}
+
+/// The command line of one etcd member: `name`, its data in `data_dir`,
+/// clients on `client_url`, peers on `peer_url`, in the cluster
+/// `initial_cluster` (`name=peer_url,…`); `state` is `new` to bootstrap,
+/// `existing` to join a running cluster (ignored once `data_dir` holds data).
+fn member_argv(
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+    state: &str,
+) -> Vec<String> {
+    vec![
+        "etcd".to_string(),
+        format!("--name={name}"),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster={initial_cluster}"),
+        format!("--initial-cluster-state={state}"),
+        "--logger=zap".into(),
+        "--log-outputs=stderr".into(),
+    ]
+}
+
 /// Spawns etcd (inside `netns` if given) and waits until it is healthy.
+/// `label` names it in errors ("etcd", "etcd member1").
 fn spawn_ready(
     netns: Option<&str>,
+    label: &str,
     argv: &[String],
     log: &Path,
     client_url: &str,
 ) -> Result<Process> {
-    let mut process = match netns {
+    let mut process = spawn(netns, label, argv, log)?;
+    wait_ready(netns, &mut [(&mut process, client_url)])?;
+    Ok(process)
+}
+
+/// Spawns etcd (inside `netns` if given) without waiting for it.
+fn spawn(netns: Option<&str>, label: &str, argv: &[String], log: &Path) -> Result<Process> {
+    match netns {
         Some(ns) => {
             let mut command = Command::new("ip");
             command.args(["netns", "exec", ns]).args(argv);
-            Process::spawn(format!("etcd in {ns}"), command, log)?
+            Process::spawn(format!("{label} in {ns}"), command, log)
         }
-        None => Process::spawn("etcd on 127.0.0.1", cmd::from_argv(argv), log)?,
-    };
+        None => Process::spawn(format!("{label} on 127.0.0.1"), cmd::from_argv(argv), log),
+    }
+}
+
+/// Waits until every member (process, client URL) passes `etcdctl endpoint
+/// health`; fails as soon as one exits.
+fn wait_ready(netns: Option<&str>, members: &mut [(&mut Process, &str)]) -> Result<()> {
+    let mut healthy = vec![false; members.len()];
     let ready = poll_until(ETCD_READY_TIMEOUT, Duration::from_millis(200), || {
-        process.check_running()?;
-        let out = cmd::output(etcdctl_command(netns, client_url, &["endpoint", "health"]))?;
-        Ok(out.status.success().then_some(()))
-    });
-    match ready {
-        Ok(Some(())) => Ok(process),
-        Ok(None) => {
-            Err(process.not_ready(ETCD_READY_TIMEOUT, "etcdctl endpoint health never passed"))
+        for ((process, client_url), healthy) in members.iter_mut().zip(healthy.iter_mut()) {
+            process.check_running()?;
+            if !*healthy {
+                let out = cmd::output(etcdctl_command(netns, client_url, &["endpoint", "health"]))?;
+                *healthy = out.status.success();
+            }
         }
-        Err(e) => Err(e),
+        Ok(healthy.iter().all(|h| *h).then_some(()))
+    })?;
+    match (ready, healthy.iter().position(|h| !*h)) {
+        (Some(()), _) | (None, None) => Ok(()),
+        (None, Some(i)) => Err(members[i]
+            .0
+            .not_ready(ETCD_READY_TIMEOUT, "etcdctl endpoint health never passed")),
     }
 }
 
@@ -206,16 +485,58 @@ fn etcdctl_command(netns: Option<&str>, url: &str, args: &[&str]) -> Command {
     command
 }
 
-fn free_port() -> Result<u16> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+/// `n` distinct free ports on 127.0.0.1: each is found by binding port 0,
+/// all are held until the last is found, then released.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| Error::io("finding a free port on 127.0.0.1", e))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| Error::io("finding a free port on 127.0.0.1", e))
+}
+
+/// Runs `launch` on `n` free ports. Another process may grab a port between
+/// its release and etcd binding it, so this retries with fresh ports when
+/// etcd says so.
+fn with_free_ports<T>(n: usize, mut launch: impl FnMut(&[u16]) -> Result<T>) -> Result<T> {
+    let mut last_error = None;
+    for _ in 0..3 {
+        match launch(&free_ports(n)?) {
+            Ok(started) => return Ok(started),
+            Err(e) if e.to_string().contains("address already in use") => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.expect("loop ran at least once"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `etcdctl endpoint status -w json` of etcd 3.4 with one member down.
+    const STATUS: &str = r#"[{"Endpoint":"http://127.0.0.1:23792","Status":{"header":{"cluster_id":17300438976491492131,"member_id":185828541645115251,"revision":1,"raft_term":3},"version":"3.4.23","dbSize":20480,"leader":3990370604368066554,"raftIndex":9,"raftTerm":3,"raftAppliedIndex":9,"dbSizeInUse":16384}},{"Endpoint":"http://127.0.0.1:23793","Status":{"header":{"cluster_id":17300438976491492131,"member_id":3990370604368066554,"revision":1,"raft_term":3},"version":"3.4.23","dbSize":20480,"leader":3990370604368066554,"raftIndex":9,"raftTerm":3,"raftAppliedIndex":9,"dbSizeInUse":16384}}]"#;
+
+    #[test]
+    fn leader_is_the_member_that_names_itself() {
+        let endpoints: Vec<String> = (1..=3)
+            .map(|i| format!("http://127.0.0.1:2379{i}"))
+            .collect();
+        assert_eq!(leader_in_status(STATUS, &endpoints), Ok(2));
+        // The old leader's id, which no member that answered has: an election.
+        let electing = STATUS.replace("\"leader\":3990370604368066554", "\"leader\":1");
+        assert!(leader_in_status(&electing, &endpoints)
+            .unwrap_err()
+            .contains("none of the 2 members"));
+        assert!(leader_in_status("", &endpoints).is_err());
+        assert!(leader_in_status(STATUS, &endpoints[..1])
+            .unwrap_err()
+            .contains("not a member"));
+    }
 
     #[test]
     fn restart_keeps_keys_and_revisions() {

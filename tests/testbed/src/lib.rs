@@ -8,7 +8,8 @@
 //!   ([`Process`], killed with its process group on drop), sysctls, routes.
 //! * [`veth`] and [`Lan`]: point-to-point links and switched segments.
 //! * [`topology`]: [`two_hosts_one_subnet`] and [`hosts_on_two_subnets`].
-//! * [`Etcd`], and the BGP speakers [`Bird`], [`Frr`] (zebra + bgpd) and
+//! * [`Etcd`] (one member; [`EtcdCluster`]: several, to crash and restart
+//!   members), and the BGP speakers [`Bird`], [`Frr`] (zebra + bgpd) and
 //!   [`Gobgp`], each started with a generated config ([`BgpConfig`], the
 //!   tree's one generator of their configs, golden-tested) or a raw
 //!   one, returned only once ready (or an error carrying the daemon's log),
@@ -47,7 +48,7 @@ pub mod topology;
 
 pub use bird::{Bird, BirdProtocol, BIRD_READY_TIMEOUT};
 pub use error::{Error, Result};
-pub use etcd::{Etcd, ETCD_READY_TIMEOUT};
+pub use etcd::{Etcd, EtcdCluster, ETCD_READY_TIMEOUT};
 pub use frr::{Frr, FRR_READY_TIMEOUT};
 pub use gobgp::{Gobgp, GOBGP_READY_TIMEOUT};
 pub use link::{veth, Lan};
