@@ -171,6 +171,20 @@ impl Bgpd {
         }
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
+    /// Resident memory of the running daemon, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Sends `signal` to the daemon (e.g. SIGHUP to reload).
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = self.process.as_ref().expect("brindle-bgpd running").pid();
