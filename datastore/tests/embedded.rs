@@ -286,3 +286,89 @@ async fn a_missing_store_is_an_error_for_readers() {
     assert!(matches!(err, Error::NoStore { .. }), "{err}");
     assert!(!db.parent().unwrap().exists());
 }
+
+/// A small tmpfs mounted over a temp dir, unmounted on drop (also on panic).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        if !brindle_testbed::require::root() {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("brindle-diskfull")
+            .tempdir()
+            .unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs");
+        Some(SmallDisk { dir })
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount tmpfs");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The disk under the store fills up: the write that does not fit fails
+/// with an error that says so, nothing written before is lost or corrupted
+/// (a fresh process opens the store and reads every key back), and once
+/// there is space again writes go through.
+#[tokio::test]
+async fn a_full_disk_is_a_clear_error_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        return;
+    };
+    let url = format!("file://{}/store.db", disk.dir.path().display());
+    let ds = Datastore::open(Some(&url)).await.unwrap();
+    let value = vec![b'x'; 8 * 1024];
+    let mut written = 0usize;
+    let error = loop {
+        match ds.put(format!("/fill/{written:05}"), value.clone()).await {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "a 1 MiB disk took {written} writes of 8 KiB");
+    };
+    let text = error.to_string();
+    assert!(
+        text.contains("full") || text.contains("space"),
+        "the error should say the disk is full: {text}"
+    );
+    assert!(written > 0, "nothing fit at all");
+    drop(ds);
+
+    // Reopened (as a restarted daemon would): every acknowledged write is there.
+    let ds = Datastore::open(Some(&url)).await.unwrap();
+    let listing = ds.list("/fill/").await.unwrap();
+    assert_eq!(listing.kvs.len(), written, "acknowledged writes lost");
+    assert!(listing.kvs.iter().all(|kv| kv.value == value));
+
+    // Space comes back: writing works again, and all of it reads back.
+    disk.resize("8m");
+    for i in 0..10 {
+        ds.put(format!("/after/{i}"), value.clone()).await.unwrap();
+    }
+    assert_eq!(ds.list("/after/").await.unwrap().kvs.len(), 10);
+    assert_eq!(ds.list("/fill/").await.unwrap().kvs.len(), written);
+    println!("{written} writes of 8 KiB fit before: {text}");
+}
