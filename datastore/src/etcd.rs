@@ -425,8 +425,20 @@ impl Backend for EtcdBackend {
                 .when(compares)
                 .and_then(success)
                 .or_else(failure);
+            // Why: a transaction of gets (IPAM's batched reads) changes
+            // nothing, so it may be resent like any read.
+            let read_only = txn
+                .success
+                .iter()
+                .chain(&txn.failure)
+                .all(|op| matches!(op, TxnOp::Get { .. }));
+            let retry = if read_only {
+                Retry::Always
+            } else {
+                Retry::IfNotSent
+            };
             let resp = self
-                .call("txn", Retry::IfNotSent, |mut c| {
+                .call("txn", retry, |mut c| {
                     let request = request.clone();
                     async move { c.txn(request).await }
                 })

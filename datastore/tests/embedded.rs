@@ -347,7 +347,10 @@ async fn a_full_disk_is_a_clear_error_and_loses_nothing() {
             Ok(_) => written += 1,
             Err(e) => break e,
         }
-        assert!(written < 10_000, "a 1 MiB disk took {written} writes of 8 KiB");
+        assert!(
+            written < 10_000,
+            "a 1 MiB disk took {written} writes of 8 KiB"
+        );
     };
     let text = error.to_string();
     assert!(

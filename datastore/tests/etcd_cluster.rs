@@ -104,6 +104,10 @@ async fn allocators_ride_out_a_killed_leader() {
     let at_kill: Vec<usize> = paths.iter().map(|p| read_log(p).allocated.len()).collect();
     tokio::task::block_in_place(|| cluster.kill(old_leader));
     let killed_at = started.elapsed();
+    assert!(
+        at_kill.iter().all(|n| *n < PER_ALLOCATOR),
+        "the crash came after an allocator had finished: {at_kill:?}"
+    );
 
     let statuses: Vec<ExitStatus> = procs
         .0
@@ -135,19 +139,12 @@ async fn allocators_ride_out_a_killed_leader() {
             )
         })
         .collect();
-    eprintln!("SOFT: {}", failed.join("\n"));
-    let paths: Vec<PathBuf> = paths
-        .iter()
-        .zip(&statuses)
-        .filter(|(_, s)| s.success())
-        .map(|(p, _)| p.clone())
-        .collect();
-    let _ = (
+    assert!(
         failed.is_empty(),
         "{} of {ALLOCATORS} allocators failed after member{old_leader} (the leader) was \
          SIGKILLed at {killed_at:?} (their errors are on stderr above): {}",
         failed.len(),
-        failed.join("; "),
+        failed.join("; ")
     );
 
     // No address held by two live handles.
@@ -156,48 +153,29 @@ async fn allocators_ride_out_a_killed_leader() {
         allocated,
         exhausted,
     } = holdings(&paths);
-    eprintln!("SOFT: {exhausted} {allocated} {}", live.len());
+    assert_eq!(exhausted, 0, "the pool is big enough for everyone");
+    assert_eq!(
+        allocated,
+        ALLOCATORS * PER_ALLOCATOR,
+        "every attempt allocated"
+    );
+    assert_eq!(
+        live.len(),
+        ALLOCATORS * (PER_ALLOCATOR - PER_ALLOCATOR / RELEASE_EVERY)
+    );
 
     // The store agrees with the logs, handle by handle.
     let ipam = Ipam::new(ds.clone());
     let live_handles: HashSet<String> = live.keys().cloned().collect();
     let report = ipam.check(&live_handles).await.unwrap();
-    let failed_nodes: Vec<String> = statuses
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.success())
-        .map(|(i, _)| format!("stress.node-{i:02}-"))
-        .collect();
-    let odd: Vec<_> = report
-        .leaks
-        .iter()
-        .filter(|l| {
-            let h = l.handle.as_deref().unwrap_or("");
-            !failed_nodes.iter().any(|f| h.starts_with(f))
-        })
-        .collect();
-    eprintln!(
-        "SOFT: leaks {} (not of failed nodes: {:?}), conflicts {:?}, allocated {}",
+    assert!(
+        report.leaks.is_empty(),
+        "{} leaks, e.g. {:?}",
         report.leaks.len(),
-        odd,
-        report.conflicts,
-        report.allocated
+        &report.leaks[..report.leaks.len().min(5)]
     );
-    let mut all_failed_logged: HashSet<String> = HashSet::new();
-    for (i, st) in statuses.iter().enumerate() {
-        if !st.success() {
-            let l = read_log(&dir.path().join(format!("alloc-{i:02}.log")));
-            for (_, h) in l.allocated {
-                all_failed_logged.insert(h);
-            }
-        }
-    }
-    for l in &report.leaks {
-        let h = l.handle.as_deref().unwrap_or("");
-        if failed_nodes.iter().any(|f| h.starts_with(f)) && !all_failed_logged.contains(h) {
-            eprintln!("SOFT: unlogged applied write: {h} {}", l.ip);
-        }
-    }
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(report.allocated, live.len());
 
     // The killed member comes back on its data dir and rejoins.
     tokio::task::block_in_place(|| cluster.start_again(old_leader)).unwrap();
@@ -241,13 +219,9 @@ async fn allocators_ride_out_a_killed_leader() {
     let mut all = live_handles;
     all.insert("after-rejoin".into());
     let report = ipam.check(&all).await.unwrap();
-    eprintln!(
-        "SOFT final: leaks {} conflicts {:?} allocated {} live+1 {}",
-        report.leaks.len(),
-        report.conflicts,
-        report.allocated,
-        live.len() + 1
-    );
+    assert!(report.leaks.is_empty(), "{:?}", report.leaks);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(report.allocated, live.len() + 1);
     eprintln!(
         "leader member{old_leader} killed at {killed_at:?}, allocators done at {finished_at:?}, \
          new leader member{new_leader}, whole test {:?}",

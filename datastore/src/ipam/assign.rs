@@ -106,7 +106,8 @@ impl Ipam {
             return Ok(Vec::new());
         }
         let gets = nets.iter().map(|n| TxnOp::get(keys::block_key(n)));
-        let resp = self.store.txn(Txn::new().and_then(gets)).await?;
+        let reads = Txn::new().and_then(gets);
+        let resp = patiently(|| async { Ok(self.store.txn(reads.clone()).await?) }).await?;
         resp.results
             .into_iter()
             .map(|r| match r {
@@ -122,7 +123,8 @@ impl Ipam {
         if let Some(heads) = self.cached_heads(family) {
             return Ok(heads);
         }
-        let listing = self.store.list(keys::blocks_prefix(family)).await?;
+        let listing =
+            patiently(|| async { Ok(self.store.list(keys::blocks_prefix(family)).await?) }).await?;
         let heads: Vec<BlockHead> = listing.kvs.iter().map(decode).collect::<IpamResult<_>>()?;
         self.heads
             .lock()
@@ -153,10 +155,13 @@ impl Ipam {
         };
 
         // 1. The node's own blocks, read in one round trip.
-        let claims = self
-            .store
-            .list(keys::host_family_prefix(node, family))
-            .await?;
+        let claims = patiently(|| async {
+            Ok(self
+                .store
+                .list(keys::host_family_prefix(node, family))
+                .await?)
+        })
+        .await?;
         let mut owned = 0usize;
         let mut mine: Vec<(IpNet, AffinityState, String)> = Vec::new();
         for kv in &claims.kvs {
@@ -290,8 +295,17 @@ impl Ipam {
                 Some(current) => handle_write_from(&handle, net, got.len() as isize, current),
                 None => self.handle_write(&handle, net, got.len() as isize).await?,
             };
+            // Ours iff each address is held by this handle with the
+            // sequence number this write gave it.
+            let ours = |b: &AllocationBlock| {
+                got.iter().all(|a| {
+                    b.ordinal(a.ip).is_some_and(|o| {
+                        b.sequence_number_for_allocation.get(&o.to_string()) == Some(&a.sequence)
+                    }) && b.ips_of_handle(&handle).contains(&a.ip)
+                })
+            };
             if self
-                .commit_block(current.mod_revision, &block, vec![hw])
+                .commit_block(current.mod_revision, &block, vec![hw], ours)
                 .await?
             {
                 self.note_block(&block);
@@ -361,10 +375,13 @@ impl Ipam {
         let pending = to_json(&AffinityDoc {
             state: AffinityState::Pending,
         });
-        let aff_rev = match self
-            .store
-            .compare_and_swap(aff_key.clone(), None, pending)
-            .await?
+        let aff_rev = match patiently(|| async {
+            Ok(self
+                .store
+                .compare_and_swap(aff_key.clone(), None, pending.clone())
+                .await?)
+        })
+        .await?
         {
             Swap::Written(kv) => kv.mod_revision,
             // Our own earlier claim (another process of this node, or one
@@ -382,10 +399,13 @@ impl Ipam {
             None => {
                 let mut fresh = AllocationBlock::new(*net, Some(ours.clone()));
                 fresh.empty_since = Some(unix_now());
-                match self
-                    .store
-                    .compare_and_swap(keys::block_key(net), None, to_json(&fresh))
-                    .await?
+                match patiently(|| async {
+                    Ok(self
+                        .store
+                        .compare_and_swap(keys::block_key(net), None, to_json(&fresh))
+                        .await?)
+                })
+                .await?
                 {
                     Swap::Written(_) => {
                         self.note_block(&fresh);
@@ -402,8 +422,10 @@ impl Ipam {
             Some(b) => {
                 let mut taken = b.value.clone();
                 taken.affinity = Some(ours.clone());
-                self.commit_block(b.mod_revision, &taken, Vec::new())
-                    .await?
+                self.commit_block(b.mod_revision, &taken, Vec::new(), |now| {
+                    now.affinity.as_deref() == Some(&ours)
+                })
+                .await?
             }
         };
         if !won {
@@ -425,10 +447,13 @@ impl Ipam {
         });
         let mut expected = None;
         for _ in 0..MAX_RETRIES {
-            match self
-                .store
-                .compare_and_swap(aff_key.to_owned(), expected, confirmed.clone())
-                .await?
+            match patiently(|| async {
+                Ok(self
+                    .store
+                    .compare_and_swap(aff_key.to_owned(), expected, confirmed.clone())
+                    .await?)
+            })
+            .await?
             {
                 Swap::Written(_) => return Ok(()),
                 Swap::Lost(None) => expected = None,
@@ -493,7 +518,7 @@ impl Ipam {
             }
             let hw = self.handle_write(handle, &net, 1).await?;
             if self
-                .commit_block(current.mod_revision, &block, vec![hw])
+                .commit_block(current.mod_revision, &block, vec![hw], |_| false)
                 .await?
             {
                 return Ok(host_net(ip));

@@ -457,6 +457,34 @@ pub const BLOCK_LISTING_TTL: Duration = Duration::from_secs(1);
 
 type HeadsCache = HashMap<Family, (std::time::Instant, Vec<BlockHead>)>;
 
+/// How long an IPAM step keeps retrying a store that is unreachable or
+/// between leaders (an etcd election takes a few seconds).
+pub const TRANSIENT_BUDGET: Duration = Duration::from_secs(30);
+
+/// Runs `op` again while it fails with a transient store error (with
+/// backoff, for up to [`TRANSIENT_BUDGET`]). Only for steps that are safe
+/// to repeat: reads, and writes whose re-run finds its own earlier effect.
+async fn patiently<T, F, Fut>(mut op: F) -> IpamResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = IpamResult<T>>,
+{
+    let deadline = std::time::Instant::now() + TRANSIENT_BUDGET;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(IpamError::Store(e))
+                if e.is_transient() && std::time::Instant::now() < deadline =>
+            {
+                debug!(error = %e, "store unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The IPAM API over one datastore. Cheap to clone (clones share the
 /// block listing cache).
 #[derive(Debug, Clone)]
@@ -523,7 +551,9 @@ impl Ipam {
     /// Every pool, in key order. Pools that do not parse are skipped with a
     /// warning (the CLI validates on write; a bad one must not stop IPAM).
     pub async fn pools(&self) -> IpamResult<Vec<Pool>> {
-        let listing = self.store.list(keys::kind_prefix(Kind::IPPool)).await?;
+        let listing =
+            patiently(|| async { Ok(self.store.list(keys::kind_prefix(Kind::IPPool)).await?) })
+                .await?;
         let mut out = Vec::new();
         for kv in &listing.kvs {
             match parse_resource(kv) {
@@ -609,14 +639,12 @@ impl Ipam {
         BTreeMap<String, String>,
         Option<Versioned<HandleDoc>>,
     )> {
-        let resp = self
-            .store
-            .txn(Txn::new().and_then([
-                TxnOp::get(resource_key(Kind::IPAMConfiguration, None, "default")),
-                TxnOp::get(resource_key(Kind::Node, None, node)),
-                TxnOp::get(keys::handle_key(handle)),
-            ]))
-            .await?;
+        let reads = Txn::new().and_then([
+            TxnOp::get(resource_key(Kind::IPAMConfiguration, None, "default")),
+            TxnOp::get(resource_key(Kind::Node, None, node)),
+            TxnOp::get(keys::handle_key(handle)),
+        ]);
+        let resp = patiently(|| async { Ok(self.store.txn(reads.clone()).await?) }).await?;
         let mut got = resp.results.into_iter().map(|r| match r {
             crate::TxnOpResult::Get(kv) => kv,
             _ => None,
@@ -654,17 +682,14 @@ impl Ipam {
     // ----- documents -------------------------------------------------------
 
     async fn read_block(&self, net: &IpNet) -> IpamResult<Option<Versioned<AllocationBlock>>> {
-        match self.store.get(keys::block_key(net)).await? {
-            None => Ok(None),
-            Some(kv) => Ok(Some(versioned(kv)?)),
-        }
+        let kv = patiently(|| async { Ok(self.store.get(keys::block_key(net)).await?) }).await?;
+        kv.map(versioned).transpose()
     }
 
     async fn read_handle(&self, handle: &str) -> IpamResult<Option<Versioned<HandleDoc>>> {
-        match self.store.get(keys::handle_key(handle)).await? {
-            None => Ok(None),
-            Some(kv) => Ok(Some(versioned(kv)?)),
-        }
+        let kv =
+            patiently(|| async { Ok(self.store.get(keys::handle_key(handle)).await?) }).await?;
+        kv.map(versioned).transpose()
     }
 
     async fn list_blocks(&self, family: Family) -> IpamResult<Vec<Versioned<AllocationBlock>>> {
@@ -674,11 +699,18 @@ impl Ipam {
 
     /// Writes `block` if its document is still at `expected`, together with
     /// the handle documents it affects. `Ok(false)`: someone else wrote first.
+    ///
+    /// When the answer is lost (the member died, the leader changed) the
+    /// write may or may not have happened: the block, read again, decides.
+    /// Still at `expected`: not applied, send it again (the guard lets at
+    /// most one attempt apply). Moved on: `applied` says whether what it
+    /// holds now is this write's effect.
     async fn commit_block(
         &self,
         expected: Revision,
         block: &AllocationBlock,
         handles: Vec<HandleWrite>,
+        applied: impl Fn(&AllocationBlock) -> bool,
     ) -> IpamResult<bool> {
         let key = keys::block_key(&block.cidr);
         let mut compares = vec![Compare::unchanged_since(key.clone(), expected)];
@@ -693,11 +725,30 @@ impl Ipam {
                 _ => TxnOp::delete(h.key),
             });
         }
-        let resp = self
-            .store
-            .txn(Txn::new().when(compares).and_then(ops))
-            .await?;
-        Ok(resp.succeeded)
+        let txn = Txn::new().when(compares).and_then(ops);
+        let deadline = std::time::Instant::now() + TRANSIENT_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        let mut unknown = false;
+        loop {
+            match self.store.txn(txn.clone()).await {
+                Ok(resp) if resp.succeeded => return Ok(true),
+                Ok(_) if !unknown => return Ok(false),
+                // This attempt lost; the earlier one may be why.
+                Ok(_) => {}
+                Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                    debug!(error = %e, block = %block.cidr, "block write unanswered; re-reading");
+                    unknown = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            match self.read_block(&block.cidr).await? {
+                Some(now) if now.mod_revision == expected => continue,
+                Some(now) => return Ok(applied(&now.value)),
+                None => return Ok(false),
+            }
+        }
     }
 
     /// The handle document after adding (`delta > 0`) or removing addresses

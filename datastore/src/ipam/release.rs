@@ -42,8 +42,9 @@ impl Ipam {
                 Some(current) => {
                     let mut block = current.value.clone();
                     let ips = block.release_handle(handle, unix_now());
+                    // Lost or unanswered, the loop reads the handle again.
                     if self
-                        .commit_block(current.mod_revision, &block, vec![handle_write])
+                        .commit_block(current.mod_revision, &block, vec![handle_write], |_| false)
                         .await?
                     {
                         released.extend(ips);
@@ -65,11 +66,8 @@ impl Ipam {
             Some(doc) if !doc.block.is_empty() => TxnOp::put(h.key, to_json(&doc)),
             _ => TxnOp::delete(h.key),
         };
-        Ok(self
-            .store
-            .txn(Txn::new().when([guard]).and_then([op]))
-            .await?
-            .succeeded)
+        let txn = Txn::new().when([guard]).and_then([op]);
+        patiently(|| async { Ok(self.store.txn(txn.clone()).await?.succeeded) }).await
     }
 
     /// Releases individual addresses (see [`ReleaseOptions`]).
@@ -145,7 +143,7 @@ impl Ipam {
                 writes.push(self.handle_write(&h, net, delta).await?);
             }
             if self
-                .commit_block(current.mod_revision, &block, writes)
+                .commit_block(current.mod_revision, &block, writes, |_| false)
                 .await?
             {
                 merge(outcome, attempt);
