@@ -11,10 +11,12 @@
 //! announce it; full mesh; `--no-policy`. From the moment the daemons are
 //! started until every node's kernel routes every other node's block: the
 //! time, and every 5 s how many sessions are Established and how many
-//! remote blocks are routed, so a stall shows where it is. Then peak RSS
-//! per node.
+//! remote blocks are routed, so a stall shows where it is. Then the CPU
+//! time each node used up to then and peak RSS per node.
 //!
-//! `BRINDLE_SCALE_TOPOLOGY=rr` replaces the mesh with two route reflectors
+//! `BRINDLE_SCALE_STORE=etcd` puts the store in a real etcd (in the
+//! router's namespace, reached over the underlay) instead of the embedded
+//! one. `BRINDLE_SCALE_TOPOLOGY=rr` replaces the mesh with two route reflectors
 //! as Calico sets them up: `nodeToNodeMeshEnabled: false`, the first two
 //! nodes labelled `rr` with `routeReflectorClusterID`, and BGPPeers by
 //! `nodeSelector`/`peerSelector` (clients to reflectors, reflectors to
@@ -80,6 +82,19 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time `pid` has used so far (user + system), seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
 }
 
 /// The host's neighbour-table limits, raised for the run and restored on
@@ -171,7 +186,14 @@ fn main() {
     );
     let _limits = NeighbourLimits::raise_for((2 * n * (n - 1) + 1024).max(1024));
     let fabric = hosts_on_two_subnets([n, 0]).expect("topology");
-    let store = Store::embedded();
+    let on_etcd = std::env::var("BRINDLE_SCALE_STORE").is_ok_and(|s| s == "etcd");
+    // etcd runs in the router's namespace, reached over the underlay.
+    let store = if on_etcd {
+        Store::etcd_in(&fabric.router, std::net::Ipv4Addr::new(10, 0, 1, 254))
+    } else {
+        Store::embedded()
+    };
+    let store_name = if on_etcd { "etcd" } else { "embedded store" };
     store.apply(&pool_yaml("10.244.0.0/16", "Always"));
     let reflectors = std::env::var("BRINDLE_SCALE_TOPOLOGY").is_ok_and(|t| t == "rr");
     if reflectors {
@@ -247,6 +269,12 @@ fn main() {
         );
     }
 
+    let cpu: Vec<f64> = nodes
+        .iter()
+        .filter_map(|d| d.pid().and_then(cpu_seconds))
+        .collect();
+    let mean_cpu = cpu.iter().sum::<f64>() / cpu.len().max(1) as f64;
+    let max_cpu = cpu.iter().copied().fold(0.0, f64::max);
     let rss: Vec<u64> = nodes
         .iter()
         .filter_map(|d| d.pid().and_then(peak_rss_kib))
@@ -255,16 +283,17 @@ fn main() {
     let mean_rss = rss.iter().sum::<u64>() / rss.len().max(1) as u64;
     match converged {
         Some(t) => println!(
-            "| {n} nodes, {topology}, embedded store | cold start to every block routed everywhere: {:.1} s (daemons spawned in {:.1} s) | peak RSS per node: mean {:.1} MiB, max {:.1} MiB | load {} |",
+            "| {n} nodes, {topology}, {store_name} | cold start to every block routed everywhere: {:.1} s (daemons spawned in {:.1} s) | CPU per node: mean {mean_cpu:.2} s, max {max_cpu:.2} s ({:.0} s in all) | peak RSS per node: mean {:.1} MiB, max {:.1} MiB | load {} |",
             t.as_secs_f64(),
             spawned.as_secs_f64(),
+            cpu.iter().sum::<f64>(),
             mean_rss as f64 / 1024.0,
             max_rss as f64 / 1024.0,
             load_average()
         ),
         None => {
             println!(
-                "| {n} nodes, {topology}, embedded store | NOT converged after {timeout:?} | peak RSS per node: mean {:.1} MiB, max {:.1} MiB |",
+                "| {n} nodes, {topology}, {store_name} | NOT converged after {timeout:?} | peak RSS per node: mean {:.1} MiB, max {:.1} MiB |",
                 mean_rss as f64 / 1024.0,
                 max_rss as f64 / 1024.0
             );

@@ -6,10 +6,10 @@
 //! peer's routes and the peer has its. `BRINDLE_FLAPS` changes the count.
 //! Needs root.
 
-#[path = "interop_support.rs"]
-mod support;
 #[path = "speaker_support.rs"]
 mod speaker_support;
+#[path = "interop_support.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,12 @@ fn a_thousand_flaps_leave_memory_flat_and_routes_right() {
     let prefixes: Vec<_> = (0..ROUTES)
         .map(|i| net(&format!("10.81.{i}.0/24")))
         .collect();
-    block_on(flapper.speaker.originate_many(prefixes.clone(), local_attrs())).unwrap();
+    block_on(
+        flapper
+            .speaker
+            .originate_many(prefixes.clone(), local_attrs()),
+    )
+    .unwrap();
 
     let established = |what: &str| {
         let start = Instant::now();
@@ -61,7 +66,11 @@ fn a_thousand_flaps_leave_memory_flat_and_routes_right() {
             {
                 return;
             }
-            assert!(start.elapsed() < WAIT, "{what}: never Established\n{}", bgpd.log());
+            assert!(
+                start.elapsed() < WAIT,
+                "{what}: never Established\n{}",
+                bgpd.log()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     };
@@ -103,7 +112,10 @@ fn a_thousand_flaps_leave_memory_flat_and_routes_right() {
             .any(|r| r.prefix == net("10.80.0.0/24"))
             .then_some(())
     });
-    assert!(theirs.is_some(), "the flapper never got the daemon's route back");
+    assert!(
+        theirs.is_some(),
+        "the flapper never got the daemon's route back"
+    );
 
     let before = rss_after_warm_up.expect("daemon RSS");
     let after = bgpd.rss_kib().expect("daemon RSS");

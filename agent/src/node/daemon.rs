@@ -57,6 +57,7 @@ use super::policy::{policy_task, PolicyWork};
 use super::register::{autodetect_address, modify_node, open_and_register, underlay_of};
 use super::status::{serve_status, Shared};
 use crate::linkwatch::LinkWatcher;
+use crate::netlink::KernelRoutes;
 use crate::netlink::Netlink;
 use crate::reconciler::{Input, ReconcilerConfig};
 use crate::routesync::RouteSyncer;
@@ -90,6 +91,10 @@ struct Daemon {
     learned: BTreeMap<IpNet, Learned>,
     /// Kernel routes are managed (BGP converged or grace over).
     routes_open: bool,
+    /// The kernel held none of our routes when we started (a first boot,
+    /// not a restart): there is nothing a premature converge could remove,
+    /// so routes are programmed as soon as they are known.
+    cold_start: bool,
     vxlan_ready: bool,
     /// `vxlan6.brindle` is up (IPv6 pools with VXLAN).
     vxlan6_ready: bool,
@@ -264,8 +269,9 @@ impl Daemon {
         }
     }
 
-    /// Recomputes the desired state and applies it everywhere.
-    async fn converge(&mut self) {
+    /// Recomputes the desired state and applies it everywhere; returns how
+    /// long it waited on one-time tunnel set-up (not converging work).
+    async fn converge(&mut self) -> Duration {
         let cluster = self.cluster();
         for (key, problem) in &cluster.problems {
             debug!(%key, %problem, "ignoring undecodable document");
@@ -284,6 +290,14 @@ impl Daemon {
             cluster: &cluster,
             learned: &self.learned,
         });
+        self.check_neighbour_limits(&desired);
+        // What other nodes wait for (our sessions and announcements) first,
+        // before the tunnel set-up, whose IPAM allocation can wait seconds
+        // for the store at a cold start of many nodes; then what reaches
+        // them (routes, VTEPs); policy, the slowest step, last.
+        self.sync_peers(&desired.peers).await;
+        self.sync_originations(&desired.originations).await;
+        let setup_began = Instant::now();
         if desired.vxlan && !self.vxlan_ready {
             if let Err(error) = self.ensure_vxlan(&cluster).await {
                 warn!(%error, "cannot set up VXLAN yet");
@@ -302,11 +316,7 @@ impl Daemon {
                 debug!(%error, "tunl0 not available");
             }
         }
-        self.check_neighbour_limits(&desired);
-        // What other nodes wait for (our announcements) and what reaches
-        // them (routes, VTEPs) first; policy, the slowest step, last.
-        self.sync_peers(&desired.peers).await;
-        self.sync_originations(&desired.originations).await;
+        let setup = setup_began.elapsed();
         if self.routes_open && desired.routes != self.desired.routes {
             self.syncer
                 .handle(Input::SetAll(desired.routes.clone()))
@@ -328,6 +338,7 @@ impl Daemon {
             shared.routes_in_sync = self.routes_open && self.syncer.reconciler().in_sync();
         }
         self.desired = desired;
+        setup
     }
 
     /// Has policy compiled and applied for this node (`resync`: re-read the
@@ -403,8 +414,13 @@ impl Daemon {
         }
         let settled = all_up_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
         let grace_over = started.elapsed() >= self.opts.startup_grace;
-        if settled || grace_over {
-            info!(settled, grace_over, "converging kernel routes");
+        if settled || grace_over || self.cold_start {
+            info!(
+                settled,
+                grace_over,
+                cold_start = self.cold_start,
+                "converging kernel routes"
+            );
             self.routes_open = true;
             self.syncer
                 .handle(Input::SetAll(self.desired.routes.clone()))
@@ -527,6 +543,13 @@ async fn run_inner(
         }
     };
 
+    let cold_start = match syncer.kernel().list_routes().await {
+        Ok(routes) => routes.is_empty(),
+        Err(error) => {
+            warn!(%error, "cannot list kernel routes; waiting for the sessions before converging");
+            false
+        }
+    };
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut daemon = Daemon {
         opts: opts.clone(),
@@ -540,6 +563,7 @@ async fn run_inner(
         blocks: Decoded::new(decode_block),
         learned: BTreeMap::new(),
         routes_open: false,
+        cold_start,
         vxlan_ready: false,
         vxlan6_ready: false,
         neighbour_entries: 0,
@@ -602,8 +626,10 @@ async fn run_inner(
             _ = tokio::time::sleep_until(converge_at), if dirty => {
                 dirty = false;
                 let began = Instant::now();
-                daemon.converge().await;
-                let took = began.elapsed();
+                let setup = daemon.converge().await;
+                // The gap keeps converges from eating the CPU; waiting on
+                // the store for a tunnel address is not CPU.
+                let took = began.elapsed().saturating_sub(setup);
                 debug!(?took, "converged");
                 converge_not_before = Instant::now() + took.max(MIN_CONVERGE_GAP);
             }

@@ -62,7 +62,9 @@ impl Store {
     /// An embedded store file in a private temp dir.
     pub fn embedded() -> Store {
         let dir = temp_dir();
-        let url = format!("file://{}/store.db", dir.path().display());
+        // The store in a directory of its own, as on a real host (not next
+        // to the daemons' logs and sockets in `dir`).
+        let url = format!("file://{}/store/store.db", dir.path().display());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -62,8 +62,15 @@ pub(crate) enum Input {
 /// open in case the peer is configured in the meantime. At a cold start a
 /// node is dialled by neighbours that read the datastore before it did;
 /// closing their connection at once sends them into their connect retry
-/// (5 s), which set the floor of a fabric's cold start.
-const PARK_TIME: Duration = Duration::from_secs(3);
+/// (5 s), which set the floor of a fabric's cold start. 3 s was too short
+/// for 100 nodes on two cores: a node sometimes read its neighbour 25 ms
+/// after closing the neighbour's parked connection, and the session waited
+/// the neighbour's connect retry.
+const PARK_TIME: Duration = Duration::from_secs(15);
+
+/// At most this many parked connections (one per address); past it a
+/// connection from a non-peer is closed at once.
+const MAX_PARKED: usize = 1024;
 
 struct PeerEntry {
     config: PeerConfig,
@@ -423,6 +430,9 @@ impl Core {
         match self.peers.get(&address) {
             Some(entry) => {
                 let _ = entry.handle.input.send(PeerInput::Incoming(stream));
+            }
+            None if self.parked.len() >= MAX_PARKED && !self.parked.contains_key(&address) => {
+                debug!(%remote, "connection from an address that is not a peer; closed (too many parked)");
             }
             None => {
                 debug!(%remote, "connection from an address that is not a peer (yet); parked");
