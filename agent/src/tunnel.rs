@@ -244,6 +244,31 @@ pub fn diff_vteps(
     ops
 }
 
+/// The operations turning what was programmed for `before` into `after`,
+/// without reading the kernel: [`diff_vteps`] against `before` as if the
+/// kernel held exactly it. Pure.
+pub fn diff_vtep_sets(before: &[Vtep], after: &[Vtep]) -> Vec<VtepOp> {
+    let neighbours: Vec<NeighbourEntry> = before
+        .iter()
+        .map(|v| NeighbourEntry {
+            ifindex: 0,
+            ip: v.tunnel_ip,
+            mac: Some(v.mac.clone()),
+            permanent: true,
+        })
+        .collect();
+    let fdb: Vec<FdbEntry> = before
+        .iter()
+        .map(|v| FdbEntry {
+            ifindex: 0,
+            mac: v.mac.clone(),
+            dst: Some(v.node_ip),
+            permanent: true,
+        })
+        .collect();
+    diff_vteps(after, &neighbours, &fdb)
+}
+
 /// Read the device's neighbour and FDB entries and apply [`diff_vteps`].
 /// Returns the number of operations applied.
 pub async fn sync_vteps(
@@ -254,7 +279,28 @@ pub async fn sync_vteps(
     let neighbours = nl.neighbours(device).await?;
     let fdb = nl.fdb(device).await?;
     let ops = diff_vteps(desired, &neighbours, &fdb);
-    for op in &ops {
+    apply_vtep_ops(nl, device, &ops).await?;
+    Ok(ops.len())
+}
+
+/// Applies the change from `before` (programmed by an earlier sync) to
+/// `after` without dumping the device's tables: a dump walks the host's
+/// whole neighbour table, which on one host running many nodes (tests,
+/// benchmarks) holds every node's entries and made each converge O(N²).
+/// The periodic resync ([`sync_vteps`]) still repairs drift.
+pub async fn update_vteps(
+    nl: &Netlink,
+    device: &str,
+    before: &[Vtep],
+    after: &[Vtep],
+) -> Result<usize, NetlinkError> {
+    let ops = diff_vtep_sets(before, after);
+    apply_vtep_ops(nl, device, &ops).await?;
+    Ok(ops.len())
+}
+
+async fn apply_vtep_ops(nl: &Netlink, device: &str, ops: &[VtepOp]) -> Result<(), NetlinkError> {
+    for op in ops {
         debug!(?op, device, "vtep op");
         match op {
             VtepOp::SetNeighbour { ip, mac } => nl.replace_neighbour(device, *ip, mac).await?,
@@ -271,7 +317,7 @@ pub async fn sync_vteps(
             }
         }
     }
-    Ok(ops.len())
+    Ok(())
 }
 
 /// The `RTM_NEWLINK` request for `tunl0`: `ip link add tunl0 type ipip
@@ -357,6 +403,41 @@ mod tests {
             LinkAttribute::Mtu(m) => Some(*m),
             _ => None,
         })
+    }
+
+    #[test]
+    fn a_vtep_change_is_applied_without_reading_the_kernel() {
+        let vtep = |tunnel: &str, mac: u8, node: &str| Vtep {
+            tunnel_ip: tunnel.parse().unwrap(),
+            mac: vec![0xee, 0, 0, 0, 0, mac],
+            node_ip: node.parse().unwrap(),
+        };
+        let a = vtep("10.65.0.1", 1, "10.0.1.1");
+        let b = vtep("10.65.0.65", 2, "10.0.1.2");
+        let b_moved = vtep("10.65.0.65", 2, "10.0.1.9");
+        let c = vtep("10.65.0.129", 3, "10.0.1.3");
+        let ops = diff_vtep_sets(&[a.clone(), b.clone()], &[b_moved.clone(), c.clone()]);
+        assert_eq!(
+            ops,
+            vec![
+                VtepOp::SetNeighbour {
+                    ip: c.tunnel_ip,
+                    mac: c.mac.clone()
+                },
+                VtepOp::DeleteNeighbour { ip: a.tunnel_ip },
+                VtepOp::SetFdb {
+                    mac: b.mac.clone(),
+                    dst: b_moved.node_ip
+                },
+                VtepOp::SetFdb {
+                    mac: c.mac.clone(),
+                    dst: c.node_ip
+                },
+                VtepOp::DeleteFdb { mac: a.mac.clone() },
+            ]
+        );
+        // Nothing changed: nothing to do.
+        assert!(diff_vtep_sets(&[a.clone(), b.clone()], &[a, b]).is_empty());
     }
 
     #[test]

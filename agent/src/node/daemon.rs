@@ -62,7 +62,8 @@ use crate::netlink::Netlink;
 use crate::reconciler::{Input, ReconcilerConfig};
 use crate::routesync::RouteSyncer;
 use crate::tunnel::{
-    ensure_vxlan, sync_vteps, vtep_mac_for_node, VxlanConfig, VXLAN_DEVICE, VXLAN_V6_DEVICE,
+    ensure_vxlan, sync_vteps, update_vteps, vtep_mac_for_node, Vtep, VxlanConfig, VXLAN_DEVICE,
+    VXLAN_V6_DEVICE,
 };
 
 fn local_attrs() -> PathAttrs {
@@ -95,6 +96,9 @@ struct Daemon {
     /// not a restart): there is nothing a premature converge could remove,
     /// so routes are programmed as soon as they are known.
     cold_start: bool,
+    /// The VTEPs last programmed on `vxlan.brindle` and `vxlan6.brindle`
+    /// (`None`: unknown, read the device next time).
+    programmed_vteps: [Option<Vec<Vtep>>; 2],
     vxlan_ready: bool,
     /// `vxlan6.brindle` is up (IPv6 pools with VXLAN).
     vxlan6_ready: bool,
@@ -325,7 +329,7 @@ impl Daemon {
         if (self.vxlan_ready && desired.vteps != self.desired.vteps)
             || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
         {
-            self.sync_vteps(&desired).await;
+            self.sync_vteps(&desired, false).await;
         }
         self.sync_policy(false).await;
         {
@@ -376,18 +380,29 @@ impl Daemon {
         }
     }
 
-    async fn sync_vteps(&self, desired: &Desired) {
+    /// `full`: read the devices' tables and repair them (the resync);
+    /// otherwise apply the change from what the last sync programmed.
+    async fn sync_vteps(&mut self, desired: &Desired, full: bool) {
         let devices = [
             (self.vxlan_ready, VXLAN_DEVICE, &desired.vteps),
             (self.vxlan6_ready, VXLAN_V6_DEVICE, &desired.vteps6),
         ];
-        for (ready, device, vteps) in devices {
+        for (i, (ready, device, vteps)) in devices.into_iter().enumerate() {
             if !ready {
                 continue;
             }
-            match sync_vteps(&self.nl, device, vteps).await {
-                Ok(0) => {}
-                Ok(n) => info!(ops = n, %device, "VXLAN neighbour/FDB entries updated"),
+            let result = match self.programmed_vteps[i].take() {
+                Some(before) if !full => update_vteps(&self.nl, device, &before, vteps).await,
+                _ => sync_vteps(&self.nl, device, vteps).await,
+            };
+            match result {
+                Ok(n) => {
+                    if n > 0 {
+                        info!(ops = n, %device, "VXLAN neighbour/FDB entries updated");
+                    }
+                    self.programmed_vteps[i] = Some(vteps.clone());
+                }
+                // Unknown state: the next sync reads the device.
                 Err(error) => warn!(%error, %device, "syncing VXLAN entries failed"),
             }
         }
@@ -564,6 +579,7 @@ async fn run_inner(
         learned: BTreeMap::new(),
         routes_open: false,
         cold_start,
+        programmed_vteps: [None, None],
         vxlan_ready: false,
         vxlan6_ready: false,
         neighbour_entries: 0,
@@ -647,7 +663,7 @@ async fn run_inner(
                 }
                 if daemon.vxlan_ready || daemon.vxlan6_ready {
                     let desired = daemon.desired.clone();
-                    daemon.sync_vteps(&desired).await;
+                    daemon.sync_vteps(&desired, true).await;
                 }
                 daemon.sync_policy(true).await;
                 if let Some(grace) = opts.ipam_gc_grace {
