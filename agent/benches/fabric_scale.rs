@@ -33,6 +33,10 @@
 //! not converge on one host. So the harness raises the three limits to what
 //! N nodes need while it runs and puts the old values back when it ends.
 //!
+//! `BRINDLE_SCALE_RESTARTS=1` then restarts one node, and then a tenth of
+//! the nodes at once, and times each until every session the restarted
+//! nodes had is Established again and they route every remote block.
+//!
 //! `BRINDLE_SCALE_TIMEOUT` (seconds, default 180) bounds the
 //! wait; `BRINDLE_SCALE_WATCH` (seconds, default 0) keeps watching the
 //! converged fabric for sessions that drop; `BRINDLE_BENCH_NODE_LOG` is the daemons' `RUST_LOG` (default
@@ -82,6 +86,41 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Stops the daemons of `which` (SIGTERM), starts them again, and returns
+/// how long from the new processes' start until each has every session it
+/// had before Established and routes every remote block (`None`: not within
+/// `timeout`).
+fn restart_and_time(
+    nodes: &mut [NodeDaemon],
+    hosts: &[Host],
+    which: &[usize],
+    timeout: Duration,
+) -> Option<Duration> {
+    let n = nodes.len();
+    let sessions_before: Vec<usize> = which.iter().map(|&i| established_sessions(&nodes[i])).collect();
+    for &i in which {
+        nodes[i].stop();
+    }
+    let start = Instant::now();
+    for &i in which {
+        nodes[i].restart(&hosts[i]);
+    }
+    let mut back = vec![false; which.len()];
+    while start.elapsed() < timeout {
+        for (k, &i) in which.iter().enumerate() {
+            if !back[k] {
+                back[k] = established_sessions(&nodes[i]) >= sessions_before[k]
+                    && routed_blocks(&hosts[i]) >= n - 1;
+            }
+        }
+        if back.iter().all(|b| *b) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// CPU time `pid` has used so far (user + system), seconds.
@@ -207,7 +246,7 @@ fn main() {
 
     eprintln!("starting {n} nodes (load {})", load_average());
     let start = Instant::now();
-    let nodes: Vec<NodeDaemon> = fabric
+    let mut nodes: Vec<NodeDaemon> = fabric
         .hosts
         .iter()
         .enumerate()
@@ -300,6 +339,25 @@ fn main() {
             // The node with the fewest sessions, for the log.
             if let Some(worst) = nodes.iter().min_by_key(|d| established_sessions(d)) {
                 eprintln!("{}: {:?}", worst.name, worst.status());
+            }
+        }
+    }
+    // Restarts of the converged fabric: one node (not a reflector), then a
+    // tenth of the nodes at once.
+    if converged.is_some() && std::env::var_os("BRINDLE_SCALE_RESTARTS").is_some() {
+        let first = if reflectors { 2 } else { 0 };
+        let one = [n / 2];
+        let tenth: Vec<usize> = (first..n).step_by(10).take((n / 10).max(1)).collect();
+        for (what, which) in [("one node", &one[..]), ("10% of the nodes", &tenth[..])] {
+            std::thread::sleep(Duration::from_secs(2));
+            match restart_and_time(&mut nodes, &fabric.hosts, which, timeout) {
+                Some(t) => println!(
+                    "| {n} nodes, {topology}, {store_name} | restart of {what} ({}): every session and route back {:.1} s after the new process started | load {} |",
+                    which.len(),
+                    t.as_secs_f64(),
+                    load_average()
+                ),
+                None => println!("| {n} nodes, {topology}, {store_name} | restart of {what}: NOT back after {timeout:?} |"),
             }
         }
     }
