@@ -33,6 +33,9 @@
 //! not converge on one host. So the harness raises the three limits to what
 //! N nodes need while it runs and puts the old values back when it ends.
 //!
+//! `BRINDLE_SCALE_SPEAKER=bird` runs the anchor instead: BIRD 2 as each
+//! node's speaker, in the same topology (see `run_bird`).
+//!
 //! `BRINDLE_SCALE_RESTARTS=1` then restarts one node, and then a tenth of
 //! the nodes at once, and times each until every session the restarted
 //! nodes had is Established again and they route every remote block.
@@ -208,6 +211,93 @@ fn apply_route_reflectors(store: &Store) {
     }
 }
 
+/// The anchor: BIRD 2 as every node's speaker, configured as Calico
+/// configures it (one iBGP session per other node, or sessions to the two
+/// reflectors, each node announcing its block, learned routes exported to
+/// the kernel), rendered by the testbed's one BIRD config generator with
+/// Calico's timers where it has them (hold 240 s, connect retry 5 s). No
+/// datastore, no IPAM: each BIRD announces a fixed /26 from the start, so
+/// this times BGP and route installation only. Time from starting the
+/// BIRDs until every namespace's kernel has every other node's block.
+fn run_bird(n: usize, reflectors: bool, fabric: &brindle_testbed::RoutedFabric, timeout: Duration) {
+    use brindle_testbed::{BgpConfig, Bird, Neighbor};
+    let hosts = &fabric.hosts;
+    let block = |i: usize| format!("10.245.{i}.0/26");
+    let configs: Vec<BgpConfig> = (0..n)
+        .map(|i| {
+            let mut config = BgpConfig::new(hosts[i].ipv4, 64512).originate(&block(i));
+            config.hold_time = 240;
+            config.connect_retry = 5;
+            let is_rr = reflectors && i < 2;
+            if is_rr {
+                config.cluster_id = Some(std::net::Ipv4Addr::new(224, 0, 0, 1));
+            }
+            for (j, other) in hosts.iter().enumerate().take(n) {
+                if j == i || (reflectors && !is_rr && j >= 2) {
+                    continue;
+                }
+                config = config.with_neighbor(Neighbor {
+                    rr_client: is_rr && j >= 2,
+                    ..Neighbor::new(std::net::IpAddr::V4(other.ipv4), 64512)
+                });
+            }
+            config
+        })
+        .collect();
+    eprintln!("starting {n} BIRDs (load {})", load_average());
+    let start = Instant::now();
+    let birds: Vec<Bird> = std::thread::scope(|scope| {
+        let handles: Vec<_> = hosts
+            .iter()
+            .zip(&configs)
+            .map(|(host, config)| scope.spawn(move || Bird::start(&host.ns, config).expect("BIRD")))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("BIRD thread")).collect()
+    });
+    let spawned = start.elapsed();
+    let bird_routes = |host: &Host| {
+        host.ns
+            .run(&["ip", "-4", "route", "show", "proto", "bird"])
+            .map(|text| text.lines().filter(|l| l.starts_with("10.245.")).count())
+            .unwrap_or(0)
+    };
+    let mut routed = vec![0usize; n];
+    let pause = Duration::from_millis(250).max(Duration::from_millis(4 * n as u64));
+    let converged = loop {
+        for (count, host) in routed.iter_mut().zip(hosts) {
+            if *count < n - 1 {
+                *count = bird_routes(host);
+            }
+        }
+        if routed.iter().all(|&r| r >= n - 1) {
+            break Some(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            break None;
+        }
+        std::thread::sleep(pause);
+    };
+    let cpu: Vec<f64> = birds.iter().filter_map(|b| cpu_seconds(b.pid())).collect();
+    let rss: Vec<u64> = birds.iter().filter_map(|b| peak_rss_kib(b.pid())).collect();
+    let topology = if reflectors { "two route reflectors" } else { "full mesh" };
+    match converged {
+        Some(t) => println!(
+            "| {n} nodes, {topology}, BIRD 2 as the speaker (anchor: BGP and kernel only) | cold start to every block routed everywhere: {:.1} s (BIRDs started in {:.1} s) | CPU per node: mean {:.2} s, max {:.2} s | peak RSS per node: mean {:.1} MiB, max {:.1} MiB | load {} |",
+            t.as_secs_f64(),
+            spawned.as_secs_f64(),
+            cpu.iter().sum::<f64>() / cpu.len().max(1) as f64,
+            cpu.iter().copied().fold(0.0, f64::max),
+            rss.iter().sum::<u64>() as f64 / rss.len().max(1) as f64 / 1024.0,
+            rss.iter().max().copied().unwrap_or(0) as f64 / 1024.0,
+            load_average()
+        ),
+        None => println!(
+            "| {n} nodes, {topology}, BIRD 2 | NOT converged after {timeout:?}; fewest routes {} |",
+            routed.iter().min().unwrap_or(&0)
+        ),
+    }
+}
+
 fn main() {
     if !common::fabric::can_run() {
         return;
@@ -225,6 +315,11 @@ fn main() {
     );
     let _limits = NeighbourLimits::raise_for((2 * n * (n - 1) + 1024).max(1024));
     let fabric = hosts_on_two_subnets([n, 0]).expect("topology");
+    if std::env::var("BRINDLE_SCALE_SPEAKER").is_ok_and(|s| s == "bird") {
+        let reflectors = std::env::var("BRINDLE_SCALE_TOPOLOGY").is_ok_and(|t| t == "rr");
+        run_bird(n, reflectors, &fabric, timeout);
+        return;
+    }
     let on_etcd = std::env::var("BRINDLE_SCALE_STORE").is_ok_and(|s| s == "etcd");
     // etcd runs in the router's namespace, reached over the underlay.
     let store = if on_etcd {

@@ -309,6 +309,11 @@ pub fn bird_config(config: &BgpConfig) -> String {
         }
         if n.multihop {
             out.push_str("  multihop;\n");
+        } else if n.remote_as == config.local_as {
+            // BIRD takes an iBGP neighbour for multihop and resolves its
+            // next hops recursively, which this config (no `direct`
+            // protocol) cannot do for an on-link one.
+            out.push_str("  direct;\n");
         }
         if n.bfd {
             out.push_str("  bfd on;\n");
