@@ -102,7 +102,10 @@ fn restart_and_time(
     timeout: Duration,
 ) -> Option<Duration> {
     let n = nodes.len();
-    let sessions_before: Vec<usize> = which.iter().map(|&i| established_sessions(&nodes[i])).collect();
+    let sessions_before: Vec<usize> = which
+        .iter()
+        .map(|&i| established_sessions(&nodes[i]))
+        .collect();
     for &i in which {
         nodes[i].stop();
     }
@@ -252,7 +255,10 @@ fn run_bird(n: usize, reflectors: bool, fabric: &brindle_testbed::RoutedFabric, 
             .zip(&configs)
             .map(|(host, config)| scope.spawn(move || Bird::start(&host.ns, config).expect("BIRD")))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("BIRD thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("BIRD thread"))
+            .collect()
     });
     let spawned = start.elapsed();
     let bird_routes = |host: &Host| {
@@ -279,7 +285,11 @@ fn run_bird(n: usize, reflectors: bool, fabric: &brindle_testbed::RoutedFabric, 
     };
     let cpu: Vec<f64> = birds.iter().filter_map(|b| cpu_seconds(b.pid())).collect();
     let rss: Vec<u64> = birds.iter().filter_map(|b| peak_rss_kib(b.pid())).collect();
-    let topology = if reflectors { "two route reflectors" } else { "full mesh" };
+    let topology = if reflectors {
+        "two route reflectors"
+    } else {
+        "full mesh"
+    };
     match converged {
         Some(t) => println!(
             "| {n} nodes, {topology}, BIRD 2 as the speaker (anchor: BGP and kernel only) | cold start to every block routed everywhere: {:.1} s (BIRDs started in {:.1} s) | CPU per node: mean {:.2} s, max {:.2} s | peak RSS per node: mean {:.1} MiB, max {:.1} MiB | load {} |",
