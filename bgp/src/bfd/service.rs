@@ -243,7 +243,7 @@ impl Driver {
                 return;
             }
         };
-        let source = crate::speaker::canonical_address(received.source.ip());
+        let source = received.source.ip().to_canonical();
         if received.ttl != Some(SINGLE_HOP_TTL) {
             debug!(%source, ttl = ?received.ttl, "BFD packet without TTL 255 dropped");
             return;
