@@ -35,14 +35,16 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::probe::Prober;
+
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use brindle_agent::netns::{block_on_in_netns, named_netns_path, run_in_netns};
+use brindle_agent::netns::{block_on_in_netns, named_netns_path};
 use brindle_datastore::Datastore;
 use brindle_model::parse_one;
 use brindle_testbed::{poll_until, Etcd, Host, Netns, Process};
@@ -259,77 +261,6 @@ impl Drop for RouteMonitor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A thread inside a workload's namespace that probes targets on request:
-/// one UDP datagram to port 9 per millisecond until the ICMP port
-/// unreachable comes back (the socket reports `ConnectionRefused`).
-struct Prober {
-    requests: Option<mpsc::Sender<Ipv4Addr>>,
-    answers: mpsc::Receiver<Option<Instant>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Prober {
-    fn start(netns: PathBuf) -> Prober {
-        let (requests, rx) = mpsc::channel::<Ipv4Addr>();
-        let (tx, answers) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            run_in_netns(&netns, move || {
-                for target in rx {
-                    let _ = tx.send(probe(target));
-                }
-            })
-            .unwrap();
-        });
-        Prober {
-            requests: Some(requests),
-            answers,
-            thread: Some(thread),
-        }
-    }
-
-    fn reachable_at(&self, target: Ipv4Addr) -> Option<Instant> {
-        self.requests.as_ref().unwrap().send(target).unwrap();
-        self.answers.recv().unwrap()
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.requests.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn probe(target: Ipv4Addr) -> Option<Instant> {
-    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket
-        .connect(SocketAddr::new(IpAddr::V4(target), 9))
-        .ok()?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1)))
-        .ok()?;
-    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
-    let deadline = Instant::now() + WAIT;
-    let mut buf = [0u8; 16];
-    while Instant::now() < deadline {
-        if let Err(e) = socket.send(b"brindle-probe") {
-            if refused(&e) {
-                return Some(Instant::now());
-            }
-            // No route yet, or an ICMP error from on the way: try again.
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        match socket.recv(&mut buf) {
-            Err(e) if refused(&e) => return Some(Instant::now()),
-            _ => {}
-        }
-    }
-    None
 }
 
 fn label_slug(build: &Build, kind: StoreKind) -> String {

@@ -115,3 +115,4 @@ pub fn run(cmd: &[&str]) -> String {
 
 pub mod fabric;
 pub mod policy;
+pub mod probe;

@@ -42,13 +42,26 @@ pub(super) fn open_connection(path: &Path, must_exist: bool) -> Result<Connectio
         tighten_file(&file);
     }
     let mut conn = Connection::open(path).map_err(sqlite_err)?;
-    refuse_foreign(&conn, &shown)?;
+    // Before anything reads the file: another process may hold it
+    // exclusively for a moment (switching a fresh file to WAL).
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
-    // Switching to WAL needs a moment of exclusive access; when several
-    // processes open a fresh file at once the busy handler covers it.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(sqlite_err)?;
+    refuse_foreign(&conn, &shown)?;
+    // Switching to WAL needs a moment of exclusive access. When several
+    // processes open a fresh file at once the busy handler covers most of
+    // it, but SQLite answers BUSY at once where waiting could deadlock (a
+    // reader asking to upgrade): try again briefly then.
+    let mut attempts = 0;
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.map_err(sqlite_err)?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Io {
             path: shown,
