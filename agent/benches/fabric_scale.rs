@@ -54,12 +54,10 @@ use std::time::{Duration, Instant};
 
 use brindle_testbed::{hosts_on_two_subnets, Host};
 use common::fabric::{pool_yaml, NodeDaemon, Store};
+use common::measure::{cpu_seconds, env_number, load_average, status_kib};
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
 }
 
 /// Remote blocks `host`'s kernel routes (Brindle's routes that are not
@@ -81,14 +79,6 @@ fn established_sessions(node: &NodeDaemon) -> usize {
     node.status()
         .map(|r| r.peers.iter().filter(|p| p.established).count())
         .unwrap_or(0)
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Stops the daemons of `which` (SIGTERM), starts them again, and returns
@@ -127,19 +117,6 @@ fn restart_and_time(
         std::thread::sleep(Duration::from_millis(50));
     }
     None
-}
-
-/// CPU time `pid` has used so far (user + system), seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, in clock ticks.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 / hz)
 }
 
 /// The host's neighbour-table limits, raised for the run and restored on
@@ -184,12 +161,6 @@ impl Drop for NeighbourLimits {
             let _ = std::fs::write(path, old);
         }
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Mesh off, `node-0` and `node-1` reflectors (one cluster id), peerings

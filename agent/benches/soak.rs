@@ -27,31 +27,8 @@ use std::time::{Duration, Instant};
 use brindle_agent::netns::named_netns_path;
 use brindle_testbed::hosts_on_two_subnets;
 use common::fabric::*;
+use common::measure::{env_number, load_average, open_fds, status_kib};
 use common::probe::Prober;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -124,11 +101,12 @@ fn main() {
         if start.elapsed() >= Duration::from_secs(60 * minute) {
             minute_samples.sort_by(f64::total_cmp);
             let pids: Vec<u32> = nodes.iter().filter_map(NodeDaemon::pid).collect();
-            let rss: Vec<String> = pids.iter().map(|p| rss_kib(*p).to_string()).collect();
+            let rss: Vec<String> = pids
+                .iter()
+                .map(|p| status_kib(*p, "VmRSS").unwrap_or(0).to_string())
+                .collect();
             let fds: Vec<String> = pids.iter().map(|p| open_fds(*p).to_string()).collect();
-            let load = std::fs::read_to_string("/proc/loadavg")
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default();
+            let load = load_average();
             println!(
                 "| {minute} | {} | {:.0} / {:.0} / {:.0} | {} | {} | {load} |",
                 minute_samples.len(),

@@ -231,6 +231,57 @@ fn bfd_between_two_brindle_speakers() {
     );
 }
 
+/// A speaker whose runtime is dropped (as brindle-node restarts: no
+/// NOTIFICATION, so its peers keep its routes through graceful restart)
+/// says AdminDown on its BFD sessions, and the peer keeps the routes as
+/// stale instead of flushing them. (Between two Brindle speakers the closed
+/// TCP connection arrives first and already makes the end graceful; the
+/// AdminDown is for peers that act on BFD alone.)
+#[test]
+fn a_restarting_speaker_says_admin_down_and_keeps_its_routes_at_the_peer() {
+    let Some(p) = pair("bfdgr", 94) else {
+        return;
+    };
+    let ours = our_speaker(&p, OUR_AS, "10.94.244.0/26");
+    let mut cfg = SpeakerConfig::new(OUR_AS, p.peer_id);
+    let mut peer = PeerConfig::new(p.our_ip, OUR_AS);
+    peer.hold_time = HOLD;
+    peer.source_address = Some(p.peer_ip);
+    peer.bfd = Some(BfdConfig::default());
+    cfg.peers.push(peer);
+    let theirs = NsSpeaker::start(&p.peer_ns, cfg);
+    block_on(
+        theirs
+            .speaker
+            .originate(net("10.94.100.0/24"), local_attrs()),
+    )
+    .unwrap();
+    let mut routes = ours.speaker.subscribe();
+    let theirs_net = net("10.94.100.0/24");
+    wait_change(
+        &mut routes,
+        "their prefix",
+        |c| matches!(c, BestRouteChange::Best(r) if r.prefix == theirs_net),
+    );
+    wait_bfd_up(&ours, p.peer_ip);
+    theirs.crash();
+    // Their BFD session would time out in 300 ms; give it ten times that.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = block_on(ours.speaker.peers()).unwrap();
+    let status = status
+        .iter()
+        .find(|s| s.config.address == p.peer_ip)
+        .unwrap();
+    assert_ne!(status.bfd, Some(BfdState::Up));
+    let kept = block_on(ours.speaker.routes()).unwrap();
+    assert!(
+        kept.iter().any(|r| r.prefix == theirs_net && r.stale),
+        "their route should be kept as stale (graceful restart), not flushed: {:?}; {:?}",
+        kept.iter().map(|r| r.prefix).collect::<Vec<_>>(),
+        status.last_error
+    );
+}
+
 #[test]
 fn bfd_with_bird() {
     let Some(p) = pair("bfdbi", 92) else {

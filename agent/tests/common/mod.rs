@@ -114,5 +114,6 @@ pub fn run(cmd: &[&str]) -> String {
 }
 
 pub mod fabric;
+pub mod measure;
 pub mod policy;
 pub mod probe;

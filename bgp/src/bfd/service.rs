@@ -13,7 +13,8 @@
 //! * Every state change of a session is reported to the callback given to
 //!   `start`, in order, from the service's task.
 //! * [`BfdService::remove`] sends AdminDown once, so the peer's clients do
-//!   not take the end of the session for a failure (RFC 5882 §3.2).
+//!   not take the end of the session for a failure (RFC 5882 §3.2); so
+//!   does a service that stops (dropped, or its runtime dropped).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -217,21 +218,7 @@ impl Driver {
         };
         self.by_discriminator
             .remove(&entry.session.local_discriminator());
-        let goodbye = ControlPacket {
-            diagnostic: Diagnostic::AdministrativelyDown,
-            state: BfdState::AdminDown,
-            poll: false,
-            final_: false,
-            control_plane_independent: false,
-            demand: false,
-            detect_mult: entry.session.config().multiplier,
-            my_discriminator: entry.session.local_discriminator(),
-            your_discriminator: entry.session.remote_discriminator(),
-            desired_min_tx_us: 1_000_000,
-            required_min_rx_us: 0,
-            required_min_echo_rx_us: 0,
-        };
-        self.send(peer, entry.local, &goodbye);
+        self.send(peer, entry.local, &admin_down(&entry.session));
         info!(%peer, "BFD session removed");
     }
 
@@ -347,11 +334,7 @@ impl Driver {
     }
 
     fn sender(&mut self, local: Option<IpAddr>, v6: bool) -> io::Result<Arc<UdpSocket>> {
-        let key = local.or(Some(if v6 {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        }));
+        let key = sender_key(local, v6);
         if let Some(s) = self.senders.get(&key) {
             return Ok(Arc::clone(s));
         }
@@ -360,6 +343,52 @@ impl Driver {
         )?);
         self.senders.insert(key, Arc::clone(&socket));
         Ok(socket)
+    }
+}
+
+impl Drop for Driver {
+    /// A stopping process says AdminDown, also one whose runtime is dropped
+    /// without running its tasks (brindle-node's restart): its peers then do
+    /// not take the end of BFD for a failure (RFC 5882 §3.2), and graceful
+    /// restart keeps its routes there. Sent on the raw sockets: the runtime
+    /// may be gone. A crash sends nothing, and is detected.
+    fn drop(&mut self) {
+        for (peer, entry) in &self.sessions {
+            let Some(socket) = self.senders.get(&sender_key(entry.local, peer.is_ipv6())) else {
+                continue;
+            };
+            let to = SockaddrStorage::from(SocketAddr::new(*peer, CONTROL_PORT));
+            let packet = admin_down(&entry.session).encode();
+            let _ = nix::sys::socket::sendto(socket.as_raw_fd(), &packet, &to, MsgFlags::empty());
+        }
+    }
+}
+
+/// The sending socket a session uses: its source address, or the kernel's
+/// choice of the family's.
+fn sender_key(local: Option<IpAddr>, v6: bool) -> Option<IpAddr> {
+    local.or(Some(if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }))
+}
+
+/// The packet that ends `session` administratively.
+fn admin_down(session: &Session) -> ControlPacket {
+    ControlPacket {
+        diagnostic: Diagnostic::AdministrativelyDown,
+        state: BfdState::AdminDown,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: session.config().multiplier,
+        my_discriminator: session.local_discriminator(),
+        your_discriminator: session.remote_discriminator(),
+        desired_min_tx_us: 1_000_000,
+        required_min_rx_us: 0,
+        required_min_echo_rx_us: 0,
     }
 }
 
