@@ -159,3 +159,52 @@ fn kill_9_of_a_node_during_a_ping_and_a_cni_add_storm_loses_nothing() {
         ping_or_dump(&wa.ns, w.ip, &[&a, &b], &[ha, hb]);
     }
 }
+
+/// Two nodes on a 3-member etcd cluster (every member in their URL): the
+/// leader is SIGKILLed while a running ping goes on; both daemons follow
+/// the new leader: a workload added afterwards (its address from IPAM on
+/// the survivors) is reachable from the other node, nothing is lost, and
+/// `ipam check` is clean.
+#[test]
+fn nodes_follow_a_new_etcd_leader() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([2, 0]).unwrap();
+    let (ha, hb) = (&fabric.hosts[0], &fabric.hosts[1]);
+    let gw = Ipv4Addr::new(10, 0, 1, 254);
+    let mut store = Store::etcd_cluster_in(&fabric.router, gw, 3);
+    store.apply(&pool_yaml("10.79.0.0/16", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
+    let a = NodeDaemon::start(&store, ha, "node-a");
+    let b = NodeDaemon::start(&store, hb, "node-b");
+    let wa = add_workload(&store, ha, "node-a", "wa");
+    let wb = add_workload(&store, hb, "node-b", "wb");
+    a.wait_established(1);
+    b.wait_established(1);
+    let (nodes, hosts) = ([&a, &b], [ha, hb]);
+    ping_or_dump(&wa.ns, wb.ip, &nodes, &hosts);
+
+    ping_loss_free_for(&wa.ns, wb.ip, 150, || {
+        let leader = store.etcd_cluster().leader().unwrap();
+        store.etcd_cluster().kill(leader);
+        eprintln!("killed etcd member{leader}");
+    });
+    let new_leader = poll_until(WAIT, Duration::from_millis(200), || {
+        Ok(store.etcd_cluster().leader().ok())
+    })
+    .unwrap();
+    assert!(new_leader.is_some(), "no new leader\n{}", store.log());
+    // Both daemons go on with the survivors: a new workload on node-b is
+    // routed and allowed on node-a's side, and one on node-a on node-b's.
+    let wb2 = add_workload(&store, hb, "node-b", "wb2");
+    ping_or_dump(&wa.ns, wb2.ip, &nodes, &hosts);
+    let wa2 = add_workload(&store, ha, "node-a", "wa2");
+    ping_or_dump(&wb.ns, wa2.ip, &nodes, &hosts);
+    let report = store.ipam_check();
+    assert!(
+        report.leaks.is_empty() && report.conflicts.is_empty(),
+        "ipam check: {report:?}"
+    );
+    assert_eq!(report.allocated, 4, "{report:?}");
+}

@@ -47,6 +47,11 @@ enum Backend {
     /// operations per test, and no connection that could reconnect from the
     /// wrong namespace later.
     Etcd { etcd: Etcd, netns: PathBuf },
+    /// A cluster of etcd members in a namespace; the URL names them all.
+    EtcdCluster {
+        cluster: brindle_testbed::EtcdCluster,
+        netns: PathBuf,
+    },
 }
 
 /// The shared store and a way to talk to it from the test.
@@ -93,6 +98,38 @@ impl Store {
         }
     }
 
+    /// A real `members`-member etcd cluster in `ns` on `address` (ports 2379,
+    /// 2381, …); daemons get every member in their URL.
+    pub fn etcd_cluster_in(ns: &Netns, address: Ipv4Addr, members: usize) -> Store {
+        let dir = temp_dir();
+        let cluster = brindle_testbed::EtcdCluster::start_in(ns, address, members).unwrap();
+        let endpoints: Vec<String> = cluster
+            .endpoints()
+            .iter()
+            .map(|e| e.trim_start_matches("http://").to_owned())
+            .collect();
+        let url = format!("etcd://{}", endpoints.join(","));
+        Store {
+            dir,
+            url,
+            backend: Backend::EtcdCluster {
+                cluster,
+                netns: named_netns_path(ns.name()),
+            },
+        }
+    }
+
+    /// The etcd cluster behind a cluster store.
+    ///
+    /// # Panics
+    /// On another kind of store.
+    pub fn etcd_cluster(&mut self) -> &mut brindle_testbed::EtcdCluster {
+        match &mut self.backend {
+            Backend::EtcdCluster { cluster, .. } => cluster,
+            _ => panic!("not an etcd cluster store"),
+        }
+    }
+
     /// `kind` of store, etcd living in `ns` on `address`.
     pub fn new(kind: StoreKind, ns: &Netns, address: Ipv4Addr) -> Store {
         match kind {
@@ -104,7 +141,7 @@ impl Store {
     pub fn kind(&self) -> StoreKind {
         match self.backend {
             Backend::Embedded { .. } => StoreKind::Embedded,
-            Backend::Etcd { .. } => StoreKind::Etcd,
+            Backend::Etcd { .. } | Backend::EtcdCluster { .. } => StoreKind::Etcd,
         }
     }
 
@@ -116,7 +153,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Embedded { rt, ds } => rt.block_on(op(ds.clone())).unwrap(),
-            Backend::Etcd { netns, .. } => {
+            Backend::Etcd { netns, .. } | Backend::EtcdCluster { netns, .. } => {
                 let url = self.url.clone();
                 block_on_in_netns(netns, move || async move {
                     let ds = Datastore::open(Some(&url)).await?;
@@ -182,7 +219,7 @@ impl Store {
     pub fn etcd(&mut self) -> &mut Etcd {
         match &mut self.backend {
             Backend::Etcd { etcd, .. } => etcd,
-            Backend::Embedded { .. } => panic!("the embedded store has no etcd"),
+            _ => panic!("the store is not a single etcd"),
         }
     }
 
@@ -191,6 +228,10 @@ impl Store {
         match &self.backend {
             Backend::Embedded { .. } => String::new(),
             Backend::Etcd { etcd, .. } => etcd.log(),
+            Backend::EtcdCluster { cluster, .. } => (0..cluster.len())
+                .map(|i| cluster.log(i))
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 }

@@ -159,11 +159,14 @@ impl Etcd {
     }
 }
 
-/// A running etcd cluster on 127.0.0.1 (members `member0`, `member1`, …);
-/// every member killed and wiped on drop.
+/// A running etcd cluster on 127.0.0.1, or on one address inside a
+/// namespace (members `member0`, `member1`, …); every member killed and
+/// wiped on drop.
 #[derive(Debug)]
 pub struct EtcdCluster {
     members: Vec<ClusterMember>,
+    /// The namespace the members run in (`None`: the root namespace).
+    netns: Option<String>,
 }
 
 #[derive(Debug)]
@@ -190,17 +193,27 @@ impl EtcdCluster {
     pub fn start(members: usize) -> Result<Self> {
         assert!(members > 0, "an etcd cluster needs a member");
         let _span = tracing::info_span!("etcd_cluster", members).entered();
-        with_free_ports(2 * members, Self::launch)
+        with_free_ports(2 * members, |ports| Self::launch(None, "127.0.0.1", ports))
     }
 
-    /// Launches one member per pair of `ports` (client, peer).
-    fn launch(ports: &[u16]) -> Result<Self> {
+    /// Starts a cluster of `members` members inside `ns`, all on `address`
+    /// (already configured there, reachable from the hosts of a topology):
+    /// member `i` serves clients on port `2379 + 2i` and peers on `2380 + 2i`.
+    pub fn start_in(ns: &Netns, address: Ipv4Addr, members: usize) -> Result<Self> {
+        assert!(members > 0, "an etcd cluster needs a member");
+        let _span = tracing::info_span!("etcd_cluster", netns = %ns.name(), members).entered();
+        let ports: Vec<u16> = (0..2 * members as u16).map(|i| 2379 + i).collect();
+        Self::launch(Some(ns.name()), &address.to_string(), &ports)
+    }
+
+    /// Launches one member per pair of `ports` (client, peer) on `host`.
+    fn launch(netns: Option<&str>, host: &str, ports: &[u16]) -> Result<Self> {
         let urls: Vec<(String, String)> = ports
             .chunks(2)
             .map(|p| {
                 (
-                    format!("http://127.0.0.1:{}", p[0]),
-                    format!("http://127.0.0.1:{}", p[1]),
+                    format!("http://{host}:{}", p[0]),
+                    format!("http://{host}:{}", p[1]),
                 )
             })
             .collect();
@@ -228,7 +241,7 @@ impl EtcdCluster {
                 )
             };
             let log = dir.path().join("etcd.log");
-            let process = spawn(None, &format!("etcd {name}"), &argv("new"), &log)?;
+            let process = spawn(netns, &format!("etcd {name}"), &argv("new"), &log)?;
             members.push(ClusterMember {
                 process,
                 rejoin_argv: argv("existing"),
@@ -241,8 +254,11 @@ impl EtcdCluster {
             .iter_mut()
             .map(|m| (&mut m.process, m.client_url.as_str()))
             .collect();
-        wait_ready(None, &mut waiting)?;
-        let cluster = EtcdCluster { members };
+        wait_ready(netns, &mut waiting)?;
+        let cluster = EtcdCluster {
+            members,
+            netns: netns.map(str::to_owned),
+        };
         tracing::info!(endpoints = %cluster.endpoints().join(","), "etcd cluster ready");
         Ok(cluster)
     }
@@ -275,7 +291,7 @@ impl EtcdCluster {
             .map(|m| m.client_url.as_str())
             .collect();
         let out = cmd::output(etcdctl_command(
-            None,
+            self.netns.as_deref(),
             &asked.join(","),
             &["endpoint", "status", "-w", "json"],
         ))?;
@@ -318,13 +334,14 @@ impl EtcdCluster {
     /// passes `etcdctl endpoint health` (it has a leader and caught up).
     pub fn start_again(&mut self, index: usize) -> Result<()> {
         let _span = tracing::info_span!("etcd_cluster", member = index).entered();
+        let netns = self.netns.clone();
         let member = &mut self.members[index];
         if member.process.is_running() {
             return Ok(());
         }
         let log = member.process.log_path().to_path_buf();
         member.process = spawn_ready(
-            None,
+            netns.as_deref(),
             &format!("etcd {}", member_name(index)),
             &member.rejoin_argv,
             &log,
@@ -338,7 +355,11 @@ impl EtcdCluster {
     /// Runs `etcdctl --endpoints <every member> <args>`; returns stdout,
     /// errors on failure (e.g. `endpoint health` with a member down).
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
-        cmd::checked(etcdctl_command(None, &self.endpoints().join(","), args))
+        cmd::checked(etcdctl_command(
+            self.netns.as_deref(),
+            &self.endpoints().join(","),
+            args,
+        ))
     }
 
     /// Member `index`'s log so far (every run of it).
