@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
 use tracing::{info, warn};
 
-use super::core::Input;
 use super::PeerConfig;
 use crate::bfd::service::{BfdEvent, BfdService};
 use crate::bfd::{BfdConfig, BfdState};
@@ -25,18 +25,19 @@ pub(super) struct BfdLink {
     /// Peers with a session: the source address and timers it runs with.
     sessions: BTreeMap<IpAddr, (Option<IpAddr>, BfdConfig)>,
     states: BTreeMap<IpAddr, BfdState>,
-    core: mpsc::UnboundedSender<Input>,
+    /// Where the service's state changes go (the core's queue).
+    report: Arc<dyn Fn(BfdEvent) + Send + Sync>,
     /// Why the service could not start, once (reported on every BFD peer).
     start_error: Option<String>,
 }
 
 impl BfdLink {
-    pub(super) fn new(core: mpsc::UnboundedSender<Input>) -> Self {
+    pub(super) fn new(report: impl Fn(BfdEvent) + Send + Sync + 'static) -> Self {
         BfdLink {
             service: None,
             sessions: BTreeMap::new(),
             states: BTreeMap::new(),
-            core,
+            report: Arc::new(report),
             start_error: None,
         }
     }
@@ -96,10 +97,8 @@ impl BfdLink {
             if let Some(error) = &self.start_error {
                 return Err(error.clone());
             }
-            let core = self.core.clone();
-            match BfdService::start(move |event| {
-                let _ = core.send(Input::Bfd(event));
-            }) {
+            let report = Arc::clone(&self.report);
+            match BfdService::start(move |event| report(event)) {
                 Ok(service) => self.service = Some(service),
                 Err(error) => {
                     let text = format!("BFD cannot listen on UDP port 3784: {error}");

@@ -159,7 +159,12 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
         next_generation: 1,
         originated: BTreeSet::new(),
         parked: BTreeMap::new(),
-        bfd: BfdLink::new(tx.clone()),
+        bfd: {
+            let core = tx.clone();
+            BfdLink::new(move |event| {
+                let _ = core.send(Input::Bfd(event));
+            })
+        },
         next_parked: 1,
     };
     for peer in peers {
