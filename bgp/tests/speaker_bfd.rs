@@ -104,6 +104,20 @@ fn wait_bfd_up(ours: &NsSpeaker, peer: IpAddr) {
     });
 }
 
+/// Waits (a minute at most) until the peer holds our prefix; panics with
+/// `failure` and the peer's diagnostics otherwise.
+fn wait_until_peer_has_ours(
+    peer_has_ours: &mut impl FnMut() -> bool,
+    failure: &str,
+    diagnostics: &impl Fn() -> String,
+) {
+    let arrived = poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        Ok(peer_has_ours().then_some(()))
+    })
+    .unwrap();
+    assert!(arrived.is_some(), "{failure}\n{}", diagnostics());
+}
+
 /// Phase 1: the peer goes silent; our speaker must drop its route fast.
 /// Phase 2: the silence ends; BFD, BGP and the route come back.
 /// Phase 3: we go silent; `peer_lost_ours` must become true fast.
@@ -123,14 +137,10 @@ fn both_directions(
         |c| matches!(c, BestRouteChange::Best(r) if r.prefix == peer_net),
     );
     wait_bfd_up(ours, p.peer_ip);
-    let arrived = poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
-        Ok(peer_has_ours().then_some(()))
-    })
-    .unwrap();
-    assert!(
-        arrived.is_some(),
-        "{who} never got our prefix\n{}",
-        diagnostics()
+    wait_until_peer_has_ours(
+        &mut peer_has_ours,
+        &format!("{who} never got our prefix"),
+        &diagnostics,
     );
 
     // 1. The peer goes silent.
@@ -167,14 +177,10 @@ fn both_directions(
         |c| matches!(c, BestRouteChange::Best(r) if r.prefix == peer_net),
     );
     wait_bfd_up(ours, p.peer_ip);
-    let back = poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
-        Ok(peer_has_ours().then_some(()))
-    })
-    .unwrap();
-    assert!(
-        back.is_some(),
-        "{who} never got our prefix back\n{}",
-        diagnostics()
+    wait_until_peer_has_ours(
+        &mut peer_has_ours,
+        &format!("{who} never got our prefix back"),
+        &diagnostics,
     );
 
     // 3. We go silent.
