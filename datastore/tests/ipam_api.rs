@@ -72,8 +72,12 @@ async fn allocates_by_handle_from_a_claimed_block(ds: Datastore) {
         num4: 3,
         ..AutoAssignArgs::workload_v4("net.c1", "n1")
     };
+    let before = ds.revision().await.unwrap();
     let got = ipam.auto_assign(&args).await.unwrap();
     assert_eq!(got.ipv4.len(), 3);
+    // Claiming a new block and taking its first addresses is one
+    // transaction (every node watching the blocks reads each write).
+    assert_eq!(ds.revision().await.unwrap(), before + 1, "one store write");
     let block = ipam.blocks_of("n1").await.unwrap();
     assert_eq!(block.affine.len(), 1, "one block claimed and confirmed");
     assert!(block.borrowed.is_empty());

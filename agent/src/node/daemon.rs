@@ -299,7 +299,9 @@ impl Daemon {
         // before the tunnel set-up, whose IPAM allocation can wait seconds
         // for the store at a cold start of many nodes; then what reaches
         // them (routes, VTEPs); policy, the slowest step, last.
+        let began = Instant::now();
         self.sync_peers(&desired.peers).await;
+        let peers_took = began.elapsed();
         self.sync_originations(&desired.originations).await;
         let setup_began = Instant::now();
         if desired.vxlan && !self.vxlan_ready {
@@ -321,17 +323,26 @@ impl Daemon {
             }
         }
         let setup = setup_began.elapsed();
+        let routes_began = Instant::now();
         if self.routes_open && desired.routes != self.desired.routes {
             self.syncer
                 .handle(Input::SetAll(desired.routes.clone()))
                 .await;
         }
+        let routes_took = routes_began.elapsed();
         if (self.vxlan_ready && desired.vteps != self.desired.vteps)
             || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
         {
             self.sync_vteps(&desired, false).await;
         }
         self.sync_policy(false).await;
+        debug!(
+            ?peers_took,
+            ?setup,
+            ?routes_took,
+            total = ?began.elapsed(),
+            "converge steps"
+        );
         {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             shared.kinds = desired

@@ -173,17 +173,15 @@ fn refuse_foreign(conn: &Connection, shown: &str) -> Result<()> {
 }
 
 pub(super) fn meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
+    // Cached: the revision is read on every watch prompt of every process.
+    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
 }
 
 fn set_meta(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE meta SET value = ?2 WHERE name = ?1",
-        params![name, value],
-    )
-    .map(drop)
+    conn.prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")?
+        .execute(params![name, value])
+        .map(drop)
 }
 
 fn row_to_kv(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
@@ -197,12 +195,9 @@ fn row_to_kv(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
 }
 
 pub(super) fn get_kv(conn: &Connection, key: &[u8]) -> rusqlite::Result<Option<KeyValue>> {
-    conn.query_row(
-        "SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?1",
-        [key],
-        row_to_kv,
-    )
-    .optional()
+    conn.prepare_cached("SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?1")?
+        .query_row([key], row_to_kv)
+        .optional()
 }
 
 pub(super) fn range_kvs(conn: &Connection, prefix: &[u8]) -> rusqlite::Result<Vec<KeyValue>> {

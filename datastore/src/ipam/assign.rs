@@ -216,13 +216,25 @@ impl Ipam {
             && settings.auto_allocate_blocks
             && (settings.max_blocks_per_host == 0 || owned < settings.max_blocks_per_host)
         {
-            let Some(net) = self.claim_free_block(node, eligible, &heads).await? else {
+            let wanted = n - count(taken);
+            let first = FirstAssignment {
+                n: wanted,
+                attr,
+                handle_hint,
+            };
+            let Some((net, assigned)) =
+                self.claim_free_block(node, eligible, &heads, first).await?
+            else {
                 break;
             };
             owned += 1;
-            let got = self
-                .assign_from_block(&net, n - count(taken), attr, Some(node), None, handle_hint)
-                .await?;
+            let got = match assigned {
+                Some(got) => got,
+                None => {
+                    self.assign_from_block(&net, wanted, attr, Some(node), None, handle_hint)
+                        .await?
+                }
+            };
             taken.extend(got.into_iter().map(|a| (net, a)));
             if count(taken) < n {
                 heads = self.block_heads(family).await?;
@@ -297,13 +309,7 @@ impl Ipam {
             };
             // Ours iff each address is held by this handle with the
             // sequence number this write gave it.
-            let ours = |b: &AllocationBlock| {
-                got.iter().all(|a| {
-                    b.ordinal(a.ip).is_some_and(|o| {
-                        b.sequence_number_for_allocation.get(&o.to_string()) == Some(&a.sequence)
-                    }) && b.ips_of_handle(&handle).contains(&a.ip)
-                })
-            };
+            let ours = |b: &AllocationBlock| holds_allocations(b, &got, &handle);
             if self
                 .commit_block(current.mod_revision, &block, vec![hw], ours)
                 .await?
@@ -318,13 +324,16 @@ impl Ipam {
     }
 
     /// Finds and claims a block for `node` in the first eligible pool that
-    /// has one: an absent block, or an existing one nobody holds.
+    /// has one: an absent block, or an existing one nobody holds. A block
+    /// it creates holds `first`'s addresses from the start (returned with
+    /// it); for a block taken over they are still to be assigned (`None`).
     async fn claim_free_block(
         &self,
         node: &str,
         eligible: &[&Pool],
         heads: &[BlockHead],
-    ) -> IpamResult<Option<IpNet>> {
+        mut first: FirstAssignment<'_, '_>,
+    ) -> IpamResult<Option<(IpNet, Option<Vec<block::Allocated>>)>> {
         let existing: HashMap<IpNet, &BlockHead> = heads.iter().map(|b| (b.cidr, b)).collect();
         for pool in eligible {
             let total = pool.block_count();
@@ -344,7 +353,11 @@ impl Ipam {
                     continue;
                 };
                 let claimed = match existing.get(&net) {
-                    None => self.claim_block(node, &net, None).await?,
+                    None => match self.create_block_assigning(node, &net, &mut first).await? {
+                        NewBlock::Created(got) => return Ok(Some((net, Some(got)))),
+                        NewBlock::Taken => false,
+                        NewBlock::InTheWay => self.claim_block(node, &net, None).await?,
+                    },
                     Some(b) if b.affinity.is_none() => match self.read_block(&net).await? {
                         Some(full) if full.value.affinity.is_none() => {
                             self.claim_block(node, &net, Some(&full)).await?
@@ -354,11 +367,90 @@ impl Ipam {
                     Some(_) => false,
                 };
                 if claimed {
-                    return Ok(Some(net));
+                    return Ok(Some((net, None)));
                 }
             }
         }
         Ok(None)
+    }
+
+    /// Creates `net` for `node` with `first`'s addresses in it, in one
+    /// transaction: the confirmed affinity, the block and the handle, or
+    /// nothing. (Calico's pending-then-confirmed claim lets a claimer that
+    /// dies between its writes be finished or undone; one transaction has
+    /// no between. It is also one store write where the two-phase claim
+    /// and the first assignment made four, each of which every node
+    /// watching the blocks reads: at a cold start of 250 nodes that was
+    /// most of the store's traffic.)
+    async fn create_block_assigning(
+        &self,
+        node: &str,
+        net: &IpNet,
+        first: &mut FirstAssignment<'_, '_>,
+    ) -> IpamResult<NewBlock> {
+        let aff_key = keys::affinity_key(node, net);
+        let block_key = keys::block_key(net);
+        let ours = host_affinity(node);
+        let mut fresh = AllocationBlock::new(*net, Some(ours.clone()));
+        fresh.empty_since = Some(unix_now());
+        let got = fresh.auto_assign(first.n, first.attr.clone());
+        let handle = first.attr.handle_id.clone().unwrap_or_default();
+        let hw = match first.handle_hint.take() {
+            Some(current) => handle_write_from(&handle, net, got.len() as isize, current),
+            None => self.handle_write(&handle, net, got.len() as isize).await?,
+        };
+        let confirmed = to_json(&AffinityDoc {
+            state: AffinityState::Confirmed,
+        });
+        let mut compares = vec![
+            Compare::absent(aff_key.clone()),
+            Compare::absent(block_key.clone()),
+        ];
+        let mut ops = vec![
+            TxnOp::put(aff_key, confirmed),
+            TxnOp::put(block_key, to_json(&fresh)),
+        ];
+        if !got.is_empty() {
+            compares.push(match hw.expected {
+                Some(rev) => Compare::unchanged_since(hw.key.clone(), rev),
+                None => Compare::absent(hw.key.clone()),
+            });
+            if let Some(doc) = &hw.doc {
+                ops.push(TxnOp::put(hw.key.clone(), to_json(doc)));
+            }
+        }
+        let txn = Txn::new().when(compares).and_then(ops);
+        match self.store.txn(txn).await {
+            Ok(resp) if resp.succeeded => {
+                self.note_block(&fresh);
+                return Ok(NewBlock::Created(got));
+            }
+            Ok(_) => {}
+            // Unanswered: whether it landed is read below.
+            Err(e) if e.is_transient() => {
+                debug!(error = %e, block = %net, "block creation unanswered; re-reading")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(match self.read_block(net).await? {
+            Some(now) if holds_allocations(&now.value, &got, &handle) && !got.is_empty() => {
+                self.note_block(&now.value);
+                NewBlock::Created(got)
+            }
+            Some(now) => {
+                self.note_block(&now.value);
+                if now.value.affinity.as_deref() == Some(&ours) {
+                    // Another process of this node created it: ours to use.
+                    NewBlock::InTheWay
+                } else {
+                    NewBlock::Taken
+                }
+            }
+            // A claim or the handle changed under us (a claim left by a
+            // claimer that died, a concurrent request of the same handle):
+            // the two-phase path sorts those out.
+            None => NewBlock::InTheWay,
+        })
     }
 
     /// Two-phase claim of `net` for `node`: pending claim, then the block
@@ -528,4 +620,32 @@ impl Ipam {
             what: format!("assigning {ip}"),
         })
     }
+}
+
+/// The addresses a new block is created with ([`Ipam::create_block_assigning`]).
+struct FirstAssignment<'a, 'h> {
+    n: usize,
+    attr: &'a AllocationAttribute,
+    handle_hint: &'h mut Option<Option<Versioned<HandleDoc>>>,
+}
+
+/// What became of creating a block with its first addresses.
+enum NewBlock {
+    /// Created, holding these addresses.
+    Created(Vec<block::Allocated>),
+    /// Someone else's now.
+    Taken,
+    /// Not created: a claim or the handle was in the way (or this node's
+    /// other process created it); the two-phase claim takes over.
+    InTheWay,
+}
+
+/// Whether `block` holds each of `got` for `handle`, with the sequence
+/// number the write that took it recorded.
+fn holds_allocations(block: &AllocationBlock, got: &[block::Allocated], handle: &str) -> bool {
+    got.iter().all(|a| {
+        block.ordinal(a.ip).is_some_and(|o| {
+            block.sequence_number_for_allocation.get(&o.to_string()) == Some(&a.sequence)
+        }) && block.ips_of_handle(handle).contains(&a.ip)
+    })
 }
