@@ -2,7 +2,7 @@
 //! node status, with calicoctl's habits.
 //!
 //! ```text
-//! brindlectl apply|create|replace -f FILE|- [-n NS]  (all documents, one transaction)
+//! brindlectl apply|create|replace -f FILE|- [-n NS] [--strict]  (all documents, one transaction)
 //! brindlectl delete -f FILE|- [-n NS] | delete KIND NAME [-n NS] [--skip-not-exists]
 //! brindlectl get KIND [NAME] [-o table|wide|yaml|json] [-n NS | -A] | get -f FILE
 //! brindlectl ipam show [--show-blocks | --ip ADDR] | ipam check [-o REPORT]
@@ -90,6 +90,10 @@ struct WriteArgs {
     /// Namespace for namespaced resources that name none.
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// Refuse the input (nothing written) if it sets a field Brindle
+    /// stores but does not act on; without it each is a warning.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -417,6 +421,29 @@ async fn write(url: Option<String>, args: WriteArgs, mode: WriteMode) -> Result<
     let (mut resources, origins): (Vec<Resource>, Vec<Origin>) = parsed.into_iter().unzip();
     if let Some(ns) = &args.namespace {
         override_namespace(&text, &mut resources, &origins, ns).map_err(|e| in_file(&file, e))?;
+    }
+    // Never accepted silently: what nothing acts on is said (or, with
+    // --strict, refused) before anything is written.
+    let unimplemented: Vec<String> = resources
+        .iter()
+        .flat_map(|r| {
+            r.unimplemented_fields().into_iter().map(move |field| {
+                format!("{}: {field} is accepted but not implemented", r.describe())
+            })
+        })
+        .collect();
+    if args.strict && !unimplemented.is_empty() {
+        let lines: Vec<String> = unimplemented
+            .iter()
+            .map(|l| format!("{file}: {l}"))
+            .collect();
+        bail!(
+            "{}\n{file}: refused by --strict; nothing was written",
+            lines.join("\n")
+        );
+    }
+    for line in &unimplemented {
+        eprintln!("warning: {line}");
     }
     let store = connect(url, Open::MayCreate).await?;
     let written = store

@@ -37,6 +37,7 @@ on_both_backends!(
     multi_document_writes_are_atomic,
     stdin_and_namespaces,
     too_large_inputs_are_refused_whole,
+    unimplemented_fields_are_warned_about_or_refused,
 );
 
 fn get_args(r: &Resource) -> Vec<String> {
@@ -471,4 +472,67 @@ fn stdin_and_namespaces(store: &Store) {
     let out = store.run_stdin(&["delete", "-n", "staging", "-f", "-"], &policy(None, "p1"));
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(store.everything().len(), 1);
+}
+
+/// A field Brindle stores but does not act on is never accepted silently:
+/// one warning per field on stderr (the write goes ahead), or with
+/// `--strict` an error naming each and nothing written.
+fn unimplemented_fields_are_warned_about_or_refused(store: &Store) {
+    let yaml = "apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec:
+  peerIP: 10.0.0.1
+  asNumber: 65001
+  ttlSecurity: 1
+  filters: [tor-in]
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: plain}
+spec: {cidr: 10.99.0.0/16}
+";
+    let (_dir, path) = temp_file("peer.yaml", yaml);
+    let strict = store.run(&["apply", "-f", &path, "--strict"]);
+    assert_eq!(strict.code, 1, "{strict:?}");
+    for field in ["spec.ttlSecurity", "spec.filters"] {
+        assert!(
+            strict.stderr.contains(&format!(
+                "{path}: BGPPeer 'tor': {field} is accepted but not implemented"
+            )),
+            "{}",
+            strict.stderr
+        );
+    }
+    assert!(strict
+        .stderr
+        .contains("refused by --strict; nothing was written"));
+    assert!(
+        store.run(&["get", "bgppeers", "tor"]).code != 0
+            && store.run(&["get", "ippools", "plain"]).code != 0,
+        "--strict wrote something"
+    );
+
+    let out = store.run(&["apply", "-f", &path]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: BGPPeer 'tor': spec.ttlSecurity is accepted but not implemented",
+            "warning: BGPPeer 'tor': spec.filters is accepted but not implemented",
+        ],
+        "{}",
+        out.stderr
+    );
+    assert!(out
+        .stdout
+        .contains("Successfully applied 1 'BGPPeer' resource(s)"));
+    // What is implemented passes --strict.
+    let (_dir2, plain) = temp_file("pool.yaml", &pool("strict-ok", "10.98.0.0/16"));
+    store.ok(&["apply", "-f", &plain, "--strict"]);
 }

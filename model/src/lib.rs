@@ -33,6 +33,10 @@
 //! - **Selectors** ([`Selector`]): Calico's grammar and semantics; the
 //!   canonical text and [`Selector::unique_id`] match Calico's byte for byte.
 //!
+//! - **Unimplemented fields** ([`Resource::unimplemented_fields`]): what a
+//!   resource sets that nothing in Brindle acts on yet, so that writers can
+//!   warn about it (or refuse it) instead of accepting it silently.
+//!
 //! Nothing in this crate panics on any input.
 
 pub mod bgp;
@@ -44,6 +48,7 @@ pub mod policy;
 pub mod resource;
 pub mod selector;
 pub mod status;
+pub mod unimplemented;
 pub mod validate;
 
 pub use document::{

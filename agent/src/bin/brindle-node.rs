@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use brindle_agent::node::daemon::{run, NodeOptions};
+use brindle_agent::node::options::DEFAULT_SECRETS_DIR;
 use brindle_agent::node::status::DEFAULT_STATUS_SOCKET;
 use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
 use clap::Parser;
@@ -60,6 +61,11 @@ struct Args {
     /// (checked at each resync; Calico's default is 15 minutes; 0 disables).
     #[arg(long, default_value_t = 900)]
     ipam_gc_grace_seconds: u64,
+    /// Directory of BGP passwords: a BGPPeer's `password.secretKeyRef`
+    /// {name, key} is the file `<dir>/<name>/<key>` (as Kubernetes mounts
+    /// a Secret); a changed file re-keys the session.
+    #[arg(long, env = "BRINDLE_SECRETS_DIR", default_value = DEFAULT_SECRETS_DIR)]
+    secrets_dir: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,6 +112,7 @@ fn run_node() -> anyhow::Result<()> {
         policy: !args.no_policy,
         ipam_gc_grace: (args.ipam_gc_grace_seconds > 0)
             .then(|| Duration::from_secs(args.ipam_gc_grace_seconds)),
+        secrets_dir: args.secrets_dir,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let result = runtime.block_on(async {

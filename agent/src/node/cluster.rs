@@ -10,9 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
-use brindle_model::bgp::{BFDConfigurationSpec, BGPPeerSpec, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT};
+use brindle_model::bgp::{
+    BFDConfigurationSpec, BGPPeerSpec, SecretKeySelector, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT,
+};
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
+use brindle_model::validate::parse_go_duration;
 use brindle_model::Resource;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -97,6 +100,10 @@ pub struct ClusterState {
     /// Per-node `BGPConfiguration node.<name>` AS overrides are not used by
     /// Calico for routing; only `default` is read.
     pub peers: Vec<(String, BGPPeerSpec)>,
+    /// `nodeMeshPassword` of `BGPConfiguration default`.
+    pub mesh_password: Option<SecretKeySelector>,
+    /// `nodeMeshMaxRestartTime` of `BGPConfiguration default`, seconds.
+    pub mesh_max_restart_time: Option<u16>,
     /// `BFDConfiguration`s by name (`default`, `node.<name>`).
     pub bfd: BTreeMap<String, BFDConfigurationSpec>,
     pub workloads: Vec<WorkloadInfo>,
@@ -223,6 +230,15 @@ impl ClusterState {
                             .and_then(|p| u16::try_from(p).ok())
                             .unwrap_or(DEFAULT_BGP_PORT),
                     };
+                    state.mesh_password = s
+                        .node_mesh_password
+                        .as_ref()
+                        .and_then(|p| p.secret_key_ref.clone());
+                    state.mesh_max_restart_time = s
+                        .node_mesh_max_restart_time
+                        .as_deref()
+                        .and_then(parse_go_duration)
+                        .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
                 }
                 Resource::WorkloadEndpoint(w) => {
                     state.workloads.push(workload_info(&entry.key, &w.spec));

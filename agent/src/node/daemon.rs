@@ -40,6 +40,7 @@ use brindle_datastore::ipam::AllocationBlock;
 use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, TunnelKind};
 use brindle_datastore::keys;
 use brindle_datastore::Datastore;
+use brindle_model::bgp::SecretKeySelector;
 use brindle_model::ipam::AllowedUse;
 use brindle_model::Resource;
 use futures::StreamExt;
@@ -55,6 +56,7 @@ use super::limits::{neighbour_entries, neighbour_warning, NeighbourLimits};
 pub use super::options::{NodeError, NodeOptions};
 use super::policy::{policy_task, PolicyWork};
 use super::register::{autodetect_address, modify_node, open_and_register, underlay_of};
+use super::secrets::{read_password, SecretError};
 use super::status::{serve_status, Shared};
 use crate::linkwatch::LinkWatcher;
 use crate::netlink::KernelRoutes;
@@ -112,6 +114,9 @@ struct Daemon {
     /// AS, listen port and cluster id the speaker was started with: they
     /// only change with a restart of the daemon.
     speaker_settings: SpeakerSettings,
+    /// What each password reference read as at the last converge (looked
+    /// at again every second: a changed file re-keys its sessions).
+    passwords: BTreeMap<SecretKeySelector, Result<Option<String>, SecretError>>,
 }
 
 type SpeakerSettings = (u32, u16, Option<Ipv4Addr>);
@@ -235,7 +240,35 @@ impl Daemon {
     /// Hands the speaker the whole peer set; it decides what to start,
     /// restart and stop (`Speaker::set_peers`).
     async fn sync_peers(&mut self, desired: &BTreeMap<IpAddr, DesiredPeer>) {
-        let configs = desired.values().map(|p| p.config.clone()).collect();
+        let mut passwords = BTreeMap::new();
+        let mut held = BTreeMap::new();
+        let mut configs = Vec::with_capacity(desired.len());
+        for (address, peer) in desired {
+            let mut config = peer.config.clone();
+            if let Some(reference) = &peer.password {
+                let read = passwords
+                    .entry(reference.clone())
+                    .or_insert_with(|| read_password(&self.opts.secrets_dir, reference));
+                match read {
+                    Ok(password) => config.md5_password = password.clone(),
+                    // Never a session without the password asked for.
+                    Err(error) => {
+                        held.insert(*address, (peer.kind, peer.name.clone(), error.to_string()));
+                        continue;
+                    }
+                }
+            }
+            configs.push(config);
+        }
+        for (reference, read) in &passwords {
+            if let Err(error) = read {
+                if self.passwords.get(reference) != Some(read) {
+                    warn!(%error, "peers held back until their password can be read");
+                }
+            }
+        }
+        self.passwords = passwords;
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).held = held;
         match self.speaker.set_peers(configs).await {
             Ok(failed) => {
                 for (address, error) in failed {
@@ -251,6 +284,13 @@ impl Daemon {
             }
             Err(error) => warn!(%error, "configuring peers failed"),
         }
+    }
+
+    /// Whether a password file changed since the last converge read it.
+    fn passwords_changed(&self) -> bool {
+        self.passwords
+            .iter()
+            .any(|(reference, was)| read_password(&self.opts.secrets_dir, reference) != *was)
     }
 
     /// Hands the speaker the whole set of prefixes to originate
@@ -597,6 +637,7 @@ async fn run_inner(
         desired: Desired::default(),
         shared: shared.clone(),
         speaker_settings: settings,
+        passwords: BTreeMap::new(),
         policy: opts.policy.then(|| {
             let (work, rx) = tokio::sync::watch::channel(PolicyWork::default());
             tokio::spawn(policy_task(opts.node_name.clone(), rx).instrument(info_span!("policy")));
@@ -664,6 +705,10 @@ async fn run_inner(
                 tokio::spawn(serve_status(stream, speaker.clone(), shared.clone(), opts.node_name.clone(), asn, address.addr()));
             }
             _ = tick.tick() => {
+                if daemon.passwords_changed() {
+                    info!("a BGP password file changed; re-keying its sessions");
+                    dirty = true;
+                }
                 daemon.maybe_open_routes(started, &mut all_up_since).await;
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 s.routes_in_sync = daemon.routes_open && daemon.syncer.reconciler().in_sync();

@@ -13,8 +13,10 @@
 //!   (route reflectors leave it; the node with the higher address is
 //!   passive, like Calico), plus `BGPPeer` resources that apply to this node
 //!   (global, `node`, or `nodeSelector`; targets by `peerIP` or
-//!   `peerSelector`). A route-reflector node treats same-AS peers that are
-//!   not reflectors themselves as clients.
+//!   `peerSelector`; a `peerSelector` peering also runs back from the
+//!   nodes it selects unless `reversePeering: Manual`). A route-reflector
+//!   node treats same-AS peers that are not reflectors themselves as
+//!   clients. Passwords stay references here (the daemon reads them).
 //! * **VTEPs**: the remote nodes' VXLAN endpoints, when a pool uses VXLAN.
 //!
 //! IPv6: a node whose `Node` has `spec.bgp.ipv6Address` gets IPv6 sessions
@@ -33,7 +35,7 @@ use std::time::Duration;
 
 use brindle_bgp::bfd::BfdConfig;
 use brindle_bgp::speaker::PeerConfig;
-use brindle_model::bgp::{parse_peer_ip, FailureDetectionMode};
+use brindle_model::bgp::{parse_peer_ip, FailureDetectionMode, ReversePeering, SecretKeySelector};
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
 use ipnet::IpNet;
@@ -49,10 +51,15 @@ pub use brindle_model::status::PeerType;
 /// One session the node should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredPeer {
+    /// The session; `md5_password` is left for the daemon to fill from
+    /// `password` (reading the secrets directory is I/O).
     pub config: PeerConfig,
     pub kind: PeerType,
     /// The remote node (mesh, peerSelector) or the BGPPeer resource.
     pub name: String,
+    /// Where the session's TCP-MD5 password is: the BGPPeer's
+    /// `password.secretKeyRef`, or `nodeMeshPassword` for the mesh.
+    pub password: Option<SecretKeySelector>,
 }
 
 /// A Loc-RIB entry learned from a peer.
@@ -351,12 +358,16 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 };
                 let mut config = peer_config(remote, n.asn.unwrap_or(cluster.bgp.asn), Some(local));
                 config.port = cluster.bgp.listen_port;
+                if let Some(restart) = cluster.mesh_max_restart_time {
+                    config.graceful_restart = Some(restart);
+                }
                 out.peers.insert(
                     config.address,
                     DesiredPeer {
                         config,
                         kind: PeerType::Mesh,
                         name: n.name.clone(),
+                        password: cluster.mesh_password.clone(),
                     },
                 );
             }
@@ -366,7 +377,15 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     // Explicit peerings (they take precedence over a mesh session to the
     // same address).
     for (name, spec) in &cluster.peers {
-        if !spec.applies_to_node(inputs.node, local_labels) {
+        // Calico's `reversePeering: Auto` (the default): a peering by
+        // peerSelector also runs from each node it selects back to the
+        // nodes the resource applies to, so one BGPPeer (all nodes peer
+        // with the reflectors) configures both ends.
+        let reverse = spec.peer_selector.is_some()
+            && spec.reverse_peering != Some(ReversePeering::Manual)
+            && spec.selects_remote_node(local_labels);
+        let forward = spec.applies_to_node(inputs.node, local_labels);
+        if !forward && !reverse {
             continue;
         }
         let kind = if spec.node.is_none() && spec.node_selector.is_none() {
@@ -388,7 +407,9 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
             }
         } else if spec.peer_selector.is_some() {
             for n in cluster.nodes.values() {
-                if n.name == inputs.node || !spec.selects_remote_node(&n.labels) {
+                let selected = (forward && spec.selects_remote_node(&n.labels))
+                    || (reverse && spec.applies_to_node(&n.name, &n.labels));
+                if n.name == inputs.node || !selected {
                     continue;
                 }
                 for ip in node_addresses(n).filter(|ip| local_for(*ip).is_some()) {
@@ -434,6 +455,10 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                     config,
                     kind,
                     name: peer_name,
+                    password: spec
+                        .password
+                        .as_ref()
+                        .and_then(|p| p.secret_key_ref.clone()),
                 },
             );
         }

@@ -28,4 +28,5 @@ pub mod limits;
 pub mod options;
 pub mod policy;
 pub mod register;
+pub mod secrets;
 pub mod status;

@@ -37,7 +37,13 @@ pub struct NodeOptions {
     pub policy: bool,
     /// Release blocks empty for this long at each resync (`None`: never).
     pub ipam_gc_grace: Option<Duration>,
+    /// Where BGP passwords are read: `<dir>/<secret name>/<key>`, the
+    /// layout Kubernetes uses when it mounts a Secret.
+    pub secrets_dir: PathBuf,
 }
+
+/// The default of `--secrets-dir`.
+pub const DEFAULT_SECRETS_DIR: &str = "/etc/brindle/secrets";
 
 impl NodeOptions {
     pub fn new(node_name: impl Into<String>) -> Self {
@@ -53,6 +59,7 @@ impl NodeOptions {
             startup_grace: Duration::from_secs(30),
             policy: true,
             ipam_gc_grace: Some(Duration::from_secs(900)),
+            secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
         }
     }
 }

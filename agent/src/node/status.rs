@@ -25,6 +25,13 @@ pub fn peer_row(status: &PeerStatus, peer_type: PeerType, name: &str, now: Syste
             info.push(' ');
             info.push_str(error);
         }
+        // A peer whose password differs (or that has none) drops our
+        // signed segments without a word: the only sign is no answer.
+        if status.config.md5_password.is_some()
+            && matches!(status.state, PeerState::Connect | PeerState::Active)
+        {
+            info.push_str(" (TCP-MD5: no answer yet; check that the password matches the peer's)");
+        }
     }
     let since = status
         .uptime
@@ -75,6 +82,9 @@ pub fn format_utc(t: SystemTime) -> String {
 #[derive(Debug, Default)]
 pub(super) struct Shared {
     pub(super) kinds: BTreeMap<IpAddr, (PeerType, String)>,
+    /// Peers not handed to the speaker, with why (a password that cannot
+    /// be read): shown so `node status` says why there is no session.
+    pub(super) held: BTreeMap<IpAddr, (PeerType, String, String)>,
     pub(super) routes_in_sync: bool,
 }
 
@@ -107,6 +117,23 @@ pub(super) async fn serve_status(
                         .unwrap_or((PeerType::Global, String::new()));
                     peer_row(p, kind, &name, now)
                 })
+                .chain(
+                    shared
+                        .held
+                        .iter()
+                        .map(|(address, (kind, name, why))| PeerRow {
+                            address: *address,
+                            peer_type: *kind,
+                            state: "start".to_owned(),
+                            since: String::new(),
+                            info: format!("Idle {why}"),
+                            name: name.clone(),
+                            established: false,
+                            since_seconds: None,
+                            prefixes_received: 0,
+                            prefixes_advertised: 0,
+                        }),
+                )
                 .collect(),
         }
     };

@@ -62,7 +62,7 @@ pub struct BGPPassword {
 }
 
 /// Kubernetes `SecretKeySelector`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     /// Secret name.
@@ -96,11 +96,30 @@ fn check_password(p: &mut Problems, field: &str, pw: &BGPPassword) {
     match &pw.secret_key_ref {
         None => p.add(format!("{field}.secretKeyRef"), "required"),
         Some(r) => {
+            // Both name a file under the secrets directory: Kubernetes'
+            // own rules (a DNS subdomain; a key of `[-._a-zA-Z0-9]+`) keep
+            // them inside it.
             if r.name.is_empty() {
                 p.add(format!("{field}.secretKeyRef.name"), "required");
+            } else {
+                check_subdomain_name(p, &format!("{field}.secretKeyRef.name"), &r.name);
             }
             if r.key.is_empty() {
                 p.add(format!("{field}.secretKeyRef.key"), "required");
+            } else if r.key == "."
+                || r.key == ".."
+                || !r
+                    .key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            {
+                p.add(
+                    format!("{field}.secretKeyRef.key"),
+                    format!(
+                        "'{}': a key is made of letters, digits, '-', '_' and '.'",
+                        r.key
+                    ),
+                );
             }
         }
     }

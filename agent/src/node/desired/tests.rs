@@ -343,6 +343,87 @@ fn bgp_peers_global_node_selector_and_reflector_clients() {
     assert_eq!(clients, vec!["a", "b"]);
 }
 
+/// Calico's `reversePeering: Auto`: one BGPPeer (every node peers with the
+/// reflectors) configures the reflector's end too; `Manual` does not.
+#[test]
+fn peer_selector_peerings_run_back_unless_manual() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.bgp.mesh = false;
+    let rr = c.nodes.get_mut("c").unwrap();
+    rr.rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+    rr.labels.insert("rr".into(), "yes".into());
+    c.peers = vec![(
+        "to-rr".into(),
+        BGPPeerSpec {
+            peer_selector: Some("has(rr)".into()),
+            password: Some(brindle_model::bgp::BGPPassword {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: "bgp".into(),
+                    key: "rr".into(),
+                    optional: None,
+                }),
+            }),
+            ..Default::default()
+        },
+    )];
+    let on = |c: &ClusterState, node: &str| {
+        desired_state(Inputs {
+            node,
+            cluster: c,
+            learned: &BTreeMap::new(),
+        })
+        .peers
+    };
+    let a = on(&c, "a");
+    assert_eq!(a.keys().collect::<Vec<_>>(), [&ip("10.0.2.1")]);
+    assert_eq!(
+        a[&ip("10.0.2.1")].password.as_ref().map(|r| r.key.as_str()),
+        Some("rr"),
+        "the password goes with the session"
+    );
+    let reflector = on(&c, "c");
+    let clients: Vec<_> = reflector
+        .values()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.config.route_reflector_client,
+                p.password.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(clients, [("a", true, true), ("b", true, true)]);
+
+    c.peers[0].1.reverse_peering = Some(ReversePeering::Manual);
+    assert!(
+        on(&c, "c").is_empty(),
+        "Manual: the reflector needs its own BGPPeer"
+    );
+    assert_eq!(on(&c, "a").len(), 1);
+}
+
+#[test]
+fn mesh_sessions_take_the_mesh_password_and_restart_time() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.mesh_password = Some(SecretKeySelector {
+        name: "mesh".into(),
+        key: "password".into(),
+        optional: None,
+    });
+    c.mesh_max_restart_time = Some(300);
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert_eq!(d.peers.len(), 2);
+    for p in d.peers.values() {
+        assert_eq!(p.password, c.mesh_password);
+        assert_eq!(p.config.graceful_restart, Some(300));
+        assert_eq!(p.config.md5_password, None, "the daemon reads the secret");
+    }
+}
+
 /// a and b have IPv6 addresses too, c does not.
 fn dual_stack() -> ClusterState {
     let mut c = cluster(EncapMode::CrossSubnet, EncapMode::Never);

@@ -1,0 +1,398 @@
+//! What Brindle stores but does not act on yet, field by field.
+//!
+//! No configuration is accepted silently and ignored: `brindlectl
+//! apply|create|replace` prints one warning per field listed here
+//! (`warning: BGPPeer 'x': spec.ttlSecurity is accepted but not
+//! implemented`) and `--strict` refuses the input instead. A field is
+//! listed only when its value asks for something Brindle does not do: a
+//! value that is what Brindle already does (`nextHopMode: Auto`,
+//! `sourceAddress: UseNodeIP`, `logSeverityScreen: Info`) is not. The list
+//! shrinks as features land; a field leaves it in the change that makes it
+//! work.
+//!
+//! Rules that the policy compiler drops at run time (L7 `http`, `services`,
+//! `serviceAccounts`, named ports) are listed too: the node logs each rule
+//! it does not program, but the user learns it at apply time.
+
+use crate::bgp::{
+    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, BindMode, GatewayMode, LogSeverity,
+    NextHopMode, RestartMode, ReversePeering, SourceAddress,
+};
+use crate::endpoint::{HostEndpointSpec, NodeSpec, WorkloadEndpointSpec};
+use crate::ipam::IPPoolSpec;
+use crate::meta::Port;
+use crate::policy::{EntityRule, Rule};
+use crate::resource::Resource;
+
+impl Resource {
+    /// The fields set in this resource that nothing in Brindle acts on, as
+    /// paths a user recognises (`spec.ttlSecurity`,
+    /// `spec.ingress[0].http`), some with the value that is not
+    /// implemented (`spec.nextHopMode: Keep`).
+    pub fn unimplemented_fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            Resource::BGPPeer(p) => bgp_peer(&p.spec, &mut out),
+            Resource::BGPConfiguration(c) => bgp_configuration(&c.metadata.name, &c.spec, &mut out),
+            Resource::BGPFilter(f) => bgp_filter(&f.spec, &mut out),
+            Resource::IPPool(p) => ip_pool(&p.spec, &mut out),
+            Resource::Node(n) => node(&n.spec, &mut out),
+            Resource::WorkloadEndpoint(w) => workload_endpoint(&w.spec, &mut out),
+            Resource::HostEndpoint(h) => host_endpoint(&h.spec, &mut out),
+            Resource::NetworkPolicy(p) => {
+                let s = &p.spec;
+                policy_common(
+                    s.tier.as_deref(),
+                    &s.service_account_selector,
+                    &s.performance_hints,
+                    &mut out,
+                );
+                rules(&s.ingress, &s.egress, &mut out);
+            }
+            Resource::GlobalNetworkPolicy(p) => {
+                let s = &p.spec;
+                policy_common(
+                    s.tier.as_deref(),
+                    &s.service_account_selector,
+                    &s.performance_hints,
+                    &mut out,
+                );
+                for (set, field) in [
+                    (s.do_not_track, "spec.doNotTrack"),
+                    (s.pre_dnat, "spec.preDNAT"),
+                    (s.apply_on_forward, "spec.applyOnForward"),
+                ] {
+                    if set {
+                        out.push(field.to_owned());
+                    }
+                }
+                rules(&s.ingress, &s.egress, &mut out);
+            }
+            Resource::Profile(p) => rules(&p.spec.ingress, &p.spec.egress, &mut out),
+            Resource::IPAMConfiguration(_) | Resource::BFDConfiguration(_) => {}
+        }
+        out
+    }
+}
+
+fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
+    if s.keep_original_next_hop {
+        out.push("spec.keepOriginalNextHop".into());
+    }
+    match s.next_hop_mode {
+        None | Some(NextHopMode::Auto) => {}
+        Some(NextHopMode::Self_) => out.push("spec.nextHopMode: Self".into()),
+        Some(NextHopMode::Keep) => out.push("spec.nextHopMode: Keep".into()),
+    }
+    if s.source_address == Some(SourceAddress::None) {
+        out.push("spec.sourceAddress: None".into());
+    }
+    if s.restart_mode == Some(RestartMode::LongLivedGracefulRestart) {
+        out.push("spec.restartMode: LongLivedGracefulRestart".into());
+    }
+    if s.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected) {
+        out.push("spec.birdGatewayMode: DirectIfDirectlyConnected".into());
+    }
+    if s.num_allowed_local_as_numbers.is_some_and(|n| n > 0) {
+        out.push("spec.numAllowedLocalASNumbers".into());
+    }
+    if s.ttl_security.is_some_and(|n| n > 0) {
+        out.push("spec.ttlSecurity".into());
+    }
+    if s.reachable_by.is_some() {
+        out.push("spec.reachableBy".into());
+    }
+    if !s.filters.is_empty() {
+        out.push("spec.filters".into());
+    }
+    if s.local_workload_selector.is_some() {
+        out.push("spec.localWorkloadSelector".into());
+    }
+    // reversePeering (Auto and Manual) is acted on.
+    let _: Option<ReversePeering> = s.reverse_peering;
+}
+
+fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>) {
+    if name != "default" {
+        // Nothing reads a node's own BGPConfiguration yet: every field set
+        // in `node.<name>` is unimplemented.
+        let fields = [
+            (s.log_severity_screen.is_some(), "spec.logSeverityScreen"),
+            (s.listen_port.is_some(), "spec.listenPort"),
+            (s.bind_mode.is_some(), "spec.bindMode"),
+            (!s.ignored_interfaces.is_empty(), "spec.ignoredInterfaces"),
+            (!s.communities.is_empty(), "spec.communities"),
+            (
+                !s.prefix_advertisements.is_empty(),
+                "spec.prefixAdvertisements",
+            ),
+            (!s.service_cluster_ips.is_empty(), "spec.serviceClusterIPs"),
+            (
+                !s.service_external_ips.is_empty(),
+                "spec.serviceExternalIPs",
+            ),
+            (
+                !s.service_load_balancer_ips.is_empty(),
+                "spec.serviceLoadBalancerIPs",
+            ),
+            (
+                s.local_workload_peering_ipv4.is_some(),
+                "spec.localWorkloadPeeringIPV4",
+            ),
+            (
+                s.local_workload_peering_ipv6.is_some(),
+                "spec.localWorkloadPeeringIPV6",
+            ),
+        ];
+        out.extend(
+            fields
+                .iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, f)| (*f).to_owned()),
+        );
+        return;
+    }
+    if let Some(level) = s.log_severity_screen.filter(|l| *l != LogSeverity::Info) {
+        out.push(format!("spec.logSeverityScreen: {level:?}"));
+    }
+    if s.bind_mode == Some(BindMode::NodeIP) {
+        out.push("spec.bindMode: NodeIP".into());
+    }
+    let fields = [
+        (!s.ignored_interfaces.is_empty(), "spec.ignoredInterfaces"),
+        (!s.communities.is_empty(), "spec.communities"),
+        (
+            !s.prefix_advertisements.is_empty(),
+            "spec.prefixAdvertisements",
+        ),
+        (!s.service_cluster_ips.is_empty(), "spec.serviceClusterIPs"),
+        (
+            !s.service_external_ips.is_empty(),
+            "spec.serviceExternalIPs",
+        ),
+        (
+            !s.service_load_balancer_ips.is_empty(),
+            "spec.serviceLoadBalancerIPs",
+        ),
+        (
+            s.local_workload_peering_ipv4.is_some(),
+            "spec.localWorkloadPeeringIPV4",
+        ),
+        (
+            s.local_workload_peering_ipv6.is_some(),
+            "spec.localWorkloadPeeringIPV6",
+        ),
+    ];
+    out.extend(
+        fields
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, f)| (*f).to_owned()),
+    );
+}
+
+fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
+    for (rules, field) in [
+        (&s.export_v4, "spec.exportV4"),
+        (&s.import_v4, "spec.importV4"),
+        (&s.export_v6, "spec.exportV6"),
+        (&s.import_v6, "spec.importV6"),
+    ] {
+        if !rules.is_empty() {
+            out.push(field.to_owned());
+        }
+    }
+}
+
+fn ip_pool(s: &IPPoolSpec, out: &mut Vec<String>) {
+    if s.namespace_selector
+        .as_deref()
+        .is_some_and(|n| !n.is_empty())
+    {
+        out.push("spec.namespaceSelector".into());
+    }
+}
+
+fn node(s: &NodeSpec, out: &mut Vec<String>) {
+    if !s.orch_refs.is_empty() {
+        out.push("spec.orchRefs".into());
+    }
+    if s.wireguard.is_some() {
+        out.push("spec.wireguard".into());
+    }
+    if !s.addresses.is_empty() {
+        out.push("spec.addresses".into());
+    }
+    if s.bgp
+        .as_ref()
+        .is_some_and(|b| b.ipv4_ipip_tunnel_addr.is_some())
+    {
+        out.push("spec.bgp.ipv4IPIPTunnelAddr".into());
+    }
+}
+
+fn workload_endpoint(s: &WorkloadEndpointSpec, out: &mut Vec<String>) {
+    let fields = [
+        (s.service_account_name.is_some(), "spec.serviceAccountName"),
+        (!s.ip_nats.is_empty(), "spec.ipNATs"),
+        (s.ipv4_gateway.is_some(), "spec.ipv4Gateway"),
+        (s.ipv6_gateway.is_some(), "spec.ipv6Gateway"),
+        (s.mac.is_some(), "spec.mac"),
+        (!s.ports.is_empty(), "spec.ports"),
+        (
+            !s.allow_spoofed_source_prefixes.is_empty(),
+            "spec.allowSpoofedSourcePrefixes",
+        ),
+    ];
+    out.extend(
+        fields
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, f)| (*f).to_owned()),
+    );
+}
+
+fn host_endpoint(s: &HostEndpointSpec, out: &mut Vec<String>) {
+    match s.interface_name.as_deref() {
+        Some("*") => out.push("spec.interfaceName: \"*\"".into()),
+        // Only expectedIPs: an endpoint without an interface is skipped.
+        None => out.push("spec.expectedIPs without spec.interfaceName".into()),
+        Some(_) => {}
+    }
+    if !s.ports.is_empty() {
+        out.push("spec.ports".into());
+    }
+}
+
+fn policy_common(
+    tier: Option<&str>,
+    service_account_selector: &str,
+    performance_hints: &[String],
+    out: &mut Vec<String>,
+) {
+    if let Some(tier) = tier.filter(|t| *t != "default") {
+        out.push(format!("spec.tier: {tier}"));
+    }
+    if !service_account_selector.is_empty() {
+        out.push("spec.serviceAccountSelector".into());
+    }
+    if !performance_hints.is_empty() {
+        out.push("spec.performanceHints".into());
+    }
+}
+
+fn rules(ingress: &[Rule], egress: &[Rule], out: &mut Vec<String>) {
+    for (direction, list) in [("ingress", ingress), ("egress", egress)] {
+        for (i, rule) in list.iter().enumerate() {
+            let at = format!("spec.{direction}[{i}]");
+            if rule.http.is_some() {
+                out.push(format!("{at}.http"));
+            }
+            for (side, entity) in [("source", &rule.source), ("destination", &rule.destination)] {
+                entity_rule(&format!("{at}.{side}"), entity, out);
+            }
+        }
+    }
+}
+
+fn entity_rule(at: &str, e: &EntityRule, out: &mut Vec<String>) {
+    if e.services.is_some() {
+        out.push(format!("{at}.services"));
+    }
+    if e.service_accounts.is_some() {
+        out.push(format!("{at}.serviceAccounts"));
+    }
+    for (ports, field) in [(&e.ports, "ports"), (&e.not_ports, "notPorts")] {
+        if ports.iter().any(|p| matches!(p, Port::Named(_))) {
+            out.push(format!("{at}.{field} (named ports)"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::document::parse_documents;
+
+    fn fields(yaml: &str) -> Vec<String> {
+        let resources = parse_documents(yaml).unwrap();
+        assert_eq!(resources.len(), 1);
+        resources[0].unimplemented_fields()
+    }
+
+    #[test]
+    fn a_peer_lists_what_the_speaker_does_not_do() {
+        let all = fields(
+            "apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec:
+  peerIP: 10.0.0.1
+  asNumber: 65001
+  password: {secretKeyRef: {name: tor, key: password}}
+  keepaliveTime: 10s
+  nextHopMode: Keep
+  ttlSecurity: 1
+  filters: [f]
+  sourceAddress: UseNodeIP
+",
+        );
+        assert_eq!(
+            all,
+            ["spec.nextHopMode: Keep", "spec.ttlSecurity", "spec.filters"]
+        );
+    }
+
+    #[test]
+    fn defaults_and_what_brindle_does_are_not_listed() {
+        let none = fields(
+            "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  nodeToNodeMeshEnabled: true
+  asNumber: 64512
+  nodeMeshPassword: {secretKeyRef: {name: mesh, key: pw}}
+  nodeMeshMaxRestartTime: 2m
+  bindMode: None
+",
+        );
+        assert!(none.is_empty(), "{none:?}");
+        let per_node = fields(
+            "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: node.a}
+spec:
+  listenPort: 1179
+  logSeverityScreen: Debug
+",
+        );
+        assert_eq!(per_node, ["spec.logSeverityScreen", "spec.listenPort"]);
+    }
+
+    #[test]
+    fn policy_rules_name_their_place() {
+        let got = fields(
+            "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  doNotTrack: true
+  applyOnForward: true
+  selector: all()
+  ingress:
+  - action: Allow
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [http]}
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "spec.doNotTrack",
+                "spec.applyOnForward",
+                "spec.ingress[1].destination.ports (named ports)"
+            ]
+        );
+    }
+}
