@@ -2,6 +2,10 @@
 //! or FRR in the router's namespace) as Calico users configure it:
 //! `BGPPeer` fields that a ToR in production asks for.
 //!
+//! TTL security (GTSM, RFC 5082): with `ttlSecurity: 1` on the BGPPeer the
+//! session with a ToR that requires it comes up; without it the ToR drops
+//! the node's segments (sent with the default TTL).
+//!
 //! Passwords: `password.secretKeyRef {name, key}` is the file
 //! `<secrets dir>/<name>/<key>`. With no file the peer is held back (no
 //! session without the password asked for) and `node status` says which
@@ -29,11 +33,12 @@ fn write_secret(dir: &Path, text: &str) {
     std::fs::write(dir.join("tor-auth/password"), text).unwrap();
 }
 
-/// The ToR's side: requires our password and announces a route.
+/// The ToR's side: requires our password and GTSM, announces a route.
 fn tor_config(node_ip: Ipv4Addr, gw: Ipv4Addr) -> BgpConfig {
     BgpConfig::new(gw, 65100)
         .with_neighbor(Neighbor {
             password: Some(PASSWORD.into()),
+            ttl_security: Some(1),
             ..Neighbor::new(IpAddr::V4(node_ip), 64512)
         })
         .originate(TOR_ROUTE)
@@ -42,6 +47,7 @@ fn tor_config(node_ip: Ipv4Addr, gw: Ipv4Addr) -> BgpConfig {
 /// Waits until `node status` shows the ToR's row with `want` true of it.
 fn wait_tor_row(
     node: &NodeDaemon,
+    tor: &dyn Tor,
     what: &str,
     want: impl Fn(&brindle_model::status::PeerRow) -> bool,
 ) {
@@ -54,14 +60,93 @@ fn wait_tor_row(
     .unwrap();
     assert!(
         seen.is_some(),
-        "{what}: node status {:?}\n{}",
+        "{what}: node status {:?}\n{}\nThe ToR's view:\n{}",
         node.status(),
-        tail(&node.log())
+        tail(&node.log()),
+        tor.view()
     );
 }
 
-fn password_scenario(
-    start_tor: impl FnOnce(&brindle_testbed::Netns, &BgpConfig) -> Box<dyn std::any::Any>,
+fn tor_peer(gw: Ipv4Addr, ttl_security: bool) -> String {
+    let mut yaml = format!(
+        "{}  password:\n    secretKeyRef:\n      name: tor-auth\n      key: password\n",
+        tor_peer_yaml(0, gw)
+    );
+    if ttl_security {
+        yaml.push_str("  ttlSecurity: 1\n");
+    }
+    yaml
+}
+
+/// No session for `for_at_least`: the ToR never Established, no ToR route
+/// in the node's kernel. (Our own side may look Established for a moment
+/// when GTSM is off on our side: BIRD sets the minimum TTL on a connection
+/// only once it accepts it, so the OPEN we sent before that is read, and
+/// our later segments are dropped until its hold timer ends the attempt.)
+fn stays_down(
+    node: &NodeDaemon,
+    tor: &dyn Tor,
+    host: &brindle_testbed::Host,
+    for_at_least: Duration,
+    what: &str,
+) {
+    let until = std::time::Instant::now() + for_at_least;
+    while std::time::Instant::now() < until {
+        assert!(
+            !tor.established(host.ipv4),
+            "{what}: the ToR has a session: {}\n{}",
+            tor.view(),
+            tail(&node.log())
+        );
+        assert!(
+            route_of(&host.ns, TOR_ROUTE).is_empty(),
+            "{what}: ToR route installed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The ToR under test, and what it says about its side of the session
+/// (printed when a step fails).
+trait Tor {
+    fn view(&self) -> String;
+    /// The ToR's side of the session with `node` is Established.
+    fn established(&self, node: Ipv4Addr) -> bool;
+}
+
+impl Tor for Bird {
+    fn established(&self, node: Ipv4Addr) -> bool {
+        let name = brindle_testbed::bird_protocol_name(IpAddr::V4(node));
+        self.protocols()
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.name == name && p.info.starts_with("Established"))
+    }
+
+    fn view(&self) -> String {
+        self.birdc("show protocols all")
+            .unwrap_or_else(|e| e.to_string())
+    }
+}
+
+impl Tor for Frr {
+    fn established(&self, node: Ipv4Addr) -> bool {
+        self.neighbor_state(IpAddr::V4(node))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s == "Established")
+    }
+
+    fn view(&self) -> String {
+        let neighbors = self
+            .vtysh("show bgp neighbors")
+            .unwrap_or_else(|e| e.to_string());
+        format!("{neighbors}\n{}", tail(&self.bgpd_log()))
+    }
+}
+
+fn ttl_and_password_scenario(
+    start_tor: impl FnOnce(&brindle_testbed::Netns, &BgpConfig) -> Box<dyn Tor>,
 ) {
     let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
     let host = &fabric.hosts[0];
@@ -70,11 +155,10 @@ fn password_scenario(
     let secrets = tempfile::tempdir().unwrap();
     store.apply(&pool_yaml("10.76.0.0/16", "Never"));
     store.apply(&node_yaml("node-a", 0));
-    store.apply(&format!(
-        "{}  password:\n    secretKeyRef:\n      name: tor-auth\n      key: password\n",
-        tor_peer_yaml(0, gw0)
-    ));
-    let _tor = start_tor(&fabric.router, &tor_config(host.ipv4, gw0));
+    // The right password and GTSM: the session comes up.
+    write_secret(secrets.path(), &format!("{PASSWORD}\n"));
+    store.apply(&tor_peer(gw0, true));
+    let tor = start_tor(&fabric.router, &tor_config(host.ipv4, gw0));
     let secrets_dir = secrets.path().display().to_string();
     let node = NodeDaemon::start_with(
         &store,
@@ -84,51 +168,62 @@ fn password_scenario(
         &["--secrets-dir", &secrets_dir],
     );
 
+    wait_tor_row(&node, &*tor, "GTSM on both sides", |p| p.established);
+
     // No file: the peer is held back, and status says which file.
-    wait_tor_row(&node, "missing secret", |p| {
+    std::fs::remove_file(secrets.path().join("tor-auth/password")).unwrap();
+    wait_tor_row(&node, &*tor, "missing secret", |p| {
         !p.established && p.info.contains("tor-auth/password") && p.info.contains("No such file")
     });
 
     // A wrong password: the ToR drops our segments; no session.
     write_secret(secrets.path(), "not-the-password\n");
-    wait_tor_row(&node, "wrong password configured", |p| {
+    wait_tor_row(&node, &*tor, "wrong password configured", |p| {
         !p.established && !p.info.contains("tor-auth/password")
     });
-    std::thread::sleep(Duration::from_secs(3));
+    stays_down(&node, &*tor, host, Duration::from_secs(3), "wrong password");
     let report = node.status().unwrap();
     assert!(
-        report.peers.iter().all(|p| !p.established),
-        "a session came up with a wrong password: {report:?}"
-    );
-    assert!(
-        report.peers[0].info.contains("TCP-MD5: no answer yet"),
+        !report.peers[0].established && report.peers[0].info.contains("TCP-MD5: no answer yet"),
         "status does not say why: {report:?}"
     );
-    assert!(route_of(&host.ns, TOR_ROUTE).is_empty());
 
     // The file fixed: the session comes up without a restart of the node.
     write_secret(secrets.path(), &format!("{PASSWORD}\n"));
-    node.wait_established(1);
+    wait_tor_row(&node, &*tor, "password fixed", |p| p.established);
     wait_route(
         &host.ns,
         TOR_ROUTE,
         |r| r.contains(&format!("via {gw0}")),
         "ToR route",
     );
+
+    // Last (BIRD keeps a connection it could not finish for its 240 s
+    // OpenSent hold time and refuses new ones meanwhile): without TTL
+    // security on our side, the ToR drops our segments.
+    store.apply(&tor_peer(gw0, false));
+    wait_route(&host.ns, TOR_ROUTE, str::is_empty, "ToR route gone");
+    stays_down(
+        &node,
+        &*tor,
+        host,
+        Duration::from_secs(3),
+        "no GTSM toward a GTSM ToR",
+    );
 }
 
 #[test]
-fn tor_password_with_bird() {
+fn tor_ttl_security_and_password_with_bird() {
     if !can_run() {
         return;
     }
-    password_scenario(|ns, config| Box::new(Bird::start(ns, config).unwrap()));
+    ttl_and_password_scenario(|ns, config| Box::new(Bird::start(ns, config).unwrap()));
 }
 
 #[test]
-fn tor_password_with_frr() {
+fn tor_ttl_security_and_password_with_frr() {
     if !can_run() {
         return;
     }
-    password_scenario(|ns, config| Box::new(Frr::start(ns, config).unwrap()));
+    ttl_and_password_scenario(|ns, config| Box::new(Frr::start(ns, config).unwrap()));
 }

@@ -96,9 +96,6 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     if s.num_allowed_local_as_numbers.is_some_and(|n| n > 0) {
         out.push("spec.numAllowedLocalASNumbers".into());
     }
-    if s.ttl_security.is_some_and(|n| n > 0) {
-        out.push("spec.ttlSecurity".into());
-    }
     if s.reachable_by.is_some() {
         out.push("spec.reachableBy".into());
     }
@@ -336,10 +333,7 @@ spec:
   sourceAddress: UseNodeIP
 ",
         );
-        assert_eq!(
-            all,
-            ["spec.nextHopMode: Keep", "spec.ttlSecurity", "spec.filters"]
-        );
+        assert_eq!(all, ["spec.nextHopMode: Keep", "spec.filters"]);
     }
 
     #[test]

@@ -437,6 +437,10 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 config.bfd = Some(bfd_config(cluster, inputs.node));
             }
             config.local_asn = spec.local_as_number.map(|a| a.0);
+            config.ttl_security = spec
+                .ttl_security
+                .filter(|hops| *hops > 0)
+                .and_then(|hops| u8::try_from(hops).ok());
             config.route_reflector_client = local_rr.is_some() && asn == local_asn && !remote_is_rr;
             if let Some(restart) = spec.max_restart_time.as_deref().and_then(parse_go_duration) {
                 config.graceful_restart =

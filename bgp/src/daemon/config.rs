@@ -32,6 +32,7 @@
 //!     families: [ipv4, ipv6]    # default: the family of `address`
 //!     graceful_restart: true    # default: on when the global block is set
 //!     bfd: false                # single-hop BFD, 100 ms x 3 (RFC 5880/5881)
+//!     ttl_security: 1           # GTSM (RFC 5082): the peer is this many hops away, 1..=255
 //!     description: "ToR A"
 //! ```
 //!
@@ -242,6 +243,8 @@ pub struct Peer {
     pub graceful_restart: Option<bool>,
     /// Run BFD with the peer (default timers).
     pub bfd: bool,
+    /// GTSM with the peer this many hops away.
+    pub ttl_security: Option<u8>,
     pub description: Option<String>,
 }
 
@@ -511,8 +514,17 @@ struct RawPeer {
     graceful_restart: Option<bool>,
     #[serde(default)]
     bfd: bool,
+    #[serde(default, deserialize_with = "ttl_security")]
+    ttl_security: Option<u8>,
     #[serde(default)]
     description: Option<String>,
+}
+
+fn ttl_security<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    checked_int(d, |v| match v {
+        0 => Err("ttl_security is the peer's distance in hops, 1..=255".to_string()),
+        v => fits(v, "ttl_security").map(Some),
+    })
 }
 
 fn default_port() -> u16 {
@@ -631,6 +643,7 @@ impl<'de> Deserialize<'de> for Peer {
             families,
             graceful_restart: raw.graceful_restart,
             bfd: raw.bfd,
+            ttl_security: raw.ttl_security,
             description: raw.description,
         })
     }

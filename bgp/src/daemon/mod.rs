@@ -60,6 +60,7 @@ pub fn speaker_config(config: &Config) -> SpeakerConfig {
             peer.source_address = p.local_address;
             peer.next_hop_self = p.next_hop_self;
             peer.bfd = p.bfd.then(crate::bfd::BfdConfig::default);
+            peer.ttl_security = p.ttl_security;
             peer.ipv4_unicast = p.families.contains(&Family::IPV4_UNICAST);
             peer.ipv6_unicast = p.families.contains(&Family::IPV6_UNICAST);
             peer.graceful_restart = if p.graceful_restart_enabled(config) {

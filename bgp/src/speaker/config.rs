@@ -91,6 +91,10 @@ pub struct PeerConfig {
     pub connect_retry: Duration,
     /// TCP MD5 signature (RFC 2385) password.
     pub md5_password: Option<String>,
+    /// GTSM (RFC 5082) for a neighbour this many hops away (1: directly
+    /// connected): our segments leave with TTL 255 and the kernel drops
+    /// the neighbour's that arrive with less than `256 - hops`.
+    pub ttl_security: Option<u8>,
     /// Address to connect from (and to offer as next hop self).
     pub source_address: Option<IpAddr>,
     /// Use our address as next hop for eBGP-learned routes sent to this iBGP
@@ -125,6 +129,7 @@ impl PeerConfig {
             keepalive: None,
             connect_retry: DEFAULT_CONNECT_RETRY,
             md5_password: None,
+            ttl_security: None,
             source_address: None,
             next_hop_self: false,
             ipv4_unicast: true,

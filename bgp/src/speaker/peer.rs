@@ -374,6 +374,21 @@ impl PeerTask {
 
     /// A connection the neighbour opened.
     fn incoming(&mut self, stream: TcpStream) {
+        // GTSM on an accepted connection: the handshake is behind us, but
+        // every segment from here on is checked. Without it, the default
+        // TTL again (the listener's 255 is for GTSM neighbours' SYN-ACKs).
+        {
+            use std::os::fd::AsRawFd;
+            let ipv6 = self.config.address.is_ipv6();
+            let set = match self.config.ttl_security {
+                Some(hops) => socket::set_gtsm(stream.as_raw_fd(), ipv6, hops),
+                None => socket::reset_ttl(stream.as_raw_fd(), ipv6),
+            };
+            if let Err(error) = set {
+                warn!(%error, "cannot set the TTL of an incoming connection; closed");
+                return;
+            }
+        }
         let main = &self.sessions[0];
         let decision = session::incoming_connection(
             main.fsm.state(),
@@ -639,11 +654,12 @@ impl PeerTask {
         let target = SocketAddr::new(self.config.address, self.config.port);
         let source = self.config.source_address;
         let password = self.config.md5_password.clone();
+        let gtsm = self.config.ttl_security;
         let me = self.me.clone();
         debug!(%target, "connecting");
         let task = tokio::spawn(
             async move {
-                let result = socket::connect(target, source, password.as_deref()).await;
+                let result = socket::connect(target, source, password.as_deref(), gtsm).await;
                 let _ = me.send(PeerInput::Connected { attempt, result });
             }
             .in_current_span(),

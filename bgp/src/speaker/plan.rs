@@ -39,6 +39,12 @@ pub(super) fn validate_peer(peer: &PeerConfig) -> Result<(), SpeakerError> {
             peer.address
         ));
     }
+    if peer.ttl_security == Some(0) {
+        return invalid(format!(
+            "peer {}: TTL security needs a hop count of 1 to 255",
+            peer.address
+        ));
+    }
     if peer.connect_retry.is_zero() {
         return invalid(format!(
             "peer {}: connect retry must not be 0",

@@ -1,6 +1,7 @@
 //! Socket options tokio does not expose: TCP MD5 signatures (RFC 2385,
-//! Linux `TCP_MD5SIG`) and `IPV6_V6ONLY`, plus the listen/connect helpers
-//! that use them.
+//! Linux `TCP_MD5SIG`), GTSM (RFC 5082: `IP_TTL`/`IP_MINTTL` and their IPv6
+//! twins) and `IPV6_V6ONLY`, plus the listen/connect helpers that use
+//! them.
 //!
 //! The only `unsafe` in the speaker is here: `setsockopt` with a correctly
 //! sized, fully initialised option value on a descriptor we own.
@@ -86,6 +87,36 @@ pub(crate) fn set_md5(fd: RawFd, peer: IpAddr, password: Option<&str>) -> io::Re
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
 }
 
+/// GTSM (RFC 5082) for a peer `hops` away (1..=255): send with TTL (hop
+/// limit) 255 and have the kernel drop every segment that arrives with
+/// less than `256 - hops`, which a sender further away cannot forge. The
+/// same threshold as BIRD's `ttl security on` (with `multihop hops`) and
+/// FRR's `ttl-security hops hops`.
+pub(crate) fn set_gtsm(fd: RawFd, ipv6: bool, hops: u8) -> io::Result<()> {
+    let ttl: libc::c_int = 255;
+    let min: libc::c_int = 256 - libc::c_int::from(hops.max(1));
+    if ipv6 {
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)?;
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &min)
+    } else {
+        setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
+        setsockopt(fd, libc::IPPROTO_IP, libc::IP_MINTTL, &min)
+    }
+}
+
+/// Back to the host's default TTL (hop limit) on an accepted connection
+/// of a neighbour without GTSM (the listener sends with 255, see
+/// [`listen`]): we claim to be close only to neighbours that ask.
+pub(crate) fn reset_ttl(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    // -1: the system default (`net.ipv4.ip_default_ttl`, `hop_limit`).
+    let default: libc::c_int = -1;
+    if ipv6 {
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &default)
+    } else {
+        setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &default)
+    }
+}
+
 /// Connections the kernel queues for the listener before it is accepted:
 /// every node of a fabric dials its route reflectors (or, in a full mesh,
 /// every other node) within the same second of a cold start, and a SYN
@@ -106,15 +137,32 @@ pub(crate) fn listen(address: SocketAddr) -> io::Result<TcpListener> {
         }
     };
     socket.set_reuseaddr(true)?;
+    // Segments of accepted connections, the SYN-ACK first, leave with TTL
+    // 255 (as BIRD's listener does): a neighbour that runs GTSM sets its
+    // minimum TTL before it connects and would drop a SYN-ACK sent with
+    // the default 64. Harmless for the others.
+    let ttl: libc::c_int = 255;
+    match address {
+        SocketAddr::V4(_) => setsockopt(socket.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TTL, &ttl)?,
+        SocketAddr::V6(_) => setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            &ttl,
+        )?,
+    }
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Connects to `peer`, from `source` if given, with the MD5 key if given.
+/// Connects to `peer`, from `source` if given, with the MD5 key if given
+/// and GTSM for a peer `gtsm_hops` away if given (set before the SYN, so
+/// the handshake is already checked).
 pub(crate) async fn connect(
     peer: SocketAddr,
     source: Option<IpAddr>,
     md5_password: Option<&str>,
+    gtsm_hops: Option<u8>,
 ) -> io::Result<TcpStream> {
     let socket = match peer {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -127,6 +175,9 @@ pub(crate) async fn connect(
     }
     if let Some(password) = md5_password {
         set_md5(socket.as_raw_fd(), peer.ip(), Some(password))?;
+    }
+    if let Some(hops) = gtsm_hops {
+        set_gtsm(socket.as_raw_fd(), peer.is_ipv6(), hops)?;
     }
     socket.connect(peer).await
 }

@@ -39,6 +39,10 @@ pub struct Neighbor {
     /// bfdd config [`FRR_BFDD_CONFIG`]). GoBGP has no BFD: its renderer
     /// refuses the field.
     pub bfd: bool,
+    /// GTSM (RFC 5082) with the peer this many hops away: BIRD `ttl
+    /// security on` (with `multihop N` beyond one hop), FRR `ttl-security
+    /// hops N`, GoBGP `ttl-security` with `ttl-min = 256 - N`.
+    pub ttl_security: Option<u8>,
 }
 
 impl Neighbor {
@@ -53,6 +57,7 @@ impl Neighbor {
             multihop: false,
             rr_client: false,
             bfd: false,
+            ttl_security: None,
         }
     }
 
@@ -318,6 +323,12 @@ pub fn bird_config(config: &BgpConfig) -> String {
         if n.bfd {
             out.push_str("  bfd on;\n");
         }
+        if let Some(hops) = n.ttl_security {
+            out.push_str("  ttl security on;\n");
+            if hops > 1 && !n.multihop {
+                out.push_str(&format!("  multihop {hops};\n"));
+            }
+        }
         if let Some(password) = &n.password {
             out.push_str(&format!("  password \"{password}\";\n"));
         }
@@ -417,6 +428,9 @@ pub fn frr_config(config: &BgpConfig) -> String {
         if let Some(password) = &n.password {
             out.push_str(&format!(" neighbor {a} password {password}\n"));
         }
+        if let Some(hops) = n.ttl_security {
+            out.push_str(&format!(" neighbor {a} ttl-security hops {hops}\n"));
+        }
     }
     for (v6, family) in [(false, "ipv4"), (true, "ipv6")] {
         let neighbors: Vec<&Neighbor> = config
@@ -501,6 +515,12 @@ pub fn gobgp_config(config: &BgpConfig) -> String {
         ));
         if let Some(password) = &n.password {
             out.push_str(&format!("    auth-password = \"{password}\"\n"));
+        }
+        if let Some(hops) = n.ttl_security {
+            out.push_str(&format!(
+                "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = {}\n",
+                256 - u16::from(hops)
+            ));
         }
         out.push_str(&format!(
             "  [neighbors.timers.config]\n    connect-retry = {}\n    hold-time = {}\n    \

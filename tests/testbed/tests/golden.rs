@@ -12,7 +12,10 @@ fn speaker() -> BgpConfig {
         listen_port: 1179,
         ..BgpConfig::new("10.0.1.1".parse().unwrap(), 65001)
     }
-    .neighbor("10.0.1.2".parse().unwrap(), 65002)
+    .with_neighbor(Neighbor {
+        ttl_security: Some(1),
+        ..Neighbor::new("10.0.1.2".parse::<IpAddr>().unwrap(), 65002)
+    })
     .with_neighbor(Neighbor {
         port: Some(1790),
         password: Some("s3cret".into()),

@@ -70,6 +70,7 @@ peers:
     local_address: fd00::1
     families: [ipv4, ipv6]
     graceful_restart: false
+    ttl_security: 2
     description: ToR A
 ";
     let c = Config::parse(text).unwrap();
@@ -98,6 +99,7 @@ peers:
     assert!(p.is_ibgp(&c) && p.route_reflector_client && p.passive);
     assert!(!p.graceful_restart_enabled(&c));
     assert_eq!(p.password.as_deref(), Some("s3cret"));
+    assert_eq!(p.ttl_security, Some(2));
 }
 
 #[test]
@@ -120,6 +122,7 @@ fn bad_values_report_their_line() {
         ("[10.20.0.0/26]", "[10.20.0.1/26]", 5, "host bits"),
         ("    asn: 64513", "    asn: 99999999999", 8, "asn"),
         ("    passive: false", "    passive: maybe", 9, "passive"),
+        ("    passive: false", "    ttl_security: 0", 9, "1..=255"),
     ];
     for (from, to, line, needle) in cases {
         let e = err(&ISSUE_EXAMPLE.replace(from, to));
