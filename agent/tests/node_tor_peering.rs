@@ -227,3 +227,109 @@ fn tor_ttl_security_and_password_with_frr() {
     }
     ttl_and_password_scenario(|ns, config| Box::new(Frr::start(ns, config).unwrap()));
 }
+
+/// ECMP: two ToRs on the node's subnet announce one prefix with equal
+/// preference; the node installs one route with both next hops (Calico's
+/// BIRD: `merge paths`). When one ToR goes away the route is replaced by
+/// the remaining path in one step: the prefix never leaves the kernel
+/// (`ip monitor` sees no deletion) and a ping to an address both ToRs own
+/// is measured across the change.
+#[test]
+fn two_tors_give_one_multipath_route_and_one_stays() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 1, 254), Ipv4Addr::new(10, 0, 1, 253));
+    // The second ToR: another router on the node's segment.
+    let tor_b_ns = brindle_testbed::Netns::new("tor-b").unwrap();
+    fabric.lans[0]
+        .attach(&tor_b_ns, "eth0", &[&format!("{gw_b}/24")])
+        .unwrap();
+    // Both own 10.99.0.1 (an anycast service address behind the ToRs).
+    for ns in [&fabric.router, &tor_b_ns] {
+        ns.add_address("lo", "10.99.0.1/32").unwrap();
+    }
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.77.0.0/16", "Never"));
+    store.apply(&node_yaml("node-a", 0));
+    for (name, gw) in [("tor-a", gw_a), ("tor-b", gw_b)] {
+        store.apply(&format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  node: node-a\n  peerIP: {gw}\n  asNumber: 65100\n"
+        ));
+    }
+    let tor = |gw: Ipv4Addr| {
+        BgpConfig::new(gw, 65100)
+            .with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512))
+            .originate(TOR_ROUTE)
+    };
+    let _bird_a = Bird::start(&fabric.router, &tor(gw_a)).unwrap();
+    let mut bird_b = Some(Bird::start(&tor_b_ns, &tor(gw_b)).unwrap());
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(2);
+    let both = wait_route(
+        &host.ns,
+        TOR_ROUTE,
+        |r| r.contains(&format!("via {gw_a}")) && r.contains(&format!("via {gw_b}")),
+        "one route through both ToRs",
+    );
+    assert!(both.contains("nexthop"), "not a multipath route: {both}");
+
+    // ToR b goes away: its BGP speaker stops (withdrawing) and it no
+    // longer answers for the service address.
+    let mut monitor = host
+        .ns
+        .command("ip")
+        .args(["-4", "monitor", "route"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ping = host
+        .ns
+        .command("ping")
+        .args([
+            "-n",
+            "-q",
+            "-i",
+            "0.01",
+            "-c",
+            "300",
+            "-W",
+            "1",
+            "10.99.0.1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(bird_b.take());
+    tor_b_ns
+        .run(&["ip", "addr", "del", "10.99.0.1/32", "dev", "lo"])
+        .unwrap();
+    let one = wait_route(
+        &host.ns,
+        TOR_ROUTE,
+        |r| r.contains(&format!("via {gw_a}")) && !r.contains(&format!("{gw_b}")),
+        "the remaining ToR's path",
+    );
+    assert!(!one.contains("nexthop"), "{one}");
+    let ping = ping.wait_with_output().unwrap();
+    let _ = monitor.kill();
+    let monitored = monitor.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&monitored.stdout);
+    assert!(
+        !events
+            .lines()
+            .any(|l| l.starts_with("Deleted") && l.contains(TOR_ROUTE)),
+        "the prefix left the kernel during the change:\n{events}"
+    );
+    let summary = String::from_utf8_lossy(&ping.stdout);
+    eprintln!(
+        "ToR b went away under a ping every 10 ms to the address both ToRs had: {}",
+        summary
+            .lines()
+            .find(|l| l.contains("packet loss"))
+            .unwrap_or("?")
+    );
+}

@@ -501,12 +501,12 @@ impl Daemon {
 /// own originations and withdrawals are not.
 pub fn apply_route_change(learned: &mut BTreeMap<IpNet, Learned>, change: BestRouteChange) {
     match change {
-        BestRouteChange::Best(entry) => match (entry.source, entry.next_hops.first()) {
-            (RouteSource::Peer(_), Some(next_hop)) => {
+        BestRouteChange::Best(entry) => match entry.source {
+            RouteSource::Peer(_) if !entry.next_hops.is_empty() => {
                 learned.insert(
                     entry.prefix,
                     Learned {
-                        next_hop: *next_hop,
+                        next_hops: entry.next_hops.clone(),
                     },
                 );
             }
@@ -519,6 +519,9 @@ pub fn apply_route_change(learned: &mut BTreeMap<IpNet, Learned>, change: BestRo
         }
     }
 }
+
+/// Most next hops of one ECMP route (BIRD's `merge paths` default limit).
+const MAX_ECMP_PATHS: usize = 16;
 
 /// Shortest pause between two converges while changes keep coming (see
 /// the main loop).
@@ -587,6 +590,9 @@ async fn run_inner(
     let settings = speaker_settings(&cluster, &opts.node_name);
     let (asn, listen_port, cluster_id) = settings;
     let mut speaker_config = SpeakerConfig::new(asn, address.addr());
+    // Equal paths (two ToRs, two nodes announcing one prefix) go into the
+    // kernel as one ECMP route, as Calico's BIRD does with `merge paths`.
+    speaker_config.max_paths = MAX_ECMP_PATHS;
     speaker_config.listen_port = listen_port;
     speaker_config.cluster_id = cluster_id;
     let speaker = Speaker::start(speaker_config).await?;
@@ -772,10 +778,19 @@ mod tests {
             learned.into_iter().collect::<Vec<_>>(),
             vec![(
                 "10.65.0.64/26".parse().unwrap(),
-                Learned {
-                    next_hop: "10.0.1.9".parse().unwrap()
-                }
+                Learned::via("10.0.1.9".parse().unwrap())
             )]
+        );
+        let mut multi = BTreeMap::new();
+        apply_route_change(
+            &mut multi,
+            best("10.65.0.64/26", peer, &["10.0.1.9", "10.0.1.8"]),
+        );
+        assert_eq!(
+            multi[&"10.65.0.64/26".parse::<IpNet>().unwrap()]
+                .next_hops
+                .len(),
+            2
         );
         let mut learned = BTreeMap::new();
         apply_route_change(&mut learned, best("10.65.0.64/26", peer, &["10.0.1.2"]));

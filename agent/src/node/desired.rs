@@ -41,7 +41,7 @@ use brindle_model::validate::parse_go_duration as parse_duration;
 use ipnet::IpNet;
 
 use super::cluster::{ClusterState, NodeInfo};
-use crate::route::Route;
+use crate::route::{Route, RouteTarget};
 use crate::tunnel::{Vtep, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE};
 
 /// How `brindlectl node status` names a session's origin (the status
@@ -63,9 +63,21 @@ pub struct DesiredPeer {
 }
 
 /// A Loc-RIB entry learned from a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Learned {
-    pub next_hop: IpAddr,
+    /// The best path's next hop first, then those of the paths equal to it
+    /// (the speaker's multipath set): one ECMP route in the kernel, as
+    /// Calico's BIRD installs with `merge paths`.
+    pub next_hops: Vec<IpAddr>,
+}
+
+impl Learned {
+    /// A route with one path.
+    pub fn via(next_hop: IpAddr) -> Self {
+        Self {
+            next_hops: vec![next_hop],
+        }
+    }
 }
 
 /// What the pure core is given.
@@ -163,6 +175,27 @@ pub fn learned_route(
         }
     }
     Route::via(prefix, next_hop)
+}
+
+/// One route from the routes of a prefix's equal paths: their next hops
+/// together (ECMP), or the best path's route alone when one of them is not
+/// a gateway route.
+fn merge_paths(paths: Vec<Route>) -> Option<Route> {
+    let mut paths = paths.into_iter();
+    let first = paths.next()?;
+    let RouteTarget::NextHops(mut hops) = first.target.clone() else {
+        return Some(first);
+    };
+    for path in paths {
+        match path.target {
+            RouteTarget::NextHops(more) => hops.extend(more),
+            _ => return Some(first),
+        }
+    }
+    Some(Route {
+        dst: first.dst,
+        target: RouteTarget::nexthops(hops),
+    })
 }
 
 /// A session to `address` from `local` (our address of the same family),
@@ -301,16 +334,23 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
         if local_prefixes.contains(prefix) || out.originations.contains(prefix) {
             continue;
         }
-        if local_for(learned.next_hop) == Some(learned.next_hop) {
-            continue;
+        let paths: Vec<Route> = learned
+            .next_hops
+            .iter()
+            .filter(|hop| local_for(**hop) != Some(**hop))
+            .map(|hop| {
+                learned_route(
+                    *prefix,
+                    *hop,
+                    &local_subnets,
+                    pool_of(&cluster.pools, prefix),
+                    node_by_ip.get(hop).copied(),
+                )
+            })
+            .collect();
+        if let Some(route) = merge_paths(paths) {
+            out.routes.push(route);
         }
-        out.routes.push(learned_route(
-            *prefix,
-            learned.next_hop,
-            &local_subnets,
-            pool_of(&cluster.pools, prefix),
-            node_by_ip.get(&learned.next_hop).copied(),
-        ));
     }
 
     // VTEPs of the other nodes, per family.

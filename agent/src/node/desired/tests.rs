@@ -157,25 +157,10 @@ fn route_kind_table() {
 fn blocks_workloads_borrowed_and_learned() {
     let c = cluster(EncapMode::CrossSubnet, EncapMode::Never);
     let learned = BTreeMap::from([
-        (
-            net("10.65.0.64/26"),
-            Learned {
-                next_hop: ip("10.0.1.2"),
-            },
-        ),
-        (
-            net("10.65.0.128/26"),
-            Learned {
-                next_hop: ip("10.0.2.1"),
-            },
-        ),
+        (net("10.65.0.64/26"), Learned::via(ip("10.0.1.2"))),
+        (net("10.65.0.128/26"), Learned::via(ip("10.0.2.1"))),
         // Our own block reflected back: ignored.
-        (
-            net("10.65.0.0/26"),
-            Learned {
-                next_hop: ip("10.0.1.2"),
-            },
-        ),
+        (net("10.65.0.0/26"), Learned::via(ip("10.0.1.2"))),
     ]);
     let d = desired_state(Inputs {
         node: "a",
@@ -448,19 +433,9 @@ fn dual_stack() -> ClusterState {
 fn ipv6_sessions_originations_and_routes() {
     let c = dual_stack();
     let learned = BTreeMap::from([
-        (
-            net("fd00:65::40/122"),
-            Learned {
-                next_hop: ip("fd00:1::2"),
-            },
-        ),
+        (net("fd00:65::40/122"), Learned::via(ip("fd00:1::2"))),
         // From a router on another subnet: still direct (no vxlan6).
-        (
-            net("fd00:65::80/122"),
-            Learned {
-                next_hop: ip("fd00:2::1"),
-            },
-        ),
+        (net("fd00:65::80/122"), Learned::via(ip("fd00:2::1"))),
     ]);
     let d = desired_state(Inputs {
         node: "a",
@@ -632,5 +607,42 @@ fn bfd_only_to_directly_connected_peers_with_the_nodes_timers() {
     assert_eq!(
         b.peers[&ip("10.0.1.254")].config.bfd.unwrap().min_tx,
         Duration::from_millis(200)
+    );
+}
+
+/// Equal paths become one ECMP route; a path through ourselves is left out.
+#[test]
+fn equal_paths_become_one_multipath_route() {
+    let c = cluster(EncapMode::Never, EncapMode::Never);
+    let learned = BTreeMap::from([
+        (
+            net("10.99.0.0/24"),
+            Learned {
+                next_hops: vec![ip("10.0.1.254"), ip("10.0.1.253")],
+            },
+        ),
+        (
+            net("10.98.0.0/24"),
+            Learned {
+                next_hops: vec![ip("10.0.1.1"), ip("10.0.1.253")],
+            },
+        ),
+    ]);
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &learned,
+    });
+    let route = |dst: &str| d.routes.iter().find(|r| r.dst == net(dst)).unwrap().clone();
+    assert_eq!(
+        route("10.99.0.0/24").target,
+        RouteTarget::nexthops(vec![
+            crate::route::NextHop::via(ip("10.0.1.253")),
+            crate::route::NextHop::via(ip("10.0.1.254")),
+        ])
+    );
+    assert_eq!(
+        route("10.98.0.0/24"),
+        Route::via(net("10.98.0.0/24"), ip("10.0.1.253"))
     );
 }
