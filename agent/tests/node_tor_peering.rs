@@ -333,3 +333,85 @@ fn two_tors_give_one_multipath_route_and_one_stays() {
             .unwrap_or("?")
     );
 }
+
+/// Communities: BGPConfiguration `communities` (named values) and
+/// `prefixAdvertisements` put standard and large communities on the
+/// node's announced block, as BIRD, FRR and GoBGP each see it; a changed
+/// BGPConfiguration re-announces the block with the new set.
+#[test]
+fn communities_on_the_nodes_block_seen_by_bird_frr_and_gobgp() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let frr_ns = brindle_testbed::Netns::new("tor-frr").unwrap();
+    let gobgp_ns = brindle_testbed::Netns::new("tor-gobgp").unwrap();
+    for (ns, ip) in [(&frr_ns, "10.0.1.253/24"), (&gobgp_ns, "10.0.1.252/24")] {
+        fabric.lans[0].attach(ns, "eth0", &[ip]).unwrap();
+    }
+    let tors = [
+        (Kind::Bird, &fabric.router, Ipv4Addr::new(10, 0, 1, 254)),
+        (Kind::Frr, &frr_ns, Ipv4Addr::new(10, 0, 1, 253)),
+        (Kind::Gobgp, &gobgp_ns, Ipv4Addr::new(10, 0, 1, 252)),
+    ];
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.78.0.0/16", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
+    store.apply(&node_yaml("node-a", 0));
+    let config = |large: bool| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  \
+             communities:\n  - name: rack-a\n    value: \"65100:42\"\n  \
+             prefixAdvertisements:\n  - cidr: 10.78.0.0/16\n    communities: [rack-a{}]\n  \
+             - cidr: 10.0.0.0/8\n    communities: [\"64512:8\"]\n",
+            if large { ", \"65100:7:9\"" } else { "" }
+        )
+    };
+    store.apply(&config(true));
+    for (i, (_, _, ip)) in tors.iter().enumerate() {
+        store.apply(&format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor-{i}\nspec:\n  node: node-a\n  peerIP: {ip}\n  asNumber: 65100\n"
+        ));
+    }
+    let daemons: Vec<Other> = tors
+        .iter()
+        .map(|(kind, ns, ip)| {
+            Other::start(
+                *kind,
+                ns,
+                &BgpConfig::new(*ip, 65100)
+                    .with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512)),
+            )
+        })
+        .collect();
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(3);
+    let workload = add_workload(&store, host, "node-a", "w1");
+    let block = block_of(workload.ip);
+    for daemon in &daemons {
+        let seen = daemon.wait_route(&block, |r| !r.large_communities.is_empty());
+        let mut communities = seen.communities.clone();
+        communities.sort();
+        assert_eq!(
+            communities,
+            ["64512:8", "65100:42"],
+            "{}: {seen:?}",
+            daemon.name()
+        );
+        assert_eq!(
+            seen.large_communities,
+            ["65100:7:9"],
+            "{}: {seen:?}",
+            daemon.name()
+        );
+    }
+    // A changed BGPConfiguration: the block goes out again without the
+    // large community.
+    store.apply(&config(false));
+    for daemon in &daemons {
+        let seen = daemon.wait_route(&block, |r| r.large_communities.is_empty());
+        assert_eq!(seen.communities.len(), 2, "{}: {seen:?}", daemon.name());
+    }
+}

@@ -155,13 +155,9 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
     if s.bind_mode == Some(BindMode::NodeIP) {
         out.push("spec.bindMode: NodeIP".into());
     }
+    // communities and prefixAdvertisements are acted on.
     let fields = [
         (!s.ignored_interfaces.is_empty(), "spec.ignoredInterfaces"),
-        (!s.communities.is_empty(), "spec.communities"),
-        (
-            !s.prefix_advertisements.is_empty(),
-            "spec.prefixAdvertisements",
-        ),
         (!s.service_cluster_ips.is_empty(), "spec.serviceClusterIPs"),
         (
             !s.service_external_ips.is_empty(),

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use brindle_bgp::packet::{Community, LargeCommunity};
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
 use brindle_model::bgp::{
-    BFDConfigurationSpec, BGPPeerSpec, SecretKeySelector, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT,
+    BFDConfigurationSpec, BGPConfigurationSpec, BGPPeerSpec, SecretKeySelector, DEFAULT_AS_NUMBER,
+    DEFAULT_BGP_PORT,
 };
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
@@ -100,6 +102,10 @@ pub struct ClusterState {
     /// Per-node `BGPConfiguration node.<name>` AS overrides are not used by
     /// Calico for routing; only `default` is read.
     pub peers: Vec<(String, BGPPeerSpec)>,
+    /// `prefixAdvertisements` of `BGPConfiguration default`, names
+    /// resolved through its `communities`: the communities our announced
+    /// routes inside each CIDR carry.
+    pub prefix_communities: Vec<(IpNet, Communities)>,
     /// `nodeMeshPassword` of `BGPConfiguration default`.
     pub mesh_password: Option<SecretKeySelector>,
     /// `nodeMeshMaxRestartTime` of `BGPConfiguration default`, seconds.
@@ -110,6 +116,74 @@ pub struct ClusterState {
     pub blocks: Vec<BlockInfo>,
     /// Keys that did not decode, with the reason.
     pub problems: Vec<(String, String)>,
+}
+
+/// Standard (`aa:nn`) and large (`aa:nn:mm`) communities.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Communities {
+    pub standard: Vec<Community>,
+    pub large: Vec<LargeCommunity>,
+}
+
+impl Communities {
+    /// Adds a value in Calico's text form; false if it is not one.
+    fn add_text(&mut self, text: &str) -> bool {
+        let parts: Vec<&str> = text.split(':').collect();
+        match parts[..] {
+            [a, n] => match (a.parse::<u16>(), n.parse::<u16>()) {
+                (Ok(a), Ok(n)) => self.standard.push(Community::new(a, n)),
+                _ => return false,
+            },
+            [a, n, m] => match (a.parse::<u32>(), n.parse::<u32>(), m.parse::<u32>()) {
+                (Ok(a), Ok(n), Ok(m)) => self.large.push(LargeCommunity {
+                    global_admin: a,
+                    local_data1: n,
+                    local_data2: m,
+                }),
+                _ => return false,
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    /// Adds `other`'s values not already here.
+    pub fn merge(&mut self, other: &Communities) {
+        for c in &other.standard {
+            if !self.standard.contains(c) {
+                self.standard.push(*c);
+            }
+        }
+        for c in &other.large {
+            if !self.large.contains(c) {
+                self.large.push(*c);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.standard.is_empty() && self.large.is_empty()
+    }
+}
+
+/// `prefixAdvertisements` with names looked up in `communities` (the model
+/// refuses a name that is not defined; one that slips through is skipped).
+fn prefix_communities(spec: &BGPConfigurationSpec) -> Vec<(IpNet, Communities)> {
+    spec.prefix_advertisements
+        .iter()
+        .filter_map(|adv| {
+            let cidr: IpNet = adv.cidr.parse().ok()?;
+            let mut communities = Communities::default();
+            for item in &adv.communities {
+                if !communities.add_text(item) {
+                    if let Some(named) = spec.communities.iter().find(|c| &c.name == item) {
+                        communities.add_text(&named.value);
+                    }
+                }
+            }
+            Some((cidr.trunc(), communities))
+        })
+        .collect()
 }
 
 /// Parses `"aa:bb:cc:dd:ee:ff"`.
@@ -230,6 +304,7 @@ impl ClusterState {
                             .and_then(|p| u16::try_from(p).ok())
                             .unwrap_or(DEFAULT_BGP_PORT),
                     };
+                    state.prefix_communities = prefix_communities(s);
                     state.mesh_password = s
                         .node_mesh_password
                         .as_ref()

@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cache::{decode_block, decode_resource, Decoded};
-use super::cluster::{format_mac, ClusterState};
+use super::cluster::{format_mac, ClusterState, Communities};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned};
 use super::limits::{neighbour_entries, neighbour_warning, NeighbourLimits};
 pub use super::options::{NodeError, NodeOptions};
@@ -293,14 +293,25 @@ impl Daemon {
             .any(|(reference, was)| read_password(&self.opts.secrets_dir, reference) != *was)
     }
 
-    /// Hands the speaker the whole set of prefixes to originate
-    /// (`Speaker::set_originations`).
-    async fn sync_originations(&mut self, desired: &BTreeSet<IpNet>) {
-        match self
-            .speaker
-            .set_originations(desired.iter().copied().collect(), local_attrs())
-            .await
-        {
+    /// Hands the speaker the whole set of prefixes to originate, each with
+    /// its communities (`Speaker::set_originations_each`).
+    async fn sync_originations(
+        &mut self,
+        desired: &BTreeSet<IpNet>,
+        communities: &BTreeMap<IpNet, Communities>,
+    ) {
+        let each = desired
+            .iter()
+            .map(|prefix| {
+                let mut attrs = local_attrs();
+                if let Some(c) = communities.get(prefix) {
+                    attrs.attributes.communities = c.standard.clone();
+                    attrs.attributes.large_communities = c.large.clone();
+                }
+                (*prefix, attrs)
+            })
+            .collect();
+        match self.speaker.set_originations_each(each).await {
             Ok(change) => {
                 if !change.originated.is_empty() {
                     info!(prefixes = ?change.originated, "originating");
@@ -342,7 +353,8 @@ impl Daemon {
         let began = Instant::now();
         self.sync_peers(&desired.peers).await;
         let peers_took = began.elapsed();
-        self.sync_originations(&desired.originations).await;
+        self.sync_originations(&desired.originations, &desired.communities)
+            .await;
         let setup_began = Instant::now();
         if desired.vxlan && !self.vxlan_ready {
             if let Err(error) = self.ensure_vxlan(&cluster).await {

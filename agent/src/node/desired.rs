@@ -40,7 +40,7 @@ use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
 use ipnet::IpNet;
 
-use super::cluster::{ClusterState, NodeInfo};
+use super::cluster::{ClusterState, Communities, NodeInfo};
 use crate::route::{Route, RouteTarget};
 use crate::tunnel::{Vtep, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE};
 
@@ -93,6 +93,9 @@ pub struct Inputs<'a> {
 pub struct Desired {
     pub routes: Vec<Route>,
     pub originations: BTreeSet<IpNet>,
+    /// The communities of the originations that carry some
+    /// (`prefixAdvertisements`).
+    pub communities: BTreeMap<IpNet, Communities>,
     pub peers: BTreeMap<IpAddr, DesiredPeer>,
     pub vteps: Vec<Vtep>,
     /// The remote nodes' IPv6 VXLAN endpoints (on `vxlan6.brindle`).
@@ -246,6 +249,19 @@ fn node_addresses(n: &NodeInfo) -> impl Iterator<Item = IpAddr> {
     v4.into_iter().chain(v6)
 }
 
+/// The communities `prefix` is announced with: those of every
+/// `prefixAdvertisements` entry whose CIDR holds it (Calico's BIRD tests
+/// `net ~ cidr` for each).
+pub fn communities_for(cluster: &ClusterState, prefix: &IpNet) -> Communities {
+    let mut out = Communities::default();
+    for (cidr, communities) in &cluster.prefix_communities {
+        if cidr.contains(prefix) {
+            out.merge(communities);
+        }
+    }
+    out
+}
+
 /// The desired state; see the module docs.
 pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     let cluster = inputs.cluster;
@@ -305,6 +321,13 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                     }
                 }
             }
+        }
+    }
+
+    for prefix in &out.originations {
+        let communities = communities_for(cluster, prefix);
+        if !communities.is_empty() {
+            out.communities.insert(*prefix, communities);
         }
     }
 

@@ -11,7 +11,7 @@
 //! longer preserves forwarding state for are flushed at once. So a peer that
 //! restarts does not make the kernel routes flap.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,8 +104,9 @@ struct Core {
     me: mpsc::UnboundedSender<Input>,
     next_instance: u64,
     next_generation: u64,
-    /// What this speaker originates (for `SetOriginations` to diff against).
-    originated: BTreeSet<IpNet>,
+    /// What this speaker originates, with the attributes it was given (for
+    /// `SetOriginations` to diff against).
+    originated: BTreeMap<IpNet, PathAttrs>,
     /// Connections from addresses that are not peers yet (see
     /// [`PARK_TIME`]), the latest per address.
     parked: BTreeMap<IpAddr, (u64, TcpStream)>,
@@ -157,7 +158,7 @@ pub(crate) async fn start(config: SpeakerConfig) -> Result<Speaker, SpeakerError
         me: tx.clone(),
         next_instance: 1,
         next_generation: 1,
-        originated: BTreeSet::new(),
+        originated: BTreeMap::new(),
         parked: BTreeMap::new(),
         bfd: {
             let core = tx.clone();
@@ -233,7 +234,8 @@ impl Core {
                 let _ = reply.send(result);
             }
             Request::Originate(prefixes, attrs, reply) => {
-                self.originated.extend(prefixes.iter().map(IpNet::trunc));
+                self.originated
+                    .extend(prefixes.iter().map(|p| (p.trunc(), attrs.clone())));
                 let out = self.rib.originate(&prefixes, attrs);
                 self.apply(out);
                 let _ = reply.send(Ok(()));
@@ -249,8 +251,8 @@ impl Core {
             Request::SetPeers(peers, reply) => {
                 let _ = reply.send(Ok(self.set_peers(peers)));
             }
-            Request::SetOriginations(prefixes, attrs, reply) => {
-                let _ = reply.send(Ok(self.set_originations(prefixes, attrs)));
+            Request::SetOriginations(originations, reply) => {
+                let _ = reply.send(Ok(self.set_originations(originations)));
             }
             Request::Subscribe(tx) => {
                 for route in self.routes() {
@@ -309,14 +311,35 @@ impl Core {
         failed
     }
 
-    fn set_originations(&mut self, prefixes: Vec<IpNet>, attrs: PathAttrs) -> OriginationChange {
-        let wanted: BTreeSet<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
+    fn set_originations(&mut self, originations: Vec<(IpNet, PathAttrs)>) -> OriginationChange {
+        let wanted: BTreeMap<IpNet, PathAttrs> = originations
+            .into_iter()
+            .map(|(p, a)| (p.trunc(), a))
+            .collect();
         let change = OriginationChange {
-            originated: wanted.difference(&self.originated).copied().collect(),
-            withdrawn: self.originated.difference(&wanted).copied().collect(),
+            originated: wanted
+                .iter()
+                .filter(|(p, a)| self.originated.get(p) != Some(a))
+                .map(|(p, _)| *p)
+                .collect(),
+            withdrawn: self
+                .originated
+                .keys()
+                .filter(|p| !wanted.contains_key(p))
+                .copied()
+                .collect(),
         };
-        if !change.originated.is_empty() {
-            let out = self.rib.originate(&change.originated, attrs);
+        // One RIB call per distinct set of attributes (most share one).
+        let mut groups: Vec<(&PathAttrs, Vec<IpNet>)> = Vec::new();
+        for prefix in &change.originated {
+            let attrs = &wanted[prefix];
+            match groups.iter_mut().find(|(a, _)| *a == attrs) {
+                Some((_, prefixes)) => prefixes.push(*prefix),
+                None => groups.push((attrs, vec![*prefix])),
+            }
+        }
+        for (attrs, prefixes) in groups {
+            let out = self.rib.originate(&prefixes, attrs.clone());
             self.apply(out);
         }
         if !change.withdrawn.is_empty() {

@@ -198,7 +198,7 @@ enum Request {
     Originate(Vec<IpNet>, PathAttrs, Reply<()>),
     Withdraw(Vec<IpNet>, Reply<()>),
     SetPeers(Vec<PeerConfig>, Reply<Vec<(IpAddr, SpeakerError)>>),
-    SetOriginations(Vec<IpNet>, PathAttrs, Reply<OriginationChange>),
+    SetOriginations(Vec<(IpNet, PathAttrs)>, Reply<OriginationChange>),
     Subscribe(mpsc::UnboundedSender<BestRouteChange>),
     Peers(Reply<Vec<PeerStatus>>),
     Routes(Reply<Vec<RouteEntry>>),
@@ -278,14 +278,26 @@ impl Speaker {
         self.ask(|r| Request::SetPeers(peers, r)).await
     }
 
-    /// Makes `prefixes` the whole set this speaker originates (with
-    /// `attrs` for the new ones), declaratively; says what changed.
+    /// Makes `prefixes` the whole set this speaker originates, all with
+    /// `attrs`, declaratively; says what changed.
     pub async fn set_originations(
         &self,
         prefixes: Vec<IpNet>,
         attrs: PathAttrs,
     ) -> Result<OriginationChange, SpeakerError> {
-        self.ask(|r| Request::SetOriginations(prefixes, attrs, r))
+        let each = prefixes.into_iter().map(|p| (p, attrs.clone())).collect();
+        self.set_originations_each(each).await
+    }
+
+    /// Makes these prefixes, each with its own attributes (communities on
+    /// some), the whole set this speaker originates; a prefix whose
+    /// attributes changed is announced again with the new ones. Says what
+    /// was (re)announced and what was withdrawn.
+    pub async fn set_originations_each(
+        &self,
+        originations: Vec<(IpNet, PathAttrs)>,
+    ) -> Result<OriginationChange, SpeakerError> {
+        self.ask(|r| Request::SetOriginations(originations, r))
             .await
     }
 

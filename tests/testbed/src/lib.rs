@@ -33,6 +33,7 @@
 
 mod bird;
 mod cmd;
+pub mod daemons;
 mod error;
 mod etcd;
 mod frr;
