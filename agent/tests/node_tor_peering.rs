@@ -337,9 +337,11 @@ fn two_tors_give_one_multipath_route_and_one_stays() {
 /// Communities: BGPConfiguration `communities` (named values) and
 /// `prefixAdvertisements` put standard and large communities on the
 /// node's announced block, as BIRD, FRR and GoBGP each see it; a changed
-/// BGPConfiguration re-announces the block with the new set.
+/// BGPConfiguration re-announces the block with the new set. The same
+/// BGPConfiguration's `serviceClusterIPs` range is announced too, and
+/// `bindMode: NodeIP` keeps the node's BGP listener on its own address.
 #[test]
-fn communities_on_the_nodes_block_seen_by_bird_frr_and_gobgp() {
+fn communities_and_service_ranges_seen_by_bird_frr_and_gobgp() {
     use brindle_testbed::daemons::{Kind, Other};
     if !can_run() {
         return;
@@ -365,7 +367,8 @@ fn communities_on_the_nodes_block_seen_by_bird_frr_and_gobgp() {
             "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  \
              communities:\n  - name: rack-a\n    value: \"65100:42\"\n  \
              prefixAdvertisements:\n  - cidr: 10.78.0.0/16\n    communities: [rack-a{}]\n  \
-             - cidr: 10.0.0.0/8\n    communities: [\"64512:8\"]\n",
+             - cidr: 10.0.0.0/8\n    communities: [\"64512:8\"]\n  \
+             serviceClusterIPs:\n  - cidr: 10.96.0.0/12\n  bindMode: NodeIP\n",
             if large { ", \"65100:7:9\"" } else { "" }
         )
     };
@@ -407,6 +410,15 @@ fn communities_on_the_nodes_block_seen_by_bird_frr_and_gobgp() {
             daemon.name()
         );
     }
+    for daemon in &daemons {
+        let seen = daemon.wait_route("10.96.0.0/12", |_| true);
+        assert_eq!(seen.communities, ["64512:8"], "{}: {seen:?}", daemon.name());
+    }
+    let listening = host.ns.run(&["ss", "-ltnH", "sport", "= :179"]).unwrap();
+    assert!(
+        listening.contains(&format!("{}:179", host.ipv4)) && !listening.contains("0.0.0.0:179"),
+        "bindMode NodeIP: {listening}"
+    );
     // A changed BGPConfiguration: the block goes out again without the
     // large community.
     store.apply(&config(false));

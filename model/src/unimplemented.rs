@@ -15,8 +15,8 @@
 //! it does not program, but the user learns it at apply time.
 
 use crate::bgp::{
-    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, BindMode, GatewayMode, LogSeverity,
-    NextHopMode, RestartMode, ReversePeering, SourceAddress,
+    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, LogSeverity, NextHopMode,
+    RestartMode, ReversePeering,
 };
 use crate::endpoint::{HostEndpointSpec, NodeSpec, WorkloadEndpointSpec};
 use crate::ipam::IPPoolSpec;
@@ -84,9 +84,6 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
         Some(NextHopMode::Self_) => out.push("spec.nextHopMode: Self".into()),
         Some(NextHopMode::Keep) => out.push("spec.nextHopMode: Keep".into()),
     }
-    if s.source_address == Some(SourceAddress::None) {
-        out.push("spec.sourceAddress: None".into());
-    }
     if s.restart_mode == Some(RestartMode::LongLivedGracefulRestart) {
         out.push("spec.restartMode: LongLivedGracefulRestart".into());
     }
@@ -152,21 +149,10 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
     if let Some(level) = s.log_severity_screen.filter(|l| *l != LogSeverity::Info) {
         out.push(format!("spec.logSeverityScreen: {level:?}"));
     }
-    if s.bind_mode == Some(BindMode::NodeIP) {
-        out.push("spec.bindMode: NodeIP".into());
-    }
-    // communities and prefixAdvertisements are acted on.
+    // Acted on: communities, prefixAdvertisements, the service address
+    // lists, bindMode. ignoredInterfaces holds by construction: Brindle
+    // announces no interface addresses and learns no kernel routes.
     let fields = [
-        (!s.ignored_interfaces.is_empty(), "spec.ignoredInterfaces"),
-        (!s.service_cluster_ips.is_empty(), "spec.serviceClusterIPs"),
-        (
-            !s.service_external_ips.is_empty(),
-            "spec.serviceExternalIPs",
-        ),
-        (
-            !s.service_load_balancer_ips.is_empty(),
-            "spec.serviceLoadBalancerIPs",
-        ),
         (
             s.local_workload_peering_ipv4.is_some(),
             "spec.localWorkloadPeeringIPV4",

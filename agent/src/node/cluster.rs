@@ -12,8 +12,8 @@ use brindle_bgp::packet::{Community, LargeCommunity};
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
 use brindle_model::bgp::{
-    BFDConfigurationSpec, BGPConfigurationSpec, BGPPeerSpec, SecretKeySelector, DEFAULT_AS_NUMBER,
-    DEFAULT_BGP_PORT,
+    BFDConfigurationSpec, BGPConfigurationSpec, BGPPeerSpec, BindMode, SecretKeySelector,
+    DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT,
 };
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
@@ -63,6 +63,8 @@ pub struct BgpSettings {
     pub mesh: bool,
     pub asn: u32,
     pub listen_port: u16,
+    /// `bindMode: NodeIP`: listen for BGP on the node's addresses only.
+    pub bind_node_ip: bool,
 }
 
 impl Default for BgpSettings {
@@ -71,6 +73,7 @@ impl Default for BgpSettings {
             mesh: true,
             asn: DEFAULT_AS_NUMBER,
             listen_port: DEFAULT_BGP_PORT,
+            bind_node_ip: false,
         }
     }
 }
@@ -106,6 +109,10 @@ pub struct ClusterState {
     /// resolved through its `communities`: the communities our announced
     /// routes inside each CIDR carry.
     pub prefix_communities: Vec<(IpNet, Communities)>,
+    /// `serviceClusterIPs`, `serviceExternalIPs` and
+    /// `serviceLoadBalancerIPs` of `BGPConfiguration default`: every node
+    /// announces them, as Calico's do.
+    pub service_cidrs: Vec<IpNet>,
     /// `nodeMeshPassword` of `BGPConfiguration default`.
     pub mesh_password: Option<SecretKeySelector>,
     /// `nodeMeshMaxRestartTime` of `BGPConfiguration default`, seconds.
@@ -303,8 +310,17 @@ impl ClusterState {
                             .listen_port
                             .and_then(|p| u16::try_from(p).ok())
                             .unwrap_or(DEFAULT_BGP_PORT),
+                        bind_node_ip: s.bind_mode == Some(BindMode::NodeIP),
                     };
                     state.prefix_communities = prefix_communities(s);
+                    state.service_cidrs = s
+                        .service_cluster_ips
+                        .iter()
+                        .chain(&s.service_external_ips)
+                        .chain(&s.service_load_balancer_ips)
+                        .filter_map(|c| c.cidr.parse::<IpNet>().ok())
+                        .map(|c| c.trunc())
+                        .collect();
                     state.mesh_password = s
                         .node_mesh_password
                         .as_ref()
@@ -398,7 +414,8 @@ mod tests {
             BgpSettings {
                 mesh: false,
                 asn: 65000,
-                listen_port: 1179
+                listen_port: 1179,
+                bind_node_ip: false,
             }
         );
         assert_eq!(state.problems.len(), 1);

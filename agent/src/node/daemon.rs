@@ -119,7 +119,8 @@ struct Daemon {
     passwords: BTreeMap<SecretKeySelector, Result<Option<String>, SecretError>>,
 }
 
-type SpeakerSettings = (u32, u16, Option<Ipv4Addr>);
+/// AS, listen port, route reflector cluster id and `bindMode: NodeIP`.
+type SpeakerSettings = (u32, u16, Option<Ipv4Addr>, bool);
 
 fn speaker_settings(cluster: &ClusterState, node: &str) -> SpeakerSettings {
     let me = cluster.nodes.get(node);
@@ -127,6 +128,7 @@ fn speaker_settings(cluster: &ClusterState, node: &str) -> SpeakerSettings {
         me.and_then(|n| n.asn).unwrap_or(cluster.bgp.asn),
         cluster.bgp.listen_port,
         me.and_then(|n| n.rr_cluster_id),
+        cluster.bgp.bind_node_ip,
     )
 }
 
@@ -336,7 +338,7 @@ impl Daemon {
             warn!(
                 running = ?self.speaker_settings,
                 stored = ?settings,
-                "AS number, BGP port or route reflector cluster id changed: restart brindle-node to apply"
+                "AS number, BGP port, bind mode or route reflector cluster id changed: restart brindle-node to apply"
             );
             self.speaker_settings = settings;
         }
@@ -600,8 +602,15 @@ async fn run_inner(
     let initial = ds.list(keys::resources_prefix()).await?;
     let cluster = ClusterState::decode(&initial.kvs, &[]);
     let settings = speaker_settings(&cluster, &opts.node_name);
-    let (asn, listen_port, cluster_id) = settings;
+    let (asn, listen_port, cluster_id, bind_node_ip) = settings;
     let mut speaker_config = SpeakerConfig::new(asn, address.addr());
+    if bind_node_ip {
+        // Calico's `bindMode: NodeIP`: only the node's own addresses.
+        let me = cluster.nodes.get(&opts.node_name);
+        speaker_config.listen_addresses = std::iter::once(IpAddr::V4(address.addr()))
+            .chain(me.and_then(|n| n.ip6()).map(IpAddr::V6))
+            .collect();
+    }
     // Equal paths (two ToRs, two nodes announcing one prefix) go into the
     // kernel as one ECMP route, as Calico's BIRD does with `merge paths`.
     speaker_config.max_paths = MAX_ECMP_PATHS;

@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use brindle_bgp::bfd::BfdConfig;
 use brindle_bgp::speaker::PeerConfig;
-use brindle_model::bgp::{parse_peer_ip, FailureDetectionMode, ReversePeering, SecretKeySelector};
+use brindle_model::bgp::{
+    parse_peer_ip, FailureDetectionMode, ReversePeering, SecretKeySelector, SourceAddress,
+};
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
 use ipnet::IpNet;
@@ -324,6 +326,10 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
         }
     }
 
+    // Service address ranges: every node announces them (kube-proxy or
+    // its like on the node takes the traffic from there).
+    out.originations
+        .extend(cluster.service_cidrs.iter().copied());
     for prefix in &out.originations {
         let communities = communities_for(cluster, prefix);
         if !communities.is_empty() {
@@ -500,6 +506,10 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 config.bfd = Some(bfd_config(cluster, inputs.node));
             }
             config.local_asn = spec.local_as_number.map(|a| a.0);
+            if spec.source_address == Some(SourceAddress::None) {
+                // Let the kernel pick the session's source address.
+                config.source_address = None;
+            }
             config.ttl_security = spec
                 .ttl_security
                 .filter(|hops| *hops > 0)

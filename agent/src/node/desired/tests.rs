@@ -1,6 +1,6 @@
 use super::*;
 use crate::node::cluster::{BgpSettings, BlockInfo, WorkloadInfo};
-use brindle_model::bgp::BGPPeerSpec;
+use brindle_model::bgp::{BGPPeerSpec, SourceAddress};
 use brindle_model::meta::AsNumber;
 use std::net::Ipv4Addr;
 
@@ -644,5 +644,36 @@ fn equal_paths_become_one_multipath_route() {
     assert_eq!(
         route("10.98.0.0/24"),
         Route::via(net("10.98.0.0/24"), ip("10.0.1.253"))
+    );
+}
+
+#[test]
+fn source_address_none_leaves_the_source_to_the_kernel() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.peers = vec![(
+        "tor".into(),
+        BGPPeerSpec {
+            peer_ip: Some("10.0.1.254".into()),
+            as_number: Some(AsNumber(65100)),
+            source_address: Some(SourceAddress::None),
+            ..Default::default()
+        },
+    )];
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert_eq!(d.peers[&ip("10.0.1.254")].config.source_address, None);
+    c.peers[0].1.source_address = None;
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert_eq!(
+        d.peers[&ip("10.0.1.254")].config.source_address,
+        Some(ip("10.0.1.1")),
+        "UseNodeIP, the default"
     );
 }
