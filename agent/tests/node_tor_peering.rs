@@ -427,3 +427,55 @@ fn communities_and_service_ranges_seen_by_bird_frr_and_gobgp() {
         assert_eq!(seen.communities.len(), 2, "{}: {seen:?}", daemon.name());
     }
 }
+
+/// `maxPrefixes` (a `brindle.dev/v1` extension, BIRD's `import limit`):
+/// a ToR that sends more than the limit is cut off with Cease "Maximum
+/// Number of Prefixes Reached" and, with `Disable`, stays down (node
+/// status says why) until the BGPPeer changes; with `Warn` the session
+/// stays and node status says it is past the limit.
+#[test]
+fn a_tor_past_its_prefix_limit() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let gw0 = Ipv4Addr::new(10, 0, 1, 254);
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.79.0.0/16", "Never"));
+    store.apply(&node_yaml("node-a", 0));
+    let peer = |action: &str| {
+        format!(
+            "apiVersion: brindle.dev/v1\nkind: BGPPeer\nmetadata:\n  name: tor-s0\nspec:\n  node: node-a\n  peerIP: {gw0}\n  asNumber: 65100\n  maxPrefixes:\n    limit: 3\n    action: {action}\n"
+        )
+    };
+    store.apply(&peer("Disable"));
+    let mut tor =
+        BgpConfig::new(gw0, 65100).with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512));
+    for i in 0..5 {
+        tor = tor.originate(&format!("10.99.{i}.0/24"));
+    }
+    let bird = Bird::start(&fabric.router, &tor).unwrap();
+    let node = NodeDaemon::start(&store, host, "node-a");
+    wait_tor_row(&node, &bird, "disabled past the limit", |p| {
+        !p.established && p.info.contains("more than the limit of 3: disabled")
+    });
+    stays_down(&node, &bird, host, Duration::from_secs(3), "disabled");
+    // BIRD was told why (its later attempts are refused: Idle, disabled).
+    let log = bird.log();
+    assert!(
+        log.contains("Received: Maximum number of prefixes reached"),
+        "{log}"
+    );
+
+    store.apply(&peer("Warn"));
+    wait_tor_row(&node, &bird, "warned past the limit", |p| {
+        p.established && p.info.contains("past the prefix limit: 5 received")
+    });
+    wait_route(
+        &host.ns,
+        "10.99.4.0/24",
+        |r| !r.is_empty(),
+        "routes kept under Warn",
+    );
+}

@@ -1164,3 +1164,29 @@ fn a_detected_peer_failure_ends_the_session_with_cease_bfd_down() {
         assert_eq!(fsm.state(), state);
     }
 }
+
+/// AutomaticStop (event 8), as a prefix limit uses it: the given
+/// NOTIFICATION, Idle, and the damped automatic restart still ahead.
+#[test]
+fn an_automatic_stop_ends_the_session_with_its_notification() {
+    let cease = Notification::new(code::CEASE, subcode::MAX_PREFIXES);
+    for state in [State::OpenSent, State::OpenConfirm, State::Established] {
+        let mut fsm = fsm_in(state, config());
+        let actions = fsm.process(Event::AutomaticStop(cease.clone()));
+        assert_eq!(
+            actions[0],
+            notif(code::CEASE, subcode::MAX_PREFIXES),
+            "{state}"
+        );
+        assert_eq!(fsm.state(), State::Idle);
+        assert!(
+            fsm.is_timer_running(TimerKind::IdleHold),
+            "{state}: no automatic restart ahead"
+        );
+    }
+    for state in [State::Connect, State::Active] {
+        let mut fsm = fsm_in(state, config());
+        assert_eq!(fsm.process(Event::AutomaticStop(cease.clone())), vec![]);
+        assert_eq!(fsm.state(), state);
+    }
+}

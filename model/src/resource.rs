@@ -388,7 +388,10 @@ impl Resource {
             Resource::IPPool(o) => o.spec.validate(meta, &mut p),
             Resource::IPAMConfiguration(o) => o.spec.validate(meta, &mut p),
             Resource::BGPConfiguration(o) => o.spec.validate(meta, &mut p),
-            Resource::BGPPeer(o) => o.spec.validate(meta, &mut p),
+            Resource::BGPPeer(o) => {
+                o.spec.validate(meta, &mut p);
+                o.spec.validate_extensions(o.api_version, &mut p);
+            }
             Resource::BGPFilter(o) => o.spec.validate(meta, &mut p),
             Resource::BFDConfiguration(o) => o.spec.validate(meta, o.api_version, &mut p),
             Resource::Node(o) => o.spec.validate(meta, &mut p),

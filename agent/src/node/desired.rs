@@ -34,9 +34,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use brindle_bgp::bfd::BfdConfig;
-use brindle_bgp::speaker::PeerConfig;
+use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
-    parse_peer_ip, FailureDetectionMode, ReversePeering, SecretKeySelector, SourceAddress,
+    parse_peer_ip, FailureDetectionMode, MaxPrefixAction, ReversePeering, SecretKeySelector,
+    SourceAddress,
 };
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
@@ -510,6 +511,14 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 // Let the kernel pick the session's source address.
                 config.source_address = None;
             }
+            config.max_prefixes = spec.max_prefixes.as_ref().map(|m| PrefixLimit {
+                limit: usize::try_from(m.limit).unwrap_or(usize::MAX),
+                action: match m.action {
+                    Some(MaxPrefixAction::Warn) => LimitAction::Warn,
+                    Some(MaxPrefixAction::Disable) => LimitAction::Disable,
+                    Some(MaxPrefixAction::Restart) | None => LimitAction::Restart,
+                },
+            });
             config.ttl_security = spec
                 .ttl_security
                 .filter(|hops| *hops > 0)

@@ -20,6 +20,12 @@ pub fn peer_row(status: &PeerStatus, peer_type: PeerType, name: &str, now: Syste
     if let Some(bfd) = status.bfd {
         info.push_str(&format!(" BFD {bfd}"));
     }
+    if status.prefix_limit_exceeded && established {
+        info.push_str(&format!(
+            " (past the prefix limit: {} received)",
+            status.prefixes_received
+        ));
+    }
     if !established {
         if let Some(error) = &status.last_error {
             info.push(' ');

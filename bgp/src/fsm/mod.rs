@@ -98,6 +98,8 @@ pub mod subcode {
     pub const UNSUPPORTED_VERSION_NUMBER: u8 = open::UNSUPPORTED_VERSION;
     /// Cease 6/10: BFD Down (RFC 9384).
     pub const BFD_DOWN: u8 = cease::BFD_DOWN;
+    /// Cease 6/1: Maximum Number of Prefixes Reached (RFC 4486).
+    pub const MAX_PREFIXES: u8 = cease::MAX_PREFIXES;
     /// Cease 6/2: Administrative Shutdown (RFC 4486, data per RFC 9003).
     pub const CEASE_ADMIN_SHUTDOWN: u8 = cease::ADMINISTRATIVE_SHUTDOWN;
     /// Cease 6/7: Connection Collision Resolution (RFC 4486).
@@ -262,7 +264,8 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             | Event::ManualStartPassive
             | Event::AutomaticStart
             | Event::TcpConnectionValid
-            | Event::PeerFailureDetected => {}
+            | Event::PeerFailureDetected
+            | Event::AutomaticStop(_) => {}
             Event::ManualStop { .. } => self.manual_stop(None, out),
             Event::ConnectRetryTimerExpired => {
                 out.push(Action::Disconnect);
@@ -297,7 +300,8 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
             | Event::ManualStartPassive
             | Event::AutomaticStart
             | Event::TcpConnectionValid
-            | Event::PeerFailureDetected => {}
+            | Event::PeerFailureDetected
+            | Event::AutomaticStop(_) => {}
             Event::ManualStop { communication } => {
                 let notification = (self.is_timer_running(TimerKind::DelayOpen)
                     && self.config.send_notification_without_open)
@@ -379,6 +383,10 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
                 );
             }
             Event::PeerFailureDetected => self.failure_detected(out),
+            Event::AutomaticStop(n) => {
+                let reason = sent_reason(&n);
+                self.fail(Some(n), reason, out);
+            }
             Event::HoldTimerExpired => self.hold_expired(out),
             Event::TcpConnectionFails => {
                 out.push(Action::Disconnect);
@@ -422,6 +430,10 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
                 );
             }
             Event::PeerFailureDetected => self.failure_detected(out),
+            Event::AutomaticStop(n) => {
+                let reason = sent_reason(&n);
+                self.fail(Some(n), reason, out);
+            }
             Event::HoldTimerExpired => self.hold_expired(out),
             Event::KeepaliveTimerExpired => {
                 out.push(Action::SendKeepalive);
@@ -458,6 +470,10 @@ impl<C: Clone + fmt::Debug, U: fmt::Debug> Fsm<C, U> {
                 );
             }
             Event::PeerFailureDetected => self.failure_detected(out),
+            Event::AutomaticStop(n) => {
+                let reason = sent_reason(&n);
+                self.fail(Some(n), reason, out);
+            }
             Event::HoldTimerExpired => self.hold_expired(out),
             Event::KeepaliveTimerExpired => {
                 out.push(Action::SendKeepalive);

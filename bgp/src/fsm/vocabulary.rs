@@ -136,6 +136,11 @@ pub enum Event<C = (), U = ()> {
     /// peer is unreachable. From OpenSent on: Cease "BFD Down" (RFC 9384)
     /// and Idle, like any error; before that it changes nothing.
     PeerFailureDetected,
+    /// Event 8 (AutomaticStop), with the NOTIFICATION the local system
+    /// ends the session with (a prefix limit: Cease "Maximum Number of
+    /// Prefixes Reached", RFC 4486). From OpenSent on: that NOTIFICATION
+    /// and Idle with the damped automatic restart; before, nothing.
+    AutomaticStop(Notification),
 }
 
 /// Why an Established session ended.
@@ -313,5 +318,6 @@ pub(super) fn event_name<C, U>(event: &Event<C, U>) -> &'static str {
         Event::UpdateReceived(_) => "UpdateReceived",
         Event::UpdateMessageError(_) => "UpdateMessageError",
         Event::PeerFailureDetected => "PeerFailureDetected",
+        Event::AutomaticStop(_) => "AutomaticStop",
     }
 }

@@ -64,6 +64,27 @@ pub struct AddPathConfig {
     pub send: bool,
 }
 
+/// A limit on the prefixes a neighbour may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixLimit {
+    /// Prefixes received (all families) beyond which `action` is taken.
+    pub limit: usize,
+    pub action: LimitAction,
+}
+
+/// What a [`PrefixLimit`] does when the neighbour goes past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitAction {
+    /// Log it and show it in the peer's status; keep the session.
+    Warn,
+    /// End the session with Cease "Maximum Number of Prefixes Reached"
+    /// (RFC 4486); it starts again after the damped idle hold time.
+    Restart,
+    /// The same NOTIFICATION, and the session stays down until the peer's
+    /// configuration changes.
+    Disable,
+}
+
 /// One BGP neighbour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -91,6 +112,9 @@ pub struct PeerConfig {
     pub connect_retry: Duration,
     /// TCP MD5 signature (RFC 2385) password.
     pub md5_password: Option<String>,
+    /// Most prefixes taken from the neighbour, and what happens past it
+    /// (BIRD's `import limit`, FRR's `maximum-prefix`); `None`: no limit.
+    pub max_prefixes: Option<PrefixLimit>,
     /// GTSM (RFC 5082) for a neighbour this many hops away (1: directly
     /// connected): our segments leave with TTL 255 and the kernel drops
     /// the neighbour's that arrive with less than `256 - hops`.
@@ -130,6 +154,7 @@ impl PeerConfig {
             connect_retry: DEFAULT_CONNECT_RETRY,
             md5_password: None,
             ttl_security: None,
+            max_prefixes: None,
             source_address: None,
             next_hop_self: false,
             ipv4_unicast: true,

@@ -28,8 +28,8 @@ use super::peer::{self, PeerEvent, PeerHandle, PeerInput};
 use super::plan::{canonical, plan_peers, validate_peer, validate_speaker};
 use super::received::{ReceivedRoutes, UpdateEffect};
 use super::{
-    listener, socket, BestRouteChange, OriginationChange, PathAttrs, PeerConfig, PeerState,
-    PeerStatus, Request, RouteEntry, Speaker, SpeakerConfig, SpeakerError,
+    listener, socket, BestRouteChange, LimitAction, OriginationChange, PathAttrs, PeerConfig,
+    PeerState, PeerStatus, Request, RouteEntry, Speaker, SpeakerConfig, SpeakerError,
 };
 use crate::fsm::DownReason;
 use crate::packet::{Family, Update, UpdateOutcome};
@@ -92,6 +92,11 @@ struct PeerEntry {
     stale_generation: Option<u64>,
     /// The peer's graceful restart time from its last OPEN, if it has GR.
     peer_restart_time: Option<u16>,
+    /// The session went past its prefix limit (acted on once per session).
+    over_limit: bool,
+    /// What the limit did, shown instead of the last error while
+    /// `over_limit` (the NOTIFICATION it sent would say less).
+    limit_note: Option<String>,
 }
 
 struct Core {
@@ -393,6 +398,8 @@ impl Core {
                 received: ReceivedRoutes::default(),
                 stale_generation: None,
                 peer_restart_time: None,
+                over_limit: false,
+                limit_note: None,
             },
         );
         if let Some(config) = self.peers.get(&address).map(|e| e.config.clone()) {
@@ -526,6 +533,7 @@ impl Core {
         let Some(entry) = self.peers.get_mut(&address) else {
             return;
         };
+        entry.over_limit = false;
         let source = entry.config.source_address;
         let local_ip = canonical(local.ip());
         let mut rib_peer =
@@ -753,6 +761,44 @@ impl Core {
         for out in outputs {
             self.apply(out);
         }
+        self.check_prefix_limit(address);
+    }
+
+    /// Acts on the peer's prefix limit once it has gone past it.
+    fn check_prefix_limit(&mut self, address: IpAddr) {
+        let received = self.rib.peer_counts(address).map_or(0, |c| c.received);
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(limit) = entry.config.max_prefixes else {
+            return;
+        };
+        if received <= limit.limit {
+            entry.over_limit = false;
+            return;
+        }
+        if std::mem::replace(&mut entry.over_limit, true) {
+            return;
+        }
+        let text = format!(
+            "{received} prefixes received, more than the limit of {}",
+            limit.limit
+        );
+        match limit.action {
+            LimitAction::Warn => {
+                warn!(peer = %address, "{text}");
+            }
+            LimitAction::Restart | LimitAction::Disable => {
+                let disable = limit.action == LimitAction::Disable;
+                warn!(peer = %address, disable, "{text}: ending the session");
+                entry.limit_note = Some(if disable {
+                    format!("{text}: disabled until its configuration changes")
+                } else {
+                    format!("{text}: session restarted")
+                });
+                let _ = entry.handle.input.send(PeerInput::PrefixLimit { disable });
+            }
+        }
     }
 
     /// Publishes Loc-RIB changes and sends pending advertisements.
@@ -847,13 +893,18 @@ impl Core {
                     router_id: negotiated.map(|n| n.peer_bgp_id),
                     families: negotiated.map(|n| n.families.clone()).unwrap_or_default(),
                     hold_time: negotiated.map(|n| n.hold_time),
-                    last_error: entry.last_error.clone(),
+                    last_error: entry
+                        .limit_note
+                        .clone()
+                        .filter(|_| entry.over_limit)
+                        .or_else(|| entry.last_error.clone()),
                     prefixes_received: counts.received,
                     prefixes_accepted: counts.accepted,
                     prefixes_advertised: advertised,
                     prefixes_stale: counts.stale,
                     established_transitions: entry.established_transitions,
                     bfd: self.bfd.state(*address),
+                    prefix_limit_exceeded: entry.over_limit,
                 }
             })
             .collect()

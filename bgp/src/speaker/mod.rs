@@ -94,8 +94,8 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::config::{
-    AddPathConfig, PeerConfig, SpeakerConfig, BGP_PORT, DEFAULT_CONNECT_RETRY, DEFAULT_HOLD_TIME,
-    DEFAULT_RESTART_TIME,
+    AddPathConfig, LimitAction, PeerConfig, PrefixLimit, SpeakerConfig, BGP_PORT,
+    DEFAULT_CONNECT_RETRY, DEFAULT_HOLD_TIME, DEFAULT_RESTART_TIME,
 };
 pub use self::plan::canonical as canonical_address;
 pub use crate::fsm::State as PeerState;
@@ -186,6 +186,8 @@ pub struct PeerStatus {
     pub established_transitions: u64,
     /// State of the peer's BFD session, when it runs one.
     pub bfd: Option<crate::bfd::BfdState>,
+    /// The session is past its prefix limit (see [`PrefixLimit`]).
+    pub prefix_limit_exceeded: bool,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, SpeakerError>>;

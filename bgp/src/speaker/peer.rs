@@ -95,6 +95,9 @@ pub(crate) enum PeerInput {
     },
     /// BFD says the neighbour is unreachable.
     FailureDetected,
+    /// The neighbour went past its prefix limit: Cease "Maximum Number of
+    /// Prefixes Reached"; with `disable`, no automatic restart after it.
+    PrefixLimit { disable: bool },
 }
 
 /// Messages read but not yet handled, per peer. Bounded so that a peer
@@ -351,6 +354,26 @@ impl PeerTask {
                     if i < self.sessions.len() {
                         self.process(i, Event::PeerFailureDetected);
                     }
+                }
+            }
+            PeerInput::PrefixLimit { disable } => {
+                let cease = crate::packet::Notification::new(
+                    crate::fsm::code::CEASE,
+                    crate::fsm::subcode::MAX_PREFIXES,
+                );
+                for i in (0..self.sessions.len()).rev() {
+                    if i < self.sessions.len() {
+                        self.process(i, Event::AutomaticStop(cease.clone()));
+                    }
+                }
+                if disable {
+                    // Idle now: a stop there only cancels the restart.
+                    self.process(
+                        0,
+                        Event::ManualStop {
+                            communication: None,
+                        },
+                    );
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! `BGPPeer` (Calico `bgppeer.go`): the spec, its defaults and validation.
 
 use super::*;
+use crate::meta::ApiVersion;
 
 /// `sourceAddress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +58,31 @@ pub enum ReversePeering {
     Auto,
     /// Require an explicit reverse BGPPeer.
     Manual,
+}
+
+/// `maxPrefixes.action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MaxPrefixAction {
+    /// Log it and show it in `node status`; keep the session.
+    Warn,
+    /// End the session (Cease, Maximum Number of Prefixes Reached); it
+    /// starts again by itself.
+    Restart,
+    /// End the session and keep it down until the BGPPeer changes.
+    Disable,
+}
+
+/// `maxPrefixes` (a `brindle.dev/v1` extension, like BIRD's `import
+/// limit`): most prefixes taken from the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaxPrefixes {
+    /// Prefixes received beyond which `action` is taken.
+    #[serde(default)]
+    pub limit: i64,
+    /// What happens past the limit (default Restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<MaxPrefixAction>,
 }
 
 /// `BGPPeer.spec`.
@@ -134,6 +160,10 @@ pub struct BGPPeerSpec {
     /// Reverse session handling for peerSelector peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverse_peering: Option<ReversePeering>,
+    /// A limit on the prefixes taken from the peer (`brindle.dev/v1`
+    /// only; off when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prefixes: Option<MaxPrefixes>,
 }
 
 /// Parses Calico's `peerIP`: an address, `v4:port` or `[v6]:port`.
@@ -270,6 +300,23 @@ impl BGPPeerSpec {
         }
         for (i, f) in self.filters.iter().enumerate() {
             check_subdomain_name(p, &format!("spec.filters[{i}]"), f);
+        }
+        if let Some(m) = &self.max_prefixes {
+            check_range(p, "spec.maxPrefixes.limit", m.limit, 1, i64::from(u32::MAX));
+        }
+    }
+
+    /// What needs `brindle.dev/v1` (Calico has no such field).
+    pub fn validate_extensions(&self, api_version: ApiVersion, p: &mut Problems) {
+        if self.max_prefixes.is_some() && api_version != ApiVersion::BrindleV1 {
+            p.add(
+                "spec.maxPrefixes",
+                format!(
+                    "a {} extension: write this BGPPeer with apiVersion {}",
+                    ApiVersion::BrindleV1,
+                    ApiVersion::BrindleV1
+                ),
+            );
         }
     }
 }
