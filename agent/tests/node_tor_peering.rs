@@ -479,3 +479,61 @@ fn a_tor_past_its_prefix_limit() {
         "routes kept under Warn",
     );
 }
+
+/// A node is not a transit between its routers: as Calico's BIRD, it
+/// announces to every peer only routes inside its IP pools (and service
+/// ranges), so a route from one ToR never reaches another ToR (here in
+/// another AS, so AS-path loop detection would not stop it).
+#[test]
+fn a_route_from_one_tor_is_not_passed_to_another() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let tor_b_ns = brindle_testbed::Netns::new("tor-b").unwrap();
+    fabric.lans[0]
+        .attach(&tor_b_ns, "eth0", &["10.0.1.253/24"])
+        .unwrap();
+    let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 1, 254), Ipv4Addr::new(10, 0, 1, 253));
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.80.0.0/16", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
+    store.apply(&node_yaml("node-a", 0));
+    for (name, gw, asn) in [("tor-a", gw_a, 65100), ("tor-b", gw_b, 65200)] {
+        store.apply(&format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  node: node-a\n  peerIP: {gw}\n  asNumber: {asn}\n"
+        ));
+    }
+    let neighbor = Neighbor::new(IpAddr::V4(host.ipv4), 64512);
+    let tor_a = Other::start(
+        Kind::Bird,
+        &fabric.router,
+        &BgpConfig::new(gw_a, 65100)
+            .with_neighbor(neighbor.clone())
+            .originate("10.98.0.0/24"),
+    );
+    let tor_b = Other::start(
+        Kind::Bird,
+        &tor_b_ns,
+        &BgpConfig::new(gw_b, 65200).with_neighbor(neighbor),
+    );
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(2);
+    let workload = add_workload(&store, host, "node-a", "w1");
+    // The node has ToR a's route and gives its block to both ToRs.
+    wait_route(
+        &host.ns,
+        "10.98.0.0/24",
+        |r| r.contains("via 10.0.1.254"),
+        "ToR a's route",
+    );
+    let block = block_of(workload.ip);
+    tor_a.wait_route(&block, |_| true);
+    tor_b.wait_route(&block, |_| true);
+    assert!(
+        tor_b.route("10.98.0.0/24").is_none(),
+        "ToR b got ToR a's route through the node"
+    );
+}

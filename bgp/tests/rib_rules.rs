@@ -1125,3 +1125,47 @@ fn rib_and_fsm_can_move_into_tasks() {
     assert_send_sync::<Rib>();
     assert_send_sync::<brindle_bgp::fsm::Fsm<brindle_bgp::packet::Negotiated, UpdateBatch>>();
 }
+
+/// An export filter (the node's: only pool and service prefixes go out)
+/// holds routes back from a peer, and a changed filter applies in place:
+/// the next flush withdraws what it now holds back and announces what it
+/// lets through, and nothing else.
+#[test]
+fn export_filter_holds_routes_back_and_changes_in_place() {
+    use brindle_bgp::rib::ExportPrefixes;
+    let mut filtered = peer("10.0.0.3", 65003);
+    filtered.export_only = Some(ExportPrefixes::new(vec![net("10.1.0.0/16")]));
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65002), filtered]);
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24")],
+        route(&[65002], "10.0.0.2"),
+    )
+    .unwrap();
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.2.0.0/24")],
+        route(&[65002], "10.0.0.2"),
+    )
+    .unwrap();
+    let out = flush(&mut rib, "10.0.0.3");
+    assert!(announced(&out, "10.1.0.0/24").is_some());
+    assert!(announced(&out, "10.2.0.0/24").is_none(), "{out:?}");
+
+    // Widened: the held-back route goes out, the other is not resent.
+    rib.set_export_filter(ip("10.0.0.3"), None).unwrap();
+    let out = flush(&mut rib, "10.0.0.3");
+    assert!(announced(&out, "10.2.0.0/24").is_some(), "{out:?}");
+    assert!(announced(&out, "10.1.0.0/24").is_none(), "{out:?}");
+
+    // Narrowed to the other prefix: one withdrawal.
+    rib.set_export_filter(
+        ip("10.0.0.3"),
+        Some(ExportPrefixes::new(vec![net("10.2.0.0/16")])),
+    )
+    .unwrap();
+    let out = flush(&mut rib, "10.0.0.3");
+    assert!(withdrawn(&out, "10.1.0.0/24"), "{out:?}");
+    assert!(!withdrawn(&out, "10.2.0.0/24") && announced(&out, "10.2.0.0/24").is_none());
+    assert_eq!(rib.adj_rib_out(ip("10.0.0.3")).unwrap().sent_len(), 1);
+}

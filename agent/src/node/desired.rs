@@ -17,6 +17,8 @@
 //!   nodes it selects unless `reversePeering: Manual`). A route-reflector
 //!   node treats same-AS peers that are not reflectors themselves as
 //!   clients. Passwords stay references here (the daemon reads them).
+//!   Every session exports only routes inside the IP pools (less
+//!   `disableBGPExport` ones) and the service ranges, as Calico's BIRD.
 //! * **VTEPs**: the remote nodes' VXLAN endpoints, when a pool uses VXLAN.
 //!
 //! IPv6: a node whose `Node` has `spec.bgp.ipv6Address` gets IPv6 sessions
@@ -34,6 +36,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use brindle_bgp::bfd::BfdConfig;
+use brindle_bgp::rib::ExportPrefixes;
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
     parse_peer_ip, FailureDetectionMode, MaxPrefixAction, ReversePeering, SecretKeySelector,
@@ -415,7 +418,20 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
         out.vteps.sort();
     }
 
-    // The mesh.
+    // What any session may carry out, as Calico's BIRD exports to every
+    // BGP peer: routes inside the IP pools (less `disableBGPExport` ones)
+    // and the service ranges, never a route learned from a ToR passed on
+    // to another one or to the mesh.
+    let export_only = ExportPrefixes::new(
+        cluster
+            .pools
+            .iter()
+            .filter(|(_, p)| !p.disable_bgp_export)
+            .filter_map(|(_, p)| p.net())
+            .chain(cluster.service_cidrs.iter().copied())
+            .collect(),
+    );
+
     // The mesh: a session per family both nodes have an address of.
     if cluster.bgp.mesh && local_rr.is_none() {
         for n in cluster.nodes.values() {
@@ -431,6 +447,7 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 if let Some(restart) = cluster.mesh_max_restart_time {
                     config.graceful_restart = Some(restart);
                 }
+                config.export_only = Some(export_only.clone());
                 out.peers.insert(
                     config.address,
                     DesiredPeer {
@@ -519,6 +536,7 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                     Some(MaxPrefixAction::Restart) | None => LimitAction::Restart,
                 },
             });
+            config.export_only = Some(export_only.clone());
             config.ttl_security = spec
                 .ttl_security
                 .filter(|hops| *hops > 0)

@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
+
 /// RIB-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RibConfig {
@@ -49,6 +51,9 @@ pub struct PeerConfig {
     /// Our link-local address on the session's interface, sent after the
     /// global one in a 32-octet IPv6 next hop (RFC 2545).
     pub local_v6_link_local: Option<Ipv6Addr>,
+    /// Only routes inside these prefixes go to this peer (`None`: any);
+    /// checked before the attribute rules.
+    pub export_only: Option<ExportPrefixes>,
 }
 
 impl PeerConfig {
@@ -62,6 +67,29 @@ impl PeerConfig {
             local_v4: None,
             local_v6: None,
             local_v6_link_local: None,
+            export_only: None,
         }
+    }
+
+    /// Whether the export filter lets `prefix` go to this peer.
+    pub fn exports(&self, prefix: &IpNet) -> bool {
+        self.export_only
+            .as_ref()
+            .is_none_or(|only| only.contains(prefix))
+    }
+}
+
+/// The prefixes an export filter lets through: a route goes out when one
+/// of them holds it. Shared (cheap to clone into every session's config).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExportPrefixes(pub std::sync::Arc<Vec<IpNet>>);
+
+impl ExportPrefixes {
+    pub fn new(prefixes: Vec<IpNet>) -> Self {
+        Self(std::sync::Arc::new(prefixes))
+    }
+
+    pub fn contains(&self, prefix: &IpNet) -> bool {
+        self.0.iter().any(|p| p.contains(prefix))
     }
 }

@@ -99,7 +99,7 @@ use tracing::{debug, debug_span};
 use adj_out::{family_of, Packer};
 pub use adj_out::{AdjRibOut, UpdateBatch};
 pub use attrs::{AttrInterner, PathAttrs};
-pub use config::{PeerConfig, RibConfig};
+pub use config::{ExportPrefixes, PeerConfig, RibConfig};
 pub use decision::{Candidate, Selection};
 pub use policy::ImportReject;
 
@@ -499,6 +499,57 @@ impl Rib {
         Ok(output)
     }
 
+    /// Replaces the export filter of `peer`'s session in place (no reset):
+    /// its next [`Rib::take_updates`] withdraws what the new filter holds
+    /// back and announces what it now lets through.
+    pub fn set_export_filter(
+        &mut self,
+        peer: IpAddr,
+        filter: Option<ExportPrefixes>,
+    ) -> Result<RibOutput, RibError> {
+        let index = self.index_of(peer)?;
+        let old = self.slot(index).config.clone();
+        if old.export_only == filter {
+            return Ok(RibOutput::default());
+        }
+        let mut memo = ExportMemo::new();
+        let mut had = Vec::new();
+        if !self.slot(index).out.is_initial() {
+            for (prefix, dest) in self.loc.iter() {
+                let allowed_now = filter.as_ref().is_none_or(|f| f.contains(&prefix));
+                if old.exports(&prefix) == allowed_now || dest.multipath() == 0 {
+                    continue;
+                }
+                let best = &dest.paths()[0];
+                let before = if best.source == index {
+                    None
+                } else {
+                    export_with(
+                        &self.config,
+                        &self.peers,
+                        &mut self.interner,
+                        &mut memo,
+                        (best.source, &best.attrs),
+                        index,
+                        &prefix,
+                    )
+                };
+                if let Some(slot) = self.loc.slot(&prefix) {
+                    had.push((prefix, slot, before));
+                }
+            }
+        }
+        drop(memo);
+        let out = &mut self.slot_mut(index).out;
+        for (prefix, slot, before) in had {
+            out.record(prefix, slot, before);
+        }
+        self.slot_mut(index).config.export_only = filter;
+        let mut output = RibOutput::default();
+        self.finish(&mut output);
+        Ok(output)
+    }
+
     /// The session went down: drop its Adj-RIB-In and Adj-RIB-Out and
     /// re-run the decision for every prefix it had a path for.
     pub fn peer_down(&mut self, peer: IpAddr) -> Result<RibOutput, RibError> {
@@ -731,11 +782,15 @@ fn export_with(
     prefix: &IpNet,
 ) -> Option<Arc<PathAttrs>> {
     let v6 = matches!(prefix, IpNet::V6(_));
+    let to_slot = slot_of(peers, to);
+    // Per prefix, so before the memo (which is per attribute set).
+    if !to_slot.config.exports(prefix) {
+        return None;
+    }
     let key = (Arc::as_ptr(attrs), source, to, v6);
     if let Some(done) = memo.get(&key) {
         return done.clone();
     }
-    let to_slot = slot_of(peers, to);
     let exported = policy::export(
         config,
         source_of(peers, source),

@@ -112,6 +112,11 @@ pub struct PeerConfig {
     pub connect_retry: Duration,
     /// TCP MD5 signature (RFC 2385) password.
     pub md5_password: Option<String>,
+    /// Only routes inside these prefixes are announced to the neighbour
+    /// (`None`: every route the export rules allow). Changing only this
+    /// (or `bfd`, or `max_prefixes`) does not restart the session: the
+    /// routes it now holds back are withdrawn, those it lets through sent.
+    pub export_only: Option<crate::rib::ExportPrefixes>,
     /// Most prefixes taken from the neighbour, and what happens past it
     /// (BIRD's `import limit`, FRR's `maximum-prefix`); `None`: no limit.
     pub max_prefixes: Option<PrefixLimit>,
@@ -155,6 +160,7 @@ impl PeerConfig {
             md5_password: None,
             ttl_security: None,
             max_prefixes: None,
+            export_only: None,
             source_address: None,
             next_hop_self: false,
             ipv4_unicast: true,

@@ -283,14 +283,36 @@ impl Core {
     fn set_peers(&mut self, peers: Vec<PeerConfig>) -> Vec<(IpAddr, SpeakerError)> {
         let running: BTreeMap<IpAddr, &PeerConfig> =
             self.peers.iter().map(|(a, e)| (*a, &e.config)).collect();
-        let plan = plan_peers(&running, peers);
+        let mut plan = plan_peers(&running, peers);
         let mut failed = Vec::new();
-        for peer in plan.retune_bfd {
-            if let Some(entry) = self.peers.get_mut(&peer.address) {
-                entry.config.bfd = peer.bfd;
-                let config = entry.config.clone();
-                self.sync_bfd(&config);
+        for peer in std::mem::take(&mut plan.retune) {
+            let Some(entry) = self.peers.get_mut(&peer.address) else {
+                continue;
+            };
+            // A session its prefix limit disabled comes back with any
+            // change of its configuration.
+            let disabled = entry.over_limit
+                && entry
+                    .config
+                    .max_prefixes
+                    .is_some_and(|l| l.action == LimitAction::Disable);
+            if disabled {
+                plan.restart.push(peer);
+                continue;
             }
+            let filter_changed = entry.config.export_only != peer.export_only;
+            entry.config.bfd = peer.bfd;
+            entry.config.max_prefixes = peer.max_prefixes;
+            entry.config.export_only = peer.export_only.clone();
+            let in_rib = entry.in_rib;
+            self.sync_bfd(&peer);
+            if filter_changed && in_rib {
+                match self.rib.set_export_filter(peer.address, peer.export_only) {
+                    Ok(out) => self.apply(out),
+                    Err(error) => warn!(peer = %peer.address, %error, "export filter not changed"),
+                }
+            }
+            self.check_prefix_limit(peer.address);
         }
         for address in plan.remove {
             if let Err(e) = self.remove_peer(address, "peer removed from configuration") {
@@ -540,6 +562,7 @@ impl Core {
             rib::PeerConfig::new(address, negotiated.peer_asn, negotiated.peer_bgp_id);
         rib_peer.rr_client = entry.config.route_reflector_client;
         rib_peer.next_hop_self = entry.config.next_hop_self;
+        rib_peer.export_only = entry.config.export_only.clone();
         for ip in [Some(local_ip), source].into_iter().flatten() {
             match ip {
                 IpAddr::V4(v4) if !v4.is_unspecified() => {

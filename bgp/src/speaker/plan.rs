@@ -60,8 +60,9 @@ pub(super) struct PeerPlan {
     pub(super) add: Vec<PeerConfig>,
     pub(super) restart: Vec<PeerConfig>,
     pub(super) remove: Vec<IpAddr>,
-    /// Running peers whose BFD settings alone changed (no BGP restart).
-    pub(super) retune_bfd: Vec<PeerConfig>,
+    /// Running peers whose changes apply in place, without a BGP restart
+    /// (BFD, the prefix limit, the export filter).
+    pub(super) retune: Vec<PeerConfig>,
 }
 
 /// Diffs the wanted peer set against the running configurations (keyed by
@@ -81,10 +82,12 @@ pub(super) fn plan_peers(
             Some(current)
                 if PeerConfig {
                     bfd: current.bfd,
+                    max_prefixes: current.max_prefixes,
+                    export_only: current.export_only.clone(),
                     ..peer.clone()
                 } == **current =>
             {
-                plan.retune_bfd.push(peer)
+                plan.retune.push(peer)
             }
             Some(_) => plan.restart.push(peer),
         }
@@ -135,14 +138,14 @@ mod tests {
                 add: vec![d],
                 restart: vec![b_changed],
                 remove: vec![c.address],
-                retune_bfd: Vec::new(),
+                retune: Vec::new(),
             }
         );
         // BFD switched on alone: no restart of the BGP session.
         let mut a_bfd = a.clone();
         a_bfd.bfd = Some(crate::bfd::BfdConfig::default());
         let plan = plan_peers(&running, vec![a_bfd.clone(), b.clone(), c.clone()]);
-        assert_eq!(plan.retune_bfd, vec![a_bfd]);
+        assert_eq!(plan.retune, vec![a_bfd]);
         assert!(plan.restart.is_empty() && plan.add.is_empty());
         // The same set again: nothing to do.
         assert_eq!(
