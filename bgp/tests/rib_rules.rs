@@ -1169,3 +1169,72 @@ fn export_filter_holds_routes_back_and_changes_in_place() {
     assert!(!withdrawn(&out, "10.2.0.0/24") && announced(&out, "10.2.0.0/24").is_none());
     assert_eq!(rib.adj_rib_out(ip("10.0.0.3")).unwrap().sent_len(), 1);
 }
+
+/// `allow local as N` (Calico's numAllowedLocalASNumbers): our AS may
+/// appear up to N times in a path from an eBGP peer.
+#[test]
+fn own_as_in_the_path_up_to_the_allowed_count() {
+    let mut lenient = peer("10.0.0.3", 65003);
+    lenient.allow_local_as = 1;
+    let mut rib = rib_with(config(), &[peer("10.0.0.2", 65002), lenient]);
+    let once = route(&[65002, LOCAL_AS, 65010], "10.0.0.2");
+    let out = rib
+        .announce(ip("10.0.0.2"), &[net("10.1.0.0/24")], once.clone())
+        .unwrap();
+    assert_eq!(out.rejected.len(), 1, "RFC 4271: a loop");
+    let once_from_lenient = route(&[65003, LOCAL_AS, 65010], "10.0.0.3");
+    let out = rib
+        .announce(ip("10.0.0.3"), &[net("10.1.0.0/24")], once_from_lenient)
+        .unwrap();
+    assert!(out.rejected.is_empty());
+    assert_eq!(
+        best_source(&rib, "10.1.0.0/24"),
+        Some(RouteSource::Peer(ip("10.0.0.3")))
+    );
+    let twice = route(&[65003, LOCAL_AS, LOCAL_AS], "10.0.0.3");
+    let out = rib
+        .announce(ip("10.0.0.3"), &[net("10.2.0.0/24")], twice)
+        .unwrap();
+    assert_eq!(out.rejected.len(), 1, "more than allowed");
+}
+
+/// nextHopMode: `Keep` sends an eBGP peer the route's own next hop;
+/// `Self` puts ours even on a reflected route.
+#[test]
+fn next_hop_keep_and_self_always() {
+    let mut cfg = config();
+    cfg.cluster_id = Some(v4("10.0.0.100"));
+    let mut keep = peer("10.0.0.4", 65004);
+    keep.next_hop_keep = true;
+    let mut self_always = client("10.0.0.5");
+    self_always.next_hop_self_always = true;
+    let mut rib = rib_with(
+        cfg,
+        &[
+            client("10.0.0.2"),
+            peer("10.0.0.3", 65003),
+            keep,
+            self_always,
+        ],
+    );
+    rib.announce(ip("10.0.0.2"), &[net(P)], route(&[], "10.0.0.9"))
+        .unwrap();
+    let to_ebgp = flush(&mut rib, "10.0.0.3");
+    assert_eq!(
+        announced(&to_ebgp, P).unwrap().next_hop,
+        Some(NextHop::V4(SELF_V4)),
+        "eBGP default: ours"
+    );
+    let kept = flush(&mut rib, "10.0.0.4");
+    assert_eq!(
+        announced(&kept, P).unwrap().next_hop,
+        Some(NextHop::V4(v4("10.0.0.9"))),
+        "Keep: the route's own"
+    );
+    let reflected = flush(&mut rib, "10.0.0.5");
+    assert_eq!(
+        announced(&reflected, P).unwrap().next_hop,
+        Some(NextHop::V4(SELF_V4)),
+        "Self: ours even when reflecting"
+    );
+}

@@ -484,7 +484,7 @@ metadata: {name: tor}
 spec:
   peerIP: 10.0.0.1
   asNumber: 65001
-  nextHopMode: Keep
+  restartMode: LongLivedGracefulRestart
   filters: [tor-in]
 ---
 apiVersion: projectcalico.org/v3
@@ -495,7 +495,7 @@ spec: {cidr: 10.99.0.0/16}
     let (_dir, path) = temp_file("peer.yaml", yaml);
     let strict = store.run(&["apply", "-f", &path, "--strict"]);
     assert_eq!(strict.code, 1, "{strict:?}");
-    for field in ["spec.nextHopMode: Keep", "spec.filters"] {
+    for field in ["spec.restartMode: LongLivedGracefulRestart", "spec.filters"] {
         assert!(
             strict.stderr.contains(&format!(
                 "{path}: BGPPeer 'tor': {field} is accepted but not implemented"
@@ -523,7 +523,7 @@ spec: {cidr: 10.99.0.0/16}
     assert_eq!(
         warnings,
         [
-            "warning: BGPPeer 'tor': spec.nextHopMode: Keep is accepted but not implemented",
+            "warning: BGPPeer 'tor': spec.restartMode: LongLivedGracefulRestart is accepted but not implemented",
             "warning: BGPPeer 'tor': spec.filters is accepted but not implemented",
         ],
         "{}",

@@ -15,8 +15,8 @@
 //! it does not program, but the user learns it at apply time.
 
 use crate::bgp::{
-    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, LogSeverity, NextHopMode,
-    RestartMode, ReversePeering,
+    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, LogSeverity, RestartMode,
+    ReversePeering,
 };
 use crate::endpoint::{HostEndpointSpec, NodeSpec, WorkloadEndpointSpec};
 use crate::ipam::IPPoolSpec;
@@ -76,22 +76,12 @@ impl Resource {
 }
 
 fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
-    if s.keep_original_next_hop {
-        out.push("spec.keepOriginalNextHop".into());
-    }
-    match s.next_hop_mode {
-        None | Some(NextHopMode::Auto) => {}
-        Some(NextHopMode::Self_) => out.push("spec.nextHopMode: Self".into()),
-        Some(NextHopMode::Keep) => out.push("spec.nextHopMode: Keep".into()),
-    }
+    // keepOriginalNextHop and nextHopMode are acted on.
     if s.restart_mode == Some(RestartMode::LongLivedGracefulRestart) {
         out.push("spec.restartMode: LongLivedGracefulRestart".into());
     }
     if s.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected) {
         out.push("spec.birdGatewayMode: DirectIfDirectlyConnected".into());
-    }
-    if s.num_allowed_local_as_numbers.is_some_and(|n| n > 0) {
-        out.push("spec.numAllowedLocalASNumbers".into());
     }
     if s.reachable_by.is_some() {
         out.push("spec.reachableBy".into());
@@ -315,7 +305,7 @@ spec:
   sourceAddress: UseNodeIP
 ",
         );
-        assert_eq!(all, ["spec.nextHopMode: Keep", "spec.filters"]);
+        assert_eq!(all, ["spec.filters"]);
     }
 
     #[test]

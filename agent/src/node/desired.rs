@@ -39,8 +39,8 @@ use brindle_bgp::bfd::BfdConfig;
 use brindle_bgp::rib::ExportPrefixes;
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
-    parse_peer_ip, FailureDetectionMode, MaxPrefixAction, ReversePeering, SecretKeySelector,
-    SourceAddress,
+    parse_peer_ip, FailureDetectionMode, MaxPrefixAction, NextHopMode, ReversePeering,
+    SecretKeySelector, SourceAddress,
 };
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
@@ -537,6 +537,15 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 },
             });
             config.export_only = Some(export_only.clone());
+            match spec.effective_next_hop_mode() {
+                NextHopMode::Auto => {}
+                NextHopMode::Self_ => config.next_hop_self_always = true,
+                NextHopMode::Keep => config.next_hop_keep = true,
+            }
+            config.allow_local_as = spec
+                .num_allowed_local_as_numbers
+                .and_then(|n| u8::try_from(n).ok())
+                .unwrap_or(0);
             config.ttl_security = spec
                 .ttl_security
                 .filter(|hops| *hops > 0)

@@ -51,6 +51,17 @@ pub struct PeerConfig {
     /// Our link-local address on the session's interface, sent after the
     /// global one in a 32-octet IPv6 next hop (RFC 2545).
     pub local_v6_link_local: Option<Ipv6Addr>,
+    /// Our address as next hop of every route sent to this peer, reflected
+    /// ones too (BIRD's `next hop self`, Calico's `nextHopMode: Self`).
+    pub next_hop_self_always: bool,
+    /// The route's own next hop, also toward an eBGP peer (BIRD's `next
+    /// hop keep`, Calico's `nextHopMode: Keep`); a route without one
+    /// (ours) still gets ours.
+    pub next_hop_keep: bool,
+    /// Times our own AS may appear in an AS_PATH received from this eBGP
+    /// peer before the route is a loop (BIRD's `allow local as`; Calico's
+    /// `numAllowedLocalASNumbers`); 0: none.
+    pub allow_local_as: u8,
     /// Only routes inside these prefixes go to this peer (`None`: any);
     /// checked before the attribute rules.
     pub export_only: Option<ExportPrefixes>,
@@ -68,6 +79,9 @@ impl PeerConfig {
             local_v6: None,
             local_v6_link_local: None,
             export_only: None,
+            allow_local_as: 0,
+            next_hop_self_always: false,
+            next_hop_keep: false,
         }
     }
 

@@ -586,7 +586,8 @@ impl Rib {
         let index = self.index_of(peer)?;
         let _span = debug_span!("rib_announce", %peer, prefixes = prefixes.len()).entered();
         let mut output = RibOutput::default();
-        let imported = policy::import(&self.config, self.slot(index).ibgp, attrs);
+        let slot = self.slot(index);
+        let imported = policy::import(&self.config, slot.ibgp, slot.config.allow_local_as, attrs);
         let attrs = match imported {
             Ok(attrs) => {
                 let slot = self.slot_mut(index);

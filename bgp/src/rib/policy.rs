@@ -56,6 +56,7 @@ pub enum ImportReject {
 pub(crate) fn import(
     cfg: &RibConfig,
     ibgp: bool,
+    allow_local_as: u8,
     mut attrs: PathAttrs,
 ) -> Result<PathAttrs, ImportReject> {
     // Keep the normal form: the next hop lives outside `attributes` (the
@@ -80,7 +81,7 @@ pub(crate) fn import(
     } else {
         if a.as_path
             .as_ref()
-            .is_some_and(|p| p.contains(cfg.local_asn))
+            .is_some_and(|p| p.count(cfg.local_asn) > usize::from(allow_local_as))
         {
             return Err(ImportReject::AsPathLoop);
         }
@@ -140,7 +141,11 @@ pub(crate) fn export(
             }
             a.cluster_list.insert(0, cluster_id);
             a.local_pref = Some(a.local_pref.unwrap_or(default_pref));
-            // RFC 4456 §10: a reflector does not change the next hop.
+            // RFC 4456 §10: a reflector does not change the next hop,
+            // unless this peer asks for ours on everything.
+            if to.next_hop_self_always {
+                out.next_hop = Some(self_next_hop()?);
+            }
             return Some(out);
         }
         _ => {}
@@ -149,7 +154,7 @@ pub(crate) fn export(
     if to_ibgp {
         a.local_pref = Some(a.local_pref.unwrap_or(default_pref));
         let learned_ebgp = matches!(source, Source::Peer { ibgp: false, .. });
-        if out.next_hop.is_none() || (learned_ebgp && to.next_hop_self) {
+        if out.next_hop.is_none() || (learned_ebgp && to.next_hop_self) || to.next_hop_self_always {
             out.next_hop = Some(self_next_hop()?);
         }
     } else {
@@ -162,7 +167,9 @@ pub(crate) fn export(
         if !local {
             a.med = None;
         }
-        out.next_hop = Some(self_next_hop()?);
+        if !(to.next_hop_keep && out.next_hop.is_some()) {
+            out.next_hop = Some(self_next_hop()?);
+        }
     }
     Some(out)
 }

@@ -117,6 +117,16 @@ pub struct PeerConfig {
     /// (or `bfd`, or `max_prefixes`) does not restart the session: the
     /// routes it now holds back are withdrawn, those it lets through sent.
     pub export_only: Option<crate::rib::ExportPrefixes>,
+    /// Our address as next hop of every route sent, reflected ones too
+    /// (Calico's `nextHopMode: Self`).
+    pub next_hop_self_always: bool,
+    /// The route's own next hop, also toward an eBGP neighbour (Calico's
+    /// `nextHopMode: Keep` / `keepOriginalNextHop`).
+    pub next_hop_keep: bool,
+    /// Times our own AS may appear in a path from this eBGP neighbour
+    /// (BIRD's `allow local as N`): 0, the default, is RFC 4271's loop
+    /// rule. This removes loop prevention; only for designs that need it.
+    pub allow_local_as: u8,
     /// Most prefixes taken from the neighbour, and what happens past it
     /// (BIRD's `import limit`, FRR's `maximum-prefix`); `None`: no limit.
     pub max_prefixes: Option<PrefixLimit>,
@@ -161,6 +171,9 @@ impl PeerConfig {
             ttl_security: None,
             max_prefixes: None,
             export_only: None,
+            allow_local_as: 0,
+            next_hop_self_always: false,
+            next_hop_keep: false,
             source_address: None,
             next_hop_self: false,
             ipv4_unicast: true,

@@ -563,6 +563,9 @@ impl Core {
         rib_peer.rr_client = entry.config.route_reflector_client;
         rib_peer.next_hop_self = entry.config.next_hop_self;
         rib_peer.export_only = entry.config.export_only.clone();
+        rib_peer.allow_local_as = entry.config.allow_local_as;
+        rib_peer.next_hop_self_always = entry.config.next_hop_self_always;
+        rib_peer.next_hop_keep = entry.config.next_hop_keep;
         for ip in [Some(local_ip), source].into_iter().flatten() {
             match ip {
                 IpAddr::V4(v4) if !v4.is_unspecified() => {

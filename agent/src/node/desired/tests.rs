@@ -677,3 +677,36 @@ fn source_address_none_leaves_the_source_to_the_kernel() {
         "UseNodeIP, the default"
     );
 }
+
+#[test]
+fn next_hop_mode_and_allowed_local_as_reach_the_session() {
+    use brindle_model::bgp::NextHopMode;
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    let tor = |mode: Option<NextHopMode>, keep_original: bool| BGPPeerSpec {
+        peer_ip: Some("10.0.1.254".into()),
+        as_number: Some(AsNumber(65100)),
+        next_hop_mode: mode,
+        keep_original_next_hop: keep_original,
+        num_allowed_local_as_numbers: Some(2),
+        ..Default::default()
+    };
+    let session = |c: &ClusterState| {
+        desired_state(Inputs {
+            node: "a",
+            cluster: c,
+            learned: &BTreeMap::new(),
+        })
+        .peers[&ip("10.0.1.254")]
+            .config
+            .clone()
+    };
+    c.peers = vec![("tor".into(), tor(Some(NextHopMode::Keep), false))];
+    let s = session(&c);
+    assert!(s.next_hop_keep && !s.next_hop_self_always);
+    assert_eq!(s.allow_local_as, 2);
+    c.peers = vec![("tor".into(), tor(None, true))];
+    assert!(session(&c).next_hop_keep, "keepOriginalNextHop is Keep");
+    c.peers = vec![("tor".into(), tor(Some(NextHopMode::Self_), false))];
+    let s = session(&c);
+    assert!(s.next_hop_self_always && !s.next_hop_keep);
+}

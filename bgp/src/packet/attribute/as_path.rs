@@ -106,6 +106,15 @@ impl AsPath {
         self.segments.iter().any(|s| s.asns.contains(&asn))
     }
 
+    /// How many times `asn` appears (loop detection that allows some,
+    /// BIRD's `allow local as N`).
+    pub fn count(&self, asn: u32) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.asns.iter().filter(|a| **a == asn).count())
+            .sum()
+    }
+
     /// Prepends `asn` to the leading AS_SEQUENCE (or a new one).
     pub fn prepend(&mut self, asn: u32) {
         match self.segments.first_mut() {
