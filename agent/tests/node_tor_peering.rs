@@ -537,3 +537,105 @@ fn a_route_from_one_tor_is_not_passed_to_another() {
         "ToR b got ToR a's route through the node"
     );
 }
+
+/// BGPFilter on a ToR's BGPPeer, import and export, checked on what the
+/// node's kernel and the ToR hold; then the filters change while the
+/// routes are in, and the change applies without resetting the session
+/// (the import side through a ROUTE-REFRESH to the ToR).
+#[test]
+fn bgp_filters_import_and_export_change_without_a_reset() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let gw0 = Ipv4Addr::new(10, 0, 1, 254);
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.81.0.0/24", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
+    store.apply(&node_yaml("node-a", 0));
+    // The ToR's BGPFilter, as YAML lines: with `first` (import) and
+    // `export` (export rules) at the places they go.
+    let filter = |first: bool, export: bool| {
+        let mut lines = vec![
+            "apiVersion: projectcalico.org/v3",
+            "kind: BGPFilter",
+            "metadata:",
+            "  name: tor",
+            "spec:",
+            "  importV4:",
+        ];
+        if first {
+            lines.extend([
+                "  - action: Reject",
+                "    matchOperator: Equal",
+                "    cidr: 10.99.2.0/24",
+            ]);
+        }
+        lines.extend([
+            "  - action: Accept",
+            "    matchOperator: In",
+            "    cidr: 10.99.0.0/16",
+            "    prefixLength: {min: 24, max: 24}",
+            "  - action: Reject",
+            "    matchOperator: In",
+            "    cidr: 10.99.0.0/16",
+        ]);
+        if export {
+            lines.extend([
+                "  exportV4:",
+                "  - action: Reject",
+                "    matchOperator: In",
+                "    cidr: 10.81.0.0/24",
+            ]);
+        }
+        lines.join("\n") + "\n"
+    };
+    store.apply(&filter(true, true));
+    store.apply(&format!("{}  filters: [tor]\n", tor_peer_yaml(0, gw0)));
+    let mut tor =
+        BgpConfig::new(gw0, 65100).with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512));
+    for prefix in ["10.99.1.0/24", "10.99.2.0/24", "10.99.3.128/25"] {
+        tor = tor.originate(prefix);
+    }
+    let bird = Other::start(Kind::Bird, &fabric.router, &tor);
+    let node = NodeDaemon::start(&store, host, "node-a");
+    let up = node.wait_established(1);
+    let since = up.peers[0].since.clone();
+    let workload = add_workload(&store, host, "node-a", "w1");
+    let block = block_of(workload.ip);
+
+    // Import: 10.99.1.0/24 in; 10.99.2.0/24 rejected by Equal; the /25 is
+    // outside the Accept rule's lengths and rejected by the In rule.
+    wait_route(
+        &host.ns,
+        "10.99.1.0/24",
+        |r| r.contains("via 10.0.1.254"),
+        "accepted",
+    );
+    assert!(route_of(&host.ns, "10.99.2.0/24").is_empty());
+    assert!(route_of(&host.ns, "10.99.3.128/25").is_empty());
+    // Export: the node's block held back from the ToR.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        bird.route(&block).is_none(),
+        "export filter let the block out"
+    );
+
+    // Both filters change while the routes are in.
+    store.apply(&filter(false, false));
+    wait_route(
+        &host.ns,
+        "10.99.2.0/24",
+        |r| r.contains("via 10.0.1.254"),
+        "refreshed in",
+    );
+    bird.wait_route(&block, |_| true);
+    assert!(route_of(&host.ns, "10.99.3.128/25").is_empty());
+    let after = node.status().unwrap();
+    assert_eq!(
+        after.peers[0].since, since,
+        "the session was reset: {after:?}"
+    );
+}

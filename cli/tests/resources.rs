@@ -485,7 +485,7 @@ spec:
   peerIP: 10.0.0.1
   asNumber: 65001
   restartMode: LongLivedGracefulRestart
-  filters: [tor-in]
+  localWorkloadSelector: app == 'bgp'
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -495,7 +495,10 @@ spec: {cidr: 10.99.0.0/16}
     let (_dir, path) = temp_file("peer.yaml", yaml);
     let strict = store.run(&["apply", "-f", &path, "--strict"]);
     assert_eq!(strict.code, 1, "{strict:?}");
-    for field in ["spec.restartMode: LongLivedGracefulRestart", "spec.filters"] {
+    for field in [
+        "spec.restartMode: LongLivedGracefulRestart",
+        "spec.localWorkloadSelector",
+    ] {
         assert!(
             strict.stderr.contains(&format!(
                 "{path}: BGPPeer 'tor': {field} is accepted but not implemented"
@@ -524,7 +527,7 @@ spec: {cidr: 10.99.0.0/16}
         warnings,
         [
             "warning: BGPPeer 'tor': spec.restartMode: LongLivedGracefulRestart is accepted but not implemented",
-            "warning: BGPPeer 'tor': spec.filters is accepted but not implemented",
+            "warning: BGPPeer 'tor': spec.localWorkloadSelector is accepted but not implemented",
         ],
         "{}",
         out.stderr

@@ -86,9 +86,6 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     if s.reachable_by.is_some() {
         out.push("spec.reachableBy".into());
     }
-    if !s.filters.is_empty() {
-        out.push("spec.filters".into());
-    }
     if s.local_workload_selector.is_some() {
         out.push("spec.localWorkloadSelector".into());
     }
@@ -160,6 +157,9 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
     );
 }
 
+/// Rules are acted on (action, cidr and matchOperator, prefixLength,
+/// source, peerType); a rule with a condition that is not evaluated is
+/// left out whole, so each such condition is listed.
 fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
     for (rules, field) in [
         (&s.export_v4, "spec.exportV4"),
@@ -167,8 +167,21 @@ fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
         (&s.export_v6, "spec.exportV6"),
         (&s.import_v6, "spec.importV6"),
     ] {
-        if !rules.is_empty() {
-            out.push(field.to_owned());
+        for (i, rule) in rules.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            let conditions = [
+                (rule.interface.is_some(), "interface"),
+                (rule.communities.is_some(), "communities"),
+                (!rule.as_path_prefix.is_empty(), "asPathPrefix"),
+                (rule.priority.is_some(), "priority"),
+                (!rule.operations.is_empty(), "operations"),
+            ];
+            out.extend(
+                conditions
+                    .iter()
+                    .filter(|(set, _)| *set)
+                    .map(|(_, c)| format!("{at}.{c}")),
+            );
         }
     }
 }
@@ -303,9 +316,10 @@ spec:
   ttlSecurity: 1
   filters: [f]
   sourceAddress: UseNodeIP
+  restartMode: LongLivedGracefulRestart
 ",
         );
-        assert_eq!(all, ["spec.filters"]);
+        assert_eq!(all, ["spec.restartMode: LongLivedGracefulRestart"]);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use brindle_bgp::packet::{Community, LargeCommunity};
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
 use brindle_model::bgp::{
-    BFDConfigurationSpec, BGPConfigurationSpec, BGPPeerSpec, BindMode, SecretKeySelector,
-    DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT,
+    BFDConfigurationSpec, BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, BindMode,
+    SecretKeySelector, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT,
 };
 use brindle_model::endpoint::WorkloadEndpointSpec;
 use brindle_model::ipam::IPPoolSpec;
@@ -117,6 +117,8 @@ pub struct ClusterState {
     pub mesh_password: Option<SecretKeySelector>,
     /// `nodeMeshMaxRestartTime` of `BGPConfiguration default`, seconds.
     pub mesh_max_restart_time: Option<u16>,
+    /// `BGPFilter`s by name.
+    pub filters: BTreeMap<String, BGPFilterSpec>,
     /// `BFDConfiguration`s by name (`default`, `node.<name>`).
     pub bfd: BTreeMap<String, BFDConfigurationSpec>,
     pub workloads: Vec<WorkloadInfo>,
@@ -298,6 +300,11 @@ impl ClusterState {
                 }
                 Resource::IPPool(p) => state.pools.push((p.metadata.name.clone(), p.spec.clone())),
                 Resource::BGPPeer(p) => state.peers.push((p.metadata.name.clone(), p.spec.clone())),
+                Resource::BGPFilter(f) => {
+                    state
+                        .filters
+                        .insert(f.metadata.name.clone(), f.spec.clone());
+                }
                 Resource::BFDConfiguration(c) => {
                     state.bfd.insert(c.metadata.name.clone(), c.spec.clone());
                 }

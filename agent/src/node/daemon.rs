@@ -348,6 +348,14 @@ impl Daemon {
             learned: &self.learned,
         });
         self.check_neighbour_limits(&desired);
+        if desired.missing_filters != self.desired.missing_filters
+            && !desired.missing_filters.is_empty()
+        {
+            warn!(
+                filters = ?desired.missing_filters,
+                "BGPPeers name BGPFilters that do not exist; their sessions run without them"
+            );
+        }
         // What other nodes wait for (our sessions and announcements) first,
         // before the tunnel set-up, whose IPAM allocation can wait seconds
         // for the store at a cold start of many nodes; then what reaches

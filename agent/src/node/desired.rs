@@ -36,11 +36,15 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use brindle_bgp::bfd::BfdConfig;
-use brindle_bgp::rib::ExportPrefixes;
+use std::sync::Arc;
+
+use brindle_bgp::rib::{
+    ExportPrefixes, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter,
+};
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
-    parse_peer_ip, FailureDetectionMode, MaxPrefixAction, NextHopMode, ReversePeering,
-    SecretKeySelector, SourceAddress,
+    parse_peer_ip, BGPFilterRule, FailureDetectionMode, FilterAction, FilterPeerType, FilterSource,
+    MatchOperator, MaxPrefixAction, NextHopMode, ReversePeering, SecretKeySelector, SourceAddress,
 };
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
@@ -99,6 +103,9 @@ pub struct Inputs<'a> {
 pub struct Desired {
     pub routes: Vec<Route>,
     pub originations: BTreeSet<IpNet>,
+    /// BGPFilters named by a BGPPeer that do not exist (the peer runs
+    /// without them; the daemon warns).
+    pub missing_filters: BTreeSet<String>,
     /// The communities of the originations that carry some
     /// (`prefixAdvertisements`).
     pub communities: BTreeMap<IpNet, Communities>,
@@ -184,6 +191,85 @@ pub fn learned_route(
         }
     }
     Route::via(prefix, next_hop)
+}
+
+/// The import and export rules of a session from the BGPFilters a BGPPeer
+/// names, in order (first match wins across them, as Calico's BIRD chains
+/// them). A rule for the other peer type (`peerType`) is left out, and so
+/// is one with a condition Brindle does not evaluate (`interface`,
+/// `communities`, `asPathPrefix`, `priority`), which `brindlectl apply`
+/// warns about.
+fn compile_filters(
+    cluster: &ClusterState,
+    names: &[String],
+    ibgp: bool,
+    missing: &mut BTreeSet<String>,
+) -> (Option<Arc<RouteFilter>>, Option<Arc<RouteFilter>>) {
+    let mut import = RouteFilter::default();
+    let mut export = RouteFilter::default();
+    for name in names {
+        let Some(spec) = cluster.filters.get(name) else {
+            missing.insert(name.clone());
+            continue;
+        };
+        for (rules, into) in [
+            (&spec.import_v4, &mut import.v4),
+            (&spec.import_v6, &mut import.v6),
+            (&spec.export_v4, &mut export.v4),
+            (&spec.export_v6, &mut export.v6),
+        ] {
+            into.extend(rules.iter().filter_map(|r| filter_rule(r, ibgp)));
+        }
+    }
+    let shared = |f: RouteFilter| (!f.is_empty()).then(|| Arc::new(f));
+    (shared(import), shared(export))
+}
+
+fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
+    let for_this_peer = match rule.peer_type {
+        None => true,
+        Some(FilterPeerType::IBgp) => ibgp,
+        Some(FilterPeerType::EBgp) => !ibgp,
+    };
+    let unsupported = rule.interface.is_some()
+        || rule.communities.is_some()
+        || !rule.as_path_prefix.is_empty()
+        || rule.priority.is_some();
+    if !for_this_peer || unsupported {
+        return None;
+    }
+    let verdict = match rule.action? {
+        FilterAction::Accept => FilterVerdict::Accept,
+        FilterAction::Reject => FilterVerdict::Reject,
+    };
+    let prefix = match (&rule.cidr, rule.match_operator) {
+        (Some(cidr), Some(op)) => {
+            let cidr: IpNet = cidr.parse().ok()?;
+            let op = match op {
+                MatchOperator::Equal => PrefixOp::Equal,
+                MatchOperator::NotEqual => PrefixOp::NotEqual,
+                MatchOperator::In => PrefixOp::In,
+                MatchOperator::NotIn => PrefixOp::NotIn,
+            };
+            let mut m = PrefixMatch::new(cidr, op);
+            if let Some(lengths) = &rule.prefix_length {
+                let bound = |v: Option<i64>, default: u8| {
+                    v.and_then(|v| u8::try_from(v).ok()).unwrap_or(default)
+                };
+                m.lengths = (
+                    bound(lengths.min, m.lengths.0),
+                    bound(lengths.max, m.lengths.1),
+                );
+            }
+            Some(m)
+        }
+        _ => None,
+    };
+    Some(FilterRule {
+        verdict,
+        prefix,
+        learned_only: rule.source == Some(FilterSource::RemotePeers),
+    })
 }
 
 /// One route from the routes of a prefix's equal paths: their next hops
@@ -537,6 +623,11 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 },
             });
             config.export_only = Some(export_only.clone());
+            let ibgp = asn == local_asn;
+            let (import, export) =
+                compile_filters(cluster, &spec.filters, ibgp, &mut out.missing_filters);
+            config.import_filter = import;
+            config.export_filter = export;
             match spec.effective_next_hop_mode() {
                 NextHopMode::Auto => {}
                 NextHopMode::Self_ => config.next_hop_self_always = true,

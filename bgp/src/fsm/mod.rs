@@ -98,6 +98,8 @@ pub mod subcode {
     pub const UNSUPPORTED_VERSION_NUMBER: u8 = open::UNSUPPORTED_VERSION;
     /// Cease 6/10: BFD Down (RFC 9384).
     pub const BFD_DOWN: u8 = cease::BFD_DOWN;
+    /// Cease 6/6: Other Configuration Change (RFC 4486).
+    pub const OTHER_CONFIGURATION_CHANGE: u8 = cease::OTHER_CONFIGURATION_CHANGE;
     /// Cease 6/1: Maximum Number of Prefixes Reached (RFC 4486).
     pub const MAX_PREFIXES: u8 = cease::MAX_PREFIXES;
     /// Cease 6/2: Administrative Shutdown (RFC 4486, data per RFC 9003).

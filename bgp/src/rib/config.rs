@@ -3,7 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use std::sync::Arc;
+
 use ipnet::IpNet;
+
+use super::filter::{FilterVerdict, RouteFilter};
 
 /// RIB-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +67,14 @@ pub struct PeerConfig {
     /// `numAllowedLocalASNumbers`); 0: none.
     pub allow_local_as: u8,
     /// Only routes inside these prefixes go to this peer (`None`: any);
-    /// checked before the attribute rules.
+    /// checked before the attribute rules, after `export_filter`.
     pub export_only: Option<ExportPrefixes>,
+    /// Rules for what goes to this peer (Calico's BGPFilter `exportV4/V6`):
+    /// a rule's verdict wins over `export_only`.
+    pub export_filter: Option<Arc<RouteFilter>>,
+    /// Rules for what is taken from this peer (`importV4/V6`); a route no
+    /// rule rejects is imported.
+    pub import_filter: Option<Arc<RouteFilter>>,
 }
 
 impl PeerConfig {
@@ -79,17 +89,37 @@ impl PeerConfig {
             local_v6: None,
             local_v6_link_local: None,
             export_only: None,
+            export_filter: None,
+            import_filter: None,
             allow_local_as: 0,
             next_hop_self_always: false,
             next_hop_keep: false,
         }
     }
 
-    /// Whether the export filter lets `prefix` go to this peer.
-    pub fn exports(&self, prefix: &IpNet) -> bool {
-        self.export_only
+    /// Whether the filters let `prefix` go to this peer (`learned`: the
+    /// route came from a peer, not from us).
+    pub fn exports(&self, prefix: &IpNet, learned: bool) -> bool {
+        match self
+            .export_filter
             .as_ref()
-            .is_none_or(|only| only.contains(prefix))
+            .and_then(|f| f.verdict(prefix, learned))
+        {
+            Some(FilterVerdict::Accept) => true,
+            Some(FilterVerdict::Reject) => false,
+            None => self
+                .export_only
+                .as_ref()
+                .is_none_or(|only| only.contains(prefix)),
+        }
+    }
+
+    /// Whether the import filter takes `prefix` from this peer.
+    pub fn imports(&self, prefix: &IpNet) -> bool {
+        self.import_filter
+            .as_ref()
+            .and_then(|f| f.verdict(prefix, true))
+            != Some(FilterVerdict::Reject)
     }
 }
 

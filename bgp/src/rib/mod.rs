@@ -85,6 +85,7 @@ pub mod attrs;
 mod config;
 pub mod decision;
 mod destination;
+mod filter;
 pub mod policy;
 pub(crate) mod table;
 mod update;
@@ -101,6 +102,7 @@ pub use adj_out::{AdjRibOut, UpdateBatch};
 pub use attrs::{AttrInterner, PathAttrs};
 pub use config::{ExportPrefixes, PeerConfig, RibConfig};
 pub use decision::{Candidate, Selection};
+pub use filter::{FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter};
 pub use policy::ImportReject;
 
 use crate::packet::types::NextHop;
@@ -508,19 +510,40 @@ impl Rib {
         filter: Option<ExportPrefixes>,
     ) -> Result<RibOutput, RibError> {
         let index = self.index_of(peer)?;
+        let rules = self.slot(index).config.export_filter.clone();
+        self.set_export_policy(peer, filter, rules)
+    }
+
+    /// Replaces what goes to `peer` (its export prefixes and export rules)
+    /// in place, as [`Rib::set_export_filter`].
+    pub fn set_export_policy(
+        &mut self,
+        peer: IpAddr,
+        export_only: Option<ExportPrefixes>,
+        export_filter: Option<Arc<RouteFilter>>,
+    ) -> Result<RibOutput, RibError> {
+        let index = self.index_of(peer)?;
         let old = self.slot(index).config.clone();
-        if old.export_only == filter {
+        if old.export_only == export_only && old.export_filter == export_filter {
             return Ok(RibOutput::default());
         }
+        let new = PeerConfig {
+            export_only,
+            export_filter,
+            ..old.clone()
+        };
         let mut memo = ExportMemo::new();
         let mut had = Vec::new();
         if !self.slot(index).out.is_initial() {
             for (prefix, dest) in self.loc.iter() {
-                let allowed_now = filter.as_ref().is_none_or(|f| f.contains(&prefix));
-                if old.exports(&prefix) == allowed_now || dest.multipath() == 0 {
+                if dest.multipath() == 0 {
                     continue;
                 }
                 let best = &dest.paths()[0];
+                let learned = best.source != LOCAL;
+                if old.exports(&prefix, learned) == new.exports(&prefix, learned) {
+                    continue;
+                }
                 let before = if best.source == index {
                     None
                 } else {
@@ -544,10 +567,52 @@ impl Rib {
         for (prefix, slot, before) in had {
             out.record(prefix, slot, before);
         }
-        self.slot_mut(index).config.export_only = filter;
+        self.slot_mut(index).config = new;
         let mut output = RibOutput::default();
         self.finish(&mut output);
         Ok(output)
+    }
+
+    /// Replaces the import rules of `peer`'s session in place: paths in
+    /// its Adj-RIB-In the new rules reject leave at once. Says whether
+    /// prefixes the old rules (or import checks) kept out now need the
+    /// peer to send them again (a ROUTE-REFRESH): their attributes were
+    /// not kept.
+    pub fn set_import_filter(
+        &mut self,
+        peer: IpAddr,
+        filter: Option<Arc<RouteFilter>>,
+    ) -> Result<(RibOutput, bool), RibError> {
+        let index = self.index_of(peer)?;
+        if self.slot(index).config.import_filter == filter {
+            return Ok((RibOutput::default(), false));
+        }
+        self.slot_mut(index).config.import_filter = filter;
+        let slot = self.slot(index);
+        let now_rejected: Vec<IpNet> = self
+            .loc
+            .iter()
+            .filter(|(prefix, dest)| {
+                !slot.config.imports(prefix) && dest.paths().iter().any(|p| p.source == index)
+            })
+            .map(|(prefix, _)| prefix)
+            .collect();
+        let need_refresh = !slot.rejected.is_empty();
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        for prefix in &now_rejected {
+            self.change_path(*prefix, index, None, &mut memo, &mut output, None);
+        }
+        drop(memo);
+        let slot = self.slot_mut(index);
+        for prefix in &now_rejected {
+            slot.rejected.get_or_insert_with(*prefix, || ());
+        }
+        output
+            .rejected
+            .extend(now_rejected.iter().map(|p| (*p, ImportReject::Filtered)));
+        self.finish(&mut output);
+        Ok((output, need_refresh))
     }
 
     /// The session went down: drop its Adj-RIB-In and Adj-RIB-Out and
@@ -586,6 +651,31 @@ impl Rib {
         let index = self.index_of(peer)?;
         let _span = debug_span!("rib_announce", %peer, prefixes = prefixes.len()).entered();
         let mut output = RibOutput::default();
+        // The import filter first, per prefix: what it rejects is counted
+        // as received and kept out (a path it had goes).
+        let (prefixes, filtered): (Vec<IpNet>, Vec<IpNet>) = prefixes
+            .iter()
+            .map(IpNet::trunc)
+            .partition(|p| self.slot(index).config.imports(p));
+        if !filtered.is_empty() {
+            debug!(
+                filtered = filtered.len(),
+                "announcements rejected by the import filter"
+            );
+            output
+                .rejected
+                .extend(filtered.iter().map(|p| (*p, ImportReject::Filtered)));
+            let slot = self.slot_mut(index);
+            for p in &filtered {
+                slot.rejected_stale.remove(p);
+                slot.rejected.get_or_insert_with(*p, || ());
+            }
+            let mut memo = ExportMemo::new();
+            for p in &filtered {
+                self.change_path(*p, index, None, &mut memo, &mut output, None);
+            }
+        }
+        let prefixes = &prefixes[..];
         let slot = self.slot(index);
         let imported = policy::import(&self.config, slot.ibgp, slot.config.allow_local_as, attrs);
         let attrs = match imported {
@@ -785,7 +875,7 @@ fn export_with(
     let v6 = matches!(prefix, IpNet::V6(_));
     let to_slot = slot_of(peers, to);
     // Per prefix, so before the memo (which is per attribute set).
-    if !to_slot.config.exports(prefix) {
+    if !to_slot.config.exports(prefix, source != LOCAL) {
         return None;
     }
     let key = (Arc::as_ptr(attrs), source, to, v6);

@@ -51,6 +51,8 @@ pub enum ImportReject {
     /// CLUSTER_LIST contains our cluster id.
     ClusterLoop,
     MissingNextHop,
+    /// The peer's import filter (BGPFilter) rejected it.
+    Filtered,
 }
 
 pub(crate) fn import(

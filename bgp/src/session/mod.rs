@@ -231,6 +231,20 @@ pub fn route_refresh_honoured(
         && negotiated.is_some_and(|n| n.has_family(refresh.family))
 }
 
+/// The ROUTE-REFRESH requests (RFC 2918) that ask the neighbour for all
+/// its routes again, one per negotiated family; none when it did not
+/// advertise the capability (it would not understand them).
+pub fn refresh_requests(negotiated: &Negotiated) -> Vec<RouteRefresh> {
+    if !negotiated.route_refresh {
+        return Vec::new();
+    }
+    negotiated
+        .families
+        .iter()
+        .map(|family| RouteRefresh::request(*family))
+        .collect()
+}
+
 /// What one connection to the neighbour looks like, for collision checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionView {

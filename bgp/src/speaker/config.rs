@@ -123,6 +123,14 @@ pub struct PeerConfig {
     /// The route's own next hop, also toward an eBGP neighbour (Calico's
     /// `nextHopMode: Keep` / `keepOriginalNextHop`).
     pub next_hop_keep: bool,
+    /// Rules for what is announced to the neighbour (BGPFilter export);
+    /// a rule's verdict wins over `export_only`.
+    pub export_filter: Option<std::sync::Arc<crate::rib::RouteFilter>>,
+    /// Rules for what is taken from the neighbour (BGPFilter import). A
+    /// change applies without a reset: paths it now rejects leave at once,
+    /// and the neighbour is asked (ROUTE-REFRESH) for the routes it kept
+    /// out before; one without route refresh is restarted instead.
+    pub import_filter: Option<std::sync::Arc<crate::rib::RouteFilter>>,
     /// Times our own AS may appear in a path from this eBGP neighbour
     /// (BIRD's `allow local as N`): 0, the default, is RFC 4271's loop
     /// rule. This removes loop prevention; only for designs that need it.
@@ -172,6 +180,8 @@ impl PeerConfig {
             max_prefixes: None,
             export_only: None,
             allow_local_as: 0,
+            export_filter: None,
+            import_filter: None,
             next_hop_self_always: false,
             next_hop_keep: false,
             source_address: None,

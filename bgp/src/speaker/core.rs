@@ -300,16 +300,37 @@ impl Core {
                 plan.restart.push(peer);
                 continue;
             }
-            let filter_changed = entry.config.export_only != peer.export_only;
+            let export_changed = entry.config.export_only != peer.export_only
+                || entry.config.export_filter != peer.export_filter;
+            let import_changed = entry.config.import_filter != peer.import_filter;
             entry.config.bfd = peer.bfd;
             entry.config.max_prefixes = peer.max_prefixes;
             entry.config.export_only = peer.export_only.clone();
+            entry.config.export_filter = peer.export_filter.clone();
+            entry.config.import_filter = peer.import_filter.clone();
             let in_rib = entry.in_rib;
             self.sync_bfd(&peer);
-            if filter_changed && in_rib {
-                match self.rib.set_export_filter(peer.address, peer.export_only) {
+            if export_changed && in_rib {
+                let policy = (peer.export_only.clone(), peer.export_filter.clone());
+                match self.rib.set_export_policy(peer.address, policy.0, policy.1) {
                     Ok(out) => self.apply(out),
                     Err(error) => warn!(peer = %peer.address, %error, "export filter not changed"),
+                }
+            }
+            if import_changed && in_rib {
+                match self
+                    .rib
+                    .set_import_filter(peer.address, peer.import_filter.clone())
+                {
+                    Ok((out, need_refresh)) => {
+                        self.apply(out);
+                        if need_refresh {
+                            if let Some(entry) = self.peers.get(&peer.address) {
+                                let _ = entry.handle.input.send(PeerInput::AskRefresh);
+                            }
+                        }
+                    }
+                    Err(error) => warn!(peer = %peer.address, %error, "import filter not changed"),
                 }
             }
             self.check_prefix_limit(peer.address);
@@ -564,6 +585,8 @@ impl Core {
         rib_peer.next_hop_self = entry.config.next_hop_self;
         rib_peer.export_only = entry.config.export_only.clone();
         rib_peer.allow_local_as = entry.config.allow_local_as;
+        rib_peer.export_filter = entry.config.export_filter.clone();
+        rib_peer.import_filter = entry.config.import_filter.clone();
         rib_peer.next_hop_self_always = entry.config.next_hop_self_always;
         rib_peer.next_hop_keep = entry.config.next_hop_keep;
         for ip in [Some(local_ip), source].into_iter().flatten() {

@@ -95,6 +95,10 @@ pub(crate) enum PeerInput {
     },
     /// BFD says the neighbour is unreachable.
     FailureDetected,
+    /// The import filter changed and routes it kept out may now be
+    /// wanted: ask for everything again (ROUTE-REFRESH), or restart the
+    /// session when the neighbour cannot refresh.
+    AskRefresh,
     /// The neighbour went past its prefix limit: Cease "Maximum Number of
     /// Prefixes Reached"; with `disable`, no automatic restart after it.
     PrefixLimit { disable: bool },
@@ -353,6 +357,34 @@ impl PeerTask {
                 for i in (0..self.sessions.len()).rev() {
                     if i < self.sessions.len() {
                         self.process(i, Event::PeerFailureDetected);
+                    }
+                }
+            }
+            PeerInput::AskRefresh => {
+                let Some(i) = (0..self.sessions.len())
+                    .find(|i| self.sessions[*i].fsm.state() == State::Established)
+                else {
+                    return;
+                };
+                let Some(negotiated) = self.sessions[i]
+                    .fsm
+                    .session()
+                    .map(|e| e.capabilities.clone())
+                else {
+                    return;
+                };
+                let requests = session::refresh_requests(&negotiated);
+                if requests.is_empty() {
+                    info!("import filter changed and the peer has no route refresh: restarting the session");
+                    let cease = crate::packet::Notification::new(
+                        crate::fsm::code::CEASE,
+                        crate::fsm::subcode::OTHER_CONFIGURATION_CHANGE,
+                    );
+                    self.process(i, Event::AutomaticStop(cease));
+                } else {
+                    debug!("import filter changed: asking the peer for its routes again");
+                    for request in requests {
+                        self.send_message(i, &crate::packet::Message::RouteRefresh(request));
                     }
                 }
             }

@@ -84,6 +84,8 @@ pub(super) fn plan_peers(
                     bfd: current.bfd,
                     max_prefixes: current.max_prefixes,
                     export_only: current.export_only.clone(),
+                    export_filter: current.export_filter.clone(),
+                    import_filter: current.import_filter.clone(),
                     ..peer.clone()
                 } == **current =>
             {
