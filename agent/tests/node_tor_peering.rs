@@ -639,3 +639,93 @@ fn bgp_filters_import_and_export_change_without_a_reset() {
         "the session was reset: {after:?}"
     );
 }
+
+/// The same over an IPv6 session with the ToR, with the other operators:
+/// `NotIn` and `NotEqual` on import, a catch-all Reject, and an export
+/// rule that keeps the node's IPv6 block from the ToR.
+#[test]
+fn bgp_filters_over_ipv6_not_in_and_not_equal() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let host = &fabric.hosts[0];
+    let gw6 = brindle_testbed::topology::gateway_v6(0);
+    let store = Store::embedded();
+    store.apply(&pool_yaml_named("v4", "10.82.0.0/24", "Never", false));
+    store.apply(&pool_yaml_named("v6", "fd00:82::/48", "Never", false));
+    store.apply(ALLOW_ALL_PROFILE);
+    store.apply(&node_yaml("node-a", 0));
+    store.apply(
+        &[
+            "apiVersion: projectcalico.org/v3",
+            "kind: BGPFilter",
+            "metadata:",
+            "  name: tor6",
+            "spec:",
+            "  importV6:",
+            "  - action: Reject",
+            "    matchOperator: NotIn",
+            "    cidr: fd99::/16",
+            "  - action: Accept",
+            "    matchOperator: NotEqual",
+            "    cidr: fd99:2::/64",
+            "  - action: Reject",
+            "  exportV6:",
+            "  - action: Reject",
+            "    matchOperator: In",
+            "    cidr: fd00:82::/48",
+            "",
+        ]
+        .join("\n"),
+    );
+    store.apply(&format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor6\nspec:\n  node: node-a\n  peerIP: {gw6}\n  asNumber: 65100\n  filters: [tor6]\n"
+    ));
+    let mut tor = BgpConfig::new(Ipv4Addr::new(10, 0, 1, 254), 65100)
+        .with_neighbor(Neighbor::new(IpAddr::V6(host.ipv6), 64512));
+    for prefix in ["fd99:1::/64", "fd99:2::/64", "fd98:1::/64"] {
+        tor = tor.originate(prefix);
+    }
+    let bird = Other::start(Kind::Bird, &fabric.router, &tor);
+    let ip6 = format!("{}/64", host.ipv6);
+    let node = NodeDaemon::start_with(&store, host, "node-a", true, &["--ip6", &ip6]);
+    node.wait_established(1);
+    let dual = serde_json::json!({ "assign_ipv6": "true" });
+    let workload = add_workload_with(&store, host, "node-a", "w1", &dual);
+    let w6 = workload.ip6.expect("an IPv6 address");
+
+    let route6 = |prefix: &str| {
+        host.ns
+            .run(&["ip", "-6", "route", "show", prefix])
+            .unwrap_or_default()
+    };
+    let seen = poll_until(WAIT, Duration::from_millis(200), || {
+        Ok((!route6("fd99:1::/64").is_empty()).then_some(()))
+    })
+    .unwrap();
+    assert!(
+        seen.is_some(),
+        "fd99:1::/64 (NotEqual: Accept) never installed: {:?}\n{}\n{}",
+        node.status(),
+        tail(&node.log()),
+        bird.log()
+    );
+    assert!(
+        route6("fd99:2::/64").is_empty(),
+        "the catch-all Reject let it in"
+    );
+    assert!(route6("fd98:1::/64").is_empty(), "NotIn let it in");
+    // The node's IPv6 block is held back; its IPv4 one is not affected
+    // (IPv4 goes over no session here: only the IPv6 rules apply).
+    std::thread::sleep(Duration::from_secs(1));
+    let block6 = {
+        let bits = u128::from(w6) & !0x3f;
+        format!("{}/122", std::net::Ipv6Addr::from(bits))
+    };
+    assert!(
+        bird.route(&block6).is_none(),
+        "export Reject In let {block6} out"
+    );
+}
