@@ -44,6 +44,26 @@ fn tor_config(node_ip: Ipv4Addr, gw: Ipv4Addr) -> BgpConfig {
         .originate(TOR_ROUTE)
 }
 
+/// Another router on the first rack's segment, at `address` (a /24).
+fn second_router(
+    fabric: &brindle_testbed::RoutedFabric,
+    tag: &str,
+    address: Ipv4Addr,
+) -> brindle_testbed::Netns {
+    let ns = brindle_testbed::Netns::new(tag).unwrap();
+    fabric.lans[0]
+        .attach(&ns, "eth0", &[&format!("{address}/24")])
+        .unwrap();
+    ns
+}
+
+/// A BGPPeer of node-a with the router at `address` in `asn`.
+fn node_a_peer(name: &str, address: impl std::fmt::Display, asn: u32) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  node: node-a\n  peerIP: {address}\n  asNumber: {asn}\n"
+    )
+}
+
 /// Waits until `node status` shows the ToR's row with `want` true of it.
 fn wait_tor_row(
     node: &NodeDaemon,
@@ -243,10 +263,7 @@ fn two_tors_give_one_multipath_route_and_one_stays() {
     let host = &fabric.hosts[0];
     let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 1, 254), Ipv4Addr::new(10, 0, 1, 253));
     // The second ToR: another router on the node's segment.
-    let tor_b_ns = brindle_testbed::Netns::new("tor-b").unwrap();
-    fabric.lans[0]
-        .attach(&tor_b_ns, "eth0", &[&format!("{gw_b}/24")])
-        .unwrap();
+    let tor_b_ns = second_router(&fabric, "tor-b", gw_b);
     // Both own 10.99.0.1 (an anycast service address behind the ToRs).
     for ns in [&fabric.router, &tor_b_ns] {
         ns.add_address("lo", "10.99.0.1/32").unwrap();
@@ -255,9 +272,7 @@ fn two_tors_give_one_multipath_route_and_one_stays() {
     store.apply(&pool_yaml("10.77.0.0/16", "Never"));
     store.apply(&node_yaml("node-a", 0));
     for (name, gw) in [("tor-a", gw_a), ("tor-b", gw_b)] {
-        store.apply(&format!(
-            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  node: node-a\n  peerIP: {gw}\n  asNumber: 65100\n"
-        ));
+        store.apply(&node_a_peer(name, gw, 65100));
     }
     let tor = |gw: Ipv4Addr| {
         BgpConfig::new(gw, 65100)
@@ -348,11 +363,8 @@ fn communities_and_service_ranges_seen_by_bird_frr_and_gobgp() {
     }
     let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
     let host = &fabric.hosts[0];
-    let frr_ns = brindle_testbed::Netns::new("tor-frr").unwrap();
-    let gobgp_ns = brindle_testbed::Netns::new("tor-gobgp").unwrap();
-    for (ns, ip) in [(&frr_ns, "10.0.1.253/24"), (&gobgp_ns, "10.0.1.252/24")] {
-        fabric.lans[0].attach(ns, "eth0", &[ip]).unwrap();
-    }
+    let frr_ns = second_router(&fabric, "tor-frr", Ipv4Addr::new(10, 0, 1, 253));
+    let gobgp_ns = second_router(&fabric, "tor-gobgp", Ipv4Addr::new(10, 0, 1, 252));
     let tors = [
         (Kind::Bird, &fabric.router, Ipv4Addr::new(10, 0, 1, 254)),
         (Kind::Frr, &frr_ns, Ipv4Addr::new(10, 0, 1, 253)),
@@ -374,9 +386,7 @@ fn communities_and_service_ranges_seen_by_bird_frr_and_gobgp() {
     };
     store.apply(&config(true));
     for (i, (_, _, ip)) in tors.iter().enumerate() {
-        store.apply(&format!(
-            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor-{i}\nspec:\n  node: node-a\n  peerIP: {ip}\n  asNumber: 65100\n"
-        ));
+        store.apply(&node_a_peer(&format!("tor-{i}"), ip, 65100));
     }
     let daemons: Vec<Other> = tors
         .iter()
@@ -492,19 +502,14 @@ fn a_route_from_one_tor_is_not_passed_to_another() {
     }
     let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
     let host = &fabric.hosts[0];
-    let tor_b_ns = brindle_testbed::Netns::new("tor-b").unwrap();
-    fabric.lans[0]
-        .attach(&tor_b_ns, "eth0", &["10.0.1.253/24"])
-        .unwrap();
     let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 1, 254), Ipv4Addr::new(10, 0, 1, 253));
+    let tor_b_ns = second_router(&fabric, "tor-b", gw_b);
     let store = Store::embedded();
     store.apply(&pool_yaml("10.80.0.0/16", "Never"));
     store.apply(ALLOW_ALL_PROFILE);
     store.apply(&node_yaml("node-a", 0));
     for (name, gw, asn) in [("tor-a", gw_a, 65100), ("tor-b", gw_b, 65200)] {
-        store.apply(&format!(
-            "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  node: node-a\n  peerIP: {gw}\n  asNumber: {asn}\n"
-        ));
+        store.apply(&node_a_peer(name, gw, asn));
     }
     let neighbor = Neighbor::new(IpAddr::V4(host.ipv4), 64512);
     let tor_a = Other::start(
@@ -681,7 +686,8 @@ fn bgp_filters_over_ipv6_not_in_and_not_equal() {
         .join("\n"),
     );
     store.apply(&format!(
-        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor6\nspec:\n  node: node-a\n  peerIP: {gw6}\n  asNumber: 65100\n  filters: [tor6]\n"
+        "{}  filters: [tor6]\n",
+        node_a_peer("tor6", gw6, 65100)
     ));
     let mut tor = BgpConfig::new(Ipv4Addr::new(10, 0, 1, 254), 65100)
         .with_neighbor(Neighbor::new(IpAddr::V6(host.ipv6), 64512));

@@ -75,6 +75,16 @@ impl Resource {
     }
 }
 
+/// The fields marked set, each as `prefix` + its name.
+fn push_set(out: &mut Vec<String>, prefix: &str, fields: &[(bool, &str)]) {
+    out.extend(
+        fields
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, name)| format!("{prefix}{name}")),
+    );
+}
+
 fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     // keepOriginalNextHop and nextHopMode are acted on.
     if s.restart_mode == Some(RestartMode::LongLivedGracefulRestart) {
@@ -125,12 +135,7 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
                 "spec.localWorkloadPeeringIPV6",
             ),
         ];
-        out.extend(
-            fields
-                .iter()
-                .filter(|(set, _)| *set)
-                .map(|(_, f)| (*f).to_owned()),
-        );
+        push_set(out, "", &fields);
         return;
     }
     if let Some(level) = s.log_severity_screen.filter(|l| *l != LogSeverity::Info) {
@@ -149,12 +154,7 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
             "spec.localWorkloadPeeringIPV6",
         ),
     ];
-    out.extend(
-        fields
-            .iter()
-            .filter(|(set, _)| *set)
-            .map(|(_, f)| (*f).to_owned()),
-    );
+    push_set(out, "", &fields);
 }
 
 /// Rules are acted on (action, cidr and matchOperator, prefixLength,
@@ -176,12 +176,7 @@ fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
                 (rule.priority.is_some(), "priority"),
                 (!rule.operations.is_empty(), "operations"),
             ];
-            out.extend(
-                conditions
-                    .iter()
-                    .filter(|(set, _)| *set)
-                    .map(|(_, c)| format!("{at}.{c}")),
-            );
+            push_set(out, &format!("{at}."), &conditions);
         }
     }
 }
@@ -226,12 +221,7 @@ fn workload_endpoint(s: &WorkloadEndpointSpec, out: &mut Vec<String>) {
             "spec.allowSpoofedSourcePrefixes",
         ),
     ];
-    out.extend(
-        fields
-            .iter()
-            .filter(|(set, _)| *set)
-            .map(|(_, f)| (*f).to_owned()),
-    );
+    push_set(out, "", &fields);
 }
 
 fn host_endpoint(s: &HostEndpointSpec, out: &mut Vec<String>) {
