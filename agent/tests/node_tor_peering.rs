@@ -44,6 +44,20 @@ fn tor_config(node_ip: Ipv4Addr, gw: Ipv4Addr) -> BgpConfig {
         .originate(TOR_ROUTE)
 }
 
+/// One rack: node-a's host on the first subnet (its router at
+/// 10.0.1.254), the embedded store with these pools, an allow-all profile
+/// and node-a's Node.
+fn rack(pools: &[&str]) -> (brindle_testbed::RoutedFabric, Store) {
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let store = Store::embedded();
+    for pool in pools {
+        store.apply(pool);
+    }
+    store.apply(ALLOW_ALL_PROFILE);
+    store.apply(&node_yaml("node-a", 0));
+    (fabric, store)
+}
+
 /// Another router on the first rack's segment, at `address` (a /24).
 fn second_router(
     fabric: &brindle_testbed::RoutedFabric,
@@ -168,13 +182,10 @@ impl Tor for Frr {
 fn ttl_and_password_scenario(
     start_tor: impl FnOnce(&brindle_testbed::Netns, &BgpConfig) -> Box<dyn Tor>,
 ) {
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[&pool_yaml("10.76.0.0/16", "Never")]);
     let host = &fabric.hosts[0];
     let gw0 = Ipv4Addr::new(10, 0, 1, 254);
-    let store = Store::embedded();
     let secrets = tempfile::tempdir().unwrap();
-    store.apply(&pool_yaml("10.76.0.0/16", "Never"));
-    store.apply(&node_yaml("node-a", 0));
     // The right password and GTSM: the session comes up.
     write_secret(secrets.path(), &format!("{PASSWORD}\n"));
     store.apply(&tor_peer(gw0, true));
@@ -259,7 +270,7 @@ fn two_tors_give_one_multipath_route_and_one_stays() {
     if !can_run() {
         return;
     }
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[&pool_yaml("10.77.0.0/16", "Never")]);
     let host = &fabric.hosts[0];
     let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 1, 254), Ipv4Addr::new(10, 0, 1, 253));
     // The second ToR: another router on the node's segment.
@@ -268,9 +279,6 @@ fn two_tors_give_one_multipath_route_and_one_stays() {
     for ns in [&fabric.router, &tor_b_ns] {
         ns.add_address("lo", "10.99.0.1/32").unwrap();
     }
-    let store = Store::embedded();
-    store.apply(&pool_yaml("10.77.0.0/16", "Never"));
-    store.apply(&node_yaml("node-a", 0));
     for (name, gw) in [("tor-a", gw_a), ("tor-b", gw_b)] {
         store.apply(&node_a_peer(name, gw, 65100));
     }
@@ -361,7 +369,7 @@ fn communities_and_service_ranges_seen_by_bird_frr_and_gobgp() {
     if !can_run() {
         return;
     }
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[&pool_yaml("10.78.0.0/16", "Never")]);
     let host = &fabric.hosts[0];
     let frr_ns = second_router(&fabric, "tor-frr", Ipv4Addr::new(10, 0, 1, 253));
     let gobgp_ns = second_router(&fabric, "tor-gobgp", Ipv4Addr::new(10, 0, 1, 252));
@@ -370,10 +378,6 @@ fn communities_and_service_ranges_seen_by_bird_frr_and_gobgp() {
         (Kind::Frr, &frr_ns, Ipv4Addr::new(10, 0, 1, 253)),
         (Kind::Gobgp, &gobgp_ns, Ipv4Addr::new(10, 0, 1, 252)),
     ];
-    let store = Store::embedded();
-    store.apply(&pool_yaml("10.78.0.0/16", "Never"));
-    store.apply(ALLOW_ALL_PROFILE);
-    store.apply(&node_yaml("node-a", 0));
     let config = |large: bool| {
         format!(
             "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  \
@@ -448,12 +452,9 @@ fn a_tor_past_its_prefix_limit() {
     if !can_run() {
         return;
     }
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[&pool_yaml("10.79.0.0/16", "Never")]);
     let host = &fabric.hosts[0];
     let gw0 = Ipv4Addr::new(10, 0, 1, 254);
-    let store = Store::embedded();
-    store.apply(&pool_yaml("10.79.0.0/16", "Never"));
-    store.apply(&node_yaml("node-a", 0));
     let peer = |action: &str| {
         format!(
             "apiVersion: brindle.dev/v1\nkind: BGPPeer\nmetadata:\n  name: tor-s0\nspec:\n  node: node-a\n  peerIP: {gw0}\n  asNumber: 65100\n  maxPrefixes:\n    limit: 3\n    action: {action}\n"
@@ -500,14 +501,10 @@ fn a_route_from_one_tor_is_not_passed_to_another() {
     if !can_run() {
         return;
     }
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[&pool_yaml("10.80.0.0/16", "Never")]);
     let host = &fabric.hosts[0];
     let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 1, 254), Ipv4Addr::new(10, 0, 1, 253));
     let tor_b_ns = second_router(&fabric, "tor-b", gw_b);
-    let store = Store::embedded();
-    store.apply(&pool_yaml("10.80.0.0/16", "Never"));
-    store.apply(ALLOW_ALL_PROFILE);
-    store.apply(&node_yaml("node-a", 0));
     for (name, gw, asn) in [("tor-a", gw_a, 65100), ("tor-b", gw_b, 65200)] {
         store.apply(&node_a_peer(name, gw, asn));
     }
@@ -553,13 +550,9 @@ fn bgp_filters_import_and_export_change_without_a_reset() {
     if !can_run() {
         return;
     }
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[&pool_yaml("10.81.0.0/24", "Never")]);
     let host = &fabric.hosts[0];
     let gw0 = Ipv4Addr::new(10, 0, 1, 254);
-    let store = Store::embedded();
-    store.apply(&pool_yaml("10.81.0.0/24", "Never"));
-    store.apply(ALLOW_ALL_PROFILE);
-    store.apply(&node_yaml("node-a", 0));
     // The ToR's BGPFilter, as YAML lines: with `first` (import) and
     // `export` (export rules) at the places they go.
     let filter = |first: bool, export: bool| {
@@ -654,14 +647,12 @@ fn bgp_filters_over_ipv6_not_in_and_not_equal() {
     if !can_run() {
         return;
     }
-    let fabric = brindle_testbed::hosts_on_two_subnets([1, 0]).unwrap();
+    let (fabric, store) = rack(&[
+        &pool_yaml_named("v4", "10.82.0.0/24", "Never", false),
+        &pool_yaml_named("v6", "fd00:82::/48", "Never", false),
+    ]);
     let host = &fabric.hosts[0];
     let gw6 = brindle_testbed::topology::gateway_v6(0);
-    let store = Store::embedded();
-    store.apply(&pool_yaml_named("v4", "10.82.0.0/24", "Never", false));
-    store.apply(&pool_yaml_named("v6", "fd00:82::/48", "Never", false));
-    store.apply(ALLOW_ALL_PROFILE);
-    store.apply(&node_yaml("node-a", 0));
     store.apply(
         &[
             "apiVersion: projectcalico.org/v3",
