@@ -5,6 +5,8 @@
 //! concurrently (bounded by [`RouteSyncer::CONCURRENCY`]); their results are
 //! fed back one by one, which may emit follow-up operations.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,6 +16,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::netlink::KernelRoutes;
 use crate::reconciler::{Input, OpError, Output, ReconcilerConfig, RouteOp, RouteReconciler};
+use crate::route::Route;
 
 /// Drives a [`RouteReconciler`] against a kernel.
 pub struct RouteSyncer<K> {
@@ -136,5 +139,118 @@ impl<K: KernelRoutes + Sync> RouteSyncer<K> {
         .instrument(span)
         .await;
         self
+    }
+}
+
+/// A [`RouteSyncer`] in a task of its own, so that whoever computes the
+/// desired routes never waits for the kernel: on a busy host installing a
+/// few hundred routes takes seconds of wall time (each netlink answer waits
+/// for the process to be scheduled), and a route reflector that converged
+/// inline added no new peer meanwhile. The latest [`Self::set_all`]
+/// supersedes one not yet applied; other inputs are applied in order,
+/// after the routes handed over before them.
+pub struct RouteSyncTask {
+    shared: Arc<TaskShared>,
+}
+
+#[derive(Default)]
+struct TaskShared {
+    pending: std::sync::Mutex<Pending>,
+    wake: tokio::sync::Notify,
+    in_sync: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    routes: Option<Vec<Route>>,
+    inputs: Vec<Input>,
+    closed: bool,
+}
+
+impl RouteSyncTask {
+    /// Starts the task; it ends when the handle is dropped.
+    pub fn spawn<K: KernelRoutes + Send + Sync + 'static>(mut syncer: RouteSyncer<K>) -> Self {
+        let shared = Arc::new(TaskShared::default());
+        let task = shared.clone();
+        tokio::spawn(
+            async move {
+                loop {
+                    let (routes, inputs, closed) = {
+                        let mut p = task.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        (p.routes.take(), std::mem::take(&mut p.inputs), p.closed)
+                    };
+                    if closed {
+                        break;
+                    }
+                    if routes.is_none() && inputs.is_empty() {
+                        let timer = syncer
+                            .resync_at
+                            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                        tokio::select! {
+                            _ = task.wake.notified() => {}
+                            _ = tokio::time::sleep_until(timer) => {
+                                syncer.resync_at = None;
+                                syncer.handle(Input::ResyncTimer).await;
+                            }
+                        }
+                        continue;
+                    }
+                    // Not in sync while a batch is being applied.
+                    task.in_sync.store(false, Ordering::Relaxed);
+                    if let Some(routes) = routes {
+                        syncer.handle(Input::SetAll(routes)).await;
+                    }
+                    for input in inputs {
+                        syncer.handle(input).await;
+                    }
+                    task.in_sync
+                        .store(syncer.reconciler.in_sync(), Ordering::Relaxed);
+                }
+            }
+            .instrument(info_span!("route_sync")),
+        );
+        Self { shared }
+    }
+
+    /// The routes that should be in the kernel (all of them).
+    pub fn set_all(&self, routes: Vec<Route>) {
+        self.update(|p| p.routes = Some(routes));
+    }
+
+    /// Any other input (start, link events, the resync timer).
+    pub fn send(&self, input: Input) {
+        self.update(|p| p.inputs.push(input));
+    }
+
+    /// Whether the kernel held what was last handed over, as of the last
+    /// batch the task applied.
+    pub fn in_sync(&self) -> bool {
+        let idle = {
+            let p = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.routes.is_none() && p.inputs.is_empty()
+        };
+        idle && self.shared.in_sync.load(Ordering::Relaxed)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Pending)) {
+        {
+            let mut p = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            change(&mut p);
+        }
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for RouteSyncTask {
+    fn drop(&mut self) {
+        self.update(|p| p.closed = true);
     }
 }

@@ -7,8 +7,12 @@
 //!  datastore follow(ipam blocks)┼─► ClusterState ─┐
 //!  speaker.subscribe() ─► learned routes ─────────┴─► desired_state()
 //!        ┌──────────────────────────┬──────────────────┬──────┘
-//!   speaker peers/originations   RouteSyncer (SetAll)   VTEP neighbour/FDB
+//!   speaker peers/originations   RouteSyncTask (SetAll)   VTEP neighbour/FDB
 //! ```
+//!
+//! Kernel routes are handed to their own task and installed there, so a
+//! converge never waits for netlink (a reflector installing hundreds of
+//! routes on a busy host keeps adding peers meanwhile).
 //!
 //! Restart safety (a running flow loses no packet across a restart):
 //! * on shutdown nothing is removed: kernel routes, VXLAN entries and the
@@ -62,7 +66,7 @@ use crate::linkwatch::LinkWatcher;
 use crate::netlink::KernelRoutes;
 use crate::netlink::Netlink;
 use crate::reconciler::{Input, ReconcilerConfig};
-use crate::routesync::RouteSyncer;
+use crate::routesync::{RouteSyncTask, RouteSyncer};
 use crate::tunnel::{
     ensure_vxlan, sync_vteps, update_vteps, vtep_mac_for_node, Vtep, VxlanConfig, VXLAN_DEVICE,
     VXLAN_V6_DEVICE,
@@ -86,7 +90,8 @@ struct Daemon {
     underlay_mtu: u32,
     speaker: Speaker,
     nl: Netlink,
-    syncer: RouteSyncer<Netlink>,
+    /// Kernel routes, installed by their own task (see [`RouteSyncTask`]).
+    syncer: RouteSyncTask,
     /// The resource prefix and the IPAM blocks, each document decoded once
     /// as it arrives.
     resources: Decoded<Resource>,
@@ -385,23 +390,21 @@ impl Daemon {
             }
         }
         let setup = setup_began.elapsed();
-        let routes_began = Instant::now();
         if self.routes_open && desired.routes != self.desired.routes {
-            self.syncer
-                .handle(Input::SetAll(desired.routes.clone()))
-                .await;
+            self.syncer.set_all(desired.routes.clone());
         }
-        let routes_took = routes_began.elapsed();
+        let vteps_began = Instant::now();
         if (self.vxlan_ready && desired.vteps != self.desired.vteps)
             || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
         {
             self.sync_vteps(&desired, false).await;
         }
+        let vteps_took = vteps_began.elapsed();
         self.sync_policy(false).await;
         debug!(
             ?peers_took,
             ?setup,
-            ?routes_took,
+            ?vteps_took,
             total = ?began.elapsed(),
             "converge steps"
         );
@@ -412,7 +415,7 @@ impl Daemon {
                 .iter()
                 .map(|(a, p)| (*a, (p.kind, p.name.clone())))
                 .collect();
-            shared.routes_in_sync = self.routes_open && self.syncer.reconciler().in_sync();
+            shared.routes_in_sync = self.routes_open && self.syncer.in_sync();
         }
         self.desired = desired;
         setup
@@ -510,10 +513,8 @@ impl Daemon {
                 "converging kernel routes"
             );
             self.routes_open = true;
-            self.syncer
-                .handle(Input::SetAll(self.desired.routes.clone()))
-                .await;
-            self.syncer.handle(Input::Start).await;
+            self.syncer.set_all(self.desired.routes.clone());
+            self.syncer.send(Input::Start);
         }
     }
 }
@@ -659,7 +660,7 @@ async fn run_inner(
         underlay_mtu,
         speaker: speaker.clone(),
         nl,
-        syncer,
+        syncer: RouteSyncTask::spawn(syncer),
         resources: Decoded::new(decode_resource),
         blocks: Decoded::new(decode_block),
         learned: BTreeMap::new(),
@@ -723,7 +724,7 @@ async fn run_inner(
             }
             Some(event) = async { match links.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } } => {
                 if let (true, Some(input)) = (daemon.routes_open, event.reconciler_input()) {
-                    daemon.syncer.handle(input).await;
+                    daemon.syncer.send(input);
                 }
             }
             _ = tokio::time::sleep_until(converge_at), if dirty => {
@@ -746,11 +747,11 @@ async fn run_inner(
                 }
                 daemon.maybe_open_routes(started, &mut all_up_since).await;
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                s.routes_in_sync = daemon.routes_open && daemon.syncer.reconciler().in_sync();
+                s.routes_in_sync = daemon.routes_open && daemon.syncer.in_sync();
             }
             _ = resync.tick() => {
                 if daemon.routes_open {
-                    daemon.syncer.handle(Input::ResyncTimer).await;
+                    daemon.syncer.send(Input::ResyncTimer);
                 }
                 if daemon.vxlan_ready || daemon.vxlan6_ready {
                     let desired = daemon.desired.clone();
