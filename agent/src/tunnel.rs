@@ -299,25 +299,38 @@ pub async fn update_vteps(
     Ok(ops.len())
 }
 
+/// Netlink requests in flight at once while applying VTEP operations.
+const VTEP_CONCURRENCY: usize = 64;
+
+/// Applies `ops` with up to [`VTEP_CONCURRENCY`] in flight: [`diff_vteps`]
+/// gives each neighbour IP and each FDB MAC at most one operation, so they
+/// do not depend on each other (one at a time, 250 VTEPs took seconds of
+/// wall time on a busy host, each answer waiting for the process to be
+/// scheduled). The first error is returned after all have been tried.
 async fn apply_vtep_ops(nl: &Netlink, device: &str, ops: &[VtepOp]) -> Result<(), NetlinkError> {
-    for op in ops {
-        debug!(?op, device, "vtep op");
-        match op {
-            VtepOp::SetNeighbour { ip, mac } => nl.replace_neighbour(device, *ip, mac).await?,
-            VtepOp::DeleteNeighbour { ip } => {
-                nl.delete_neighbour(device, *ip).await?;
-            }
-            VtepOp::SetFdb { mac, dst } => {
-                // Replace only rewrites the first remote of a MAC; start clean.
-                nl.delete_fdb(device, mac).await?;
-                nl.replace_fdb(device, mac, *dst).await?
-            }
-            VtepOp::DeleteFdb { mac } => {
-                nl.delete_fdb(device, mac).await?;
+    use futures::StreamExt;
+    let apply = |op: &VtepOp| {
+        let op = op.clone();
+        async move {
+            debug!(?op, device, "vtep op");
+            match &op {
+                VtepOp::SetNeighbour { ip, mac } => nl.replace_neighbour(device, *ip, mac).await,
+                VtepOp::DeleteNeighbour { ip } => nl.delete_neighbour(device, *ip).await.map(drop),
+                VtepOp::SetFdb { mac, dst } => {
+                    // Replace only rewrites the first remote of a MAC; start clean.
+                    nl.delete_fdb(device, mac).await?;
+                    nl.replace_fdb(device, mac, *dst).await
+                }
+                VtepOp::DeleteFdb { mac } => nl.delete_fdb(device, mac).await.map(drop),
             }
         }
-    }
-    Ok(())
+    };
+    let results: Vec<Result<(), NetlinkError>> = futures::stream::iter(ops)
+        .map(apply)
+        .buffer_unordered(VTEP_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// The `RTM_NEWLINK` request for `tunl0`: `ip link add tunl0 type ipip

@@ -7,12 +7,13 @@
 //!  datastore follow(ipam blocks)┼─► ClusterState ─┐
 //!  speaker.subscribe() ─► learned routes ─────────┴─► desired_state()
 //!        ┌──────────────────────────┬──────────────────┬──────┘
-//!   speaker peers/originations   RouteSyncTask (SetAll)   VTEP neighbour/FDB
+//!   speaker peers/originations   RouteSyncTask (SetAll)   VtepTask (neighbour/FDB)
 //! ```
 //!
-//! Kernel routes are handed to their own task and installed there, so a
-//! converge never waits for netlink (a reflector installing hundreds of
-//! routes on a busy host keeps adding peers meanwhile).
+//! Kernel routes and the VXLAN devices' entries are handed to tasks of
+//! their own and programmed there, so a converge never waits for netlink (a
+//! reflector installing hundreds of routes on a busy host keeps adding
+//! peers meanwhile).
 //!
 //! Restart safety (a running flow loses no packet across a restart):
 //! * on shutdown nothing is removed: kernel routes, VXLAN entries and the
@@ -65,12 +66,10 @@ use super::status::{serve_status, Shared};
 use crate::linkwatch::LinkWatcher;
 use crate::netlink::KernelRoutes;
 use crate::netlink::Netlink;
+use crate::node::vteps::VtepTask;
 use crate::reconciler::{Input, ReconcilerConfig};
 use crate::routesync::{RouteSyncTask, RouteSyncer};
-use crate::tunnel::{
-    ensure_vxlan, sync_vteps, update_vteps, vtep_mac_for_node, Vtep, VxlanConfig, VXLAN_DEVICE,
-    VXLAN_V6_DEVICE,
-};
+use crate::tunnel::{ensure_vxlan, vtep_mac_for_node, VxlanConfig};
 
 fn local_attrs() -> PathAttrs {
     PathAttrs {
@@ -103,9 +102,8 @@ struct Daemon {
     /// not a restart): there is nothing a premature converge could remove,
     /// so routes are programmed as soon as they are known.
     cold_start: bool,
-    /// The VTEPs last programmed on `vxlan.brindle` and `vxlan6.brindle`
-    /// (`None`: unknown, read the device next time).
-    programmed_vteps: [Option<Vec<Vtep>>; 2],
+    /// The VXLAN devices' VTEP entries, programmed by their own task.
+    vteps: VtepTask,
     vxlan_ready: bool,
     /// `vxlan6.brindle` is up (IPv6 pools with VXLAN).
     vxlan6_ready: bool,
@@ -331,9 +329,8 @@ impl Daemon {
         }
     }
 
-    /// Recomputes the desired state and applies it everywhere; returns how
-    /// long it waited on one-time tunnel set-up (not converging work).
-    async fn converge(&mut self) -> Duration {
+    /// Recomputes the desired state and applies it everywhere.
+    async fn converge(&mut self) {
         let cluster = self.cluster();
         for (key, problem) in &cluster.problems {
             debug!(%key, %problem, "ignoring undecodable document");
@@ -397,7 +394,7 @@ impl Daemon {
         if (self.vxlan_ready && desired.vteps != self.desired.vteps)
             || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
         {
-            self.sync_vteps(&desired, false).await;
+            self.sync_vteps(&desired, false);
         }
         let vteps_took = vteps_began.elapsed();
         self.sync_policy(false).await;
@@ -418,7 +415,6 @@ impl Daemon {
             shared.routes_in_sync = self.routes_open && self.syncer.in_sync();
         }
         self.desired = desired;
-        setup
     }
 
     /// Has policy compiled and applied for this node (`resync`: re-read the
@@ -456,32 +452,14 @@ impl Daemon {
         }
     }
 
-    /// `full`: read the devices' tables and repair them (the resync);
-    /// otherwise apply the change from what the last sync programmed.
-    async fn sync_vteps(&mut self, desired: &Desired, full: bool) {
-        let devices = [
-            (self.vxlan_ready, VXLAN_DEVICE, &desired.vteps),
-            (self.vxlan6_ready, VXLAN_V6_DEVICE, &desired.vteps6),
-        ];
-        for (i, (ready, device, vteps)) in devices.into_iter().enumerate() {
-            if !ready {
-                continue;
-            }
-            let result = match self.programmed_vteps[i].take() {
-                Some(before) if !full => update_vteps(&self.nl, device, &before, vteps).await,
-                _ => sync_vteps(&self.nl, device, vteps).await,
-            };
-            match result {
-                Ok(n) => {
-                    if n > 0 {
-                        info!(ops = n, %device, "VXLAN neighbour/FDB entries updated");
-                    }
-                    self.programmed_vteps[i] = Some(vteps.clone());
-                }
-                // Unknown state: the next sync reads the device.
-                Err(error) => warn!(%error, %device, "syncing VXLAN entries failed"),
-            }
-        }
+    /// Hands the VTEPs of the devices that are set up to their task;
+    /// `full`: read the devices' tables and repair them (the resync).
+    fn sync_vteps(&self, desired: &Desired, full: bool) {
+        self.vteps.sync(
+            self.vxlan_ready.then_some(&desired.vteps[..]),
+            self.vxlan6_ready.then_some(&desired.vteps6[..]),
+            full,
+        );
     }
 
     /// Opens route management once every desired session is up (and the
@@ -517,6 +495,14 @@ impl Daemon {
             self.syncer.send(Input::Start);
         }
     }
+}
+
+/// CPU time of the calling thread (the daemon's runtime is
+/// single-threaded: this is the daemon's own work, not its waits).
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 /// Folds one Loc-RIB change into the learned routes: a best path from a
@@ -666,7 +652,7 @@ async fn run_inner(
         learned: BTreeMap::new(),
         routes_open: false,
         cold_start,
-        programmed_vteps: [None, None],
+        vteps: VtepTask::spawn(Netlink::connect(opts.route_protocol)?),
         vxlan_ready: false,
         vxlan6_ready: false,
         neighbour_entries: 0,
@@ -730,12 +716,16 @@ async fn run_inner(
             _ = tokio::time::sleep_until(converge_at), if dirty => {
                 dirty = false;
                 let began = Instant::now();
-                let setup = daemon.converge().await;
-                // The gap keeps converges from eating the CPU; waiting on
-                // the store for a tunnel address is not CPU.
-                let took = began.elapsed().saturating_sub(setup);
-                debug!(?took, "converged");
-                converge_not_before = Instant::now() + took.max(MIN_CONVERGE_GAP);
+                let cpu_began = thread_cpu_time();
+                daemon.converge().await;
+                // The gap keeps converges from eating the CPU, so it is the
+                // CPU they used, not their wall time: on a busy host a
+                // converge waits seconds for netlink answers and the store,
+                // and a gap as long as that held a route reflector's next
+                // converge (new peers) back by as much again.
+                let cpu = thread_cpu_time().saturating_sub(cpu_began);
+                debug!(took = ?began.elapsed(), ?cpu, "converged");
+                converge_not_before = Instant::now() + cpu.max(MIN_CONVERGE_GAP);
             }
             Ok((stream, _)) = listener.accept() => {
                 tokio::spawn(serve_status(stream, speaker.clone(), shared.clone(), opts.node_name.clone(), asn, address.addr()));
@@ -755,7 +745,7 @@ async fn run_inner(
                 }
                 if daemon.vxlan_ready || daemon.vxlan6_ready {
                     let desired = daemon.desired.clone();
-                    daemon.sync_vteps(&desired, true).await;
+                    daemon.sync_vteps(&desired, true);
                 }
                 daemon.sync_policy(true).await;
                 if let Some(grace) = opts.ipam_gc_grace {

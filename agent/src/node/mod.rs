@@ -8,6 +8,8 @@
 //!   the route kind chosen from the pool's encapsulation and the subnets;
 //! - [`policy`]: stored resources → `brindle-policy` model → compiled
 //!   rulesets (natOutgoing included) → the iptables/ipset applier;
+//! - [`vteps`]: the task that programs the VXLAN devices' entries for the
+//!   other nodes' VTEPs;
 //! - [`status`]: the JSON served on the status socket (`brindlectl node status`);
 //! - [`daemon`]: the tokio loop (Node registration with CAS, datastore
 //!   follow, speaker, route reconciler, VXLAN device, status socket).
@@ -30,3 +32,4 @@ pub mod policy;
 pub mod register;
 pub mod secrets;
 pub mod status;
+pub mod vteps;
