@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use brindle_agent::node::cache::{decode_block, decode_resource, Decoded};
-use brindle_agent::node::cluster::ClusterState;
+use brindle_agent::node::cache::{decode_resource, Decoded};
+use brindle_agent::node::cluster::{decode_block_info, ClusterState, NodeInfos};
 use brindle_agent::node::desired::{desired_state, Inputs};
 use brindle_agent::node::policy::PolicyResources;
 use brindle_datastore::{Event, EventKind, KeyValue, Listing, Update};
@@ -167,7 +167,8 @@ fn main() {
         kvs: kvs.clone(),
         revision: 1,
     }));
-    let blocks = Decoded::from_kvs(decode_block, &block_kvs);
+    let blocks = Decoded::from_kvs(decode_block_info, &block_kvs);
+    let mut node_infos = NodeInfos::default();
     let mut times = Vec::new();
     for round in 0..rounds {
         let changed = endpoint(round % endpoints, nodes, "changed");
@@ -176,7 +177,8 @@ fn main() {
             kind: EventKind::Put,
             kv: changed,
         }));
-        let cluster = ClusterState::from_decoded(resources.entries(), blocks.entries());
+        let cluster =
+            ClusterState::from_decoded(resources.entries(), blocks.entries(), &mut node_infos);
         let desired = desired_state(Inputs {
             node: "node-0",
             cluster: &cluster,

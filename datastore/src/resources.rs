@@ -55,7 +55,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use brindle_model::document::{check_against_stored, default_and_validate, Origin};
-use brindle_model::{parse_one, Kind, ParseErrors, Resource};
+use brindle_model::{parse_stored, Kind, ParseErrors, Resource};
 
 use crate::keys::{key_of, namespace_prefix, resource_key};
 use crate::kv::{MAX_TXN_BYTES, MAX_TXN_OPS};
@@ -629,8 +629,8 @@ fn decode(kv: &KeyValue) -> Result<Current, ResourceError> {
         key: kv.key_str().into_owned(),
         reason,
     };
-    let text = std::str::from_utf8(&kv.value).map_err(|e| corrupt(e.to_string()))?;
-    let mut resource = parse_one(text).map_err(|e| corrupt(e.to_string().replace('\n', "; ")))?;
+    let mut resource =
+        parse_stored(&kv.value).map_err(|e| corrupt(e.to_string().replace('\n', "; ")))?;
     resource.metadata_mut().resource_version = Some(kv.mod_revision.to_string());
     Ok(Current {
         resource,
@@ -654,6 +654,7 @@ impl CompactJson for Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brindle_model::parse_one;
 
     fn pool(name: &str, cidr: &str) -> String {
         format!(

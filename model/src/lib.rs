@@ -52,7 +52,7 @@ pub mod unimplemented;
 pub mod validate;
 
 pub use document::{
-    parse_documents, parse_documents_against, parse_one, DocumentError, ParseErrors,
+    parse_documents, parse_documents_against, parse_one, parse_stored, DocumentError, ParseErrors,
 };
 pub use meta::{ApiVersion, ObjectMeta};
 pub use resource::{Kind, Object, Resource};

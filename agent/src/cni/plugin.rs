@@ -369,9 +369,7 @@ async fn read_endpoint(
     else {
         return Ok(None);
     };
-    let parsed = std::str::from_utf8(&kv.value)
-        .ok()
-        .and_then(|text| brindle_model::parse_one(text).ok());
+    let parsed = brindle_model::parse_stored(&kv.value).ok();
     Ok(Some(match parsed {
         Some(Resource::WorkloadEndpoint(w)) => Some(w),
         _ => None,

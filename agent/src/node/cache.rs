@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use brindle_datastore::ipam::AllocationBlock;
 use brindle_datastore::{EventKind, KeyValue, Update};
-use brindle_model::{parse_one, Resource};
+use brindle_model::{parse_stored, Resource};
 
 /// One stored document.
 #[derive(Debug, Clone)]
@@ -113,8 +113,7 @@ impl<T> Decoded<T> {
 
 /// A resource document as `brindlectl` stores it.
 pub fn decode_resource(kv: &KeyValue) -> Result<Resource, String> {
-    let text = std::str::from_utf8(&kv.value).map_err(|e| e.to_string())?;
-    parse_one(text).map_err(|e| e.to_string())
+    parse_stored(&kv.value).map_err(|e| e.to_string())
 }
 
 /// An IPAM block document.

@@ -41,7 +41,6 @@ use brindle_bgp::packet::{Origin, PathAttributes};
 use brindle_bgp::speaker::{
     BestRouteChange, PathAttrs, PeerState, RouteSource, Speaker, SpeakerConfig,
 };
-use brindle_datastore::ipam::AllocationBlock;
 use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, TunnelKind};
 use brindle_datastore::keys;
 use brindle_datastore::Datastore;
@@ -54,8 +53,10 @@ use tokio::net::UnixListener;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::cache::{decode_block, decode_resource, Decoded};
-use super::cluster::{format_mac, ClusterState, Communities};
+use super::cache::{decode_resource, Decoded};
+use super::cluster::{
+    decode_block_info, format_mac, BlockInfo, ClusterState, Communities, NodeInfos,
+};
 use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned};
 use super::limits::{neighbour_entries, neighbour_warning, NeighbourLimits};
 pub use super::options::{NodeError, NodeOptions};
@@ -94,7 +95,9 @@ struct Daemon {
     /// The resource prefix and the IPAM blocks, each document decoded once
     /// as it arrives.
     resources: Decoded<Resource>,
-    blocks: Decoded<AllocationBlock>,
+    blocks: Decoded<BlockInfo>,
+    /// Each Node's info, derived once per version of its document.
+    node_infos: Mutex<NodeInfos>,
     learned: BTreeMap<IpNet, Learned>,
     /// Kernel routes are managed (BGP converged or grace over).
     routes_open: bool,
@@ -137,7 +140,12 @@ fn speaker_settings(cluster: &ClusterState, node: &str) -> SpeakerSettings {
 
 impl Daemon {
     fn cluster(&self) -> ClusterState {
-        ClusterState::from_decoded(self.resources.entries(), self.blocks.entries())
+        let mut node_infos = self.node_infos.lock().unwrap_or_else(|e| e.into_inner());
+        ClusterState::from_decoded(
+            self.resources.entries(),
+            self.blocks.entries(),
+            &mut node_infos,
+        )
     }
 
     /// A tunnel address of one family from IPAM (`allowedUses: Tunnel`),
@@ -648,7 +656,8 @@ async fn run_inner(
         nl,
         syncer: RouteSyncTask::spawn(syncer),
         resources: Decoded::new(decode_resource),
-        blocks: Decoded::new(decode_block),
+        blocks: Decoded::new(decode_block_info),
+        node_infos: Mutex::new(NodeInfos::default()),
         learned: BTreeMap::new(),
         routes_open: false,
         cold_start,

@@ -357,7 +357,7 @@ pub fn communities_for(cluster: &ClusterState, prefix: &IpNet) -> Communities {
 /// The desired state; see the module docs.
 pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     let cluster = inputs.cluster;
-    let me = cluster.nodes.get(inputs.node);
+    let me = cluster.nodes.get(inputs.node).map(|n| &**n);
     let local_ip = me.and_then(NodeInfo::ip);
     let local_ip6 = me.and_then(NodeInfo::ip6);
     // Our address of the family of `remote`.
@@ -442,6 +442,7 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     let node_by_ip: BTreeMap<IpAddr, &NodeInfo> = cluster
         .nodes
         .values()
+        .map(|n| &**n)
         .flat_map(|n| {
             let v4 = n.ip().map(|ip| (IpAddr::V4(ip), n));
             let v6 = n.ip6().map(|ip| (IpAddr::V6(ip), n));
@@ -550,14 +551,15 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     // Explicit peerings (they take precedence over a mesh session to the
     // same address).
     for (name, spec) in &cluster.peers {
+        let matcher = spec.matcher();
         // Calico's `reversePeering: Auto` (the default): a peering by
         // peerSelector also runs from each node it selects back to the
         // nodes the resource applies to, so one BGPPeer (all nodes peer
         // with the reflectors) configures both ends.
         let reverse = spec.peer_selector.is_some()
             && spec.reverse_peering != Some(ReversePeering::Manual)
-            && spec.selects_remote_node(local_labels);
-        let forward = spec.applies_to_node(inputs.node, local_labels);
+            && matcher.selects_remote_node(local_labels);
+        let forward = matcher.applies_to_node(inputs.node, local_labels);
         if !forward && !reverse {
             continue;
         }
@@ -580,8 +582,8 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
             }
         } else if spec.peer_selector.is_some() {
             for n in cluster.nodes.values() {
-                let selected = (forward && spec.selects_remote_node(&n.labels))
-                    || (reverse && spec.applies_to_node(&n.name, &n.labels));
+                let selected = (forward && matcher.selects_remote_node(&n.labels))
+                    || (reverse && matcher.applies_to_node(&n.name, &n.labels));
                 if n.name == inputs.node || !selected {
                     continue;
                 }

@@ -825,8 +825,8 @@ fn versioned<T: serde::de::DeserializeOwned>(kv: KeyValue) -> IpamResult<Version
 /// A resource as `brindlectl` stores it (JSON, read through the model's
 /// parser so defaults and validation are the same).
 fn parse_resource(kv: &KeyValue) -> IpamResult<Resource> {
-    let text = std::str::from_utf8(&kv.value).map_err(|e| corrupt(kv, e))?;
-    brindle_model::parse_one(text).map_err(|e| corrupt(kv, e.to_string().replace('\n', "; ")))
+    brindle_model::parse_stored(&kv.value)
+        .map_err(|e| corrupt(kv, e.to_string().replace('\n', "; ")))
 }
 
 /// A pool resource for tests and callers that create pools themselves.

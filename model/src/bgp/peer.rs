@@ -177,14 +177,25 @@ pub fn parse_peer_ip(text: &str) -> Option<(IpAddr, Option<u16>)> {
         .map(|sa| (sa.ip(), Some(sa.port())))
 }
 
-impl BGPPeerSpec {
-    /// Whether this peering applies to the local node `node_name` with
+/// A BGPPeer's node matching with its selectors parsed once: a node
+/// computing its peerings matches every other node against them, and
+/// parsing per node was a visible share of a 250-node converge. A selector
+/// that does not parse matches nothing (validation refuses it at apply).
+pub struct PeerMatcher<'a> {
+    node: Option<&'a str>,
+    /// `Some(None)`: a nodeSelector that does not parse.
+    node_selector: Option<Option<Selector>>,
+    peer_selector: Option<Selector>,
+}
+
+impl PeerMatcher<'_> {
+    /// Whether the peering applies to the local node `node_name` with
     /// `labels`: the named node, the nodes the nodeSelector picks, or every
     /// node when neither is set (a global peer).
     pub fn applies_to_node<L: Labels + ?Sized>(&self, node_name: &str, labels: &L) -> bool {
-        match (&self.node, &self.node_selector) {
+        match (self.node, &self.node_selector) {
             (Some(node), _) => node == node_name,
-            (None, Some(sel)) => Selector::parse(sel).is_ok_and(|s| s.matches(labels)),
+            (None, Some(sel)) => sel.as_ref().is_some_and(|s| s.matches(labels)),
             (None, None) => true,
         }
     }
@@ -192,8 +203,35 @@ impl BGPPeerSpec {
     /// Whether a remote node with `labels` is a peer through `peerSelector`.
     pub fn selects_remote_node<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         self.peer_selector
-            .as_deref()
-            .is_some_and(|sel| Selector::parse(sel).is_ok_and(|s| s.matches(labels)))
+            .as_ref()
+            .is_some_and(|s| s.matches(labels))
+    }
+}
+
+impl BGPPeerSpec {
+    /// The peering's node matching, selectors parsed once.
+    pub fn matcher(&self) -> PeerMatcher<'_> {
+        PeerMatcher {
+            node: self.node.as_deref(),
+            node_selector: self
+                .node_selector
+                .as_deref()
+                .map(|sel| Selector::parse(sel).ok()),
+            peer_selector: self
+                .peer_selector
+                .as_deref()
+                .and_then(|sel| Selector::parse(sel).ok()),
+        }
+    }
+
+    /// [`PeerMatcher::applies_to_node`] for one node.
+    pub fn applies_to_node<L: Labels + ?Sized>(&self, node_name: &str, labels: &L) -> bool {
+        self.matcher().applies_to_node(node_name, labels)
+    }
+
+    /// [`PeerMatcher::selects_remote_node`] for one node.
+    pub fn selects_remote_node<L: Labels + ?Sized>(&self, labels: &L) -> bool {
+        self.matcher().selects_remote_node(labels)
     }
 
     /// The effective next-hop handling (`keepOriginalNextHop` is the legacy

@@ -214,3 +214,52 @@ fn duplicates_and_syntax_errors() {
     assert!(parse_documents("").unwrap().is_empty());
     assert!(parse_documents("---\n---\n").unwrap().is_empty());
 }
+
+/// Every example resource, stored as the writers store it (compact JSON),
+/// reads back through the JSON path of `parse_stored` (not the YAML
+/// fallback) as the same resource.
+#[test]
+fn stored_json_of_every_example_reads_back_without_yaml() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut read = 0;
+    let mut kinds = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(parsed) = parse_documents(&text) else {
+            continue;
+        };
+        for resource in parsed {
+            let stored = serde_json::to_vec(&resource).unwrap();
+            let fast = read_stored_json(&stored)
+                .unwrap_or_else(|| panic!("{}: JSON path refused {resource:?}", path.display()));
+            assert_eq!(fast, resource, "{}", path.display());
+            assert_eq!(parse_stored(&stored).unwrap(), resource);
+            kinds.insert(resource.kind());
+            read += 1;
+        }
+    }
+    assert!(
+        read >= 12 && kinds.len() >= 8,
+        "{read} resources, kinds {kinds:?}"
+    );
+}
+
+/// What the JSON path does not take falls back to the YAML parser and its
+/// messages: YAML text, and JSON that is not a valid resource.
+#[test]
+fn parse_stored_falls_back_to_the_document_parser() {
+    assert_eq!(
+        parse_stored(POOL.as_bytes()).unwrap(),
+        parse_one(POOL).unwrap()
+    );
+    let bad = br#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool","metadata":{"name":"p"},"spec":{"cidr":"10.0.0.0/33"}}"#;
+    let from_stored = parse_stored(bad).unwrap_err().to_string();
+    let from_text = parse_one(std::str::from_utf8(bad).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(from_stored, from_text);
+    assert!(from_stored.contains("spec.cidr"), "{from_stored}");
+}

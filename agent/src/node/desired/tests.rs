@@ -3,6 +3,11 @@ use crate::node::cluster::{BgpSettings, BlockInfo, WorkloadInfo};
 use brindle_model::bgp::{BGPPeerSpec, SourceAddress};
 use brindle_model::meta::AsNumber;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+fn node_mut<'a>(c: &'a mut ClusterState, name: &str) -> &'a mut NodeInfo {
+    Arc::make_mut(c.nodes.get_mut(name).expect("node in the test cluster"))
+}
 
 fn node(name: &str, addr: &str) -> NodeInfo {
     NodeInfo {
@@ -42,20 +47,20 @@ fn cluster(vxlan: EncapMode, ipip: EncapMode) -> ClusterState {
         let mut n = node(name, addr);
         n.vxlan_tunnel = Some(tunnel.parse().unwrap());
         n.vxlan_mac = Some(crate::tunnel::vtep_mac_for_node(name));
-        c.nodes.insert(name.into(), n);
+        c.nodes.insert(name.into(), Arc::new(n));
     }
     c.pools.push(pool("10.65.0.0/16", vxlan, ipip));
     c.blocks = vec![
-        BlockInfo {
+        Arc::new(BlockInfo {
             cidr: net("10.65.0.0/26"),
             affinity: Some("a".into()),
             allocations: vec![(ip("10.65.0.1"), Some("a".into()))],
-        },
-        BlockInfo {
+        }),
+        Arc::new(BlockInfo {
             cidr: net("10.65.0.64/26"),
             affinity: Some("b".into()),
             allocations: vec![(ip("10.65.0.70"), Some("a".into()))],
-        },
+        }),
     ];
     c.workloads.push(WorkloadInfo {
         key: "w1".into(),
@@ -208,7 +213,7 @@ fn mesh_is_one_directional_and_skips_reflectors() {
         ]
     );
     // c becomes a reflector: it leaves the mesh, and b's mesh loses it.
-    c.nodes.get_mut("c").unwrap().rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+    node_mut(&mut c, "c").rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
     let d = desired_state(Inputs {
         node: "b",
         cluster: &c,
@@ -241,15 +246,11 @@ fn mesh_is_one_directional_and_skips_reflectors() {
 fn bgp_peers_global_node_selector_and_reflector_clients() {
     let mut c = cluster(EncapMode::Never, EncapMode::Never);
     c.bgp.mesh = false;
-    c.nodes
-        .get_mut("a")
-        .unwrap()
+    node_mut(&mut c, "a")
         .labels
         .insert("rack".into(), "r1".into());
-    c.nodes.get_mut("c").unwrap().rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
-    c.nodes
-        .get_mut("c")
-        .unwrap()
+    node_mut(&mut c, "c").rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
+    node_mut(&mut c, "c")
         .labels
         .insert("rr".into(), "yes".into());
     c.peers = vec![
@@ -334,7 +335,7 @@ fn bgp_peers_global_node_selector_and_reflector_clients() {
 fn peer_selector_peerings_run_back_unless_manual() {
     let mut c = cluster(EncapMode::Never, EncapMode::Never);
     c.bgp.mesh = false;
-    let rr = c.nodes.get_mut("c").unwrap();
+    let rr = node_mut(&mut c, "c");
     rr.rr_cluster_id = Some(Ipv4Addr::new(1, 0, 0, 1));
     rr.labels.insert("rr".into(), "yes".into());
     c.peers = vec![(
@@ -412,20 +413,20 @@ fn mesh_sessions_take_the_mesh_password_and_restart_time() {
 /// a and b have IPv6 addresses too, c does not.
 fn dual_stack() -> ClusterState {
     let mut c = cluster(EncapMode::CrossSubnet, EncapMode::Never);
-    c.nodes.get_mut("a").unwrap().address6 = Some("fd00:1::1/64".parse().unwrap());
-    c.nodes.get_mut("b").unwrap().address6 = Some("fd00:1::2/64".parse().unwrap());
+    node_mut(&mut c, "a").address6 = Some("fd00:1::1/64".parse().unwrap());
+    node_mut(&mut c, "b").address6 = Some("fd00:1::2/64".parse().unwrap());
     c.pools.push(pool(
         "fd00:65::/48",
         EncapMode::CrossSubnet,
         EncapMode::Never,
     ));
-    c.nodes.get_mut("b").unwrap().vxlan_tunnel6 = Some("fd00:65::41".parse().unwrap());
-    c.nodes.get_mut("b").unwrap().vxlan_mac6 = Some([2, 0, 0, 0, 0, 0x0b]);
-    c.blocks.push(BlockInfo {
+    node_mut(&mut c, "b").vxlan_tunnel6 = Some("fd00:65::41".parse().unwrap());
+    node_mut(&mut c, "b").vxlan_mac6 = Some([2, 0, 0, 0, 0, 0x0b]);
+    c.blocks.push(Arc::new(BlockInfo {
         cidr: net("fd00:65::/122"),
         affinity: Some("a".into()),
         allocations: vec![(ip("fd00:65::1"), Some("a".into()))],
-    });
+    }));
     c
 }
 
