@@ -85,6 +85,103 @@ fn two_nodes_one_subnet_direct_routes() {
 /// and new workloads are (un)routed everywhere; a route deleted by hand is
 /// repaired by the resync; a node restart keeps a cross-subnet ping
 /// loss-free.
+/// A node's own `BGPConfiguration node.<name>`: its listenPort is where it
+/// listens and where the other nodes connect; its logSeverityScreen turns
+/// the speaker's debug logs on at run time. And BGPPeer reachableBy: a
+/// static route to the peer through the gateway.
+#[test]
+fn node_specific_bgp_configuration_and_reachable_by() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::two_hosts_one_subnet().unwrap();
+    let [ha, hb] = &fabric.hosts;
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.72.0.0/16", "Never"));
+    store.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: node.node-b}
+spec:
+  listenPort: 1179
+",
+    );
+    // A ToR that is not there, behind the subnet's gateway.
+    store.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: far-tor}
+spec:
+  node: node-a
+  peerIP: 192.0.2.77
+  asNumber: 65077
+  reachableBy: 10.0.1.254
+",
+    );
+    let a = NodeDaemon::start(&store, ha, "node-a");
+    let b = NodeDaemon::start(&store, hb, "node-b");
+    b.wait_established(1);
+    let listening = hb.ns.run(&["ss", "-Htln"]).unwrap();
+    assert!(
+        listening.contains(":1179"),
+        "node-b listens on 1179:\n{listening}"
+    );
+    assert!(!listening.contains(":179 "), "and not on 179:\n{listening}");
+    wait_route(
+        &ha.ns,
+        "192.0.2.77",
+        |r| r.contains("via 10.0.1.254"),
+        "reachableBy route",
+    );
+    assert!(
+        route_of(&hb.ns, "192.0.2.77").is_empty(),
+        "only node-a peers with it"
+    );
+
+    // logSeverityScreen: Debug for node-b only, applied at run time.
+    store.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: node.node-b}
+spec:
+  listenPort: 1179
+  logSeverityScreen: Debug
+",
+    );
+    let applied = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Ok(b.log().contains("BGP log level set").then_some(()))
+    });
+    assert!(
+        matches!(applied, Ok(Some(()))),
+        "node-b did not apply the level:\n{}",
+        tail(&b.log())
+    );
+    // A connection from an address that is no peer: logged at debug.
+    let knock = |host: &brindle_testbed::Host, port: u16| {
+        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; sleep 0.5");
+        let _ = host.ns.run(&["bash", "-c", &script]);
+    };
+    knock(hb, 1179);
+    knock(ha, 179);
+    let debug_seen = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Ok(b.log()
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains("brindle_bgp"))
+            .then_some(()))
+    });
+    assert!(
+        matches!(debug_seen, Ok(Some(()))),
+        "no speaker debug lines on node-b:\n{}",
+        tail(&b.log())
+    );
+    assert!(
+        !a.log()
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains("brindle_bgp")),
+        "node-a keeps the speaker at info"
+    );
+}
+
 #[test]
 fn three_nodes_two_subnets_vxlan_cross_subnet_with_bird_tor() {
     if can_run() {

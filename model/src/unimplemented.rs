@@ -15,8 +15,7 @@
 //! it does not program, but the user learns it at apply time.
 
 use crate::bgp::{
-    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, LogSeverity, RestartMode,
-    ReversePeering,
+    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, RestartMode, ReversePeering,
 };
 use crate::endpoint::{HostEndpointSpec, NodeSpec, WorkloadEndpointSpec};
 use crate::ipam::IPPoolSpec;
@@ -93,9 +92,7 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     if s.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected) {
         out.push("spec.birdGatewayMode: DirectIfDirectlyConnected".into());
     }
-    if s.reachable_by.is_some() {
-        out.push("spec.reachableBy".into());
-    }
+    // reachableBy is acted on (a static route to the peer).
     if s.local_workload_selector.is_some() {
         out.push("spec.localWorkloadSelector".into());
     }
@@ -104,46 +101,13 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
 }
 
 fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>) {
-    if name != "default" {
-        // Nothing reads a node's own BGPConfiguration yet: every field set
-        // in `node.<name>` is unimplemented.
-        let fields = [
-            (s.log_severity_screen.is_some(), "spec.logSeverityScreen"),
-            (s.listen_port.is_some(), "spec.listenPort"),
-            (s.bind_mode.is_some(), "spec.bindMode"),
-            (!s.ignored_interfaces.is_empty(), "spec.ignoredInterfaces"),
-            (!s.communities.is_empty(), "spec.communities"),
-            (
-                !s.prefix_advertisements.is_empty(),
-                "spec.prefixAdvertisements",
-            ),
-            (!s.service_cluster_ips.is_empty(), "spec.serviceClusterIPs"),
-            (
-                !s.service_external_ips.is_empty(),
-                "spec.serviceExternalIPs",
-            ),
-            (
-                !s.service_load_balancer_ips.is_empty(),
-                "spec.serviceLoadBalancerIPs",
-            ),
-            (
-                s.local_workload_peering_ipv4.is_some(),
-                "spec.localWorkloadPeeringIPV4",
-            ),
-            (
-                s.local_workload_peering_ipv6.is_some(),
-                "spec.localWorkloadPeeringIPV6",
-            ),
-        ];
-        push_set(out, "", &fields);
-        return;
-    }
-    if let Some(level) = s.log_severity_screen.filter(|l| *l != LogSeverity::Info) {
-        out.push(format!("spec.logSeverityScreen: {level:?}"));
-    }
-    // Acted on: communities, prefixAdvertisements, the service address
-    // lists, bindMode. ignoredInterfaces holds by construction: Brindle
-    // announces no interface addresses and learns no kernel routes.
+    // Acted on, in `default` and in a node's own `node.<name>`:
+    // logSeverityScreen, listenPort, bindMode, communities,
+    // prefixAdvertisements; in `default`: the service address lists.
+    // ignoredInterfaces holds by construction: Brindle announces no
+    // interface addresses and learns no kernel routes. (The global-only
+    // fields are refused in `node.<name>` by validation.)
+    let _ = name;
     let fields = [
         (
             s.local_workload_peering_ipv4.is_some(),
@@ -324,6 +288,7 @@ spec:
   nodeMeshPassword: {secretKeyRef: {name: mesh, key: pw}}
   nodeMeshMaxRestartTime: 2m
   bindMode: None
+  logSeverityScreen: Debug
 ",
         );
         assert!(none.is_empty(), "{none:?}");
@@ -336,7 +301,7 @@ spec:
   logSeverityScreen: Debug
 ",
         );
-        assert_eq!(per_node, ["spec.logSeverityScreen", "spec.listenPort"]);
+        assert!(per_node.is_empty(), "{per_node:?}");
     }
 
     #[test]

@@ -82,16 +82,38 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Logs to stderr through a filter from `RUST_LOG` (default `info`) that
+/// the daemon can extend at run time with the speaker's level from
+/// `logSeverityScreen` (brindle_agent::node::logging).
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let base = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter_with = move |extra: Option<&str>| {
+        let mut text = if base.trim().is_empty() {
+            "info".to_string()
+        } else {
+            base.clone()
+        };
+        if let Some(extra) = extra {
+            text = format!("{text},{extra}");
+        }
+        EnvFilter::try_new(&text).unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let (filter, handle) = reload::Layer::new(filter_with(None));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .init();
+    brindle_agent::node::logging::install(Box::new(move |extra| {
+        handle.reload(filter_with(extra)).map_err(|e| e.to_string())
+    }));
+}
+
 fn run_node() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    init_logging();
     let node_name = match args.node_name {
         Some(n) => n,
         None => nix::unistd::gethostname()

@@ -13,7 +13,7 @@ use brindle_bgp::packet::{Community, LargeCommunity};
 use brindle_datastore::ipam::{block::AllocationBlock, ATTR_NODE};
 use brindle_datastore::KeyValue;
 use brindle_model::bgp::{
-    BFDConfigurationSpec, BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, BindMode,
+    BFDConfigurationSpec, BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, BindMode, LogSeverity,
     SecretKeySelector, DEFAULT_AS_NUMBER, DEFAULT_BGP_PORT,
 };
 use brindle_model::endpoint::WorkloadEndpointSpec;
@@ -118,6 +118,11 @@ pub struct ClusterState {
     pub mesh_password: Option<SecretKeySelector>,
     /// `nodeMeshMaxRestartTime` of `BGPConfiguration default`, seconds.
     pub mesh_max_restart_time: Option<u16>,
+    /// `logSeverityScreen` of `BGPConfiguration default`.
+    pub log_severity: Option<LogSeverity>,
+    /// `BGPConfiguration node.<name>`, by node name: what a node sets for
+    /// itself over the default (see the `*_of` accessors).
+    pub node_bgp: BTreeMap<String, NodeBgpConfig>,
     /// `BGPFilter`s by name.
     pub filters: BTreeMap<String, BGPFilterSpec>,
     /// `BFDConfiguration`s by name (`default`, `node.<name>`).
@@ -126,6 +131,55 @@ pub struct ClusterState {
     pub blocks: Vec<Arc<BlockInfo>>,
     /// Keys that did not decode, with the reason.
     pub problems: Vec<(String, String)>,
+}
+
+/// What a node's own `BGPConfiguration node.<name>` sets; `None` leaves the
+/// `default` configuration's value. (Global-only fields are refused there
+/// at apply: nodeToNodeMeshEnabled, asNumber, the service address lists,
+/// nodeMeshPassword, nodeMeshMaxRestartTime.)
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeBgpConfig {
+    pub listen_port: Option<u16>,
+    pub bind_node_ip: Option<bool>,
+    /// The node's `prefixAdvertisements` (replacing the default's when
+    /// set), community names resolved in the node's own `communities`.
+    pub prefix_communities: Option<Vec<(IpNet, Communities)>>,
+    pub log_severity: Option<LogSeverity>,
+}
+
+impl ClusterState {
+    /// The port `node` listens for BGP on (its own listenPort, else the
+    /// cluster's); other nodes connect to it there.
+    pub fn listen_port_of(&self, node: &str) -> u16 {
+        self.node_bgp
+            .get(node)
+            .and_then(|c| c.listen_port)
+            .unwrap_or(self.bgp.listen_port)
+    }
+
+    /// `bindMode: NodeIP` for `node`.
+    pub fn bind_node_ip_of(&self, node: &str) -> bool {
+        self.node_bgp
+            .get(node)
+            .and_then(|c| c.bind_node_ip)
+            .unwrap_or(self.bgp.bind_node_ip)
+    }
+
+    /// The prefix advertisements `node` announces with.
+    pub fn prefix_communities_of(&self, node: &str) -> &[(IpNet, Communities)] {
+        self.node_bgp
+            .get(node)
+            .and_then(|c| c.prefix_communities.as_deref())
+            .unwrap_or(&self.prefix_communities)
+    }
+
+    /// `logSeverityScreen` for `node` (its own, else the cluster's).
+    pub fn log_severity_of(&self, node: &str) -> Option<LogSeverity> {
+        self.node_bgp
+            .get(node)
+            .and_then(|c| c.log_severity)
+            .or(self.log_severity)
+    }
 }
 
 /// Standard (`aa:nn`) and large (`aa:nn:mm`) communities.
@@ -178,6 +232,8 @@ impl Communities {
 
 /// `prefixAdvertisements` with names looked up in `communities` (the model
 /// refuses a name that is not defined; one that slips through is skipped).
+/// `spec`'s prefix advertisements, community names resolved in
+/// `spec.communities` (validation refuses a name not defined there).
 fn prefix_communities(spec: &BGPConfigurationSpec) -> Vec<(IpNet, Communities)> {
     spec.prefix_advertisements
         .iter()
@@ -291,6 +347,7 @@ impl ClusterState {
     ) -> ClusterState {
         let mut state = ClusterState::default();
         let mut seen_nodes = Vec::new();
+        let mut node_bgp = Vec::new();
         for entry in resources {
             let resource = match &entry.value {
                 Ok(r) => r,
@@ -324,8 +381,14 @@ impl ClusterState {
                 Resource::BFDConfiguration(c) => {
                     state.bfd.insert(c.metadata.name.clone(), c.spec.clone());
                 }
-                Resource::BGPConfiguration(c) if c.metadata.name == "default" => {
+                Resource::BGPConfiguration(c) if c.metadata.name != "default" => {
+                    if let Some(node) = c.metadata.name.strip_prefix("node.") {
+                        node_bgp.push((node, &c.spec));
+                    }
+                }
+                Resource::BGPConfiguration(c) => {
                     let s = &c.spec;
+                    state.log_severity = s.log_severity_screen;
                     state.bgp = BgpSettings {
                         mesh: s.node_to_node_mesh_enabled.unwrap_or(true),
                         asn: s.as_number.map_or(DEFAULT_AS_NUMBER, |a| a.0),
@@ -359,6 +422,16 @@ impl ClusterState {
                 }
                 _ => {}
             }
+        }
+        for (node, s) in node_bgp {
+            let config = NodeBgpConfig {
+                listen_port: s.listen_port.and_then(|p| u16::try_from(p).ok()),
+                bind_node_ip: s.bind_mode.map(|m| m == BindMode::NodeIP),
+                prefix_communities: (!s.prefix_advertisements.is_empty())
+                    .then(|| prefix_communities(s)),
+                log_severity: s.log_severity_screen,
+            };
+            state.node_bgp.insert(node.to_owned(), config);
         }
         if node_infos.0.len() != seen_nodes.len() {
             let seen: std::collections::HashSet<&String> = seen_nodes.into_iter().collect();
@@ -460,6 +533,33 @@ mod tests {
         );
         assert!(!changed.nodes.contains_key("b"));
         assert_eq!(memo.0.len(), 1);
+    }
+
+    /// `node.<name>` overrides `default` for that node only.
+    #[test]
+    fn a_nodes_own_bgp_configuration_overrides_the_default() {
+        let resources = [
+            kv(
+                "/brindle/resources/v3/bgpconfigurations/default",
+                r#"{"apiVersion":"projectcalico.org/v3","kind":"BGPConfiguration","metadata":{"name":"default"},"spec":{"listenPort":1179,"logSeverityScreen":"Warning","communities":[{"name":"rack","value":"65000:100"}],"prefixAdvertisements":[{"cidr":"10.65.0.0/16","communities":["rack"]}]}}"#,
+            ),
+            kv(
+                "/brindle/resources/v3/bgpconfigurations/node.b",
+                r#"{"apiVersion":"projectcalico.org/v3","kind":"BGPConfiguration","metadata":{"name":"node.b"},"spec":{"listenPort":2179,"bindMode":"NodeIP","logSeverityScreen":"Debug","communities":[{"name":"host","value":"65000:8"}],"prefixAdvertisements":[{"cidr":"10.65.1.0/24","communities":["host","65000:7"]}]}}"#,
+            ),
+        ];
+        let state = ClusterState::decode(&resources, &[]);
+        assert_eq!(state.listen_port_of("a"), 1179);
+        assert_eq!(state.listen_port_of("b"), 2179);
+        assert!(!state.bind_node_ip_of("a"));
+        assert!(state.bind_node_ip_of("b"));
+        assert_eq!(state.log_severity_of("a"), Some(LogSeverity::Warning));
+        assert_eq!(state.log_severity_of("b"), Some(LogSeverity::Debug));
+        assert_eq!(state.prefix_communities_of("a").len(), 1);
+        let b = state.prefix_communities_of("b");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].0, "10.65.1.0/24".parse::<IpNet>().unwrap());
+        assert_eq!(b[0].1.standard.len(), 2, "{:?}", b[0].1);
     }
 
     #[test]

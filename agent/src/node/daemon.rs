@@ -44,7 +44,7 @@ use brindle_bgp::speaker::{
 use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, TunnelKind};
 use brindle_datastore::keys;
 use brindle_datastore::Datastore;
-use brindle_model::bgp::SecretKeySelector;
+use brindle_model::bgp::{LogSeverity, SecretKeySelector};
 use brindle_model::ipam::AllowedUse;
 use brindle_model::Resource;
 use futures::StreamExt;
@@ -105,6 +105,10 @@ struct Daemon {
     /// not a restart): there is nothing a premature converge could remove,
     /// so routes are programmed as soon as they are known.
     cold_start: bool,
+    /// `BGP_LOGSEVERITYSCREEN`, which wins over the BGPConfigurations.
+    env_log_severity: Option<LogSeverity>,
+    /// The BGP log level applied last (`None`: RUST_LOG alone).
+    log_severity: Option<LogSeverity>,
     /// The VXLAN devices' VTEP entries, programmed by their own task.
     vteps: VtepTask,
     vxlan_ready: bool,
@@ -132,9 +136,9 @@ fn speaker_settings(cluster: &ClusterState, node: &str) -> SpeakerSettings {
     let me = cluster.nodes.get(node);
     (
         me.and_then(|n| n.asn).unwrap_or(cluster.bgp.asn),
-        cluster.bgp.listen_port,
+        cluster.listen_port_of(node),
         me.and_then(|n| n.rr_cluster_id),
-        cluster.bgp.bind_node_ip,
+        cluster.bind_node_ip_of(node),
     )
 }
 
@@ -344,6 +348,7 @@ impl Daemon {
             debug!(%key, %problem, "ignoring undecodable document");
         }
         let settings = speaker_settings(&cluster, &self.opts.node_name);
+        self.apply_log_severity(&cluster);
         if cluster.nodes.contains_key(&self.opts.node_name) && settings != self.speaker_settings {
             warn!(
                 running = ?self.speaker_settings,
@@ -457,6 +462,26 @@ impl Daemon {
         self.neighbour_entries = needed;
         if let Some(text) = NeighbourLimits::of_host().and_then(|l| neighbour_warning(needed, l)) {
             warn!("{text}");
+        }
+    }
+
+    /// Calico's logSeverityScreen: the speaker's log level follows
+    /// `BGP_LOGSEVERITYSCREEN`, else the node's own BGPConfiguration, else
+    /// `default`; changed at run time.
+    fn apply_log_severity(&mut self, cluster: &ClusterState) {
+        let level = self
+            .env_log_severity
+            .or_else(|| cluster.log_severity_of(&self.opts.node_name));
+        if crate::node::logging::directive(level)
+            == crate::node::logging::directive(self.log_severity)
+        {
+            self.log_severity = level;
+            return;
+        }
+        self.log_severity = level;
+        match crate::node::logging::set_bgp_severity(level) {
+            Ok(()) => info!(?level, "BGP log level set (logSeverityScreen)"),
+            Err(error) => warn!(?level, %error, "cannot apply logSeverityScreen"),
         }
     }
 
@@ -661,6 +686,13 @@ async fn run_inner(
         learned: BTreeMap::new(),
         routes_open: false,
         cold_start,
+        env_log_severity: match std::env::var("BGP_LOGSEVERITYSCREEN") {
+            Ok(text) => {
+                Some(crate::node::logging::parse_severity(&text).map_err(NodeError::Config)?)
+            }
+            Err(_) => None,
+        },
+        log_severity: None,
         vteps: VtepTask::spawn(Netlink::connect(opts.route_protocol)?),
         vxlan_ready: false,
         vxlan6_ready: false,

@@ -344,9 +344,9 @@ fn node_addresses(n: &NodeInfo) -> impl Iterator<Item = IpAddr> {
 /// The communities `prefix` is announced with: those of every
 /// `prefixAdvertisements` entry whose CIDR holds it (Calico's BIRD tests
 /// `net ~ cidr` for each).
-pub fn communities_for(cluster: &ClusterState, prefix: &IpNet) -> Communities {
+pub fn communities_for(cluster: &ClusterState, node: &str, prefix: &IpNet) -> Communities {
     let mut out = Communities::default();
-    for (cidr, communities) in &cluster.prefix_communities {
+    for (cidr, communities) in cluster.prefix_communities_of(node) {
         if cidr.contains(prefix) {
             out.merge(communities);
         }
@@ -421,7 +421,7 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
     out.originations
         .extend(cluster.service_cidrs.iter().copied());
     for prefix in &out.originations {
-        let communities = communities_for(cluster, prefix);
+        let communities = communities_for(cluster, inputs.node, prefix);
         if !communities.is_empty() {
             out.communities.insert(*prefix, communities);
         }
@@ -530,7 +530,7 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                     continue;
                 };
                 let mut config = peer_config(remote, n.asn.unwrap_or(cluster.bgp.asn), Some(local));
-                config.port = cluster.bgp.listen_port;
+                config.port = cluster.listen_port_of(&n.name);
                 if let Some(restart) = cluster.mesh_max_restart_time {
                     config.graceful_restart = Some(restart);
                 }
@@ -571,10 +571,28 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
         let mut targets: Vec<(IpAddr, u16, u32, bool, String)> = Vec::new();
         if let Some(text) = &spec.peer_ip {
             if let Some((ip, port)) = parse_peer_ip(text) {
+                // Calico's reachableBy: a static route to the peer through
+                // the gateway it sits behind (BIRD's static protocol,
+                // preferred over a route to it learned by BGP).
+                if let Some(gateway) = spec
+                    .reachable_by
+                    .as_deref()
+                    .and_then(|g| g.parse::<IpAddr>().ok())
+                    .filter(|g| g.is_ipv4() == ip.is_ipv4())
+                {
+                    let dst = IpNet::from(ip);
+                    out.routes.retain(|r| r.dst != dst);
+                    out.routes.push(Route::via(dst, gateway));
+                }
                 let asn = spec.as_number.map_or(local_asn, |a| a.0);
                 targets.push((
                     ip,
-                    port.unwrap_or(cluster.bgp.listen_port),
+                    // Calico: a peer that is one of our nodes listens on
+                    // that node's listenPort.
+                    port.unwrap_or_else(|| match node_by_ip.get(&ip) {
+                        Some(n) => cluster.listen_port_of(&n.name),
+                        None => cluster.bgp.listen_port,
+                    }),
                     asn,
                     false,
                     name.clone(),
@@ -590,7 +608,8 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 for ip in node_addresses(n).filter(|ip| local_for(*ip).is_some()) {
                     let asn = n.asn.unwrap_or(cluster.bgp.asn);
                     let is_rr = n.rr_cluster_id.is_some();
-                    targets.push((ip, cluster.bgp.listen_port, asn, is_rr, n.name.clone()));
+                    let port = cluster.listen_port_of(&n.name);
+                    targets.push((ip, port, asn, is_rr, n.name.clone()));
                 }
             }
         }

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod desired;
 pub mod limits;
+pub mod logging;
 pub mod options;
 pub mod policy;
 pub mod register;

@@ -131,6 +131,12 @@ impl BGPConfigurationSpec {
                     self.node_mesh_max_restart_time.is_some(),
                     "nodeMeshMaxRestartTime",
                 ),
+                (!self.service_cluster_ips.is_empty(), "serviceClusterIPs"),
+                (!self.service_external_ips.is_empty(), "serviceExternalIPs"),
+                (
+                    !self.service_load_balancer_ips.is_empty(),
+                    "serviceLoadBalancerIPs",
+                ),
             ] {
                 if set {
                     p.add(
@@ -138,6 +144,12 @@ impl BGPConfigurationSpec {
                         "may only be set on the 'default' BGPConfiguration",
                     );
                 }
+            }
+            if self.as_number.is_some() {
+                p.add(
+                    "spec.asNumber",
+                    "may only be set on the 'default' BGPConfiguration (a node's own AS number is its Node's spec.bgp.asNumber)",
+                );
             }
         }
         if self.node_to_node_mesh_enabled == Some(false)

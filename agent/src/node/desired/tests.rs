@@ -711,3 +711,36 @@ fn next_hop_mode_and_allowed_local_as_reach_the_session() {
     let s = session(&c);
     assert!(s.next_hop_self_always && !s.next_hop_keep);
 }
+
+/// Calico's reachableBy: a static route to the peer through the gateway,
+/// preferred over a route to the peer learned by BGP.
+#[test]
+fn reachable_by_routes_the_peer_through_its_gateway() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.peers = vec![(
+        "tor".into(),
+        BGPPeerSpec {
+            peer_ip: Some("192.0.2.9".into()),
+            as_number: Some(AsNumber(65100)),
+            reachable_by: Some("10.0.1.254".into()),
+            ..Default::default()
+        },
+    )];
+    let mut learned = BTreeMap::new();
+    learned.insert(net("192.0.2.9/32"), Learned::via(ip("10.0.1.2")));
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &learned,
+    });
+    let to_peer: Vec<&Route> = d
+        .routes
+        .iter()
+        .filter(|r| r.dst == net("192.0.2.9/32"))
+        .collect();
+    assert_eq!(
+        to_peer,
+        vec![&Route::via(net("192.0.2.9/32"), ip("10.0.1.254"))]
+    );
+    assert!(d.peers.contains_key(&ip("192.0.2.9")));
+}
