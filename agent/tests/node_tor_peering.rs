@@ -726,3 +726,75 @@ fn bgp_filters_over_ipv6_not_in_and_not_equal() {
         "export Reject In let {block6} out"
     );
 }
+
+/// BGPFilter `communities` (standard and large) and `asPathPrefix` on
+/// import, against what a BIRD ToR sends: first match wins, so the tagged
+/// routes are rejected, and the untagged one is let in by its AS path
+/// (the catch-all Reject after it would keep it out).
+#[test]
+fn bgp_filters_match_communities_and_as_path_prefix() {
+    use brindle_testbed::daemons::{Kind, Other};
+    use brindle_testbed::Route;
+    if !can_run() {
+        return;
+    }
+    let (fabric, store) = rack(&[&pool_yaml_named("v4", "10.83.0.0/24", "Never", false)]);
+    let host = &fabric.hosts[0];
+    store.apply(
+        &[
+            "apiVersion: projectcalico.org/v3",
+            "kind: BGPFilter",
+            "metadata:",
+            "  name: tagged",
+            "spec:",
+            "  importV4:",
+            "  - action: Reject",
+            "    communities: {values: ['65100:666']}",
+            "  - action: Reject",
+            "    communities: {values: ['65100:1:2']}",
+            "  - action: Accept",
+            "    asPathPrefix: [65100]",
+            "  - action: Reject",
+            "",
+        ]
+        .join("\n"),
+    );
+    let gw = Ipv4Addr::new(10, 0, 1, 254);
+    store.apply(&format!(
+        "{}  filters: [tagged]\n",
+        node_a_peer("tor-tagged", gw, 65100)
+    ));
+    let tor = BgpConfig::new(gw, 65100)
+        .with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512))
+        .route(Route {
+            communities: vec![(65100, 666)],
+            ..Route::plain("10.99.1.0/24")
+        })
+        .route(Route {
+            large_communities: vec![(65100, 1, 2)],
+            ..Route::plain("10.99.2.0/24")
+        })
+        .route(Route::plain("10.99.3.0/24"));
+    let bird = Other::start(Kind::Bird, &fabric.router, &tor);
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(1);
+    let route = |prefix: &str| route_of(&host.ns, prefix);
+    let seen = poll_until(WAIT, Duration::from_millis(200), || {
+        Ok((!route("10.99.3.0/24").is_empty()).then_some(()))
+    })
+    .unwrap();
+    assert!(
+        seen.is_some(),
+        "10.99.3.0/24 (asPathPrefix: Accept) never installed: {:?}\n{}\n{}",
+        node.status(),
+        tail(&node.log()),
+        bird.log()
+    );
+    // The tagged ones came in the same UPDATE stream: give them a moment.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        route("10.99.1.0/24").is_empty(),
+        "standard community let in"
+    );
+    assert!(route("10.99.2.0/24").is_empty(), "large community let in");
+}

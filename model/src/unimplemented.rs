@@ -122,8 +122,8 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
 }
 
 /// Rules are acted on (action, cidr and matchOperator, prefixLength,
-/// source, peerType); a rule with a condition that is not evaluated is
-/// left out whole, so each such condition is listed.
+/// source, peerType, communities, asPathPrefix); a rule with a condition or
+/// operation that is not evaluated is left out whole, so each is listed.
 fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
     for (rules, field) in [
         (&s.export_v4, "spec.exportV4"),
@@ -135,8 +135,6 @@ fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
             let at = format!("{field}[{i}]");
             let conditions = [
                 (rule.interface.is_some(), "interface"),
-                (rule.communities.is_some(), "communities"),
-                (!rule.as_path_prefix.is_empty(), "asPathPrefix"),
                 (rule.priority.is_some(), "priority"),
                 (!rule.operations.is_empty(), "operations"),
             ];

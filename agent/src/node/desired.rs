@@ -38,8 +38,9 @@ use std::time::Duration;
 use brindle_bgp::bfd::BfdConfig;
 use std::sync::Arc;
 
+use brindle_bgp::packet::{Community, LargeCommunity};
 use brindle_bgp::rib::{
-    ExportPrefixes, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter,
+    CommunityMatch, ExportPrefixes, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter,
 };
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
@@ -231,13 +232,17 @@ fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
         Some(FilterPeerType::IBgp) => ibgp,
         Some(FilterPeerType::EBgp) => !ibgp,
     };
-    let unsupported = rule.interface.is_some()
-        || rule.communities.is_some()
-        || !rule.as_path_prefix.is_empty()
-        || rule.priority.is_some();
+    // Not evaluated (warned about at apply): the rule is left out whole.
+    let unsupported =
+        rule.interface.is_some() || rule.priority.is_some() || !rule.operations.is_empty();
     if !for_this_peer || unsupported {
         return None;
     }
+    let community = match &rule.communities {
+        None => None,
+        // Calico allows exactly one value (validated).
+        Some(m) => Some(community_match(m.values.first()?)?),
+    };
     let verdict = match rule.action? {
         FilterAction::Accept => FilterVerdict::Accept,
         FilterAction::Reject => FilterVerdict::Reject,
@@ -269,7 +274,27 @@ fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
         verdict,
         prefix,
         learned_only: rule.source == Some(FilterSource::RemotePeers),
+        community,
+        as_path_prefix: rule.as_path_prefix.iter().map(|a| a.0).collect(),
     })
+}
+
+/// A community in Calico's text form: `aa:nn` (standard) or `aa:nn:mm`
+/// (large).
+fn community_match(text: &str) -> Option<CommunityMatch> {
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts[..] {
+        [a, n] => Some(CommunityMatch::Standard(Community::new(
+            a.parse().ok()?,
+            n.parse().ok()?,
+        ))),
+        [a, n, m] => Some(CommunityMatch::Large(LargeCommunity {
+            global_admin: a.parse().ok()?,
+            local_data1: n.parse().ok()?,
+            local_data2: m.parse().ok()?,
+        })),
+        _ => None,
+    }
 }
 
 /// One route from the routes of a prefix's equal paths: their next hops

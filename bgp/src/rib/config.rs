@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::filter::{FilterVerdict, RouteFilter};
+use crate::packet::attribute::PathAttributes;
 
 /// RIB-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,12 +99,12 @@ impl PeerConfig {
     }
 
     /// Whether the filters let `prefix` go to this peer (`learned`: the
-    /// route came from a peer, not from us).
-    pub fn exports(&self, prefix: &IpNet, learned: bool) -> bool {
+    /// route came from a peer, not from us; `attrs`: its attributes).
+    pub fn exports(&self, prefix: &IpNet, learned: bool, attrs: &PathAttributes) -> bool {
         match self
             .export_filter
             .as_ref()
-            .and_then(|f| f.verdict(prefix, learned))
+            .and_then(|f| f.verdict(prefix, learned, attrs))
         {
             Some(FilterVerdict::Accept) => true,
             Some(FilterVerdict::Reject) => false,
@@ -114,11 +115,11 @@ impl PeerConfig {
         }
     }
 
-    /// Whether the import filter takes `prefix` from this peer.
-    pub fn imports(&self, prefix: &IpNet) -> bool {
+    /// Whether the import filter takes `prefix` with `attrs` from this peer.
+    pub fn imports(&self, prefix: &IpNet, attrs: &PathAttributes) -> bool {
         self.import_filter
             .as_ref()
-            .and_then(|f| f.verdict(prefix, true))
+            .and_then(|f| f.verdict(prefix, true, attrs))
             != Some(FilterVerdict::Reject)
     }
 }

@@ -4,12 +4,16 @@
 //! default (import: accept; export: the peer's [`ExportPrefixes`], if
 //! any).
 //!
-//! Pure and total: [`RouteFilter::verdict`] looks at the prefix and
-//! whether the route was learned from a peer, nothing else.
+//! Pure and total: [`RouteFilter::verdict`] looks at the prefix, whether
+//! the route was learned from a peer, and the route's communities and AS
+//! path (Calico's `communities` and `asPathPrefix` conditions), nothing
+//! else.
 //!
 //! [`ExportPrefixes`]: super::ExportPrefixes
 
 use ipnet::IpNet;
+
+use crate::packet::attribute::{AsSegmentType, Community, LargeCommunity, PathAttributes};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +79,56 @@ pub struct FilterRule {
     /// Only routes learned from a BGP peer (Calico's `source:
     /// RemotePeers`), not the speaker's own.
     pub learned_only: bool,
+    /// Only routes carrying this community (Calico's `communities`, one
+    /// value; BIRD's `(a, b) ~ bgp_community`).
+    pub community: Option<CommunityMatch>,
+    /// Only routes whose AS path starts with these AS numbers (Calico's
+    /// `asPathPrefix`; BIRD's `bgp_path ~ [= a b * =]`). Empty: any path.
+    pub as_path_prefix: Vec<u32>,
+}
+
+/// A community a rule asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommunityMatch {
+    Standard(Community),
+    Large(LargeCommunity),
 }
 
 impl FilterRule {
-    fn matches(&self, prefix: &IpNet, learned: bool) -> bool {
-        (!self.learned_only || learned) && self.prefix.is_none_or(|m| m.matches(prefix))
+    /// A rule on the prefix alone (no source, community or path condition).
+    pub fn on_prefix(verdict: FilterVerdict, prefix: Option<PrefixMatch>) -> Self {
+        Self {
+            verdict,
+            prefix,
+            learned_only: false,
+            community: None,
+            as_path_prefix: Vec::new(),
+        }
     }
+
+    fn matches(&self, prefix: &IpNet, learned: bool, attrs: &PathAttributes) -> bool {
+        (!self.learned_only || learned)
+            && self.prefix.is_none_or(|m| m.matches(prefix))
+            && self.community.is_none_or(|c| match c {
+                CommunityMatch::Standard(c) => attrs.communities.contains(&c),
+                CommunityMatch::Large(c) => attrs.large_communities.contains(&c),
+            })
+            && (self.as_path_prefix.is_empty() || path_starts_with(attrs, &self.as_path_prefix))
+    }
+}
+
+/// Whether the AS path's leading AS_SEQUENCE numbers begin with `prefix`
+/// (a set ends the ordered part: BIRD's `[= a b * =]` matches sequences).
+fn path_starts_with(attrs: &PathAttributes, prefix: &[u32]) -> bool {
+    let leading = attrs
+        .as_path
+        .iter()
+        .flat_map(|p| &p.segments)
+        .take_while(|s| s.kind == AsSegmentType::Sequence)
+        .flat_map(|s| &s.asns);
+    let mut wanted = prefix.iter();
+    let mut leading = leading.copied();
+    wanted.all(|asn| leading.next() == Some(*asn))
 }
 
 /// The rules of one direction of one session, per family.
@@ -92,15 +140,20 @@ pub struct RouteFilter {
 
 impl RouteFilter {
     /// The first matching rule's verdict, or `None` (the default applies).
-    /// `learned`: the route came from a BGP peer.
-    pub fn verdict(&self, prefix: &IpNet, learned: bool) -> Option<FilterVerdict> {
+    /// `learned`: the route came from a BGP peer; `attrs`: its attributes.
+    pub fn verdict(
+        &self,
+        prefix: &IpNet,
+        learned: bool,
+        attrs: &PathAttributes,
+    ) -> Option<FilterVerdict> {
         let rules = match prefix {
             IpNet::V4(_) => &self.v4,
             IpNet::V6(_) => &self.v6,
         };
         rules
             .iter()
-            .find(|r| r.matches(prefix, learned))
+            .find(|r| r.matches(prefix, learned, attrs))
             .map(|r| r.verdict)
     }
 
@@ -118,11 +171,7 @@ mod tests {
     }
 
     fn rule(verdict: FilterVerdict, m: Option<PrefixMatch>) -> FilterRule {
-        FilterRule {
-            verdict,
-            prefix: m,
-            learned_only: false,
-        }
+        FilterRule::on_prefix(verdict, m)
     }
 
     #[test]
@@ -161,6 +210,7 @@ mod tests {
 
     #[test]
     fn first_match_wins_per_family_and_source() {
+        let none = PathAttributes::default();
         let f = RouteFilter {
             v4: vec![
                 rule(
@@ -172,30 +222,102 @@ mod tests {
                     Some(PrefixMatch::new(net("10.1.0.0/16"), PrefixOp::In)),
                 ),
                 FilterRule {
-                    verdict: FilterVerdict::Reject,
-                    prefix: None,
                     learned_only: true,
+                    ..FilterRule::on_prefix(FilterVerdict::Reject, None)
                 },
             ],
             v6: Vec::new(),
         };
         assert_eq!(
-            f.verdict(&net("10.1.2.0/24"), true),
+            f.verdict(&net("10.1.2.0/24"), true, &none),
             Some(FilterVerdict::Reject)
         );
         assert_eq!(
-            f.verdict(&net("10.1.3.0/24"), true),
+            f.verdict(&net("10.1.3.0/24"), true, &none),
             Some(FilterVerdict::Accept)
         );
         assert_eq!(
-            f.verdict(&net("10.9.0.0/24"), true),
+            f.verdict(&net("10.9.0.0/24"), true, &none),
             Some(FilterVerdict::Reject)
         );
         assert_eq!(
-            f.verdict(&net("10.9.0.0/24"), false),
+            f.verdict(&net("10.9.0.0/24"), false, &none),
             None,
             "own routes pass"
         );
-        assert_eq!(f.verdict(&net("fd00::/64"), true), None, "no IPv6 rules");
+        assert_eq!(
+            f.verdict(&net("fd00::/64"), true, &none),
+            None,
+            "no IPv6 rules"
+        );
+    }
+
+    /// Calico's `communities` (standard and large) and `asPathPrefix`.
+    #[test]
+    fn community_and_as_path_prefix_conditions() {
+        use crate::packet::attribute::AsPath;
+        let tagged = PathAttributes {
+            communities: vec![Community::new(65000, 100)],
+            large_communities: vec![LargeCommunity {
+                global_admin: 65000,
+                local_data1: 1,
+                local_data2: 2,
+            }],
+            as_path: Some(AsPath::from_sequence([65001, 65002, 65003])),
+            ..Default::default()
+        };
+        let plain = PathAttributes::default();
+        let any = net("10.1.0.0/24");
+        let by_community = |c| RouteFilter {
+            v4: vec![FilterRule {
+                community: Some(c),
+                ..FilterRule::on_prefix(FilterVerdict::Reject, None)
+            }],
+            v6: Vec::new(),
+        };
+        let standard = by_community(CommunityMatch::Standard(Community::new(65000, 100)));
+        assert_eq!(
+            standard.verdict(&any, true, &tagged),
+            Some(FilterVerdict::Reject)
+        );
+        assert_eq!(standard.verdict(&any, true, &plain), None);
+        let other = by_community(CommunityMatch::Standard(Community::new(65000, 101)));
+        assert_eq!(other.verdict(&any, true, &tagged), None);
+        let large = by_community(CommunityMatch::Large(LargeCommunity {
+            global_admin: 65000,
+            local_data1: 1,
+            local_data2: 2,
+        }));
+        assert_eq!(
+            large.verdict(&any, true, &tagged),
+            Some(FilterVerdict::Reject)
+        );
+
+        let by_path = |asns: &[u32]| RouteFilter {
+            v4: vec![FilterRule {
+                as_path_prefix: asns.to_vec(),
+                ..FilterRule::on_prefix(FilterVerdict::Accept, None)
+            }],
+            v6: Vec::new(),
+        };
+        assert_eq!(
+            by_path(&[65001, 65002]).verdict(&any, true, &tagged),
+            Some(FilterVerdict::Accept)
+        );
+        assert_eq!(
+            by_path(&[65002]).verdict(&any, true, &tagged),
+            None,
+            "a prefix, not anywhere"
+        );
+        assert_eq!(
+            by_path(&[65001]).verdict(&any, true, &plain),
+            None,
+            "empty path"
+        );
+        assert_eq!(
+            by_path(&[65001, 65002, 65003, 65004]).verdict(&any, true, &tagged),
+            None,
+            "longer than the path"
+        );
     }
 }

@@ -102,7 +102,7 @@ pub use adj_out::{AdjRibOut, UpdateBatch};
 pub use attrs::{AttrInterner, PathAttrs};
 pub use config::{ExportPrefixes, PeerConfig, RibConfig};
 pub use decision::{Candidate, Selection};
-pub use filter::{FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter};
+pub use filter::{CommunityMatch, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter};
 pub use policy::ImportReject;
 
 use crate::packet::types::NextHop;
@@ -541,7 +541,8 @@ impl Rib {
                 }
                 let best = &dest.paths()[0];
                 let learned = best.source != LOCAL;
-                if old.exports(&prefix, learned) == new.exports(&prefix, learned) {
+                let attrs = &best.attrs.attributes;
+                if old.exports(&prefix, learned, attrs) == new.exports(&prefix, learned, attrs) {
                     continue;
                 }
                 let before = if best.source == index {
@@ -593,7 +594,9 @@ impl Rib {
             .loc
             .iter()
             .filter(|(prefix, dest)| {
-                !slot.config.imports(prefix) && dest.paths().iter().any(|p| p.source == index)
+                dest.paths()
+                    .iter()
+                    .any(|p| p.source == index && !slot.config.imports(prefix, &p.attrs.attributes))
             })
             .map(|(prefix, _)| prefix)
             .collect();
@@ -656,7 +659,7 @@ impl Rib {
         let (prefixes, filtered): (Vec<IpNet>, Vec<IpNet>) = prefixes
             .iter()
             .map(IpNet::trunc)
-            .partition(|p| self.slot(index).config.imports(p));
+            .partition(|p| self.slot(index).config.imports(p, &attrs.attributes));
         if !filtered.is_empty() {
             debug!(
                 filtered = filtered.len(),
@@ -875,7 +878,10 @@ fn export_with(
     let v6 = matches!(prefix, IpNet::V6(_));
     let to_slot = slot_of(peers, to);
     // Per prefix, so before the memo (which is per attribute set).
-    if !to_slot.config.exports(prefix, source != LOCAL) {
+    if !to_slot
+        .config
+        .exports(prefix, source != LOCAL, &attrs.attributes)
+    {
         return None;
     }
     let key = (Arc::as_ptr(attrs), source, to, v6);
