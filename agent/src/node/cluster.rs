@@ -347,7 +347,6 @@ impl ClusterState {
     ) -> ClusterState {
         let mut state = ClusterState::default();
         let mut seen_nodes = Vec::new();
-        let mut node_bgp = Vec::new();
         for entry in resources {
             let resource = match &entry.value {
                 Ok(r) => r,
@@ -383,7 +382,15 @@ impl ClusterState {
                 }
                 Resource::BGPConfiguration(c) if c.metadata.name != "default" => {
                     if let Some(node) = c.metadata.name.strip_prefix("node.") {
-                        node_bgp.push((node, &c.spec));
+                        let s = &c.spec;
+                        let config = NodeBgpConfig {
+                            listen_port: s.listen_port.and_then(|p| u16::try_from(p).ok()),
+                            bind_node_ip: s.bind_mode.map(|m| m == BindMode::NodeIP),
+                            prefix_communities: (!s.prefix_advertisements.is_empty())
+                                .then(|| prefix_communities(s)),
+                            log_severity: s.log_severity_screen,
+                        };
+                        state.node_bgp.insert(node.to_owned(), config);
                     }
                 }
                 Resource::BGPConfiguration(c) => {
@@ -422,16 +429,6 @@ impl ClusterState {
                 }
                 _ => {}
             }
-        }
-        for (node, s) in node_bgp {
-            let config = NodeBgpConfig {
-                listen_port: s.listen_port.and_then(|p| u16::try_from(p).ok()),
-                bind_node_ip: s.bind_mode.map(|m| m == BindMode::NodeIP),
-                prefix_communities: (!s.prefix_advertisements.is_empty())
-                    .then(|| prefix_communities(s)),
-                log_severity: s.log_severity_screen,
-            };
-            state.node_bgp.insert(node.to_owned(), config);
         }
         if node_infos.0.len() != seen_nodes.len() {
             let seen: std::collections::HashSet<&String> = seen_nodes.into_iter().collect();

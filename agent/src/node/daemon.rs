@@ -41,11 +41,10 @@ use brindle_bgp::packet::{Origin, PathAttributes};
 use brindle_bgp::speaker::{
     BestRouteChange, PathAttrs, PeerState, RouteSource, Speaker, SpeakerConfig,
 };
-use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, TunnelKind};
+use brindle_datastore::ipam::Ipam;
 use brindle_datastore::keys;
 use brindle_datastore::Datastore;
 use brindle_model::bgp::{LogSeverity, SecretKeySelector};
-use brindle_model::ipam::AllowedUse;
 use brindle_model::Resource;
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net};
@@ -61,7 +60,9 @@ use super::desired::{desired_state, Desired, DesiredPeer, Inputs, Learned};
 use super::limits::{neighbour_entries, neighbour_warning, NeighbourLimits};
 pub use super::options::{NodeError, NodeOptions};
 use super::policy::{policy_task, PolicyWork};
-use super::register::{autodetect_address, modify_node, open_and_register, underlay_of};
+use super::register::{
+    assign_vxlan_tunnel, autodetect_address, modify_node, open_and_register, underlay_of,
+};
 use super::secrets::{read_password, SecretError};
 use super::status::{serve_status, Shared};
 use crate::linkwatch::LinkWatcher;
@@ -152,50 +153,17 @@ impl Daemon {
         )
     }
 
-    /// A tunnel address of one family from IPAM (`allowedUses: Tunnel`),
-    /// out of the enabled VXLAN pools of that family.
-    async fn assign_vxlan_tunnel(
-        &self,
-        cluster: &ClusterState,
-        v6: bool,
-    ) -> Result<Option<IpAddr>, NodeError> {
-        let name = &self.opts.node_name;
-        let pools: Vec<IpNet> = cluster
-            .pools
-            .iter()
-            .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
-            .filter_map(|(_, p)| p.net())
-            .filter(|n| matches!(n, IpNet::V6(_)) == v6)
-            .collect();
-        let (kind, num4, num6) = if v6 {
-            (TunnelKind::VxlanV6, 0, 1)
-        } else {
-            (TunnelKind::Vxlan, 1, 0)
-        };
-        let args = AutoAssignArgs {
-            num4,
-            num6,
-            handle: tunnel_handle(kind, name),
-            attrs: BTreeMap::new(),
-            node: name.clone(),
-            pools,
-            use_: AllowedUse::Tunnel,
-        };
-        let assigned = Ipam::new(self.ds.clone()).auto_assign(&args).await?;
-        let addrs = if v6 { &assigned.ipv6 } else { &assigned.ipv4 };
-        Ok(addrs.first().map(|n| n.addr()))
-    }
-
     /// Allocates this node's VXLAN tunnel address (once; kept in the Node)
     /// and creates the device.
     async fn ensure_vxlan(&mut self, cluster: &ClusterState) -> Result<(), NodeError> {
         let name = self.opts.node_name.clone();
         let mut tunnel = cluster.nodes.get(&name).and_then(|n| n.vxlan_tunnel);
         if tunnel.is_none() {
-            tunnel = match self.assign_vxlan_tunnel(cluster, false).await? {
-                Some(IpAddr::V4(v4)) => Some(v4),
-                _ => None,
-            };
+            tunnel =
+                match assign_vxlan_tunnel(&self.ds, &self.opts.node_name, cluster, false).await? {
+                    Some(IpAddr::V4(v4)) => Some(v4),
+                    _ => None,
+                };
         }
         let Some(tunnel) = tunnel else {
             return Err(NodeError::Config(
@@ -228,10 +196,11 @@ impl Daemon {
         };
         let mut tunnel = me.and_then(|n| n.vxlan_tunnel6);
         if tunnel.is_none() {
-            tunnel = match self.assign_vxlan_tunnel(cluster, true).await? {
-                Some(IpAddr::V6(v6)) => Some(v6),
-                _ => None,
-            };
+            tunnel =
+                match assign_vxlan_tunnel(&self.ds, &self.opts.node_name, cluster, true).await? {
+                    Some(IpAddr::V6(v6)) => Some(v6),
+                    _ => None,
+                };
         }
         let Some(tunnel) = tunnel else {
             return Err(NodeError::Config(
@@ -403,18 +372,15 @@ impl Daemon {
         if self.routes_open && desired.routes != self.desired.routes {
             self.syncer.set_all(desired.routes.clone());
         }
-        let vteps_began = Instant::now();
         if (self.vxlan_ready && desired.vteps != self.desired.vteps)
             || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
         {
             self.sync_vteps(&desired, false);
         }
-        let vteps_took = vteps_began.elapsed();
         self.sync_policy(false).await;
         debug!(
             ?peers_took,
             ?setup,
-            ?vteps_took,
             total = ?began.elapsed(),
             "converge steps"
         );
@@ -472,13 +438,12 @@ impl Daemon {
         let level = self
             .env_log_severity
             .or_else(|| cluster.log_severity_of(&self.opts.node_name));
-        if crate::node::logging::directive(level)
-            == crate::node::logging::directive(self.log_severity)
-        {
-            self.log_severity = level;
+        let changed = crate::node::logging::directive(level)
+            != crate::node::logging::directive(self.log_severity);
+        self.log_severity = level;
+        if !changed {
             return;
         }
-        self.log_severity = level;
         match crate::node::logging::set_bgp_severity(level) {
             Ok(()) => info!(?level, "BGP log level set (logSeverityScreen)"),
             Err(error) => warn!(?level, %error, "cannot apply logSeverityScreen"),

@@ -1,15 +1,19 @@
 //! Who this node is, in the datastore and on the host: the address
 //! autodetected from the default route, the Node resource registered (and
-//! modified) through the resource store, the datastore opened patiently at
-//! boot, and the underlay interface that holds the node's address.
+//! modified) through the resource store, the VXLAN tunnel address from
+//! IPAM, the datastore opened patiently at boot, and the underlay interface
+//! that holds the node's address.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use brindle_datastore::ipam::{tunnel_handle, AutoAssignArgs, Ipam, TunnelKind};
 use brindle_datastore::keys;
 use brindle_datastore::resources::ResourceStore;
 use brindle_datastore::Datastore;
 use brindle_model::endpoint::{NodeBgpSpec, NodeSpec};
+use brindle_model::ipam::AllowedUse;
 use brindle_model::meta::AsNumber;
 use brindle_model::resource::{Kind, Node};
 use brindle_model::{ApiVersion, ObjectMeta, Resource};
@@ -17,8 +21,10 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::cluster::{format_mac, ClusterState};
 use super::options::{NodeError, NodeOptions};
 use crate::netlink::Netlink;
+use crate::tunnel::vtep_mac_for_node;
 
 /// Finds the IPv4 address and subnet of the interface that holds the
 /// default route (the lowest metric), and that interface's name; read over
@@ -75,14 +81,75 @@ pub(super) async fn modify_node(
     }
 }
 
+/// A tunnel address of one family from IPAM (`allowedUses: Tunnel`), out
+/// of the enabled VXLAN pools of that family.
+pub(super) async fn assign_vxlan_tunnel(
+    ds: &Datastore,
+    node: &str,
+    cluster: &ClusterState,
+    v6: bool,
+) -> Result<Option<IpAddr>, NodeError> {
+    let pools: Vec<IpNet> = cluster
+        .pools
+        .iter()
+        .filter(|(_, p)| !p.disabled && p.vxlan_mode.unwrap_or_default().enabled())
+        .filter_map(|(_, p)| p.net())
+        .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+        .collect();
+    if pools.is_empty() {
+        return Ok(None);
+    }
+    let (kind, num4, num6) = if v6 {
+        (TunnelKind::VxlanV6, 0, 1)
+    } else {
+        (TunnelKind::Vxlan, 1, 0)
+    };
+    let args = AutoAssignArgs {
+        num4,
+        num6,
+        handle: tunnel_handle(kind, node),
+        attrs: BTreeMap::new(),
+        node: node.to_owned(),
+        pools,
+        use_: AllowedUse::Tunnel,
+    };
+    let assigned = Ipam::new(ds.clone()).auto_assign(&args).await?;
+    let addrs = if v6 { &assigned.ipv6 } else { &assigned.ipv4 };
+    Ok(addrs.first().map(|n| n.addr()))
+}
+
 /// Registers the node: address, IPv6 address and AS (if given), keeping
-/// everything else.
+/// everything else. When the pools ask for VXLAN and the Node has no IPv4
+/// tunnel address yet, the address is allocated first and registered with
+/// the rest, so a cold start writes its Node once, not twice: at 250 nodes
+/// starting together each write waits its turn in the store's writer queue.
+///
+/// `allocated` keeps an address allocated by an attempt whose Node write
+/// failed, so the next attempt registers that one instead of taking another.
 pub(super) async fn register(
     ds: &Datastore,
     opts: &NodeOptions,
     address: Ipv4Net,
+    allocated: &mut Option<IpAddr>,
 ) -> Result<Node, NodeError> {
-    modify_node(ds, &opts.node_name, |node| {
+    let name = &opts.node_name;
+    let listing = ds.list(keys::resources_prefix()).await?;
+    let cluster = ClusterState::decode(&listing.kvs, &[]);
+    let has_one = cluster
+        .nodes
+        .get(name)
+        .is_some_and(|n| n.vxlan_tunnel.is_some());
+    if !has_one && allocated.is_none() {
+        // Best effort: the daemon allocates it later if this fails.
+        *allocated = assign_vxlan_tunnel(ds, name, &cluster, false)
+            .await
+            .unwrap_or_else(|error| {
+                warn!(%error, "no VXLAN tunnel address at registration; trying again later");
+                None
+            });
+    }
+    let tunnel = if has_one { None } else { *allocated };
+    modify_node(ds, name, |node| {
         let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
         bgp.ipv4_address = Some(address.to_string());
         if let Some(address6) = opts.address6 {
@@ -90,6 +157,10 @@ pub(super) async fn register(
         }
         if let Some(asn) = opts.asn {
             bgp.as_number = Some(AsNumber(asn));
+        }
+        if let Some(tunnel) = tunnel {
+            node.spec.ipv4_vxlan_tunnel_addr = Some(tunnel.to_string());
+            node.spec.vxlan_tunnel_mac_addr = Some(format_mac(&vtep_mac_for_node(name)));
         }
     })
     .await
@@ -108,11 +179,12 @@ pub(super) async fn open_and_register(
 ) -> Result<Datastore, NodeError> {
     let deadline = Instant::now() + DATASTORE_STARTUP_PATIENCE;
     let mut backoff = Duration::from_millis(250);
+    let mut tunnel = None;
     loop {
         let attempt = async {
             let ds = Datastore::open(opts.datastore.as_deref()).await?;
             info!(store = %ds.describe(), "datastore open");
-            register(&ds, opts, address).await?;
+            register(&ds, opts, address, &mut tunnel).await?;
             Ok::<_, NodeError>(ds)
         };
         match attempt.await {
