@@ -229,6 +229,23 @@ fn three_nodes_two_subnets(kind: StoreKind) {
     // Every node: two mesh sessions and its ToR, all Established.
     for (node, tor) in [(&a, gw0), (&b, gw0), (&c, gw1)] {
         let report = node.wait_established(3);
+        // A cold start writes its Node once, the VXLAN tunnel address
+        // included (allocated before registering): one version from the
+        // test's own create, one from registration. (Three before: the
+        // tunnel address was a second write that every node re-read.)
+        let key = brindle_datastore::keys::resource_key(
+            brindle_model::resource::Kind::Node,
+            None,
+            &node.name,
+        );
+        let kv = store.get(&key).expect("the Node");
+        assert_eq!(
+            kv.version, 2,
+            "{} written more than once at start",
+            node.name
+        );
+        let text = String::from_utf8_lossy(&kv.value).to_string();
+        assert!(text.contains("ipv4VXLANTunnelAddr"), "{text}");
         let kinds: Vec<(IpAddr, &str)> = report
             .peers
             .iter()
