@@ -730,9 +730,11 @@ fn bgp_filters_over_ipv6_not_in_and_not_equal() {
 /// BGPFilter `communities` (standard and large) and `asPathPrefix` on
 /// import, against what a BIRD ToR sends: first match wins, so the tagged
 /// routes are rejected, and the untagged one is let in by its AS path
-/// (the catch-all Reject after it would keep it out).
+/// (the catch-all Reject after it would keep it out). On export, an
+/// accepting rule's `operations` (two `addCommunity`, a `prependASPath`)
+/// change the block the ToR gets.
 #[test]
-fn bgp_filters_match_communities_and_as_path_prefix() {
+fn bgp_filters_match_communities_and_as_path_prefix_and_change_routes() {
     use brindle_testbed::daemons::{Kind, Other};
     use brindle_testbed::Route;
     if !can_run() {
@@ -755,6 +757,14 @@ fn bgp_filters_match_communities_and_as_path_prefix() {
             "  - action: Accept",
             "    asPathPrefix: [65100]",
             "  - action: Reject",
+            "  exportV4:",
+            "  - action: Accept",
+            "    cidr: 10.83.0.0/24",
+            "    matchOperator: In",
+            "    operations:",
+            "    - addCommunity: {value: '65000:77'}",
+            "    - addCommunity: {value: '65000:1:2'}",
+            "    - prependASPath: {prefix: [65300, 65301]}",
             "",
         ]
         .join("\n"),
@@ -797,4 +807,13 @@ fn bgp_filters_match_communities_and_as_path_prefix() {
         "standard community let in"
     );
     assert!(route("10.99.2.0/24").is_empty(), "large community let in");
+
+    // Export operations: communities added, then the AS numbers, after
+    // which our own AS goes first (eBGP).
+    let workload = add_workload(&store, host, "node-a", "w1");
+    let block = block_of(workload.ip);
+    let seen = bird.wait_route(&block, |_| true);
+    assert_eq!(seen.as_path, [64512, 65300, 65301], "{seen:?}");
+    assert_eq!(seen.communities, ["65000:77"], "{seen:?}");
+    assert_eq!(seen.large_communities, ["65000:1:2"], "{seen:?}");
 }

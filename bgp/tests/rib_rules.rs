@@ -1238,3 +1238,105 @@ fn next_hop_keep_and_self_always() {
         "Self: ours even when reflecting"
     );
 }
+
+/// Calico's BGPFilter `operations` (`addCommunity`, `prependASPath`): on
+/// import they change the stored route (only for the prefixes their rule
+/// accepts), on export the route sent, before our own AS is prepended
+/// toward an eBGP peer; and a changed import filter with operations asks
+/// for the routes again (they are stored as the old rules made them).
+#[test]
+fn filter_operations_change_imported_and_exported_routes() {
+    use brindle_bgp::packet::{Community, LargeCommunity};
+    use brindle_bgp::rib::{
+        CommunityMatch, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter,
+        RouteOperation,
+    };
+    let tag = |ops: Vec<RouteOperation>, cidr: &str| RouteFilter {
+        v4: vec![FilterRule {
+            operations: ops,
+            ..FilterRule::on_prefix(
+                FilterVerdict::Accept,
+                Some(PrefixMatch::new(net(cidr), PrefixOp::In)),
+            )
+        }],
+        v6: Vec::new(),
+    };
+    let mut tor = peer("10.0.0.2", 65002);
+    tor.import_filter = Some(Arc::new(tag(
+        vec![
+            RouteOperation::AddCommunity(CommunityMatch::Standard(Community::new(65000, 7))),
+            RouteOperation::PrependAsPath(vec![65100, 65101]),
+        ],
+        "10.1.0.0/16",
+    )));
+    let mut other = peer("10.0.0.3", 65003);
+    other.export_filter = Some(Arc::new(tag(
+        vec![RouteOperation::AddCommunity(CommunityMatch::Large(
+            LargeCommunity {
+                global_admin: 65000,
+                local_data1: 1,
+                local_data2: 2,
+            },
+        ))],
+        "10.2.0.0/16",
+    )));
+    let mut rib = rib_with(config(), &[tor, other]);
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24"), net("10.2.0.0/24")],
+        route(&[65002], "10.0.0.2"),
+    )
+    .unwrap();
+    let stored = rib.adj_rib_in(ip("10.0.0.2")).unwrap();
+    let of = |p: &str| stored.iter().find(|(n, _)| *n == net(p)).unwrap().1.clone();
+    let changed = of("10.1.0.0/24");
+    assert_eq!(changed.attributes.communities, [Community::new(65000, 7)]);
+    assert_eq!(
+        changed.attributes.as_path,
+        Some(AsPath::from_sequence([65100, 65101, 65002])),
+        "the first AS of prependASPath first"
+    );
+    let untouched = of("10.2.0.0/24");
+    assert!(untouched.attributes.communities.is_empty());
+    assert_eq!(
+        untouched.attributes.as_path,
+        Some(AsPath::from_sequence([65002]))
+    );
+
+    // Export: the large community on what the rule accepts, then our AS.
+    let out = flush(&mut rib, "10.0.0.3");
+    let sent = announced(&out, "10.2.0.0/24").unwrap();
+    assert_eq!(sent.attributes.large_communities.len(), 1);
+    assert_eq!(
+        sent.attributes.as_path,
+        Some(AsPath::from_sequence([LOCAL_AS, 65002]))
+    );
+    let sent = announced(&out, "10.1.0.0/24").unwrap();
+    assert!(sent.attributes.large_communities.is_empty());
+    assert_eq!(sent.attributes.communities, [Community::new(65000, 7)]);
+    assert_eq!(
+        sent.attributes.as_path,
+        Some(AsPath::from_sequence([LOCAL_AS, 65100, 65101, 65002]))
+    );
+
+    // A new import filter without operations: the routes are asked for again.
+    let (_, refresh) = rib
+        .set_import_filter(
+            ip("10.0.0.2"),
+            Some(Arc::new(tag(Vec::new(), "10.1.0.0/16"))),
+        )
+        .unwrap();
+    assert!(refresh, "the stored routes carry the old operations");
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24")],
+        route(&[65002], "10.0.0.2"),
+    )
+    .unwrap();
+    let stored = rib.adj_rib_in(ip("10.0.0.2")).unwrap();
+    let again = stored
+        .iter()
+        .find(|(n, _)| *n == net("10.1.0.0/24"))
+        .unwrap();
+    assert!(again.1.attributes.communities.is_empty());
+}

@@ -203,3 +203,105 @@ fn we_dial_passive_bird_over_ipv6_with_tcp_md5() {
         ipv6: true,
     });
 }
+
+/// Import rules with operations (Calico's BGPFilter `addCommunity` and
+/// `prependASPath`) on what a real BIRD sends: the rule that accepts one
+/// prefix changes it; the other prefix, accepted by no rule, is stored as
+/// sent. An export rule's operations reach BIRD ahead of our own AS.
+#[test]
+fn filter_operations_on_routes_from_and_to_bird() {
+    use brindle_bgp::packet::{Community, LargeCommunity};
+    use brindle_bgp::rib::{
+        CommunityMatch, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter,
+        RouteOperation,
+    };
+    use std::sync::Arc;
+    let ours_ns = Netns::new("spbo").unwrap();
+    let bird_ns = Netns::new("spbq").unwrap();
+    let (our_ip, bird_ip) = (Ipv4Addr::new(10, 79, 0, 1), Ipv4Addr::new(10, 79, 0, 2));
+    veth(
+        &ours_ns,
+        "eth0",
+        &[&format!("{our_ip}/24")],
+        &bird_ns,
+        "eth0",
+        &[&format!("{bird_ip}/24")],
+    )
+    .unwrap();
+    let bird_cfg = BgpConfig::new(bird_ip, BIRD_AS)
+        .with_neighbor(Neighbor::new(IpAddr::V4(our_ip), BRINDLE_AS))
+        .originate("10.79.100.0/24")
+        .originate("10.79.101.0/24");
+    let bird = Bird::start(&bird_ns, &bird_cfg).unwrap();
+    let rule = |cidr: &str, ops| FilterRule {
+        operations: ops,
+        ..FilterRule::on_prefix(
+            FilterVerdict::Accept,
+            Some(PrefixMatch::new(net(cidr), PrefixOp::Equal)),
+        )
+    };
+    let mut cfg = SpeakerConfig::new(BRINDLE_AS, our_ip);
+    let mut peer = PeerConfig::new(IpAddr::V4(bird_ip), BIRD_AS);
+    peer.connect_retry = Duration::from_secs(1);
+    peer.hold_time = 9;
+    peer.import_filter = Some(Arc::new(RouteFilter {
+        v4: vec![rule(
+            "10.79.100.0/24",
+            vec![
+                RouteOperation::AddCommunity(CommunityMatch::Standard(Community::new(65000, 5))),
+                RouteOperation::PrependAsPath(vec![65400]),
+            ],
+        )],
+        v6: Vec::new(),
+    }));
+    peer.export_filter = Some(Arc::new(RouteFilter {
+        v4: vec![rule(
+            "10.79.244.0/26",
+            vec![
+                RouteOperation::AddCommunity(CommunityMatch::Large(LargeCommunity {
+                    global_admin: 65000,
+                    local_data1: 9,
+                    local_data2: 9,
+                })),
+                RouteOperation::PrependAsPath(vec![65401, 65402]),
+            ],
+        )],
+        v6: Vec::new(),
+    }));
+    cfg.peers.push(peer);
+    let ours = NsSpeaker::start(&ours_ns, cfg);
+    let mut routes = ours.speaker.subscribe();
+    wait_established(&ours.speaker, IpAddr::V4(bird_ip));
+
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        let change = wait_change(&mut routes, "BIRD's prefixes", |c| {
+            c.prefix().to_string().starts_with("10.79.10")
+        });
+        if let BestRouteChange::Best(route) = change {
+            seen.insert(route.prefix.to_string(), route.attrs.clone());
+        }
+    }
+    let changed = &seen["10.79.100.0/24"].attributes;
+    assert_eq!(changed.communities, [Community::new(65000, 5)]);
+    assert_eq!(
+        changed.as_path,
+        Some(AsPath::from_sequence([65400, BIRD_AS]))
+    );
+    let plain = &seen["10.79.101.0/24"].attributes;
+    assert!(plain.communities.is_empty());
+    assert_eq!(plain.as_path, Some(AsPath::from_sequence([BIRD_AS])));
+
+    block_on(ours.speaker.originate(net("10.79.244.0/26"), local_attrs())).unwrap();
+    bird.wait_route("10.79.244.0/26", STEP)
+        .unwrap_or_else(|e| panic!("BIRD never got the block: {e}\n{}", bird.log()));
+    let detail = bird.birdc("show route 10.79.244.0/26 all").unwrap();
+    assert!(
+        detail.contains(&format!("BGP.as_path: {BRINDLE_AS} 65401 65402")),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("BGP.large_community: (65000, 9, 9)"),
+        "{detail}"
+    );
+}

@@ -122,8 +122,9 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
 }
 
 /// Rules are acted on (action, cidr and matchOperator, prefixLength,
-/// source, peerType, communities, asPathPrefix); a rule with a condition or
-/// operation that is not evaluated is left out whole, so each is listed.
+/// source, peerType, communities, asPathPrefix, the addCommunity and
+/// prependASPath operations); a rule with a condition or operation that is
+/// not evaluated is left out whole, so each is listed.
 fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
     for (rules, field) in [
         (&s.export_v4, "spec.exportV4"),
@@ -134,11 +135,20 @@ fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
         for (i, rule) in rules.iter().enumerate() {
             let at = format!("{field}[{i}]");
             let conditions = [
-                (rule.interface.is_some(), "interface"),
-                (rule.priority.is_some(), "priority"),
-                (!rule.operations.is_empty(), "operations"),
+                (rule.interface.is_some(), "interface".to_owned()),
+                (rule.priority.is_some(), "priority".to_owned()),
             ];
-            push_set(out, &format!("{at}."), &conditions);
+            let set_priority = rule.operations.iter().enumerate().map(|(j, op)| {
+                (
+                    op.set_priority.is_some(),
+                    format!("operations[{j}].setPriority"),
+                )
+            });
+            for (set, name) in conditions.into_iter().chain(set_priority) {
+                if set {
+                    out.push(format!("{at}.{name}"));
+                }
+            }
         }
     }
 }
@@ -272,6 +282,37 @@ spec:
 ",
         );
         assert_eq!(all, ["spec.restartMode: LongLivedGracefulRestart"]);
+    }
+
+    #[test]
+    fn a_filter_lists_only_the_priority_and_interface_it_does_not_evaluate() {
+        let all = fields(
+            "apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: f}
+spec:
+  exportV4:
+  - action: Accept
+    communities: {values: ['65000:1']}
+    asPathPrefix: [65000]
+    operations:
+    - addCommunity: {value: '65000:2'}
+    - prependASPath: {prefix: [65001]}
+    - setPriority: {value: 512}
+  importV4:
+  - action: Reject
+    interface: eth*
+    priority: 100
+",
+        );
+        assert_eq!(
+            all,
+            [
+                "spec.exportV4[0].operations[2].setPriority",
+                "spec.importV4[0].interface",
+                "spec.importV4[0].priority",
+            ]
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use brindle_bgp::packet::{Community, LargeCommunity};
 use brindle_bgp::rib::{
     CommunityMatch, ExportPrefixes, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter,
+    RouteOperation,
 };
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
@@ -198,7 +199,7 @@ pub fn learned_route(
 /// names, in order (first match wins across them, as Calico's BIRD chains
 /// them). A rule for the other peer type (`peerType`) is left out, and so
 /// is one with a condition Brindle does not evaluate (`interface`,
-/// `communities`, `asPathPrefix`, `priority`), which `brindlectl apply`
+/// `priority`, a `setPriority` operation), which `brindlectl apply`
 /// warns about.
 fn compile_filters(
     cluster: &ClusterState,
@@ -233,11 +234,24 @@ fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
         Some(FilterPeerType::EBgp) => !ibgp,
     };
     // Not evaluated (warned about at apply): the rule is left out whole.
-    let unsupported =
-        rule.interface.is_some() || rule.priority.is_some() || !rule.operations.is_empty();
+    let unsupported = rule.interface.is_some()
+        || rule.priority.is_some()
+        || rule.operations.iter().any(|op| op.set_priority.is_some());
     if !for_this_peer || unsupported {
         return None;
     }
+    let operations = rule
+        .operations
+        .iter()
+        .map(|op| match (&op.add_community, &op.prepend_as_path) {
+            (Some(c), _) => community_match(&c.value).map(RouteOperation::AddCommunity),
+            (None, Some(p)) => Some(RouteOperation::PrependAsPath(
+                p.prefix.iter().map(|a| a.0).collect(),
+            )),
+            // Validation allows exactly one operation per entry.
+            (None, None) => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
     let community = match &rule.communities {
         None => None,
         // Calico allows exactly one value (validated).
@@ -276,6 +290,7 @@ fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
         learned_only: rule.source == Some(FilterSource::RemotePeers),
         community,
         as_path_prefix: rule.as_path_prefix.iter().map(|a| a.0).collect(),
+        operations,
     })
 }
 

@@ -7,7 +7,12 @@
 //! Pure and total: [`RouteFilter::verdict`] looks at the prefix, whether
 //! the route was learned from a peer, and the route's communities and AS
 //! path (Calico's `communities` and `asPathPrefix` conditions), nothing
-//! else.
+//! else. An accepting rule may carry [`RouteOperation`]s (Calico's
+//! `addCommunity` and `prependASPath`), which [`RouteOperation::apply_all`]
+//! performs on the route's attributes in order, as BIRD's
+//! `bgp_community.add(…)` and `bgp_path.prepend(…)` in the rule's body:
+//! on import before the route is stored, on export before our own
+//! export rules (so toward an eBGP peer our AS still comes first).
 //!
 //! [`ExportPrefixes`]: super::ExportPrefixes
 
@@ -85,6 +90,45 @@ pub struct FilterRule {
     /// Only routes whose AS path starts with these AS numbers (Calico's
     /// `asPathPrefix`; BIRD's `bgp_path ~ [= a b * =]`). Empty: any path.
     pub as_path_prefix: Vec<u32>,
+    /// What an accepting rule changes on the route, in order.
+    pub operations: Vec<RouteOperation>,
+}
+
+/// One change an accepting rule makes to a route (Calico's BGPFilter
+/// `operations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteOperation {
+    /// `addCommunity`: the community is added unless already there.
+    AddCommunity(CommunityMatch),
+    /// `prependASPath`: these AS numbers go in front of the path, the
+    /// first one first (BIRD prepends them in reverse).
+    PrependAsPath(Vec<u32>),
+}
+
+impl RouteOperation {
+    /// Performs `ops` on `attrs`, in order.
+    pub fn apply_all(ops: &[RouteOperation], attrs: &mut PathAttributes) {
+        for op in ops {
+            match op {
+                RouteOperation::AddCommunity(CommunityMatch::Standard(c)) => {
+                    if !attrs.communities.contains(c) {
+                        attrs.communities.push(*c);
+                    }
+                }
+                RouteOperation::AddCommunity(CommunityMatch::Large(c)) => {
+                    if !attrs.large_communities.contains(c) {
+                        attrs.large_communities.push(*c);
+                    }
+                }
+                RouteOperation::PrependAsPath(asns) => {
+                    let path = attrs.as_path.get_or_insert_with(Default::default);
+                    for asn in asns.iter().rev() {
+                        path.prepend(*asn);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A community a rule asks for.
@@ -103,6 +147,7 @@ impl FilterRule {
             learned_only: false,
             community: None,
             as_path_prefix: Vec::new(),
+            operations: Vec::new(),
         }
     }
 
@@ -147,14 +192,47 @@ impl RouteFilter {
         learned: bool,
         attrs: &PathAttributes,
     ) -> Option<FilterVerdict> {
+        self.first_match(prefix, learned, attrs)
+            .map(|(_, r)| r.verdict)
+    }
+
+    /// The first matching rule and its position in its family's list.
+    pub fn first_match(
+        &self,
+        prefix: &IpNet,
+        learned: bool,
+        attrs: &PathAttributes,
+    ) -> Option<(usize, &FilterRule)> {
         let rules = match prefix {
             IpNet::V4(_) => &self.v4,
             IpNet::V6(_) => &self.v6,
         };
         rules
             .iter()
-            .find(|r| r.matches(prefix, learned, attrs))
-            .map(|r| r.verdict)
+            .enumerate()
+            .find(|(_, r)| r.matches(prefix, learned, attrs))
+    }
+
+    /// The operations of the rule that accepts `prefix` (empty when none
+    /// matches, or the matching rule changes nothing).
+    pub fn operations(
+        &self,
+        prefix: &IpNet,
+        learned: bool,
+        attrs: &PathAttributes,
+    ) -> &[RouteOperation] {
+        match self.first_match(prefix, learned, attrs) {
+            Some((_, r)) if r.verdict == FilterVerdict::Accept => &r.operations,
+            _ => &[],
+        }
+    }
+
+    /// Whether some rule changes the routes it accepts.
+    pub fn has_operations(&self) -> bool {
+        self.v4
+            .iter()
+            .chain(&self.v6)
+            .any(|r| !r.operations.is_empty())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -102,7 +102,9 @@ pub use adj_out::{AdjRibOut, UpdateBatch};
 pub use attrs::{AttrInterner, PathAttrs};
 pub use config::{ExportPrefixes, PeerConfig, RibConfig};
 pub use decision::{Candidate, Selection};
-pub use filter::{CommunityMatch, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter};
+pub use filter::{
+    CommunityMatch, FilterRule, FilterVerdict, PrefixMatch, PrefixOp, RouteFilter, RouteOperation,
+};
 pub use policy::ImportReject;
 
 use crate::packet::types::NextHop;
@@ -203,7 +205,10 @@ pub struct PeerCounts {
 /// attribute set, so the per-peer rewrite is computed once per set. Keyed by
 /// pointer, which is sound because every attribute set is interned and the
 /// interner frees nothing until the operation ends (`finish`).
-type ExportMemo = hashbrown::HashMap<(*const PathAttrs, u32, u32, bool), Option<Arc<PathAttrs>>>;
+/// Keyed by the route's attributes, its source, the peer, the family and
+/// the export rule whose operations change it (`usize::MAX`: none).
+type ExportMemo =
+    hashbrown::HashMap<(*const PathAttrs, u32, u32, bool, usize), Option<Arc<PathAttrs>>>;
 
 /// The RIB of one BGP speaker. See the module documentation.
 pub struct Rib {
@@ -578,7 +583,12 @@ impl Rib {
     /// its Adj-RIB-In the new rules reject leave at once. Says whether
     /// prefixes the old rules (or import checks) kept out now need the
     /// peer to send them again (a ROUTE-REFRESH): their attributes were
-    /// not kept.
+    /// not kept. So do routes when the old or the new rules change what
+    /// they accept (`operations`): what is stored is what the old rules
+    /// made of the route, and the new ones must start from what was sent
+    /// (the refreshed routes replace the stored ones; until then they stay
+    /// as they are, also those the old rules changed and the new ones
+    /// would reject).
     pub fn set_import_filter(
         &mut self,
         peer: IpAddr,
@@ -588,19 +598,26 @@ impl Rib {
         if self.slot(index).config.import_filter == filter {
             return Ok((RibOutput::default(), false));
         }
+        let changes =
+            |f: &Option<Arc<RouteFilter>>| f.as_deref().is_some_and(RouteFilter::has_operations);
+        let old_changed = changes(&self.slot(index).config.import_filter);
+        let new_changes = changes(&filter);
         self.slot_mut(index).config.import_filter = filter;
         let slot = self.slot(index);
-        let now_rejected: Vec<IpNet> = self
-            .loc
-            .iter()
-            .filter(|(prefix, dest)| {
-                dest.paths()
-                    .iter()
-                    .any(|p| p.source == index && !slot.config.imports(prefix, &p.attrs.attributes))
-            })
-            .map(|(prefix, _)| prefix)
-            .collect();
-        let need_refresh = !slot.rejected.is_empty();
+        let now_rejected: Vec<IpNet> = if old_changed {
+            Vec::new()
+        } else {
+            self.loc
+                .iter()
+                .filter(|(prefix, dest)| {
+                    dest.paths().iter().any(|p| {
+                        p.source == index && !slot.config.imports(prefix, &p.attrs.attributes)
+                    })
+                })
+                .map(|(prefix, _)| prefix)
+                .collect()
+        };
+        let need_refresh = !slot.rejected.is_empty() || old_changed || new_changes;
         let mut output = RibOutput::default();
         let mut memo = ExportMemo::new();
         for prefix in &now_rejected {
@@ -678,6 +695,19 @@ impl Rib {
                 self.change_path(*p, index, None, &mut memo, &mut output, None);
             }
         }
+        // Accepting rules that change the route (Calico's `operations`),
+        // judged on the attributes as received, like the verdicts above.
+        let filter = self.slot(index).config.import_filter.clone();
+        let changed_by: Vec<Option<usize>> = match filter.as_deref() {
+            Some(f) if f.has_operations() => prefixes
+                .iter()
+                .map(|p| match f.first_match(p, true, &attrs.attributes) {
+                    Some((i, r)) if !r.operations.is_empty() => Some(i),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let prefixes = &prefixes[..];
         let slot = self.slot(index);
         let imported = policy::import(&self.config, slot.ibgp, slot.config.allow_local_as, attrs);
@@ -706,15 +736,31 @@ impl Rib {
             }
         };
         let mut memo = ExportMemo::new();
-        for prefix in prefixes {
-            self.change_path(
-                prefix.trunc(),
-                index,
-                attrs.clone(),
-                &mut memo,
-                &mut output,
-                None,
-            );
+        let mut changed: Vec<((bool, usize), Arc<PathAttrs>)> = Vec::new();
+        for (i, prefix) in prefixes.iter().enumerate() {
+            let attrs = match (&attrs, changed_by.get(i).copied().flatten(), &filter) {
+                (Some(base), Some(rule), Some(f)) => {
+                    let key = (prefix.addr().is_ipv4(), rule);
+                    let done = changed
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, a)| a.clone());
+                    Some(done.unwrap_or_else(|| {
+                        let rules = if prefix.addr().is_ipv4() {
+                            &f.v4
+                        } else {
+                            &f.v6
+                        };
+                        let mut new = PathAttrs::clone(base);
+                        RouteOperation::apply_all(&rules[rule].operations, &mut new.attributes);
+                        let new = self.interner.intern(new);
+                        changed.push((key, new.clone()));
+                        new
+                    }))
+                }
+                _ => attrs.clone(),
+            };
+            self.change_path(prefix.trunc(), index, attrs, &mut memo, &mut output, None);
         }
         self.finish(&mut output);
         Ok(output)
@@ -884,14 +930,33 @@ fn export_with(
     {
         return None;
     }
-    let key = (Arc::as_ptr(attrs), source, to, v6);
+    // An accepting rule's operations (Calico's BGPFilter `operations`)
+    // change the route first, as BIRD's export filter runs before BGP's
+    // own export (which then prepends our AS toward an eBGP peer).
+    let rule = to_slot.config.export_filter.as_deref().and_then(|f| {
+        f.first_match(prefix, source != LOCAL, &attrs.attributes)
+            .filter(|(_, r)| r.verdict == FilterVerdict::Accept && !r.operations.is_empty())
+            .map(|(i, r)| (i, &r.operations))
+    });
+    let key = (
+        Arc::as_ptr(attrs),
+        source,
+        to,
+        v6,
+        rule.map_or(usize::MAX, |(i, _)| i),
+    );
     if let Some(done) = memo.get(&key) {
         return done.clone();
     }
+    let changed = rule.map(|(_, ops)| {
+        let mut new = PathAttrs::clone(attrs);
+        RouteOperation::apply_all(ops, &mut new.attributes);
+        Arc::new(new)
+    });
     let exported = policy::export(
         config,
         source_of(peers, source),
-        attrs,
+        changed.as_ref().unwrap_or(attrs),
         to,
         &to_slot.config,
         to_slot.ibgp,
