@@ -817,3 +817,122 @@ fn bgp_filters_match_communities_and_as_path_prefix_and_change_routes() {
     assert_eq!(seen.communities, ["65000:77"], "{seen:?}");
     assert_eq!(seen.large_communities, ["65000:1:2"], "{seen:?}");
 }
+
+/// Calico's local workload peering: a BGPPeer with `localWorkloadSelector`
+/// makes the node a passive peer of each selected workload on it, and
+/// `localWorkloadPeeringIPV4` goes on the workload's host-side interface
+/// (scope link) for the workload's speaker (BIRD, in the workload's
+/// namespace) to dial. The workload's route (inside a pool) reaches the
+/// node's kernel through the workload and the ToR through the node; a
+/// workload no longer selected loses its session and the address.
+#[test]
+fn a_selected_local_workload_peers_with_its_node() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let (fabric, store) = rack(&[&pool_yaml_named("v4", "10.84.0.0/24", "Never", false)]);
+    let host = &fabric.hosts[0];
+    store.apply(
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  localWorkloadPeeringIPV4: 169.254.0.179\n",
+    );
+    store.apply(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: speakers\nspec:\n  localWorkloadSelector: role == 'bgp-speaker'\n  asNumber: 65010\n",
+    );
+    let gw = Ipv4Addr::new(10, 0, 1, 254);
+    store.apply(&node_a_peer("tor", gw, 65100));
+    let tor = Other::start(
+        Kind::Bird,
+        &fabric.router,
+        &BgpConfig::new(gw, 65100).with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512)),
+    );
+    // As Calico's manifests do: a workload may reach its host (its BGP
+    // session with the node does).
+    let node = NodeDaemon::start_env(
+        &store,
+        host,
+        "node-a",
+        &[("FELIX_DEFAULTENDPOINTTOHOSTACTION", "ACCEPT")],
+    );
+    node.wait_established(1);
+    let w = add_workload(&store, host, "node-a", "spk");
+    let ctl = common::policy::Ctl::new(&store);
+    ctl.set_role(&w.host_ifname, "bgp-speaker");
+
+    let addr_on_iface = || {
+        host.ns
+            .ip(&["-4", "addr", "show", "dev", &w.host_ifname])
+            .unwrap_or_default()
+    };
+    let seen = poll_until(WAIT, Duration::from_millis(200), || {
+        Ok(addr_on_iface()
+            .contains("inet 169.254.0.179/32 scope link")
+            .then_some(()))
+    })
+    .unwrap();
+    assert!(
+        seen.is_some(),
+        "no peering address on {}: {}\n{}",
+        w.host_ifname,
+        addr_on_iface(),
+        tail(&node.log())
+    );
+
+    let vip = "10.84.0.200/32";
+    let mut neighbor = Neighbor::new("169.254.0.179".parse().unwrap(), 64512);
+    neighbor.multihop = true;
+    let speaker = Other::start(
+        Kind::Bird,
+        &w.ns,
+        &BgpConfig::new(w.ip, 65010)
+            .with_neighbor(neighbor)
+            .originate(vip),
+    );
+    let up = poll_until(WAIT, Duration::from_millis(200), || {
+        Ok(node.status().and_then(|r| {
+            r.peers.into_iter().find(|p| {
+                p.address == IpAddr::V4(w.ip)
+                    && p.established
+                    && p.peer_type.as_str() == "local workload"
+            })
+        }))
+    })
+    .unwrap();
+    assert!(
+        up.is_some(),
+        "the workload's session: {:?}\n{}\n{}\n{}",
+        node.status(),
+        tail(&node.log()),
+        speaker.log(),
+        match &speaker {
+            Other::Bird(b) => b.birdc("show protocols all").unwrap_or_default(),
+            _ => String::new(),
+        }
+    );
+    wait_route(
+        &host.ns,
+        vip,
+        |r| r.contains(&format!("via {}", w.ip)),
+        "the workload's route",
+    );
+    let at_tor = tor.wait_route(vip, |_| true);
+    assert_eq!(at_tor.as_path, [64512, 65010], "{at_tor:?}");
+
+    // No longer selected: the session and the address go.
+    ctl.set_role(&w.host_ifname, "web");
+    let gone = poll_until(WAIT, Duration::from_millis(200), || {
+        let status = node.status();
+        let session = status
+            .as_ref()
+            .is_some_and(|r| r.peers.iter().any(|p| p.address == IpAddr::V4(w.ip)));
+        Ok((!session && !addr_on_iface().contains("169.254.0.179")).then_some(()))
+    })
+    .unwrap();
+    assert!(
+        gone.is_some(),
+        "still peering: {:?} / {}",
+        node.status(),
+        addr_on_iface()
+    );
+    tor.wait_no_route(vip);
+}

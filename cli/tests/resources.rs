@@ -485,7 +485,7 @@ spec:
   peerIP: 10.0.0.1
   asNumber: 65001
   restartMode: LongLivedGracefulRestart
-  localWorkloadSelector: app == 'bgp'
+  birdGatewayMode: DirectIfDirectlyConnected
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -497,7 +497,7 @@ spec: {cidr: 10.99.0.0/16}
     assert_eq!(strict.code, 1, "{strict:?}");
     for field in [
         "spec.restartMode: LongLivedGracefulRestart",
-        "spec.localWorkloadSelector",
+        "spec.birdGatewayMode: DirectIfDirectlyConnected",
     ] {
         assert!(
             strict.stderr.contains(&format!(
@@ -527,7 +527,7 @@ spec: {cidr: 10.99.0.0/16}
         warnings,
         [
             "warning: BGPPeer 'tor': spec.restartMode: LongLivedGracefulRestart is accepted but not implemented",
-            "warning: BGPPeer 'tor': spec.localWorkloadSelector is accepted but not implemented",
+            "warning: BGPPeer 'tor': spec.birdGatewayMode: DirectIfDirectlyConnected is accepted but not implemented",
         ],
         "{}",
         out.stderr

@@ -69,6 +69,10 @@ pub enum PeerType {
     Global,
     #[serde(rename = "node specific")]
     NodeSpecific,
+    /// A workload on this node selected by a BGPPeer's
+    /// `localWorkloadSelector` (calicoctl does not list these).
+    #[serde(rename = "local workload")]
+    LocalWorkload,
 }
 
 impl PeerType {
@@ -77,6 +81,7 @@ impl PeerType {
             PeerType::Mesh => "node-to-node mesh",
             PeerType::Global => "global",
             PeerType::NodeSpecific => "node specific",
+            PeerType::LocalWorkload => "local workload",
         }
     }
 }

@@ -92,10 +92,9 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     if s.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected) {
         out.push("spec.birdGatewayMode: DirectIfDirectlyConnected".into());
     }
-    // reachableBy is acted on (a static route to the peer).
-    if s.local_workload_selector.is_some() {
-        out.push("spec.localWorkloadSelector".into());
-    }
+    // reachableBy is acted on (a static route to the peer), and so is
+    // localWorkloadSelector (passive sessions to the selected local
+    // workloads).
     // reversePeering (Auto and Manual) is acted on.
     let _: Option<ReversePeering> = s.reverse_peering;
 }
@@ -105,20 +104,11 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
     // logSeverityScreen, listenPort, bindMode, communities,
     // prefixAdvertisements; in `default`: the service address lists.
     // ignoredInterfaces holds by construction: Brindle announces no
-    // interface addresses and learns no kernel routes. (The global-only
-    // fields are refused in `node.<name>` by validation.)
-    let _ = name;
-    let fields = [
-        (
-            s.local_workload_peering_ipv4.is_some(),
-            "spec.localWorkloadPeeringIPV4",
-        ),
-        (
-            s.local_workload_peering_ipv6.is_some(),
-            "spec.localWorkloadPeeringIPV6",
-        ),
-    ];
-    push_set(out, "", &fields);
+    // interface addresses and learns no kernel routes. In `default`:
+    // localWorkloadPeeringIPV4/6, put on the interfaces of workloads a
+    // localWorkloadSelector selects. (The global-only fields are refused
+    // in `node.<name>` by validation.)
+    let _ = (name, s, out);
 }
 
 /// Rules are acted on (action, cidr and matchOperator, prefixLength,

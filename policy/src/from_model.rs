@@ -115,7 +115,12 @@ pub fn policy_model(view: &ClusterView<'_>) -> ir::PolicyModel {
     model
 }
 
-fn workload_endpoint(wep: &Object<WorkloadEndpointSpec>) -> ir::WorkloadEndpoint {
+/// A workload endpoint's labels as selectors see them: its own, and the
+/// ones Calico adds (its namespace and orchestrator). Also what a BGPPeer's
+/// `localWorkloadSelector` matches.
+pub fn workload_labels(
+    wep: &Object<WorkloadEndpointSpec>,
+) -> std::collections::BTreeMap<String, String> {
     let mut labels = wep.metadata.labels.clone();
     if let Some(ns) = &wep.metadata.namespace {
         labels.insert(NAMESPACE_LABEL.to_string(), ns.clone());
@@ -123,6 +128,11 @@ fn workload_endpoint(wep: &Object<WorkloadEndpointSpec>) -> ir::WorkloadEndpoint
     if let Some(orch) = &wep.spec.orchestrator {
         labels.insert(ORCHESTRATOR_LABEL.to_string(), orch.clone());
     }
+    labels
+}
+
+fn workload_endpoint(wep: &Object<WorkloadEndpointSpec>) -> ir::WorkloadEndpoint {
+    let labels = workload_labels(wep);
     ir::WorkloadEndpoint {
         name: format!(
             "{}/{}",

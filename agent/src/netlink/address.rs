@@ -11,8 +11,50 @@ impl Netlink {
         addr: IpNet,
         nodad: bool,
     ) -> Result<(), NetlinkError> {
+        self.add_address_in_scope(name, addr, nodad, AddressScope::Universe)
+            .await
+    }
+
+    /// `ip addr replace <addr> dev <name> scope link nodad`: an address
+    /// only the link's other end uses (a local workload's BGP peering
+    /// address), never taken for the host's own.
+    /// The interface is looked up afresh (a workload's interface comes and
+    /// goes under the same name).
+    pub async fn add_link_scope_address(
+        &self,
+        name: &str,
+        addr: IpNet,
+    ) -> Result<(), NetlinkError> {
+        self.forget(name);
+        self.add_address_in_scope(name, addr, true, AddressScope::Link)
+            .await
+    }
+
+    /// [`Netlink::delete_address`] on an interface looked up afresh;
+    /// `Ok(false)` also when the interface is gone.
+    pub async fn remove_link_scope_address(
+        &self,
+        name: &str,
+        addr: IpNet,
+    ) -> Result<bool, NetlinkError> {
+        self.forget(name);
+        match self.delete_address(name, addr).await {
+            Err(NetlinkError::LinkNotFound(_)) => Ok(false),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
+            other => other,
+        }
+    }
+
+    async fn add_address_in_scope(
+        &self,
+        name: &str,
+        addr: IpNet,
+        nodad: bool,
+        scope: AddressScope,
+    ) -> Result<(), NetlinkError> {
         let index = self.ifindex(name).await?;
         let mut msg = AddressMessage::default();
+        msg.header.scope = scope;
         msg.header.index = index;
         msg.header.prefix_len = addr.prefix_len();
         msg.header.family = family_of(&addr.addr());

@@ -80,12 +80,37 @@ impl Default for BgpSettings {
 }
 
 /// A local or remote workload interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadInfo {
     pub key: String,
     pub node: Option<String>,
     pub interface: Option<String>,
     pub addresses: Vec<IpNet>,
+    /// The decoded document (shared, not copied): its labels are read only
+    /// for a BGPPeer's `localWorkloadSelector`.
+    pub endpoint: Arc<Resource>,
+}
+
+impl WorkloadInfo {
+    /// The endpoint's labels as selectors see them (with Calico's
+    /// namespace and orchestrator labels).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        match &*self.endpoint {
+            Resource::WorkloadEndpoint(w) => brindle_policy::from_model::workload_labels(w),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// The endpoint's name, `namespace/name` when namespaced.
+    pub fn name(&self) -> String {
+        match &*self.endpoint {
+            Resource::WorkloadEndpoint(w) => match &w.metadata.namespace {
+                Some(ns) => format!("{ns}/{}", w.metadata.name),
+                None => w.metadata.name.clone(),
+            },
+            _ => self.key.clone(),
+        }
+    }
 }
 
 /// One IPAM block: who holds its affinity and who each allocation is for.
@@ -120,6 +145,10 @@ pub struct ClusterState {
     pub mesh_max_restart_time: Option<u16>,
     /// `logSeverityScreen` of `BGPConfiguration default`.
     pub log_severity: Option<LogSeverity>,
+    /// `localWorkloadPeeringIPV4` and `…IPV6` of `BGPConfiguration
+    /// default`: the node's address toward workloads that peer with it
+    /// (put on their host-side interfaces).
+    pub local_workload_peering: Vec<IpAddr>,
     /// `BGPConfiguration node.<name>`, by node name: what a node sets for
     /// itself over the default (see the `*_of` accessors).
     pub node_bgp: BTreeMap<String, NodeBgpConfig>,
@@ -305,8 +334,9 @@ fn node_info(node: &brindle_model::resource::Node) -> NodeInfo {
     }
 }
 
-fn workload_info(key: &str, spec: &WorkloadEndpointSpec) -> WorkloadInfo {
+fn workload_info(key: &str, spec: &WorkloadEndpointSpec, endpoint: Arc<Resource>) -> WorkloadInfo {
     WorkloadInfo {
+        endpoint,
         key: key.to_owned(),
         node: spec.node.clone(),
         interface: spec.interface_name.clone(),
@@ -406,6 +436,13 @@ impl ClusterState {
                         bind_node_ip: s.bind_mode == Some(BindMode::NodeIP),
                     };
                     state.prefix_communities = prefix_communities(s);
+                    state.local_workload_peering = [
+                        &s.local_workload_peering_ipv4,
+                        &s.local_workload_peering_ipv6,
+                    ]
+                    .into_iter()
+                    .filter_map(|ip| ip.as_deref()?.parse::<IpAddr>().ok())
+                    .collect();
                     state.service_cidrs = s
                         .service_cluster_ips
                         .iter()
@@ -425,7 +462,9 @@ impl ClusterState {
                         .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
                 }
                 Resource::WorkloadEndpoint(w) => {
-                    state.workloads.push(workload_info(&entry.key, &w.spec));
+                    state
+                        .workloads
+                        .push(workload_info(&entry.key, &w.spec, resource.clone()));
                 }
                 _ => {}
             }

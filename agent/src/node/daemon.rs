@@ -128,6 +128,9 @@ struct Daemon {
     /// What each password reference read as at the last converge (looked
     /// at again every second: a changed file re-keys its sessions).
     passwords: BTreeMap<SecretKeySelector, Result<Option<String>, SecretError>>,
+    /// Local workload peering addresses on workload interfaces, as last
+    /// made true (`None` until the first converge read what is there).
+    peering_addresses: Option<BTreeSet<(String, IpNet)>>,
 }
 
 /// AS, listen port, route reflector cluster id and `bindMode: NodeIP`.
@@ -349,6 +352,8 @@ impl Daemon {
         let peers_took = began.elapsed();
         self.sync_originations(&desired.originations, &desired.communities)
             .await;
+        self.sync_peering_addresses(&cluster, &desired.peering_addresses)
+            .await;
         let setup_began = Instant::now();
         if desired.vxlan && !self.vxlan_ready {
             if let Err(error) = self.ensure_vxlan(&cluster).await {
@@ -394,6 +399,69 @@ impl Daemon {
             shared.routes_in_sync = self.routes_open && self.syncer.in_sync();
         }
         self.desired = desired;
+    }
+
+    /// Puts each local workload peering address on its workload's
+    /// interface and takes off the ones no longer wanted (a workload no
+    /// longer selected, a changed `localWorkloadPeeringIPV4`). What is on
+    /// the local workloads' interfaces at the first call counts as ours:
+    /// a host-side workload interface carries no other address (IPv6
+    /// link-local ones aside), and a restart must be able to clean up
+    /// after a change made while it was down. A failure (the interface not
+    /// there yet) is tried again by the next converge or tick.
+    async fn sync_peering_addresses(
+        &mut self,
+        cluster: &ClusterState,
+        wanted: &BTreeSet<(String, IpNet)>,
+    ) {
+        let applied = match self.peering_addresses.take() {
+            Some(applied) => applied,
+            None => {
+                let mut found = BTreeSet::new();
+                for w in &cluster.workloads {
+                    let (Some(ifname), true) = (
+                        &w.interface,
+                        w.node.as_deref() == Some(self.opts.node_name.as_str()),
+                    ) else {
+                        continue;
+                    };
+                    let Ok(addrs) = self.nl.addresses(ifname).await else {
+                        continue;
+                    };
+                    for addr in addrs {
+                        let link_local = matches!(addr.addr(), IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+                        if !link_local && addr.prefix_len() == addr.max_prefix_len() {
+                            found.insert((ifname.clone(), addr));
+                        }
+                    }
+                }
+                found
+            }
+        };
+        let mut now = applied.clone();
+        for (ifname, addr) in applied.difference(wanted) {
+            match self.nl.remove_link_scope_address(ifname, *addr).await {
+                Ok(_) => {
+                    info!(%ifname, %addr, "local workload peering address removed");
+                    now.remove(&(ifname.clone(), *addr));
+                }
+                Err(error) => {
+                    warn!(%ifname, %addr, %error, "cannot remove local workload peering address")
+                }
+            }
+        }
+        for (ifname, addr) in wanted.difference(&applied) {
+            match self.nl.add_link_scope_address(ifname, *addr).await {
+                Ok(()) => {
+                    info!(%ifname, %addr, "local workload peering address added");
+                    now.insert((ifname.clone(), *addr));
+                }
+                Err(error) => {
+                    debug!(%ifname, %addr, %error, "local workload peering address not added yet")
+                }
+            }
+        }
+        self.peering_addresses = Some(now);
     }
 
     /// Has policy compiled and applied for this node (`resync`: re-read the
@@ -666,6 +734,7 @@ async fn run_inner(
         shared: shared.clone(),
         speaker_settings: settings,
         passwords: BTreeMap::new(),
+        peering_addresses: None,
         policy: opts.policy.then(|| {
             let (work, rx) = tokio::sync::watch::channel(PolicyWork::default());
             tokio::spawn(policy_task(opts.node_name.clone(), rx).instrument(info_span!("policy")));
@@ -737,6 +806,12 @@ async fn run_inner(
                 tokio::spawn(serve_status(stream, speaker.clone(), shared.clone(), opts.node_name.clone(), asn, address.addr()));
             }
             _ = tick.tick() => {
+                if daemon.peering_addresses.as_ref().is_some_and(|a| *a != daemon.desired.peering_addresses) {
+                    // A workload interface that was not there yet.
+                    let cluster = daemon.cluster();
+                    let wanted = daemon.desired.peering_addresses.clone();
+                    daemon.sync_peering_addresses(&cluster, &wanted).await;
+                }
                 if daemon.passwords_changed() {
                     info!("a BGP password file changed; re-keying its sessions");
                     dirty = true;

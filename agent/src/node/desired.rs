@@ -121,6 +121,11 @@ pub struct Desired {
     pub vxlan6: bool,
     /// Some enabled pool uses ipip: `tunl0` must be configured.
     pub ipip: bool,
+    /// `localWorkloadPeeringIPV4`/`IPV6` (a /32 or /128) on the host-side
+    /// interface of each local workload a BGPPeer's
+    /// `localWorkloadSelector` selects, as Felix puts it there: the
+    /// address the workload's BGP speaker dials.
+    pub peering_addresses: BTreeSet<(String, IpNet)>,
 }
 
 /// Parses a Go duration of whole seconds/minutes (`120s`, `2m`, `1m30s`).
@@ -609,7 +614,43 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
             PeerType::NodeSpecific
         };
         let mut targets: Vec<(IpAddr, u16, u32, bool, String)> = Vec::new();
-        if let Some(text) = &spec.peer_ip {
+        let local_workload = spec.local_workload_selector.is_some();
+        if let Some(text) = &spec.local_workload_selector {
+            // Calico's local workload peering: each workload on this node
+            // the selector matches is a passive peer (its speaker dials
+            // the node, at `localWorkloadPeeringIPV4/6` on its interface).
+            let Ok(selector) = brindle_model::selector::Selector::parse(text) else {
+                continue;
+            };
+            let (Some(asn), true) = (spec.as_number, forward) else {
+                continue;
+            };
+            for w in &cluster.workloads {
+                if w.node.as_deref() != Some(inputs.node) || !selector.matches(&w.labels()) {
+                    continue;
+                }
+                for addr in &w.addresses {
+                    targets.push((
+                        addr.addr(),
+                        brindle_model::bgp::DEFAULT_BGP_PORT,
+                        asn.0,
+                        false,
+                        w.name(),
+                    ));
+                    let family = addr.addr().is_ipv4();
+                    if let Some(ifname) = &w.interface {
+                        for ip in cluster
+                            .local_workload_peering
+                            .iter()
+                            .filter(|ip| ip.is_ipv4() == family)
+                        {
+                            out.peering_addresses
+                                .insert((ifname.clone(), IpNet::from(*ip)));
+                        }
+                    }
+                }
+            }
+        } else if let Some(text) = &spec.peer_ip {
             if let Some((ip, port)) = parse_peer_ip(text) {
                 // Calico's reachableBy: a static route to the peer through
                 // the gateway it sits behind (BIRD's static protocol,
@@ -661,6 +702,12 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
             if spec.peer_ip.is_some() {
                 // A ToR does not run our one-directional rule.
                 config.passive = false;
+            }
+            if local_workload {
+                // As Calico's: the workload dials; the kernel picks the
+                // source (the peering address it dialled).
+                config.passive = true;
+                config.source_address = None;
             }
             config.port = port;
             // Calico's BFDIfDirectlyConnected: BFD only to a peer on one of
@@ -718,7 +765,11 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 ip,
                 DesiredPeer {
                     config,
-                    kind,
+                    kind: if local_workload {
+                        PeerType::LocalWorkload
+                    } else {
+                        kind
+                    },
                     name: peer_name,
                     password: spec
                         .password

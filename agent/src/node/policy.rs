@@ -22,7 +22,7 @@ use brindle_model::resource::{
 };
 use brindle_model::Resource;
 use brindle_policy::apply::{Applier, ApplyError, IptablesFlavor, PlanStats, SystemBackend};
-use brindle_policy::compile::parse_failsafe_ports;
+use brindle_policy::compile::{parse_failsafe_ports, EndpointToHost};
 use brindle_policy::from_model::{policy_model, ClusterView};
 use brindle_policy::{compile_with, Config, Ruleset, SelectorIndex};
 
@@ -109,11 +109,39 @@ pub fn config_from(inbound: Option<&str>, outbound: Option<&str>) -> Config {
     config
 }
 
-/// [`config_from`] this process's environment.
+/// calico-node's variable for what happens to traffic from a workload to
+/// its own host after the workload's egress policy.
+pub const ENDPOINT_TO_HOST_ENV: &str = "FELIX_DEFAULTENDPOINTTOHOSTACTION";
+
+/// Felix's `DefaultEndpointToHostAction` (`DROP`, `RETURN`, `ACCEPT`, any
+/// case); `None` for anything else.
+pub fn endpoint_to_host(value: &str) -> Option<EndpointToHost> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "DROP" => Some(EndpointToHost::Drop),
+        "RETURN" => Some(EndpointToHost::Return),
+        "ACCEPT" => Some(EndpointToHost::Accept),
+        _ => None,
+    }
+}
+
+/// [`config_from`] this process's environment, with
+/// `FELIX_DEFAULTENDPOINTTOHOSTACTION` (Calico's manifests set `ACCEPT`,
+/// which e.g. a workload peering with its node by BGP needs; unset, Drop,
+/// Felix's own default).
 pub fn config_from_env() -> Config {
     let inbound = std::env::var(Config::FAILSAFE_INBOUND_ENV).ok();
     let outbound = std::env::var(Config::FAILSAFE_OUTBOUND_ENV).ok();
-    config_from(inbound.as_deref(), outbound.as_deref())
+    let mut config = config_from(inbound.as_deref(), outbound.as_deref());
+    if let Ok(value) = std::env::var(ENDPOINT_TO_HOST_ENV) {
+        match endpoint_to_host(&value) {
+            Some(action) => config.endpoint_to_host = action,
+            None => tracing::warn!(
+                value,
+                "{ENDPOINT_TO_HOST_ENV} is not DROP, RETURN or ACCEPT; ignored (Drop)"
+            ),
+        }
+    }
+    config
 }
 
 /// [`rulesets`] with `config`, reusing the selector answers of earlier
@@ -240,6 +268,14 @@ mod tests {
     use brindle_policy::ir::Protocol;
 
     use super::*;
+
+    #[test]
+    fn endpoint_to_host_takes_felixs_values_in_any_case() {
+        assert_eq!(endpoint_to_host("ACCEPT"), Some(EndpointToHost::Accept));
+        assert_eq!(endpoint_to_host("Return"), Some(EndpointToHost::Return));
+        assert_eq!(endpoint_to_host(" drop "), Some(EndpointToHost::Drop));
+        assert_eq!(endpoint_to_host("allow"), None);
+    }
 
     #[test]
     fn failsafe_settings_replace_calicos_defaults() {

@@ -248,11 +248,24 @@ pub struct NodeDaemon {
     pub name: String,
     socket: PathBuf,
     args: Vec<String>,
+    /// Extra environment (calico-node's variables), kept across restarts.
+    env: Vec<(String, String)>,
     process: Option<Process>,
     log: PathBuf,
 }
 
 impl NodeDaemon {
+    /// [`NodeDaemon::start`] with calico-node environment variables.
+    pub fn start_env(store: &Store, host: &Host, name: &str, env: &[(&str, &str)]) -> NodeDaemon {
+        let mut d = Self::prepared(store, host, name, true, &[]);
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        d.restart(host);
+        d
+    }
+
     pub fn start(store: &Store, host: &Host, name: &str) -> NodeDaemon {
         Self::start_with(store, host, name, true, &[])
     }
@@ -260,6 +273,19 @@ impl NodeDaemon {
     /// `with_ip: false` leaves the address to autodetection (the interface
     /// of the default route).
     pub fn start_with(
+        store: &Store,
+        host: &Host,
+        name: &str,
+        with_ip: bool,
+        extra: &[&str],
+    ) -> NodeDaemon {
+        let mut d = Self::prepared(store, host, name, with_ip, extra);
+        d.restart(host);
+        d
+    }
+
+    /// The daemon's command line, not started yet.
+    fn prepared(
         store: &Store,
         host: &Host,
         name: &str,
@@ -283,15 +309,14 @@ impl NodeDaemon {
             args.extend(["--ip".into(), format!("{}/24", host.ipv4)]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut d = NodeDaemon {
+        NodeDaemon {
             name: name.into(),
             socket,
             args,
+            env: Vec::new(),
             process: None,
             log,
-        };
-        d.restart(host);
-        d
+        }
     }
 
     pub fn restart(&mut self, host: &Host) {
@@ -301,6 +326,7 @@ impl NodeDaemon {
         let log = std::env::var("BRINDLE_BENCH_NODE_LOG")
             .unwrap_or_else(|_| "info,brindle_agent=debug,brindle_datastore=debug".to_owned());
         command.env("RUST_LOG", log);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.process = Some(
             Process::spawn(format!("brindle-node {}", self.name), command, &self.log).unwrap(),
         );

@@ -137,6 +137,14 @@ impl BGPConfigurationSpec {
                     !self.service_load_balancer_ips.is_empty(),
                     "serviceLoadBalancerIPs",
                 ),
+                (
+                    self.local_workload_peering_ipv4.is_some(),
+                    "localWorkloadPeeringIPV4",
+                ),
+                (
+                    self.local_workload_peering_ipv6.is_some(),
+                    "localWorkloadPeeringIPV6",
+                ),
             ] {
                 if set {
                     p.add(

@@ -289,6 +289,20 @@ impl BGPPeerSpec {
         }
         if let Some(sel) = &self.local_workload_selector {
             check_selector(p, "spec.localWorkloadSelector", sel);
+            for (set, field) in [
+                (self.peer_ip.is_some(), "spec.peerIP"),
+                (self.peer_selector.is_some(), "spec.peerSelector"),
+            ] {
+                if set {
+                    p.add(field, "must be empty when localWorkloadSelector is set");
+                }
+            }
+            if self.as_number.is_none() {
+                p.add(
+                    "spec.asNumber",
+                    "required when localWorkloadSelector is set (the workloads' AS)",
+                );
+            }
         }
         if let Some(asn) = self.as_number {
             check_asn(p, "spec.asNumber", asn);

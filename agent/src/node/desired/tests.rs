@@ -5,6 +5,15 @@ use brindle_model::meta::AsNumber;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+/// A WorkloadEndpoint of `node` with `labels` (YAML flow content).
+fn endpoint(node: &str, name: &str, labels: &str) -> Arc<brindle_model::Resource> {
+    let yaml = format!(
+        "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: {name}\n  namespace: default\n  labels: {{{labels}}}\nspec:\n  node: {node}\n  orchestrator: cni\n  workload: {name}\n  endpoint: eth0\n  interfaceName: cali-{name}\n"
+    );
+    let mut docs = brindle_model::document::parse_documents(&yaml).unwrap();
+    Arc::new(docs.remove(0))
+}
+
 fn node_mut<'a>(c: &'a mut ClusterState, name: &str) -> &'a mut NodeInfo {
     Arc::make_mut(c.nodes.get_mut(name).expect("node in the test cluster"))
 }
@@ -67,12 +76,14 @@ fn cluster(vxlan: EncapMode, ipip: EncapMode) -> ClusterState {
         node: Some("a".into()),
         interface: Some("cali1".into()),
         addresses: vec![net("10.65.0.2/32")],
+        endpoint: endpoint("a", "w1", "role: bgp-speaker"),
     });
     c.workloads.push(WorkloadInfo {
         key: "w2".into(),
         node: Some("b".into()),
         interface: Some("cali2".into()),
         addresses: vec![net("10.65.0.66/32")],
+        endpoint: endpoint("b", "w2", "role: bgp-speaker"),
     });
     c
 }
@@ -743,4 +754,51 @@ fn reachable_by_routes_the_peer_through_its_gateway() {
         vec![&Route::via(net("192.0.2.9/32"), ip("10.0.1.254"))]
     );
     assert!(d.peers.contains_key(&ip("192.0.2.9")));
+}
+
+/// Calico's local workload peering: the node's own workloads the selector
+/// matches become passive peers in the BGPPeer's AS (a remote node's
+/// workload does not), and the peering address goes on their interfaces.
+#[test]
+fn local_workload_selector_peers_with_the_nodes_own_workloads() {
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.local_workload_peering = vec![ip("169.254.0.179"), ip("fd00::179")];
+    c.peers = vec![(
+        "speakers".into(),
+        BGPPeerSpec {
+            local_workload_selector: Some("role == 'bgp-speaker'".into()),
+            as_number: Some(AsNumber(65010)),
+            ..Default::default()
+        },
+    )];
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    let peer = &d.peers[&ip("10.65.0.2")];
+    assert_eq!(peer.kind, PeerType::LocalWorkload);
+    assert_eq!(peer.name, "default/w1");
+    assert_eq!(peer.config.remote_asn, 65010);
+    assert!(peer.config.passive);
+    assert_eq!(peer.config.source_address, None);
+    assert!(
+        !d.peers.contains_key(&ip("10.65.0.66")),
+        "node b's workload"
+    );
+    assert_eq!(
+        d.peering_addresses,
+        BTreeSet::from([("cali1".to_owned(), net("169.254.0.179/32"))]),
+        "the IPv6 address only for a workload with an IPv6 address"
+    );
+
+    // Not selected: no peer, no address.
+    c.peers[0].1.local_workload_selector = Some("role == 'web'".into());
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &BTreeMap::new(),
+    });
+    assert!(!d.peers.contains_key(&ip("10.65.0.2")));
+    assert!(d.peering_addresses.is_empty());
 }
