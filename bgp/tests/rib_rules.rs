@@ -1340,3 +1340,78 @@ fn filter_operations_change_imported_and_exported_routes() {
         .unwrap();
     assert!(again.1.attributes.communities.is_empty());
 }
+
+/// Long-lived graceful restart (RFC 9494) in the RIB: stale routes of a
+/// peer that negotiated it get `LLGR_STALE`, lose to any other path, go on
+/// to peers with LLGR (with the community) and are withdrawn from peers
+/// without; routes marked `NO_LLGR` are dropped; the paths stay stale.
+#[test]
+fn long_lived_stale_routes_are_least_preferred_and_kept_from_peers_without_llgr() {
+    use brindle_bgp::packet::Community;
+    let mut a = peer("10.0.0.2", 65002);
+    a.long_lived = true;
+    let b = peer("10.0.0.3", 65003);
+    let mut with_llgr = peer("10.0.0.4", 65004);
+    with_llgr.long_lived = true;
+    let without = peer("10.0.0.5", 65005);
+    let mut rib = rib_with(config(), &[a, b, with_llgr, without]);
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24"), net("10.2.0.0/24")],
+        route(&[65002], "10.0.0.2"),
+    )
+    .unwrap();
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.3.0.0/24")],
+        with(route(&[65002], "10.0.0.2"), |a| {
+            a.communities.push(Community::NO_LLGR)
+        }),
+    )
+    .unwrap();
+    // A worse path for 10.2.0.0/24 from b.
+    rib.announce(
+        ip("10.0.0.3"),
+        &[net("10.2.0.0/24")],
+        route(&[65003, 65010, 65011], "10.0.0.3"),
+    )
+    .unwrap();
+    assert_eq!(best_source(&rib, "10.2.0.0/24"), from("10.0.0.2"));
+    flush(&mut rib, "10.0.0.4");
+    flush(&mut rib, "10.0.0.5");
+
+    rib.mark_stale(ip("10.0.0.2")).unwrap();
+    let (kept, _) = rib
+        .enter_long_lived_stale(ip("10.0.0.2"), &[Family::IPV4_UNICAST])
+        .unwrap();
+    assert_eq!(kept, 2, "10.3.0.0/24 carries NO_LLGR");
+    assert!(best_source(&rib, "10.3.0.0/24").is_none());
+    assert_eq!(
+        best_source(&rib, "10.2.0.0/24"),
+        from("10.0.0.3"),
+        "an LLGR_STALE path loses even to a longer AS path"
+    );
+    assert_eq!(best_source(&rib, "10.1.0.0/24"), from("10.0.0.2"));
+    assert!(rib.is_stale(&net("10.1.0.0/24"), ip("10.0.0.2")));
+
+    let to_llgr = flush(&mut rib, "10.0.0.4");
+    let sent = announced(&to_llgr, "10.1.0.0/24").expect("re-announced with the community");
+    assert!(sent.attributes.communities.contains(&Community::LLGR_STALE));
+    assert!(withdrawn(&to_llgr, "10.3.0.0/24"));
+    let to_plain = flush(&mut rib, "10.0.0.5");
+    assert!(withdrawn(&to_plain, "10.1.0.0/24"), "{to_plain:?}");
+    assert!(
+        announced(&to_plain, "10.2.0.0/24").is_some(),
+        "b's path now"
+    );
+
+    // The peer is back and announces the route again: fresh, no community.
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24")],
+        route(&[65002], "10.0.0.2"),
+    )
+    .unwrap();
+    assert!(!rib.is_stale(&net("10.1.0.0/24"), ip("10.0.0.2")));
+    assert!(announced(&flush(&mut rib, "10.0.0.5"), "10.1.0.0/24").is_some());
+}

@@ -484,8 +484,14 @@ metadata: {name: tor}
 spec:
   peerIP: 10.0.0.1
   asNumber: 65001
-  restartMode: LongLivedGracefulRestart
   birdGatewayMode: DirectIfDirectlyConnected
+---
+apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: by-interface}
+spec:
+  importV4:
+  - {action: Reject, interface: 'eth*'}
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -495,14 +501,14 @@ spec: {cidr: 10.99.0.0/16}
     let (_dir, path) = temp_file("peer.yaml", yaml);
     let strict = store.run(&["apply", "-f", &path, "--strict"]);
     assert_eq!(strict.code, 1, "{strict:?}");
-    for field in [
-        "spec.restartMode: LongLivedGracefulRestart",
-        "spec.birdGatewayMode: DirectIfDirectlyConnected",
+    for what in [
+        "BGPPeer 'tor': spec.birdGatewayMode: DirectIfDirectlyConnected",
+        "BGPFilter 'by-interface': spec.importV4[0].interface",
     ] {
         assert!(
-            strict.stderr.contains(&format!(
-                "{path}: BGPPeer 'tor': {field} is accepted but not implemented"
-            )),
+            strict
+                .stderr
+                .contains(&format!("{path}: {what} is accepted but not implemented")),
             "{}",
             strict.stderr
         );
@@ -526,8 +532,8 @@ spec: {cidr: 10.99.0.0/16}
     assert_eq!(
         warnings,
         [
-            "warning: BGPPeer 'tor': spec.restartMode: LongLivedGracefulRestart is accepted but not implemented",
             "warning: BGPPeer 'tor': spec.birdGatewayMode: DirectIfDirectlyConnected is accepted but not implemented",
+            "warning: BGPFilter 'by-interface': spec.importV4[0].interface is accepted but not implemented",
         ],
         "{}",
         out.stderr

@@ -14,9 +14,7 @@
 //! `serviceAccounts`, named ports) are listed too: the node logs each rule
 //! it does not program, but the user learns it at apply time.
 
-use crate::bgp::{
-    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, RestartMode, ReversePeering,
-};
+use crate::bgp::{BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, ReversePeering};
 use crate::endpoint::{HostEndpointSpec, NodeSpec, WorkloadEndpointSpec};
 use crate::ipam::IPPoolSpec;
 use crate::meta::Port;
@@ -86,9 +84,8 @@ fn push_set(out: &mut Vec<String>, prefix: &str, fields: &[(bool, &str)]) {
 
 fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     // keepOriginalNextHop and nextHopMode are acted on.
-    if s.restart_mode == Some(RestartMode::LongLivedGracefulRestart) {
-        out.push("spec.restartMode: LongLivedGracefulRestart".into());
-    }
+    // restartMode (GracefulRestart and LongLivedGracefulRestart) is acted
+    // on.
     if s.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected) {
         out.push("spec.birdGatewayMode: DirectIfDirectlyConnected".into());
     }
@@ -269,9 +266,10 @@ spec:
   filters: [f]
   sourceAddress: UseNodeIP
   restartMode: LongLivedGracefulRestart
+  birdGatewayMode: DirectIfDirectlyConnected
 ",
         );
-        assert_eq!(all, ["spec.restartMode: LongLivedGracefulRestart"]);
+        assert_eq!(all, ["spec.birdGatewayMode: DirectIfDirectlyConnected"]);
     }
 
     #[test]

@@ -46,8 +46,13 @@ use brindle_bgp::rib::{
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
     parse_peer_ip, BGPFilterRule, FailureDetectionMode, FilterAction, FilterPeerType, FilterSource,
-    MatchOperator, MaxPrefixAction, NextHopMode, ReversePeering, SecretKeySelector, SourceAddress,
+    MatchOperator, MaxPrefixAction, NextHopMode, RestartMode, ReversePeering, SecretKeySelector,
+    SourceAddress,
 };
+
+/// BIRD's default `long lived stale time`, for `restartMode:
+/// LongLivedGracefulRestart` without `maxRestartTime`.
+pub const DEFAULT_LONG_LIVED_STALE_TIME: u32 = 3600;
 use brindle_model::ipam::{EncapMode, IPPoolSpec};
 use brindle_model::validate::parse_go_duration as parse_duration;
 use ipnet::IpNet;
@@ -750,7 +755,16 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 .filter(|hops| *hops > 0)
                 .and_then(|hops| u8::try_from(hops).ok());
             config.route_reflector_client = local_rr.is_some() && asn == local_asn && !remote_is_rr;
-            if let Some(restart) = spec.max_restart_time.as_deref().and_then(parse_go_duration) {
+            let max_restart = spec.max_restart_time.as_deref().and_then(parse_go_duration);
+            if spec.restart_mode == Some(RestartMode::LongLivedGracefulRestart) {
+                // Calico: maxRestartTime is then the long-lived stale time
+                // (BIRD's `long lived stale time`, default 3600 s), and
+                // graceful restart keeps its default time.
+                config.long_lived_stale_time =
+                    Some(max_restart.map_or(DEFAULT_LONG_LIVED_STALE_TIME, |d| {
+                        u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+                    }));
+            } else if let Some(restart) = max_restart {
                 config.graceful_restart =
                     Some(u16::try_from(restart.as_secs()).unwrap_or(u16::MAX));
             }

@@ -9,6 +9,7 @@
 //! log_level: info               # error | warn | info | debug | trace
 //! graceful_restart:             # absent: off (RFC 4724)
 //!   restart_time: 120
+//!   long_lived_stale_time: 3600 # absent: no long-lived GR (RFC 9494)
 //! originate:
 //!   - 10.20.0.0/26              # a bare prefix, or a mapping:
 //!   - prefix: 10.20.1.0/26
@@ -128,6 +129,21 @@ pub struct GracefulRestart {
     /// Seconds peers keep our routes while we restart (12 bits on the wire).
     #[serde(default = "default_restart_time", deserialize_with = "restart_time")]
     pub restart_time: u16,
+    /// Long-lived graceful restart (RFC 9494): seconds peers keep our
+    /// routes, marked `LLGR_STALE`, after the restart time (24 bits).
+    #[serde(default, deserialize_with = "long_lived_stale_time")]
+    pub long_lived_stale_time: Option<u32>,
+}
+
+fn long_lived_stale_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    checked_int(d, |v| {
+        if v == 0 || v > 0x00ff_ffff {
+            return Err(format!(
+                "long_lived_stale_time {v} is outside 1..=16777215 (24 bits)"
+            ));
+        }
+        Ok(Some(v as u32))
+    })
 }
 
 fn default_restart_time() -> u16 {

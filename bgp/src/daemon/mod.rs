@@ -72,6 +72,10 @@ pub fn speaker_config(config: &Config) -> SpeakerConfig {
             } else {
                 None
             };
+            peer.long_lived_stale_time = peer
+                .graceful_restart
+                .and(config.graceful_restart)
+                .and_then(|g| g.long_lived_stale_time);
             peer
         })
         .collect();

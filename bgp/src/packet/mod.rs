@@ -70,7 +70,8 @@ pub use error::{DecodeError, EncodeError};
 pub use negotiate::{negotiate, Negotiated, NegotiationError};
 pub use notification::Notification;
 pub use open::{
-    AddPathFamily, AddPathMode, Capability, GracefulRestart, GracefulRestartFamily, Open, AS_TRANS,
+    AddPathFamily, AddPathMode, Capability, GracefulRestart, GracefulRestartFamily,
+    LongLivedFamily, Open, AS_TRANS,
 };
 pub use route_refresh::{RouteRefresh, RouteRefreshSubtype};
 pub use types::{Afi, Family, NextHop, Nlri, Safi};

@@ -56,6 +56,11 @@ pub struct Negotiated {
     pub extended_message: bool,
     /// The peer's graceful restart capability, if it sent one.
     pub peer_graceful_restart: Option<GracefulRestart>,
+    /// Long-lived graceful restart (RFC 9494): the negotiated families
+    /// both sides advertised it for, each with the smaller of the two
+    /// non-zero stale times. Empty unless the peer also sent graceful
+    /// restart, as RFC 9494 §3 requires of a sender.
+    pub long_lived: Vec<(Family, u32)>,
 }
 
 impl Negotiated {
@@ -204,6 +209,22 @@ pub fn negotiate(
     }
 
     let both = |code: u8| local.has_capability(code) && peer.has_capability(code);
+    let long_lived = match (
+        local.long_lived_graceful_restart(),
+        peer.long_lived_graceful_restart(),
+        peer.has_capability(capability_code::GRACEFUL_RESTART),
+    ) {
+        (Some(ours), Some(theirs), true) => families
+            .iter()
+            .filter_map(|family| {
+                let ours = ours.iter().find(|f| f.family == *family)?.stale_time;
+                let theirs = theirs.iter().find(|f| f.family == *family)?.stale_time;
+                let time = ours.min(theirs);
+                (time > 0).then_some((*family, time))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Negotiated {
         peer_asn: peer.asn,
         peer_bgp_id: peer.bgp_id,
@@ -221,5 +242,6 @@ pub fn negotiate(
             Capability::GracefulRestart(gr) => Some(gr.clone()),
             _ => None,
         }),
+        long_lived,
     })
 }

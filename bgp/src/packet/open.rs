@@ -137,6 +137,18 @@ pub struct GracefulRestart {
     pub families: Vec<GracefulRestartFamily>,
 }
 
+/// One family of the long-lived graceful restart capability (RFC 9494 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LongLivedFamily {
+    /// Family.
+    pub family: Family,
+    /// F bit: forwarding state was preserved.
+    pub forwarding_preserved: bool,
+    /// Long-lived stale time in seconds (24 bits; larger values are cut to
+    /// 16,777,215).
+    pub stale_time: u32,
+}
+
 /// A capability advertisement (RFC 5492).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Capability {
@@ -154,6 +166,8 @@ pub enum Capability {
     AddPath(Vec<AddPathFamily>),
     /// 70: enhanced route refresh (RFC 7313).
     EnhancedRouteRefresh,
+    /// 71: long-lived graceful restart (RFC 9494).
+    LongLivedGracefulRestart(Vec<LongLivedFamily>),
     /// Any other capability, or a known one with a malformed value: kept
     /// verbatim and ignored.
     Unknown {
@@ -180,6 +194,8 @@ pub mod capability_code {
     pub const ADD_PATH: u8 = 69;
     /// Enhanced route refresh.
     pub const ENHANCED_ROUTE_REFRESH: u8 = 70;
+    /// Long-lived graceful restart.
+    pub const LONG_LIVED_GRACEFUL_RESTART: u8 = 71;
 }
 
 impl Capability {
@@ -194,6 +210,7 @@ impl Capability {
             Capability::FourOctetAs(_) => FOUR_OCTET_AS,
             Capability::AddPath(_) => ADD_PATH,
             Capability::EnhancedRouteRefresh => ENHANCED_ROUTE_REFRESH,
+            Capability::LongLivedGracefulRestart(_) => LONG_LIVED_GRACEFUL_RESTART,
             Capability::Unknown { code, .. } => *code,
         }
     }
@@ -229,6 +246,14 @@ impl Capability {
                     buf.extend_from_slice(&u16::from(f.family.afi).to_be_bytes());
                     buf.push(f.family.safi.into());
                     buf.push(f.mode.to_wire());
+                }
+            }
+            Capability::LongLivedGracefulRestart(families) => {
+                for f in families {
+                    buf.extend_from_slice(&u16::from(f.family.afi).to_be_bytes());
+                    buf.push(f.family.safi.into());
+                    buf.push(if f.forwarding_preserved { 0x80 } else { 0 });
+                    buf.extend_from_slice(&f.stale_time.min(0x00ff_ffff).to_be_bytes()[1..]);
                 }
             }
             Capability::Unknown { value, .. } => buf.extend_from_slice(value),
@@ -269,6 +294,18 @@ impl Capability {
                     families,
                 }))
             }
+            LONG_LIVED_GRACEFUL_RESTART if value.len() % 7 == 0 => {
+                Some(Capability::LongLivedGracefulRestart(
+                    value
+                        .chunks_exact(7)
+                        .map(|c| LongLivedFamily {
+                            family: Family::from_wire(u16::from_be_bytes([c[0], c[1]]), c[2]),
+                            forwarding_preserved: c[3] & 0x80 != 0,
+                            stale_time: u32::from_be_bytes([0, c[4], c[5], c[6]]),
+                        })
+                        .collect(),
+                ))
+            }
             ADD_PATH if !value.is_empty() && value.len() % 4 == 0 => value
                 .chunks_exact(4)
                 .map(|c| {
@@ -306,6 +343,15 @@ impl Open {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The long-lived graceful restart families, if the sender advertised
+    /// the capability (RFC 9494).
+    pub fn long_lived_graceful_restart(&self) -> Option<&[LongLivedFamily]> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::LongLivedGracefulRestart(f) => Some(f.as_slice()),
+            _ => None,
+        })
     }
 
     /// Whether a capability with this code is present.
@@ -426,7 +472,7 @@ mod vectors {
     use crate::packet::test_vectors::*;
     use crate::packet::{
         decode_message, Capability, DecodeContext, EncodeContext, Family, GracefulRestart,
-        GracefulRestartFamily, Message, Open,
+        GracefulRestartFamily, LongLivedFamily, Message, Open,
     };
 
     #[test]
@@ -467,6 +513,50 @@ mod vectors {
             hold_time: 90,
             bgp_id: Ipv4Addr::new(192, 0, 2, 1),
             capabilities: vec![Capability::FourOctetAs(4_200_000_001)],
+        });
+        assert_both_ways(
+            &wire,
+            &open,
+            &DecodeContext::default(),
+            &EncodeContext::default(),
+        );
+    }
+
+    #[test]
+    fn open_long_lived_graceful_restart() {
+        // RFC 9494 §3: GR (restart time 0) and LLGR for ipv4-unicast with
+        // the F bit and a stale time of 3600 s (0x000e10), ipv6-unicast
+        // with 16,777,215 s; one Capabilities parameter.
+        let wire = message(
+            1,
+            "04 fde9 005a 0a000001 16
+             02 14 40 02 0000 47 0e 0001 01 80 000e10 0002 01 00 ffffff",
+        );
+        let open = Message::Open(Open {
+            version: 4,
+            asn: 65001,
+            hold_time: 90,
+            bgp_id: Ipv4Addr::new(10, 0, 0, 1),
+            capabilities: vec![
+                Capability::GracefulRestart(GracefulRestart {
+                    restart_state: false,
+                    notification: false,
+                    restart_time: 0,
+                    families: Vec::new(),
+                }),
+                Capability::LongLivedGracefulRestart(vec![
+                    LongLivedFamily {
+                        family: Family::IPV4_UNICAST,
+                        forwarding_preserved: true,
+                        stale_time: 3600,
+                    },
+                    LongLivedFamily {
+                        family: Family::IPV6_UNICAST,
+                        forwarding_preserved: false,
+                        stale_time: 0x00ff_ffff,
+                    },
+                ]),
+            ],
         });
         assert_both_ways(
             &wire,

@@ -76,6 +76,9 @@ pub struct PeerConfig {
     /// Rules for what is taken from this peer (`importV4/V6`); a route no
     /// rule rejects is imported.
     pub import_filter: Option<Arc<RouteFilter>>,
+    /// The peer negotiated long-lived graceful restart (RFC 9494): it may
+    /// be sent routes marked `LLGR_STALE`, which other peers never get.
+    pub long_lived: bool,
 }
 
 impl PeerConfig {
@@ -95,6 +98,7 @@ impl PeerConfig {
             allow_local_as: 0,
             next_hop_self_always: false,
             next_hop_keep: false,
+            long_lived: false,
         }
     }
 

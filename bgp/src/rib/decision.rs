@@ -27,6 +27,9 @@ use crate::packet::Origin;
 /// The values of one route that the decision process looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// Marked `LLGR_STALE` (RFC 9494 §4.3): less preferred than any route
+    /// that is not, before any other step.
+    pub llgr_stale: bool,
     pub local_pref: u32,
     pub local: bool,
     pub as_path_len: usize,
@@ -67,6 +70,7 @@ pub fn select(
         return None;
     }
     let c = |i: &usize| &candidates[*i];
+    keep_best(&mut set, |i| c(i).llgr_stale);
     keep_best(&mut set, |i| std::cmp::Reverse(c(i).local_pref));
     keep_best(&mut set, |i| !c(i).local);
     keep_best(&mut set, |i| c(i).as_path_len);

@@ -456,6 +456,75 @@ impl Rib {
         Ok((stale, output))
     }
 
+    /// `peer`'s graceful restart time ran out (or it had none) and it
+    /// negotiated long-lived graceful restart for `families` (RFC 9494
+    /// §4.2): its stale routes of those families carry `LLGR_STALE` from
+    /// now on, which makes them least preferred and keeps them from peers
+    /// without LLGR; those marked `NO_LLGR` are withdrawn. They stay stale
+    /// (a new announcement, End-of-RIB or [`Rib::take_stale`] ends that).
+    /// Returns how many are kept.
+    pub fn enter_long_lived_stale(
+        &mut self,
+        peer: IpAddr,
+        families: &[Family],
+    ) -> Result<(usize, RibOutput), RibError> {
+        use crate::packet::Community;
+        let index = self.index_of(peer)?;
+        let in_families = |p: &IpNet| {
+            families.iter().any(|f| {
+                (*f == Family::IPV4_UNICAST && matches!(p, IpNet::V4(_)))
+                    || (*f == Family::IPV6_UNICAST && matches!(p, IpNet::V6(_)))
+            })
+        };
+        let stale: Vec<(IpNet, Arc<PathAttrs>)> = self
+            .loc
+            .iter()
+            .filter(|(p, _)| in_families(p))
+            .filter_map(|(p, d)| {
+                d.paths()
+                    .iter()
+                    .find(|path| path.source == index && path.stale)
+                    .map(|path| (p, path.attrs.clone()))
+            })
+            .collect();
+        let mut output = RibOutput::default();
+        let mut memo = ExportMemo::new();
+        let mut kept = 0;
+        let mut marked: Vec<(*const PathAttrs, Arc<PathAttrs>)> = Vec::new();
+        for (prefix, attrs) in stale {
+            let communities = &attrs.attributes.communities;
+            if communities.contains(&Community::NO_LLGR) {
+                self.change_path(prefix, index, None, &mut memo, &mut output, None);
+                continue;
+            }
+            kept += 1;
+            if communities.contains(&Community::LLGR_STALE) {
+                continue;
+            }
+            let new = match marked.iter().find(|(old, _)| *old == Arc::as_ptr(&attrs)) {
+                Some((_, new)) => new.clone(),
+                None => {
+                    let mut new = PathAttrs::clone(&attrs);
+                    new.attributes.communities.push(Community::LLGR_STALE);
+                    let new = self.interner.intern(new);
+                    marked.push((Arc::as_ptr(&attrs), new.clone()));
+                    new
+                }
+            };
+            self.change_path(prefix, index, Some(new), &mut memo, &mut output, None);
+            // Replacing the path made it fresh; it is still stale.
+            if let Some(dest) = self.loc.get_mut(&prefix) {
+                if let Some(path) = dest.paths_mut().iter_mut().find(|p| p.source == index) {
+                    path.stale = true;
+                    self.slot_mut(index).stale += 1;
+                }
+            }
+        }
+        drop(memo);
+        self.finish(&mut output);
+        Ok((kept, output))
+    }
+
     /// The peer sent ROUTE-REFRESH: its next [`Rib::take_updates`] announces
     /// everything it should have again.
     pub fn refresh(&mut self, peer: IpAddr) -> Result<RibOutput, RibError> {
@@ -927,6 +996,16 @@ fn export_with(
     if !to_slot
         .config
         .exports(prefix, source != LOCAL, &attrs.attributes)
+    {
+        return None;
+    }
+    // RFC 9494 §4.3: a long-lived stale route only to peers that know
+    // what LLGR_STALE means.
+    if !to_slot.config.long_lived
+        && attrs
+            .attributes
+            .communities
+            .contains(&crate::packet::Community::LLGR_STALE)
     {
         return None;
     }

@@ -309,6 +309,10 @@ impl Rib {
             (_, None) => None,
         };
         Candidate {
+            llgr_stale: attrs
+                .attributes
+                .communities
+                .contains(&crate::packet::Community::LLGR_STALE),
             local_pref: attrs
                 .attributes
                 .local_pref

@@ -35,7 +35,7 @@ use crate::fsm::{self, Event, State, TimerKind};
 use crate::packet::{
     self, build_announcements, build_withdrawals, AddPathFamily, AddPathMode, Capability,
     DecodeContext, DecodeError, EncodeContext, Family, GracefulRestart, GracefulRestartFamily,
-    Message, Negotiated, NegotiationError, Nlri, Notification, Open, RouteRefresh,
+    LongLivedFamily, Message, Negotiated, NegotiationError, Nlri, Notification, Open, RouteRefresh,
     RouteRefreshSubtype, Update, UpdateOutcome,
 };
 use crate::rib::UpdateBatch;
@@ -63,6 +63,9 @@ pub struct OpenOffer {
     pub ipv6_unicast: bool,
     /// Graceful restart with this restart time, seconds.
     pub graceful_restart: Option<u16>,
+    /// Long-lived graceful restart with this stale time, seconds (only
+    /// with `graceful_restart`).
+    pub long_lived_stale_time: Option<u32>,
     pub add_path_receive: bool,
     pub add_path_send: bool,
 }
@@ -97,6 +100,18 @@ pub fn our_open(offer: &OpenOffer) -> Open {
                 })
                 .collect(),
         }));
+    }
+    if let (Some(stale_time), Some(_)) = (offer.long_lived_stale_time, offer.graceful_restart) {
+        capabilities.push(Capability::LongLivedGracefulRestart(
+            families
+                .iter()
+                .map(|f| LongLivedFamily {
+                    family: *f,
+                    forwarding_preserved: true,
+                    stale_time,
+                })
+                .collect(),
+        ));
     }
     let mode = match (offer.add_path_receive, offer.add_path_send) {
         (true, true) => Some(AddPathMode::Both),

@@ -156,6 +156,13 @@ pub struct PeerConfig {
     /// Graceful restart (RFC 4724) restart time to advertise; `None`
     /// disables the capability (and with it the helper side for this peer).
     pub graceful_restart: Option<u16>,
+    /// Long-lived graceful restart (RFC 9494): the long-lived stale time to
+    /// advertise, seconds; `None` (or 0) disables the capability. With a
+    /// peer that advertises it too, the peer's routes outlive its session
+    /// (after the graceful restart time, if any) for the smaller of the two
+    /// stale times, marked `LLGR_STALE` and least preferred. Needs
+    /// `graceful_restart` (RFC 9494 §4.2: both capabilities go together).
+    pub long_lived_stale_time: Option<u32>,
     /// Run a single-hop BFD session with the neighbour (RFC 5881); its
     /// failure closes the BGP session at once. Changing only this does not
     /// restart the BGP session.
@@ -190,6 +197,7 @@ impl PeerConfig {
             ipv6_unicast: true,
             add_path: AddPathConfig::default(),
             graceful_restart: Some(DEFAULT_RESTART_TIME),
+            long_lived_stale_time: None,
             bfd: None,
         }
     }
@@ -206,6 +214,9 @@ impl PeerConfig {
             ipv4_unicast: self.ipv4_unicast,
             ipv6_unicast: self.ipv6_unicast,
             graceful_restart: self.graceful_restart,
+            long_lived_stale_time: self
+                .long_lived_stale_time
+                .filter(|t| *t > 0 && self.graceful_restart.is_some()),
             add_path_receive: self.add_path.receive,
             add_path_send: self.add_path.send,
         }

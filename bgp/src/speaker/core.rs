@@ -92,6 +92,12 @@ struct PeerEntry {
     stale_generation: Option<u64>,
     /// The peer's graceful restart time from its last OPEN, if it has GR.
     peer_restart_time: Option<u16>,
+    /// Long-lived graceful restart negotiated in the last session
+    /// (families and stale times, RFC 9494).
+    peer_long_lived: Vec<(Family, u32)>,
+    /// The stale routes are long-lived stale (the restart time ran out, or
+    /// there was none): the timer running is the long-lived stale time.
+    long_lived_phase: bool,
     /// The session went past its prefix limit (acted on once per session).
     over_limit: bool,
     /// What the limit did, shown instead of the last error while
@@ -441,6 +447,8 @@ impl Core {
                 received: ReceivedRoutes::default(),
                 stale_generation: None,
                 peer_restart_time: None,
+                peer_long_lived: Vec::new(),
+                long_lived_phase: false,
                 over_limit: false,
                 limit_note: None,
             },
@@ -589,6 +597,7 @@ impl Core {
         rib_peer.import_filter = entry.config.import_filter.clone();
         rib_peer.next_hop_self_always = entry.config.next_hop_self_always;
         rib_peer.next_hop_keep = entry.config.next_hop_keep;
+        rib_peer.long_lived = !negotiated.long_lived.is_empty();
         for ip in [Some(local_ip), source].into_iter().flatten() {
             match ip {
                 IpAddr::V4(v4) if !v4.is_unspecified() => {
@@ -609,6 +618,8 @@ impl Core {
             .peer_graceful_restart
             .as_ref()
             .map(|gr| gr.restart_time);
+        entry.peer_long_lived = negotiated.long_lived.clone();
+        entry.long_lived_phase = false;
         // Families whose stale routes cannot wait for End-of-RIB: the peer
         // did not keep forwarding state for them (or dropped GR).
         let preserved: Vec<Family> = negotiated
@@ -685,11 +696,14 @@ impl Core {
         }
         entry.session = None;
         entry.established_at = None;
+        let restart_time = entry.peer_restart_time.unwrap_or(0);
+        let long_lived = !entry.peer_long_lived.is_empty();
         let graceful = matches!(
             reason,
             DownReason::TransportFailed | DownReason::HoldTimerExpired
         ) && entry.config.graceful_restart.is_some()
-            && entry.peer_restart_time.is_some_and(|t| t > 0);
+            && entry.peer_restart_time.is_some()
+            && (restart_time > 0 || long_lived);
         // With nothing to keep, a graceful end is just an end.
         let received = if entry.in_rib {
             self.rib.peer_counts(address).map_or(0, |c| c.received)
@@ -698,8 +712,13 @@ impl Core {
         };
         if graceful && received > 0 {
             let stale = self.rib.mark_stale(address).unwrap_or(0);
-            info!(peer = %address, stale, "graceful restart: keeping routes as stale");
-            self.arm_stale_timer(address);
+            if restart_time > 0 {
+                info!(peer = %address, stale, "graceful restart: keeping routes as stale");
+                self.arm_stale_timer(address);
+            } else {
+                // No restart time: long-lived stale at once (RFC 9494 §4.2).
+                self.enter_long_lived(address);
+            }
             return;
         }
         entry.received.clear();
@@ -725,7 +744,17 @@ impl Core {
             return;
         }
         entry.stale_generation = Some(generation);
-        let wait = Duration::from_secs(u64::from(entry.peer_restart_time.unwrap_or(0)));
+        // The long-lived stale time is one timer for all families: the
+        // shortest, so no family's routes outlive what was negotiated. A
+        // peer back without a restart time (LLGR only) has that long to
+        // send its End-of-RIB.
+        let long_lived = entry.peer_long_lived.iter().map(|(_, t)| *t).min();
+        let secs = match (entry.long_lived_phase, long_lived, entry.peer_restart_time) {
+            (true, Some(t), _) => u64::from(t),
+            (false, Some(t), Some(0) | None) => u64::from(t),
+            (_, _, restart) => u64::from(restart.unwrap_or(0)),
+        };
+        let wait = Duration::from_secs(secs);
         let me = self.me.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
@@ -743,7 +772,12 @@ impl Core {
         if entry.stale_generation != Some(generation) {
             return;
         }
+        if entry.session.is_none() && !entry.long_lived_phase && !entry.peer_long_lived.is_empty() {
+            self.enter_long_lived(address);
+            return;
+        }
         info!(peer = %address, "graceful restart time over: flushing stale routes");
+        entry.long_lived_phase = false;
         if entry.session.is_none() {
             entry.stale_generation = None;
             entry.received.clear();
@@ -755,6 +789,51 @@ impl Core {
         } else {
             let out = self.purge_stale(address, None);
             self.apply(out);
+        }
+    }
+
+    /// The peer's stale routes of its long-lived families become
+    /// long-lived stale (RFC 9494), the others go; the long-lived stale
+    /// timer starts.
+    fn enter_long_lived(&mut self, address: IpAddr) {
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        entry.long_lived_phase = true;
+        let families: Vec<Family> = entry.peer_long_lived.iter().map(|(f, _)| *f).collect();
+        let mut outputs = Vec::new();
+        for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
+            if !families.contains(&family) {
+                outputs.push(self.purge_stale(address, Some(family)));
+            }
+        }
+        match self.rib.enter_long_lived_stale(address, &families) {
+            Ok((kept, out)) => {
+                info!(peer = %address, kept, "long-lived graceful restart: keeping routes as LLGR_STALE");
+                outputs.push(out);
+            }
+            Err(error) => warn!(peer = %address, %error, "long-lived graceful restart"),
+        }
+        for out in outputs {
+            self.apply(out);
+        }
+        let stale = self.rib.peer_counts(address).map_or(0, |c| c.stale);
+        if stale > 0 {
+            self.arm_stale_timer(address);
+            return;
+        }
+        // Nothing left to keep: the peer is gone.
+        let Some(entry) = self.peers.get_mut(&address) else {
+            return;
+        };
+        entry.long_lived_phase = false;
+        entry.stale_generation = None;
+        if entry.session.is_none() && std::mem::take(&mut entry.in_rib) {
+            entry.received.clear();
+            entry.rib_config = None;
+            if let Ok(out) = self.rib.peer_down(address) {
+                self.apply(out);
+            }
         }
     }
 

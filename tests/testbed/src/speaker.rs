@@ -167,6 +167,9 @@ pub struct BgpConfig {
     pub originate: Vec<Route>,
     /// Graceful restart (RFC 4724) with this restart time, seconds.
     pub graceful_restart: Option<u16>,
+    /// Long-lived graceful restart (RFC 9494) with this stale time,
+    /// seconds (BIRD and FRR; with `graceful_restart`).
+    pub long_lived_stale_time: Option<u32>,
     /// Route-reflector cluster id (clients: [`Neighbor::rr_client`]).
     pub cluster_id: Option<Ipv4Addr>,
     /// BIRD only: `false` makes a 2-octet-only speaker (`enable as4 off`;
@@ -188,6 +191,7 @@ impl BgpConfig {
             neighbors: Vec::new(),
             originate: Vec::new(),
             graceful_restart: None,
+            long_lived_stale_time: None,
             cluster_id: None,
             as4: true,
             prepend: Vec::new(),
@@ -339,6 +343,11 @@ pub fn bird_config(config: &BgpConfig) -> String {
             out.push_str(&format!(
                 "  graceful restart on;\n  graceful restart time {time};\n"
             ));
+            if let Some(stale) = config.long_lived_stale_time {
+                out.push_str(&format!(
+                    "  long lived graceful restart on;\n  long lived stale time {stale};\n"
+                ));
+            }
         }
         if n.rr_client {
             out.push_str("  rr client;\n");
@@ -398,6 +407,11 @@ pub fn frr_config(config: &BgpConfig) -> String {
             " bgp graceful-restart\n bgp graceful-restart restart-time {time}\n \
              bgp graceful-restart preserve-fw-state\n"
         ));
+        if let Some(stale) = config.long_lived_stale_time {
+            out.push_str(&format!(
+                " bgp long-lived-graceful-restart stale-time {stale}\n"
+            ));
+        }
     }
     if let Some(id) = config.cluster_id {
         out.push_str(&format!(" bgp cluster-id {id}\n"));

@@ -802,3 +802,47 @@ fn local_workload_selector_peers_with_the_nodes_own_workloads() {
     assert!(!d.peers.contains_key(&ip("10.65.0.2")));
     assert!(d.peering_addresses.is_empty());
 }
+
+/// `restartMode: LongLivedGracefulRestart`: maxRestartTime becomes the
+/// long-lived stale time (default 3600 s) and graceful restart keeps its
+/// default time; with GracefulRestart it is the restart time, as before.
+#[test]
+fn restart_mode_long_lived_takes_max_restart_time_as_the_stale_time() {
+    use brindle_model::bgp::RestartMode;
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.peers = vec![(
+        "tor".into(),
+        BGPPeerSpec {
+            peer_ip: Some("10.0.1.254".into()),
+            as_number: Some(AsNumber(65100)),
+            restart_mode: Some(RestartMode::LongLivedGracefulRestart),
+            max_restart_time: Some("10m".into()),
+            ..Default::default()
+        },
+    )];
+    let config = |c: &ClusterState| {
+        desired_state(Inputs {
+            node: "a",
+            cluster: c,
+            learned: &BTreeMap::new(),
+        })
+        .peers[&ip("10.0.1.254")]
+            .config
+            .clone()
+    };
+    let llgr = config(&c);
+    assert_eq!(llgr.long_lived_stale_time, Some(600));
+    assert_eq!(
+        llgr.graceful_restart,
+        PeerConfig::new(ip("10.0.1.254"), 1).graceful_restart
+    );
+    c.peers[0].1.max_restart_time = None;
+    assert_eq!(config(&c).long_lived_stale_time, Some(3600));
+    c.peers[0].1.restart_mode = Some(RestartMode::GracefulRestart);
+    c.peers[0].1.max_restart_time = Some("10m".into());
+    let gr = config(&c);
+    assert_eq!(
+        (gr.long_lived_stale_time, gr.graceful_restart),
+        (None, Some(600))
+    );
+}

@@ -49,6 +49,7 @@ cluster_id: 1.1.1.1
 log_level: debug
 graceful_restart:
   restart_time: 60
+  long_lived_stale_time: 3600
 originate:
   - 10.20.0.0/26
   - prefix: fd00:20::/64
@@ -77,7 +78,10 @@ peers:
     assert_eq!(c.asn, 4_200_000_001);
     assert_eq!(
         c.graceful_restart,
-        Some(GracefulRestart { restart_time: 60 })
+        Some(GracefulRestart {
+            restart_time: 60,
+            long_lived_stale_time: Some(3600)
+        })
     );
     let o = &c.originate[1];
     assert_eq!(

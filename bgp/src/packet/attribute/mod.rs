@@ -145,6 +145,10 @@ pub struct Aggregator {
 pub struct Community(pub u32);
 
 impl Community {
+    /// LLGR_STALE (RFC 9494): a route kept after its session ended.
+    pub const LLGR_STALE: Community = Community(0xFFFF_0006);
+    /// NO_LLGR (RFC 9494): not to be kept as long-lived stale.
+    pub const NO_LLGR: Community = Community(0xFFFF_0007);
     /// NO_EXPORT.
     pub const NO_EXPORT: Community = Community(0xFFFF_FF01);
     /// NO_ADVERTISE.
