@@ -1415,3 +1415,40 @@ fn long_lived_stale_routes_are_least_preferred_and_kept_from_peers_without_llgr(
     assert!(!rib.is_stale(&net("10.1.0.0/24"), ip("10.0.0.2")));
     assert!(announced(&flush(&mut rib, "10.0.0.5"), "10.1.0.0/24").is_some());
 }
+
+/// BIRD's `gateway direct` (Calico's `birdGatewayMode:
+/// DirectIfDirectlyConnected`): a next hop outside the connected networks
+/// is replaced by the peer's address; one inside them is kept; a peer
+/// without it keeps every next hop as received.
+#[test]
+fn gateway_direct_installs_off_link_next_hops_through_the_peer() {
+    let mut direct = peer("10.0.0.2", 65002);
+    direct.direct_gateway = Some(Arc::new(vec![net("10.0.0.0/24")]));
+    let mut rib = rib_with(config(), &[direct, peer("10.0.0.3", 65003)]);
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24")],
+        route(&[65002], "192.0.2.9"),
+    )
+    .unwrap();
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.2.0.0/24")],
+        route(&[65002], "10.0.0.7"),
+    )
+    .unwrap();
+    rib.announce(
+        ip("10.0.0.3"),
+        &[net("10.3.0.0/24")],
+        route(&[65003], "192.0.2.10"),
+    )
+    .unwrap();
+    let hops = |p: &str| rib.best(&net(p)).unwrap().next_hops;
+    assert_eq!(hops("10.1.0.0/24"), [ip("10.0.0.2")]);
+    assert_eq!(
+        hops("10.2.0.0/24"),
+        [ip("10.0.0.7")],
+        "on a connected network"
+    );
+    assert_eq!(hops("10.3.0.0/24"), [ip("192.0.2.10")], "no gateway direct");
+}

@@ -305,3 +305,73 @@ fn filter_operations_on_routes_from_and_to_bird() {
         "{detail}"
     );
 }
+
+/// BIRD's `gateway direct` on our side (Calico's `birdGatewayMode:
+/// DirectIfDirectlyConnected`): BIRD sends a route whose next hop (set by
+/// its export filter) lies on a network only BIRD has; we install it
+/// through BIRD's address. Its other route, with a next hop on the shared
+/// network, keeps that next hop.
+#[test]
+fn gateway_direct_replaces_an_off_link_next_hop_from_bird() {
+    let ours_ns = Netns::new("spgd").unwrap();
+    let bird_ns = Netns::new("spge").unwrap();
+    let (our_ip, bird_ip) = (Ipv4Addr::new(10, 86, 0, 1), Ipv4Addr::new(10, 86, 0, 2));
+    veth(
+        &ours_ns,
+        "eth0",
+        &[&format!("{our_ip}/24")],
+        &bird_ns,
+        "eth0",
+        &[&format!("{bird_ip}/24")],
+    )
+    .unwrap();
+    // A network only BIRD has (a veth pair inside its namespace: this
+    // kernel has no dummy driver).
+    bird_ns
+        .ip(&[
+            "link", "add", "far0", "type", "veth", "peer", "name", "far1",
+        ])
+        .and_then(|_| bird_ns.ip(&["addr", "add", "10.87.0.1/24", "dev", "far0"]))
+        .and_then(|_| bird_ns.ip(&["link", "set", "far0", "up"]))
+        .and_then(|_| bird_ns.ip(&["link", "set", "far1", "up"]))
+        .unwrap();
+    let config = format!(
+        "router id {bird_ip};\nprotocol device {{ scan time 1; }}\n\
+         protocol static {{ ipv4;\n  route 10.88.1.0/24 via 10.87.0.9;\n  route 10.88.2.0/24 via 10.86.0.7;\n}}\n\
+         protocol bgp tor {{\n  local as {BIRD_AS};\n  neighbor {our_ip} as {BRINDLE_AS};\n  \
+         connect delay time 1;\n  connect retry time 1;\n  \
+         ipv4 {{ import none; next hop keep;\n    export filter {{ if net = 10.88.1.0/24 then bgp_next_hop = 10.87.0.9; accept; }}; }};\n}}\n"
+    );
+    let bird = Bird::start_with_config(&bird_ns, &config).unwrap();
+    let mut cfg = SpeakerConfig::new(BRINDLE_AS, our_ip);
+    let mut peer = PeerConfig::new(IpAddr::V4(bird_ip), BIRD_AS);
+    peer.connect_retry = Duration::from_secs(1);
+    peer.hold_time = 9;
+    peer.gateway_direct = true;
+    cfg.peers.push(peer);
+    let ours = NsSpeaker::start(&ours_ns, cfg);
+    let mut routes = ours.speaker.subscribe();
+    wait_established(&ours.speaker, IpAddr::V4(bird_ip));
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        let change = wait_change(&mut routes, "BIRD's routes", |c| {
+            c.prefix().to_string().starts_with("10.88.")
+        });
+        if let BestRouteChange::Best(route) = change {
+            let sent = route.attrs.next_hop_addr();
+            seen.insert(route.prefix.to_string(), (sent, route.next_hops.clone()));
+        }
+    }
+    let far = &seen["10.88.1.0/24"];
+    assert_eq!(
+        far.0,
+        Some("10.87.0.9".parse().unwrap()),
+        "BIRD kept its next hop: {}",
+        bird.log()
+    );
+    assert_eq!(far.1, [IpAddr::V4(bird_ip)], "installed through BIRD");
+    assert_eq!(
+        seen["10.88.2.0/24"].1,
+        ["10.86.0.7".parse::<IpAddr>().unwrap()]
+    );
+}

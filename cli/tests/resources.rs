@@ -484,7 +484,7 @@ metadata: {name: tor}
 spec:
   peerIP: 10.0.0.1
   asNumber: 65001
-  birdGatewayMode: DirectIfDirectlyConnected
+  birdGatewayMode: Recursive
 ---
 apiVersion: projectcalico.org/v3
 kind: BGPFilter
@@ -502,7 +502,7 @@ spec: {cidr: 10.99.0.0/16}
     let strict = store.run(&["apply", "-f", &path, "--strict"]);
     assert_eq!(strict.code, 1, "{strict:?}");
     for what in [
-        "BGPPeer 'tor': spec.birdGatewayMode: DirectIfDirectlyConnected",
+        "BGPPeer 'tor': spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)",
         "BGPFilter 'by-interface': spec.importV4[0].interface",
     ] {
         assert!(
@@ -532,7 +532,7 @@ spec: {cidr: 10.99.0.0/16}
     assert_eq!(
         warnings,
         [
-            "warning: BGPPeer 'tor': spec.birdGatewayMode: DirectIfDirectlyConnected is accepted but not implemented",
+            "warning: BGPPeer 'tor': spec.birdGatewayMode: Recursive (next hops are not resolved through other routes) is accepted but not implemented",
             "warning: BGPFilter 'by-interface': spec.importV4[0].interface is accepted but not implemented",
         ],
         "{}",

@@ -86,8 +86,15 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     // keepOriginalNextHop and nextHopMode are acted on.
     // restartMode (GracefulRestart and LongLivedGracefulRestart) is acted
     // on.
-    if s.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected) {
-        out.push("spec.birdGatewayMode: DirectIfDirectlyConnected".into());
+    // birdGatewayMode DirectIfDirectlyConnected is acted on (BIRD's
+    // `gateway direct` for a directly connected peer). Brindle installs
+    // next hops as received otherwise, so an explicit Recursive (BIRD's
+    // resolution of a next hop through other routes) is not what it does.
+    if s.bird_gateway_mode == Some(GatewayMode::Recursive) {
+        out.push(
+            "spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)"
+                .into(),
+        );
     }
     // reachableBy is acted on (a static route to the peer), and so is
     // localWorkloadSelector (passive sessions to the selected local
@@ -266,10 +273,13 @@ spec:
   filters: [f]
   sourceAddress: UseNodeIP
   restartMode: LongLivedGracefulRestart
-  birdGatewayMode: DirectIfDirectlyConnected
+  birdGatewayMode: Recursive
 ",
         );
-        assert_eq!(all, ["spec.birdGatewayMode: DirectIfDirectlyConnected"]);
+        assert_eq!(
+            all,
+            ["spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)"]
+        );
     }
 
     #[test]

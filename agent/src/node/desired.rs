@@ -46,8 +46,8 @@ use brindle_bgp::rib::{
 use brindle_bgp::speaker::{LimitAction, PeerConfig, PrefixLimit};
 use brindle_model::bgp::{
     parse_peer_ip, BGPFilterRule, FailureDetectionMode, FilterAction, FilterPeerType, FilterSource,
-    MatchOperator, MaxPrefixAction, NextHopMode, RestartMode, ReversePeering, SecretKeySelector,
-    SourceAddress,
+    GatewayMode, MatchOperator, MaxPrefixAction, NextHopMode, RestartMode, ReversePeering,
+    SecretKeySelector, SourceAddress,
 };
 
 /// BIRD's default `long lived stale time`, for `restartMode:
@@ -723,6 +723,8 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
                 config.bfd = Some(bfd_config(cluster, inputs.node));
             }
             config.local_asn = spec.local_as_number.map(|a| a.0);
+            config.gateway_direct =
+                spec.bird_gateway_mode == Some(GatewayMode::DirectIfDirectlyConnected);
             if spec.source_address == Some(SourceAddress::None) {
                 // Let the kernel pick the session's source address.
                 config.source_address = None;

@@ -79,6 +79,12 @@ pub struct PeerConfig {
     /// The peer negotiated long-lived graceful restart (RFC 9494): it may
     /// be sent routes marked `LLGR_STALE`, which other peers never get.
     pub long_lived: bool,
+    /// BIRD's `gateway direct` (Calico's `birdGatewayMode:
+    /// DirectIfDirectlyConnected`): the networks directly connected to us;
+    /// a route from this peer whose next hop lies outside all of them is
+    /// installed through the peer's address instead. `None`: next hops as
+    /// received.
+    pub direct_gateway: Option<Arc<Vec<IpNet>>>,
 }
 
 impl PeerConfig {
@@ -99,6 +105,7 @@ impl PeerConfig {
             next_hop_self_always: false,
             next_hop_keep: false,
             long_lived: false,
+            direct_gateway: None,
         }
     }
 

@@ -41,7 +41,15 @@ impl Rib {
         let best = &d.paths()[0];
         let mut next_hops: Vec<IpAddr> = Vec::new();
         for path in &d.paths()[..d.multipath()] {
-            if let Some(nh) = path.attrs.next_hop_addr() {
+            if let Some(mut nh) = path.attrs.next_hop_addr() {
+                if path.source != LOCAL {
+                    let config = &self.slot(path.source).config;
+                    if let Some(connected) = &config.direct_gateway {
+                        if !connected.iter().any(|n| n.contains(&nh)) {
+                            nh = config.address;
+                        }
+                    }
+                }
                 if !next_hops.contains(&nh) {
                     next_hops.push(nh);
                 }

@@ -163,6 +163,12 @@ pub struct PeerConfig {
     /// stale times, marked `LLGR_STALE` and least preferred. Needs
     /// `graceful_restart` (RFC 9494 §4.2: both capabilities go together).
     pub long_lived_stale_time: Option<u32>,
+    /// BIRD's `gateway direct` when the neighbour is directly connected
+    /// (Calico's `birdGatewayMode: DirectIfDirectlyConnected`): a route's
+    /// next hop outside our connected networks is replaced by the
+    /// neighbour's address. Off, or a neighbour on no connected network:
+    /// next hops as received.
+    pub gateway_direct: bool,
     /// Run a single-hop BFD session with the neighbour (RFC 5881); its
     /// failure closes the BGP session at once. Changing only this does not
     /// restart the BGP session.
@@ -198,6 +204,7 @@ impl PeerConfig {
             add_path: AddPathConfig::default(),
             graceful_restart: Some(DEFAULT_RESTART_TIME),
             long_lived_stale_time: None,
+            gateway_direct: false,
             bfd: None,
         }
     }

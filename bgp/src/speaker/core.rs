@@ -598,6 +598,12 @@ impl Core {
         rib_peer.next_hop_self_always = entry.config.next_hop_self_always;
         rib_peer.next_hop_keep = entry.config.next_hop_keep;
         rib_peer.long_lived = !negotiated.long_lived.is_empty();
+        if entry.config.gateway_direct {
+            let connected = connected_networks();
+            if connected.iter().any(|n| n.contains(&address)) {
+                rib_peer.direct_gateway = Some(Arc::new(connected));
+            }
+        }
         for ip in [Some(local_ip), source].into_iter().flatten() {
             match ip {
                 IpAddr::V4(v4) if !v4.is_unspecified() => {
@@ -1058,4 +1064,29 @@ impl Core {
             tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(tasks)).await;
         self.subscribers.clear();
     }
+}
+
+/// The networks of this namespace's interface addresses (read when a
+/// session with `gateway_direct` comes up).
+fn connected_networks() -> Vec<IpNet> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let addr = a.address?;
+            let mask = a.netmask?;
+            let (ip, prefix) = if let Some(v4) = addr.as_sockaddr_in() {
+                let m = mask.as_sockaddr_in()?.ip();
+                (IpAddr::V4(v4.ip()), u32::from(m).count_ones())
+            } else {
+                let v6 = addr.as_sockaddr_in6()?;
+                let m = mask.as_sockaddr_in6()?.ip();
+                (IpAddr::V6(v6.ip()), u128::from(m).count_ones())
+            };
+            IpNet::new(ip, u8::try_from(prefix).ok()?)
+                .ok()
+                .map(|n| n.trunc())
+        })
+        .collect()
 }

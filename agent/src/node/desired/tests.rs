@@ -846,3 +846,33 @@ fn restart_mode_long_lived_takes_max_restart_time_as_the_stale_time() {
         (None, Some(600))
     );
 }
+
+/// `birdGatewayMode: DirectIfDirectlyConnected` reaches the session as
+/// BIRD's `gateway direct`; unset or Recursive it does not.
+#[test]
+fn bird_gateway_mode_direct_reaches_the_session() {
+    use brindle_model::bgp::GatewayMode;
+    let mut c = cluster(EncapMode::Never, EncapMode::Never);
+    c.peers = vec![(
+        "tor".into(),
+        BGPPeerSpec {
+            peer_ip: Some("10.0.1.254".into()),
+            as_number: Some(AsNumber(65100)),
+            bird_gateway_mode: Some(GatewayMode::DirectIfDirectlyConnected),
+            ..Default::default()
+        },
+    )];
+    let direct = |c: &ClusterState| {
+        desired_state(Inputs {
+            node: "a",
+            cluster: c,
+            learned: &BTreeMap::new(),
+        })
+        .peers[&ip("10.0.1.254")]
+            .config
+            .gateway_direct
+    };
+    assert!(direct(&c));
+    c.peers[0].1.bird_gateway_mode = Some(GatewayMode::Recursive);
+    assert!(!direct(&c));
+}
