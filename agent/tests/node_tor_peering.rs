@@ -936,3 +936,55 @@ fn a_selected_local_workload_peers_with_its_node() {
     );
     tor.wait_no_route(vip);
 }
+
+/// BGPFilter `interface` against a BIRD ToR: a rule matches the routes
+/// whose next hop is on a network of a matching interface (the ToR's
+/// routes leave by the node's eth0), and never on a name the node does
+/// not have.
+#[test]
+fn bgp_filter_interface_rules_match_the_outgoing_interface() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let (fabric, store) = rack(&[&pool_yaml_named("v4", "10.85.0.0/24", "Never", false)]);
+    let host = &fabric.hosts[0];
+    store.apply(
+        &[
+            "apiVersion: projectcalico.org/v3",
+            "kind: BGPFilter",
+            "metadata:",
+            "  name: by-interface",
+            "spec:",
+            "  importV4:",
+            "  - {action: Reject, interface: 'eth*', cidr: 10.99.4.0/24, matchOperator: Equal}",
+            "  - {action: Reject, interface: 'ens*'}",
+            "",
+        ]
+        .join("\n"),
+    );
+    let gw = Ipv4Addr::new(10, 0, 1, 254);
+    store.apply(&format!(
+        "{}  filters: [by-interface]\n",
+        node_a_peer("tor-if", gw, 65100)
+    ));
+    let tor = BgpConfig::new(gw, 65100)
+        .with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512))
+        .originate("10.99.4.0/24")
+        .originate("10.99.5.0/24");
+    let _bird = Other::start(Kind::Bird, &fabric.router, &tor);
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(1);
+    wait_route(
+        &host.ns,
+        "10.99.5.0/24",
+        |r| r.contains("via 10.0.1.254"),
+        "no interface named ens*: let in",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        route_of(&host.ns, "10.99.4.0/24").is_empty(),
+        "eth* rule let 10.99.4.0/24 in:\n{}",
+        tail(&node.log())
+    );
+}

@@ -1452,3 +1452,55 @@ fn gateway_direct_installs_off_link_next_hops_through_the_peer() {
     );
     assert_eq!(hops("10.3.0.0/24"), [ip("192.0.2.10")], "no gateway direct");
 }
+
+/// BGPFilter `interface`: a route's interface is the one of the connected
+/// network its next hop is on (the longest); none off every network or
+/// for our own routes. Import and export rules both see it.
+#[test]
+fn interface_rules_see_the_next_hops_connected_interface() {
+    use brindle_bgp::rib::{FilterRule, FilterVerdict, RouteFilter};
+    let reject_on = |pattern: &str| {
+        Some(Arc::new(RouteFilter {
+            v4: vec![FilterRule {
+                interface: Some(pattern.into()),
+                ..FilterRule::on_prefix(FilterVerdict::Reject, None)
+            }],
+            v6: Vec::new(),
+        }))
+    };
+    let mut a = peer("10.0.0.2", 65002);
+    a.import_filter = reject_on("eth1");
+    let mut to = peer("10.0.0.3", 65003);
+    to.export_filter = reject_on("eth0");
+    let mut rib = rib_with(config(), &[a, to]);
+    rib.set_connected(vec![
+        (net("10.0.0.0/16"), "eth0".into()),
+        (net("10.0.1.0/24"), "eth1".into()),
+    ]);
+    // Next hop on eth1 (the /24 is longer than eth0's /16): rejected.
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.1.0.0/24")],
+        route(&[65002], "10.0.1.7"),
+    )
+    .unwrap();
+    // On eth0: imported, but the export rule keeps it from 10.0.0.3.
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.2.0.0/24")],
+        route(&[65002], "10.0.0.9"),
+    )
+    .unwrap();
+    // Off every network: no interface, no rule matches.
+    rib.announce(
+        ip("10.0.0.2"),
+        &[net("10.3.0.0/24")],
+        route(&[65002], "192.0.2.1"),
+    )
+    .unwrap();
+    assert!(best_source(&rib, "10.1.0.0/24").is_none());
+    assert_eq!(best_source(&rib, "10.2.0.0/24"), from("10.0.0.2"));
+    let out = flush(&mut rib, "10.0.0.3");
+    assert!(announced(&out, "10.2.0.0/24").is_none(), "{out:?}");
+    assert!(announced(&out, "10.3.0.0/24").is_some(), "{out:?}");
+}

@@ -488,10 +488,10 @@ spec:
 ---
 apiVersion: projectcalico.org/v3
 kind: BGPFilter
-metadata: {name: by-interface}
+metadata: {name: by-priority}
 spec:
   importV4:
-  - {action: Reject, interface: 'eth*'}
+  - {action: Reject, priority: 512}
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -503,7 +503,7 @@ spec: {cidr: 10.99.0.0/16}
     assert_eq!(strict.code, 1, "{strict:?}");
     for what in [
         "BGPPeer 'tor': spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)",
-        "BGPFilter 'by-interface': spec.importV4[0].interface",
+        "BGPFilter 'by-priority': spec.importV4[0].priority",
     ] {
         assert!(
             strict
@@ -533,7 +533,7 @@ spec: {cidr: 10.99.0.0/16}
         warnings,
         [
             "warning: BGPPeer 'tor': spec.birdGatewayMode: Recursive (next hops are not resolved through other routes) is accepted but not implemented",
-            "warning: BGPFilter 'by-interface': spec.importV4[0].interface is accepted but not implemented",
+            "warning: BGPFilter 'by-priority': spec.importV4[0].priority is accepted but not implemented",
         ],
         "{}",
         out.stderr

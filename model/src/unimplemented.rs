@@ -116,8 +116,8 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
 }
 
 /// Rules are acted on (action, cidr and matchOperator, prefixLength,
-/// source, peerType, communities, asPathPrefix, the addCommunity and
-/// prependASPath operations); a rule with a condition or operation that is
+/// source, peerType, interface, communities, asPathPrefix, the addCommunity
+/// and prependASPath operations); a rule with a condition or operation that is
 /// not evaluated is left out whole, so each is listed.
 fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
     for (rules, field) in [
@@ -128,10 +128,7 @@ fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
     ] {
         for (i, rule) in rules.iter().enumerate() {
             let at = format!("{field}[{i}]");
-            let conditions = [
-                (rule.interface.is_some(), "interface".to_owned()),
-                (rule.priority.is_some(), "priority".to_owned()),
-            ];
+            let conditions = [(rule.priority.is_some(), "priority".to_owned())];
             let set_priority = rule.operations.iter().enumerate().map(|(j, op)| {
                 (
                     op.set_priority.is_some(),
@@ -283,7 +280,7 @@ spec:
     }
 
     #[test]
-    fn a_filter_lists_only_the_priority_and_interface_it_does_not_evaluate() {
+    fn a_filter_lists_only_the_priority_it_does_not_evaluate() {
         let all = fields(
             "apiVersion: projectcalico.org/v3
 kind: BGPFilter
@@ -307,7 +304,6 @@ spec:
             all,
             [
                 "spec.exportV4[0].operations[2].setPriority",
-                "spec.importV4[0].interface",
                 "spec.importV4[0].priority",
             ]
         );

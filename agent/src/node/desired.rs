@@ -208,9 +208,8 @@ pub fn learned_route(
 /// The import and export rules of a session from the BGPFilters a BGPPeer
 /// names, in order (first match wins across them, as Calico's BIRD chains
 /// them). A rule for the other peer type (`peerType`) is left out, and so
-/// is one with a condition Brindle does not evaluate (`interface`,
-/// `priority`, a `setPriority` operation), which `brindlectl apply`
-/// warns about.
+/// is one with a condition Brindle does not evaluate (`priority`, a
+/// `setPriority` operation), which `brindlectl apply` warns about.
 fn compile_filters(
     cluster: &ClusterState,
     names: &[String],
@@ -244,9 +243,8 @@ fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
         Some(FilterPeerType::EBgp) => !ibgp,
     };
     // Not evaluated (warned about at apply): the rule is left out whole.
-    let unsupported = rule.interface.is_some()
-        || rule.priority.is_some()
-        || rule.operations.iter().any(|op| op.set_priority.is_some());
+    let unsupported =
+        rule.priority.is_some() || rule.operations.iter().any(|op| op.set_priority.is_some());
     if !for_this_peer || unsupported {
         return None;
     }
@@ -301,6 +299,7 @@ fn filter_rule(rule: &BGPFilterRule, ibgp: bool) -> Option<FilterRule> {
         community,
         as_path_prefix: rule.as_path_prefix.iter().map(|a| a.0).collect(),
         operations,
+        interface: rule.interface.clone(),
     })
 }
 

@@ -23,6 +23,10 @@ pub struct RibConfig {
     pub max_paths: usize,
     /// LOCAL_PREF given to eBGP-learned routes and assumed when missing.
     pub default_local_pref: u32,
+    /// Our connected networks with their interfaces: a route's outgoing
+    /// interface, for BGPFilter `interface` rules, is the one whose
+    /// network holds its next hop (see [`RibConfig::interface_of`]).
+    pub connected: Arc<Vec<(IpNet, String)>>,
 }
 
 impl RibConfig {
@@ -34,7 +38,19 @@ impl RibConfig {
             always_compare_med: false,
             max_paths: 1,
             default_local_pref: 100,
+            connected: Arc::default(),
         }
+    }
+
+    /// The outgoing interface of a route with these attributes: the one
+    /// of the connected network its next hop is on (the longest such).
+    pub fn interface_of(&self, attrs: &super::PathAttrs) -> Option<&str> {
+        let hop = attrs.next_hop_addr()?;
+        self.connected
+            .iter()
+            .filter(|(net, _)| net.contains(&hop))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|(_, name)| name.as_str())
     }
 }
 
@@ -111,11 +127,17 @@ impl PeerConfig {
 
     /// Whether the filters let `prefix` go to this peer (`learned`: the
     /// route came from a peer, not from us; `attrs`: its attributes).
-    pub fn exports(&self, prefix: &IpNet, learned: bool, attrs: &PathAttributes) -> bool {
+    pub fn exports(
+        &self,
+        prefix: &IpNet,
+        learned: bool,
+        attrs: &PathAttributes,
+        iface: Option<&str>,
+    ) -> bool {
         match self
             .export_filter
             .as_ref()
-            .and_then(|f| f.verdict(prefix, learned, attrs))
+            .and_then(|f| f.verdict(prefix, learned, attrs, iface))
         {
             Some(FilterVerdict::Accept) => true,
             Some(FilterVerdict::Reject) => false,
@@ -127,10 +149,10 @@ impl PeerConfig {
     }
 
     /// Whether the import filter takes `prefix` with `attrs` from this peer.
-    pub fn imports(&self, prefix: &IpNet, attrs: &PathAttributes) -> bool {
+    pub fn imports(&self, prefix: &IpNet, attrs: &PathAttributes, iface: Option<&str>) -> bool {
         self.import_filter
             .as_ref()
-            .and_then(|f| f.verdict(prefix, true, attrs))
+            .and_then(|f| f.verdict(prefix, true, attrs, iface))
             != Some(FilterVerdict::Reject)
     }
 }

@@ -5,9 +5,12 @@
 //! any).
 //!
 //! Pure and total: [`RouteFilter::verdict`] looks at the prefix, whether
-//! the route was learned from a peer, and the route's communities and AS
-//! path (Calico's `communities` and `asPathPrefix` conditions), nothing
-//! else. An accepting rule may carry [`RouteOperation`]s (Calico's
+//! the route was learned from a peer, the route's communities and AS path
+//! (Calico's `communities` and `asPathPrefix` conditions) and its outgoing
+//! interface (`interface`: the interface of the connected network its next
+//! hop is on, as the caller found it; none for a route without a next hop
+//! or one off every connected network, which such a rule never matches, as
+//! BIRD's `defined(ifname)`), nothing else. An accepting rule may carry [`RouteOperation`]s (Calico's
 //! `addCommunity` and `prependASPath`), which [`RouteOperation::apply_all`]
 //! performs on the route's attributes in order, as BIRD's
 //! `bgp_community.add(…)` and `bgp_path.prepend(…)` in the rule's body:
@@ -92,6 +95,24 @@ pub struct FilterRule {
     pub as_path_prefix: Vec<u32>,
     /// What an accepting rule changes on the route, in order.
     pub operations: Vec<RouteOperation>,
+    /// Only routes whose outgoing interface matches this pattern (Calico's
+    /// `interface`; `*` matches any run of characters, `?` one, as BIRD's
+    /// `ifname ~ "eth*"`).
+    pub interface: Option<String>,
+}
+
+/// Whether `name` matches the shell-style `pattern` (`*`, `?`).
+pub fn interface_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
 }
 
 /// One change an accepting rule makes to a route (Calico's BGPFilter
@@ -148,11 +169,22 @@ impl FilterRule {
             community: None,
             as_path_prefix: Vec::new(),
             operations: Vec::new(),
+            interface: None,
         }
     }
 
-    fn matches(&self, prefix: &IpNet, learned: bool, attrs: &PathAttributes) -> bool {
+    fn matches(
+        &self,
+        prefix: &IpNet,
+        learned: bool,
+        attrs: &PathAttributes,
+        iface: Option<&str>,
+    ) -> bool {
         (!self.learned_only || learned)
+            && self
+                .interface
+                .as_deref()
+                .is_none_or(|pattern| iface.is_some_and(|name| interface_matches(pattern, name)))
             && self.prefix.is_none_or(|m| m.matches(prefix))
             && self.community.is_none_or(|c| match c {
                 CommunityMatch::Standard(c) => attrs.communities.contains(&c),
@@ -191,8 +223,9 @@ impl RouteFilter {
         prefix: &IpNet,
         learned: bool,
         attrs: &PathAttributes,
+        iface: Option<&str>,
     ) -> Option<FilterVerdict> {
-        self.first_match(prefix, learned, attrs)
+        self.first_match(prefix, learned, attrs, iface)
             .map(|(_, r)| r.verdict)
     }
 
@@ -202,6 +235,7 @@ impl RouteFilter {
         prefix: &IpNet,
         learned: bool,
         attrs: &PathAttributes,
+        iface: Option<&str>,
     ) -> Option<(usize, &FilterRule)> {
         let rules = match prefix {
             IpNet::V4(_) => &self.v4,
@@ -210,21 +244,15 @@ impl RouteFilter {
         rules
             .iter()
             .enumerate()
-            .find(|(_, r)| r.matches(prefix, learned, attrs))
+            .find(|(_, r)| r.matches(prefix, learned, attrs, iface))
     }
 
-    /// The operations of the rule that accepts `prefix` (empty when none
-    /// matches, or the matching rule changes nothing).
-    pub fn operations(
-        &self,
-        prefix: &IpNet,
-        learned: bool,
-        attrs: &PathAttributes,
-    ) -> &[RouteOperation] {
-        match self.first_match(prefix, learned, attrs) {
-            Some((_, r)) if r.verdict == FilterVerdict::Accept => &r.operations,
-            _ => &[],
-        }
+    /// Whether some rule asks for the route's interface.
+    pub fn uses_interface(&self) -> bool {
+        self.v4
+            .iter()
+            .chain(&self.v6)
+            .any(|r| r.interface.is_some())
     }
 
     /// Whether some rule changes the routes it accepts.
@@ -307,27 +335,65 @@ mod tests {
             v6: Vec::new(),
         };
         assert_eq!(
-            f.verdict(&net("10.1.2.0/24"), true, &none),
+            f.verdict(&net("10.1.2.0/24"), true, &none, None),
             Some(FilterVerdict::Reject)
         );
         assert_eq!(
-            f.verdict(&net("10.1.3.0/24"), true, &none),
+            f.verdict(&net("10.1.3.0/24"), true, &none, None),
             Some(FilterVerdict::Accept)
         );
         assert_eq!(
-            f.verdict(&net("10.9.0.0/24"), true, &none),
+            f.verdict(&net("10.9.0.0/24"), true, &none, None),
             Some(FilterVerdict::Reject)
         );
         assert_eq!(
-            f.verdict(&net("10.9.0.0/24"), false, &none),
+            f.verdict(&net("10.9.0.0/24"), false, &none, None),
             None,
             "own routes pass"
         );
         assert_eq!(
-            f.verdict(&net("fd00::/64"), true, &none),
+            f.verdict(&net("fd00::/64"), true, &none, None),
             None,
             "no IPv6 rules"
         );
+    }
+
+    /// Calico's `interface`: shell-style patterns against the route's
+    /// outgoing interface; a route without one never matches.
+    #[test]
+    fn interface_patterns() {
+        for (pattern, name, expected) in [
+            ("eth0", "eth0", true),
+            ("eth0", "eth01", false),
+            ("eth*", "eth1", true),
+            ("eth*", "eth", true),
+            ("eth*", "veth1", false),
+            ("*0", "cali1230", true),
+            ("cali?", "cali1", true),
+            ("cali?", "cali12", false),
+            ("*", "anything", true),
+        ] {
+            assert_eq!(
+                interface_matches(pattern, name),
+                expected,
+                "{pattern} {name}"
+            );
+        }
+        let f = RouteFilter {
+            v4: vec![FilterRule {
+                interface: Some("eth*".into()),
+                ..FilterRule::on_prefix(FilterVerdict::Reject, None)
+            }],
+            v6: Vec::new(),
+        };
+        let any = net("10.1.0.0/24");
+        let none = PathAttributes::default();
+        assert_eq!(
+            f.verdict(&any, true, &none, Some("eth1")),
+            Some(FilterVerdict::Reject)
+        );
+        assert_eq!(f.verdict(&any, true, &none, Some("ens3")), None);
+        assert_eq!(f.verdict(&any, true, &none, None), None, "no interface");
     }
 
     /// Calico's `communities` (standard and large) and `asPathPrefix`.
@@ -355,19 +421,19 @@ mod tests {
         };
         let standard = by_community(CommunityMatch::Standard(Community::new(65000, 100)));
         assert_eq!(
-            standard.verdict(&any, true, &tagged),
+            standard.verdict(&any, true, &tagged, None),
             Some(FilterVerdict::Reject)
         );
-        assert_eq!(standard.verdict(&any, true, &plain), None);
+        assert_eq!(standard.verdict(&any, true, &plain, None), None);
         let other = by_community(CommunityMatch::Standard(Community::new(65000, 101)));
-        assert_eq!(other.verdict(&any, true, &tagged), None);
+        assert_eq!(other.verdict(&any, true, &tagged, None), None);
         let large = by_community(CommunityMatch::Large(LargeCommunity {
             global_admin: 65000,
             local_data1: 1,
             local_data2: 2,
         }));
         assert_eq!(
-            large.verdict(&any, true, &tagged),
+            large.verdict(&any, true, &tagged, None),
             Some(FilterVerdict::Reject)
         );
 
@@ -379,21 +445,21 @@ mod tests {
             v6: Vec::new(),
         };
         assert_eq!(
-            by_path(&[65001, 65002]).verdict(&any, true, &tagged),
+            by_path(&[65001, 65002]).verdict(&any, true, &tagged, None),
             Some(FilterVerdict::Accept)
         );
         assert_eq!(
-            by_path(&[65002]).verdict(&any, true, &tagged),
+            by_path(&[65002]).verdict(&any, true, &tagged, None),
             None,
             "a prefix, not anywhere"
         );
         assert_eq!(
-            by_path(&[65001]).verdict(&any, true, &plain),
+            by_path(&[65001]).verdict(&any, true, &plain, None),
             None,
             "empty path"
         );
         assert_eq!(
-            by_path(&[65001, 65002, 65003, 65004]).verdict(&any, true, &tagged),
+            by_path(&[65001, 65002, 65003, 65004]).verdict(&any, true, &tagged, None),
             None,
             "longer than the path"
         );

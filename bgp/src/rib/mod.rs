@@ -525,6 +525,15 @@ impl Rib {
         Ok((kept, output))
     }
 
+    /// Our connected networks and their interfaces changed (what BGPFilter
+    /// `interface` rules see from now on; routes already in are not
+    /// judged again).
+    pub fn set_connected(&mut self, connected: Vec<(IpNet, String)>) {
+        if *self.config.connected != connected {
+            self.config.connected = Arc::new(connected);
+        }
+    }
+
     /// The peer sent ROUTE-REFRESH: its next [`Rib::take_updates`] announces
     /// everything it should have again.
     pub fn refresh(&mut self, peer: IpAddr) -> Result<RibOutput, RibError> {
@@ -615,8 +624,11 @@ impl Rib {
                 }
                 let best = &dest.paths()[0];
                 let learned = best.source != LOCAL;
+                let iface = self.config.interface_of(&best.attrs);
                 let attrs = &best.attrs.attributes;
-                if old.exports(&prefix, learned, attrs) == new.exports(&prefix, learned, attrs) {
+                if old.exports(&prefix, learned, attrs, iface)
+                    == new.exports(&prefix, learned, attrs, iface)
+                {
                     continue;
                 }
                 let before = if best.source == index {
@@ -673,6 +685,7 @@ impl Rib {
         let new_changes = changes(&filter);
         self.slot_mut(index).config.import_filter = filter;
         let slot = self.slot(index);
+        let config = &self.config;
         let now_rejected: Vec<IpNet> = if old_changed {
             Vec::new()
         } else {
@@ -680,7 +693,12 @@ impl Rib {
                 .iter()
                 .filter(|(prefix, dest)| {
                     dest.paths().iter().any(|p| {
-                        p.source == index && !slot.config.imports(prefix, &p.attrs.attributes)
+                        p.source == index
+                            && !slot.config.imports(
+                                prefix,
+                                &p.attrs.attributes,
+                                config.interface_of(&p.attrs),
+                            )
                     })
                 })
                 .map(|(prefix, _)| prefix)
@@ -742,10 +760,12 @@ impl Rib {
         let mut output = RibOutput::default();
         // The import filter first, per prefix: what it rejects is counted
         // as received and kept out (a path it had goes).
+        let iface = self.config.interface_of(&attrs).map(str::to_owned);
+        let iface = iface.as_deref();
         let (prefixes, filtered): (Vec<IpNet>, Vec<IpNet>) = prefixes
             .iter()
             .map(IpNet::trunc)
-            .partition(|p| self.slot(index).config.imports(p, &attrs.attributes));
+            .partition(|p| self.slot(index).config.imports(p, &attrs.attributes, iface));
         if !filtered.is_empty() {
             debug!(
                 filtered = filtered.len(),
@@ -770,7 +790,7 @@ impl Rib {
         let changed_by: Vec<Option<usize>> = match filter.as_deref() {
             Some(f) if f.has_operations() => prefixes
                 .iter()
-                .map(|p| match f.first_match(p, true, &attrs.attributes) {
+                .map(|p| match f.first_match(p, true, &attrs.attributes, iface) {
                     Some((i, r)) if !r.operations.is_empty() => Some(i),
                     _ => None,
                 })
@@ -993,9 +1013,10 @@ fn export_with(
     let v6 = matches!(prefix, IpNet::V6(_));
     let to_slot = slot_of(peers, to);
     // Per prefix, so before the memo (which is per attribute set).
+    let iface = config.interface_of(attrs);
     if !to_slot
         .config
-        .exports(prefix, source != LOCAL, &attrs.attributes)
+        .exports(prefix, source != LOCAL, &attrs.attributes, iface)
     {
         return None;
     }
@@ -1013,7 +1034,7 @@ fn export_with(
     // change the route first, as BIRD's export filter runs before BGP's
     // own export (which then prepends our AS toward an eBGP peer).
     let rule = to_slot.config.export_filter.as_deref().and_then(|f| {
-        f.first_match(prefix, source != LOCAL, &attrs.attributes)
+        f.first_match(prefix, source != LOCAL, &attrs.attributes, iface)
             .filter(|(_, r)| r.verdict == FilterVerdict::Accept && !r.operations.is_empty())
             .map(|(i, r)| (i, &r.operations))
     });

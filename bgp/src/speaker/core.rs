@@ -315,6 +315,12 @@ impl Core {
             entry.config.export_filter = peer.export_filter.clone();
             entry.config.import_filter = peer.import_filter.clone();
             let in_rib = entry.in_rib;
+            let uses_interface = [&peer.import_filter, &peer.export_filter]
+                .into_iter()
+                .any(|f| f.as_deref().is_some_and(rib::RouteFilter::uses_interface));
+            if (export_changed || import_changed) && uses_interface {
+                self.rib.set_connected(connected_networks());
+            }
             self.sync_bfd(&peer);
             if export_changed && in_rib {
                 let policy = (peer.export_only.clone(), peer.export_filter.clone());
@@ -599,10 +605,20 @@ impl Core {
         rib_peer.next_hop_keep = entry.config.next_hop_keep;
         rib_peer.long_lived = !negotiated.long_lived.is_empty();
         if entry.config.gateway_direct {
-            let connected = connected_networks();
+            let connected: Vec<IpNet> = connected_networks().into_iter().map(|(n, _)| n).collect();
             if connected.iter().any(|n| n.contains(&address)) {
                 rib_peer.direct_gateway = Some(Arc::new(connected));
             }
+        }
+        let uses_interface = |f: &Option<Arc<rib::RouteFilter>>| {
+            f.as_deref().is_some_and(rib::RouteFilter::uses_interface)
+        };
+        if uses_interface(&entry.config.import_filter)
+            || uses_interface(&entry.config.export_filter)
+        {
+            // BGPFilter `interface` rules: a route's interface is the one
+            // of the connected network its next hop is on.
+            self.rib.set_connected(connected_networks());
         }
         for ip in [Some(local_ip), source].into_iter().flatten() {
             match ip {
@@ -1066,14 +1082,15 @@ impl Core {
     }
 }
 
-/// The networks of this namespace's interface addresses (read when a
-/// session with `gateway_direct` comes up).
-fn connected_networks() -> Vec<IpNet> {
+/// The networks of this namespace's interface addresses, with the
+/// interface (read when a session that needs them comes up).
+fn connected_networks() -> Vec<(IpNet, String)> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
     addrs
         .filter_map(|a| {
+            let name = a.interface_name.clone();
             let addr = a.address?;
             let mask = a.netmask?;
             let (ip, prefix) = if let Some(v4) = addr.as_sockaddr_in() {
@@ -1084,9 +1101,8 @@ fn connected_networks() -> Vec<IpNet> {
                 let m = mask.as_sockaddr_in6()?.ip();
                 (IpAddr::V6(v6.ip()), u128::from(m).count_ones())
             };
-            IpNet::new(ip, u8::try_from(prefix).ok()?)
-                .ok()
-                .map(|n| n.trunc())
+            let net = IpNet::new(ip, u8::try_from(prefix).ok()?).ok()?.trunc();
+            Some((net, name))
         })
         .collect()
 }
