@@ -540,3 +540,49 @@ fn bfd_takes_a_silent_tors_routes_out_of_the_kernel() {
     );
     drop(bird);
 }
+
+/// Calico's default gateway mode is BIRD's recursive one: a learned route
+/// whose next hop is on none of the node's networks (a mesh across two
+/// subnets, no encapsulation) goes through the gateway the kernel reaches
+/// that next hop by, here the router. With the router routing the blocks
+/// (static routes here; a ToR's BGP in practice), the workloads reach each
+/// other.
+#[test]
+fn off_link_next_hops_resolve_through_the_router() {
+    if !can_run() {
+        return;
+    }
+    let fabric = brindle_testbed::hosts_on_two_subnets([1, 1]).unwrap();
+    let (ha, hc) = (&fabric.hosts[0], &fabric.hosts[1]);
+    let store = Store::embedded();
+    store.apply(&pool_yaml("10.69.0.0/16", "Never"));
+    store.apply(ALLOW_ALL_PROFILE);
+    let a = NodeDaemon::start(&store, ha, "node-a");
+    let c = NodeDaemon::start(&store, hc, "node-c");
+    let wa = add_workload(&store, ha, "node-a", "wa");
+    let wc = add_workload(&store, hc, "node-c", "wc");
+    a.wait_established(1);
+    let (gw_a, gw_c) = (
+        brindle_testbed::gateway_v4(0),
+        brindle_testbed::gateway_v4(1),
+    );
+    wait_route(
+        &ha.ns,
+        &block_of(wc.ip),
+        |r| r.contains(&format!("via {gw_a}")),
+        "a→c block through the router",
+    );
+    wait_route(
+        &hc.ns,
+        &block_of(wa.ip),
+        |r| r.contains(&format!("via {gw_c}")),
+        "c→a block through the router",
+    );
+    for (w, h) in [(&wa, ha), (&wc, hc)] {
+        fabric
+            .router
+            .ip(&["route", "add", &block_of(w.ip), "via", &h.ipv4.to_string()])
+            .unwrap();
+    }
+    ping_or_dump(&wa.ns, wc.ip, &[&a, &c], &[ha, hc]);
+}

@@ -492,6 +492,9 @@ metadata: {name: by-priority}
 spec:
   importV4:
   - {action: Reject, priority: 512}
+  exportV4:
+  - action: Accept
+    operations: [{setPriority: {value: 256}}]
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -502,7 +505,7 @@ spec: {cidr: 10.99.0.0/16}
     let strict = store.run(&["apply", "-f", &path, "--strict"]);
     assert_eq!(strict.code, 1, "{strict:?}");
     for what in [
-        "BGPPeer 'tor': spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)",
+        "BGPFilter 'by-priority': spec.exportV4[0].operations[0].setPriority",
         "BGPFilter 'by-priority': spec.importV4[0].priority",
     ] {
         assert!(
@@ -532,7 +535,7 @@ spec: {cidr: 10.99.0.0/16}
     assert_eq!(
         warnings,
         [
-            "warning: BGPPeer 'tor': spec.birdGatewayMode: Recursive (next hops are not resolved through other routes) is accepted but not implemented",
+            "warning: BGPFilter 'by-priority': spec.exportV4[0].operations[0].setPriority is accepted but not implemented",
             "warning: BGPFilter 'by-priority': spec.importV4[0].priority is accepted but not implemented",
         ],
         "{}",

@@ -86,16 +86,10 @@ fn bgp_peer(s: &BGPPeerSpec, out: &mut Vec<String>) {
     // keepOriginalNextHop and nextHopMode are acted on.
     // restartMode (GracefulRestart and LongLivedGracefulRestart) is acted
     // on.
-    // birdGatewayMode DirectIfDirectlyConnected is acted on (BIRD's
-    // `gateway direct` for a directly connected peer). Brindle installs
-    // next hops as received otherwise, so an explicit Recursive (BIRD's
-    // resolution of a next hop through other routes) is not what it does.
-    if s.bird_gateway_mode == Some(GatewayMode::Recursive) {
-        out.push(
-            "spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)"
-                .into(),
-        );
-    }
+    // birdGatewayMode is acted on: DirectIfDirectlyConnected is BIRD's
+    // `gateway direct` for a directly connected peer; Recursive, the
+    // default, resolves an off-link next hop through the kernel's routes.
+    let _: (Option<GatewayMode>, &mut Vec<String>) = (s.bird_gateway_mode, out);
     // reachableBy is acted on (a static route to the peer), and so is
     // localWorkloadSelector (passive sessions to the selected local
     // workloads).
@@ -255,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_lists_what_the_speaker_does_not_do() {
+    fn a_peer_lists_nothing_every_field_is_acted_on() {
         let all = fields(
             "apiVersion: projectcalico.org/v3
 kind: BGPPeer
@@ -273,10 +267,7 @@ spec:
   birdGatewayMode: Recursive
 ",
         );
-        assert_eq!(
-            all,
-            ["spec.birdGatewayMode: Recursive (next hops are not resolved through other routes)"]
-        );
+        assert!(all.is_empty(), "{all:?}");
     }
 
     #[test]

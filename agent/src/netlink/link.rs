@@ -77,6 +77,55 @@ impl Netlink {
         Ok(decode_route(&r, self.protocol, &names).filter(|k| k.dst == dst))
     }
 
+    /// How the kernel reaches `addr` (`ip route get <addr>`): the gateway
+    /// and device of the route it would use, or `None` when `addr` is on a
+    /// connected network (no gateway) or unreachable. BIRD's recursive
+    /// next hop resolution, for a BGP next hop off the node's networks.
+    pub async fn gateway_toward(
+        &self,
+        addr: IpAddr,
+    ) -> Result<Option<crate::route::NextHop>, NetlinkError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family_of(&addr);
+        req.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+        req.attributes
+            .push(RouteAttribute::Destination(route_address(addr)));
+        let reply = match self
+            .request_one("resolve a next hop", RouteNetlinkMessage::GetRoute(req))
+            .await
+        {
+            Ok(r) => r,
+            Err(NetlinkError::Kernel { errno, .. })
+                if errno == libc::ENETUNREACH
+                    || errno == libc::EHOSTUNREACH
+                    || errno == libc::ESRCH =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(RouteNetlinkMessage::NewRoute(r)) = reply else {
+            return Ok(None);
+        };
+        let mut gateway = None;
+        let mut oif = None;
+        for attr in &r.attributes {
+            match attr {
+                RouteAttribute::Gateway(a) => gateway = ip_of(a),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let Some(gateway) = gateway.filter(|g| *g != addr) else {
+            return Ok(None);
+        };
+        let names = self.names_by_index().await?;
+        Ok(Some(match oif.and_then(|i| names.get(&i)) {
+            Some(name) => crate::route::NextHop::via_dev(gateway, name.clone()),
+            None => crate::route::NextHop::via(gateway),
+        }))
+    }
+
     async fn request_one(
         &self,
         what: &str,

@@ -32,7 +32,7 @@
 //! patient datastore open), `policy` (the policy task), `status` (the
 //! status socket's document and server).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,6 +70,7 @@ use crate::netlink::KernelRoutes;
 use crate::netlink::Netlink;
 use crate::node::vteps::VtepTask;
 use crate::reconciler::{Input, ReconcilerConfig};
+use crate::route::{NextHop, Route, RouteTarget};
 use crate::routesync::{RouteSyncTask, RouteSyncer};
 use crate::tunnel::{ensure_vxlan, vtep_mac_for_node, VxlanConfig};
 
@@ -131,6 +132,12 @@ struct Daemon {
     /// Local workload peering addresses on workload interfaces, as last
     /// made true (`None` until the first converge read what is there).
     peering_addresses: Option<BTreeSet<(String, IpNet)>>,
+    /// How the kernel reaches each off-link BGP next hop (BIRD's recursive
+    /// gateway), looked up once and again after a resync or a link change.
+    resolved: HashMap<IpAddr, Option<NextHop>>,
+    /// The desired routes with off-link next hops resolved: what the route
+    /// task is given.
+    kernel_routes: Vec<Route>,
 }
 
 /// AS, listen port, route reflector cluster id and `bindMode: NodeIP`.
@@ -374,9 +381,11 @@ impl Daemon {
             }
         }
         let setup = setup_began.elapsed();
-        if self.routes_open && desired.routes != self.desired.routes {
-            self.syncer.set_all(desired.routes.clone());
+        let routes = self.resolve_off_link(&desired).await;
+        if self.routes_open && routes != self.kernel_routes {
+            self.syncer.set_all(routes.clone());
         }
+        self.kernel_routes = routes;
         if (self.vxlan_ready && desired.vteps != self.desired.vteps)
             || (self.vxlan6_ready && desired.vteps6 != self.desired.vteps6)
         {
@@ -399,6 +408,51 @@ impl Daemon {
             shared.routes_in_sync = self.routes_open && self.syncer.in_sync();
         }
         self.desired = desired;
+    }
+
+    /// `desired.routes` with each next hop off the node's networks replaced
+    /// by the gateway the kernel reaches it through (BIRD's `gateway
+    /// recursive`, Calico's default: a route reflected from a node on
+    /// another subnet without encapsulation goes via the router). A next
+    /// hop the kernel reaches directly, or not at all, stays as it is.
+    async fn resolve_off_link(&mut self, desired: &Desired) -> Vec<Route> {
+        if desired.off_link_gateways.is_empty() {
+            return desired.routes.clone();
+        }
+        for gateway in &desired.off_link_gateways {
+            if !self.resolved.contains_key(gateway) {
+                let via = match self.nl.gateway_toward(*gateway).await {
+                    Ok(via) => via,
+                    Err(error) => {
+                        debug!(%gateway, %error, "resolving a next hop");
+                        None
+                    }
+                };
+                debug!(%gateway, ?via, "off-link next hop resolved");
+                self.resolved.insert(*gateway, via);
+            }
+        }
+        let resolve = |hop: &NextHop| -> Option<NextHop> {
+            if hop.device.is_some() || hop.onlink {
+                return None;
+            }
+            self.resolved.get(&hop.gateway?).cloned().flatten()
+        };
+        desired
+            .routes
+            .iter()
+            .map(|route| match &route.target {
+                RouteTarget::NextHops(hops) if hops.iter().any(|h| resolve(h).is_some()) => Route {
+                    dst: route.dst,
+                    target: RouteTarget::nexthops(
+                        hops.iter()
+                            .map(|h| resolve(h).unwrap_or_else(|| h.clone()))
+                            .collect(),
+                    ),
+                },
+                _ => route.clone(),
+            })
+            .collect()
     }
 
     /// Puts each local workload peering address on its workload's
@@ -557,7 +611,7 @@ impl Daemon {
                 "converging kernel routes"
             );
             self.routes_open = true;
-            self.syncer.set_all(self.desired.routes.clone());
+            self.syncer.set_all(self.kernel_routes.clone());
             self.syncer.send(Input::Start);
         }
     }
@@ -735,6 +789,8 @@ async fn run_inner(
         speaker_settings: settings,
         passwords: BTreeMap::new(),
         peering_addresses: None,
+        resolved: HashMap::new(),
+        kernel_routes: Vec::new(),
         policy: opts.policy.then(|| {
             let (work, rx) = tokio::sync::watch::channel(PolicyWork::default());
             tokio::spawn(policy_task(opts.node_name.clone(), rx).instrument(info_span!("policy")));
@@ -784,6 +840,11 @@ async fn run_inner(
                 dirty = true;
             }
             Some(event) = async { match links.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } } => {
+                if !daemon.desired.off_link_gateways.is_empty() {
+                    // The way to an off-link next hop may have changed.
+                    daemon.resolved.clear();
+                    dirty = true;
+                }
                 if let (true, Some(input)) = (daemon.routes_open, event.reconciler_input()) {
                     daemon.syncer.send(input);
                 }
@@ -821,6 +882,10 @@ async fn run_inner(
                 s.routes_in_sync = daemon.routes_open && daemon.syncer.in_sync();
             }
             _ = resync.tick() => {
+                if !daemon.desired.off_link_gateways.is_empty() {
+                    daemon.resolved.clear();
+                    dirty = true;
+                }
                 if daemon.routes_open {
                     daemon.syncer.send(Input::ResyncTimer);
                 }

@@ -131,6 +131,9 @@ pub struct Desired {
     /// `localWorkloadSelector` selects, as Felix puts it there: the
     /// address the workload's BGP speaker dials.
     pub peering_addresses: BTreeSet<(String, IpNet)>,
+    /// Gateways of `routes` on none of the node's own subnets, to be
+    /// resolved through the kernel (recursive next hops).
+    pub off_link_gateways: BTreeSet<IpAddr>,
 }
 
 /// Parses a Go duration of whole seconds/minutes (`120s`, `2m`, `1m30s`).
@@ -794,6 +797,22 @@ pub fn desired_state(inputs: Inputs<'_>) -> Desired {
             );
         }
     }
+    // Next hops on none of the node's networks (a reflected route of a node
+    // on another subnet without encapsulation, a ToR's third-party next
+    // hop): the daemon resolves them through the kernel's routes, as
+    // BIRD's recursive gateway mode does.
+    out.off_link_gateways = out
+        .routes
+        .iter()
+        .filter_map(|r| match &r.target {
+            RouteTarget::NextHops(hops) => Some(hops),
+            _ => None,
+        })
+        .flatten()
+        .filter(|h| h.device.is_none() && !h.onlink)
+        .filter_map(|h| h.gateway)
+        .filter(|g| !local_subnets.iter().any(|n| n.contains(g)))
+        .collect();
     out
 }
 

@@ -61,4 +61,6 @@ pub use speaker::{
     FRR_BFDD_CONFIG, FRR_BFD_PROFILE,
 };
 pub use sweep::{sweep_stale, SweepReport};
-pub use topology::{hosts_on_two_subnets, two_hosts_one_subnet, Host, RoutedFabric, TwoHosts};
+pub use topology::{
+    gateway_v4, hosts_on_two_subnets, two_hosts_one_subnet, Host, RoutedFabric, TwoHosts,
+};

@@ -876,3 +876,21 @@ fn bird_gateway_mode_direct_reaches_the_session() {
     c.peers[0].1.bird_gateway_mode = Some(GatewayMode::Recursive);
     assert!(!direct(&c));
 }
+
+/// A learned route whose next hop is on none of the node's subnets (no
+/// encapsulation) is listed for the daemon to resolve through the kernel
+/// (BIRD's recursive gateway); one on the node's subnet is not.
+#[test]
+fn off_link_next_hops_are_listed_for_resolution() {
+    let c = cluster(EncapMode::Never, EncapMode::Never);
+    let learned = BTreeMap::from([
+        (net("10.65.0.64/26"), Learned::via(ip("10.0.1.2"))),
+        (net("10.65.0.128/26"), Learned::via(ip("10.0.2.1"))),
+    ]);
+    let d = desired_state(Inputs {
+        node: "a",
+        cluster: &c,
+        learned: &learned,
+    });
+    assert_eq!(d.off_link_gateways, BTreeSet::from([ip("10.0.2.1")]));
+}
