@@ -422,6 +422,20 @@ async fn write(url: Option<String>, args: WriteArgs, mode: WriteMode) -> Result<
     if let Some(ns) = &args.namespace {
         override_namespace(&text, &mut resources, &origins, ns).map_err(|e| in_file(&file, e))?;
     }
+    // What Brindle cannot follow is refused, with the reason, whatever the
+    // flags: nothing is written.
+    let refused: Vec<String> = resources
+        .iter()
+        .flat_map(|r| {
+            let file = &file;
+            r.refused_fields()
+                .into_iter()
+                .map(move |field| format!("{file}: {}: {field}", r.describe()))
+        })
+        .collect();
+    if !refused.is_empty() {
+        bail!("{}\n{file}: nothing was written", refused.join("\n"));
+    }
     // Never accepted silently: what nothing acts on is said (or, with
     // --strict, refused) before anything is written.
     let unimplemented: Vec<String> = resources

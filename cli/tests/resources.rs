@@ -487,14 +487,11 @@ spec:
   birdGatewayMode: Recursive
 ---
 apiVersion: projectcalico.org/v3
-kind: BGPFilter
-metadata: {name: by-priority}
+kind: IPPool
+metadata: {name: by-namespace}
 spec:
-  importV4:
-  - {action: Reject, priority: 512}
-  exportV4:
-  - action: Accept
-    operations: [{setPriority: {value: 256}}]
+  cidr: 10.97.0.0/16
+  namespaceSelector: team == 'a'
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -504,18 +501,13 @@ spec: {cidr: 10.99.0.0/16}
     let (_dir, path) = temp_file("peer.yaml", yaml);
     let strict = store.run(&["apply", "-f", &path, "--strict"]);
     assert_eq!(strict.code, 1, "{strict:?}");
-    for what in [
-        "BGPFilter 'by-priority': spec.exportV4[0].operations[0].setPriority",
-        "BGPFilter 'by-priority': spec.importV4[0].priority",
-    ] {
-        assert!(
-            strict
-                .stderr
-                .contains(&format!("{path}: {what} is accepted but not implemented")),
-            "{}",
-            strict.stderr
-        );
-    }
+    assert!(
+        strict.stderr.contains(&format!(
+            "{path}: IPPool 'by-namespace': spec.namespaceSelector is accepted but not implemented"
+        )),
+        "{}",
+        strict.stderr
+    );
     assert!(strict
         .stderr
         .contains("refused by --strict; nothing was written"));
@@ -534,10 +526,7 @@ spec: {cidr: 10.99.0.0/16}
         .collect();
     assert_eq!(
         warnings,
-        [
-            "warning: BGPFilter 'by-priority': spec.exportV4[0].operations[0].setPriority is accepted but not implemented",
-            "warning: BGPFilter 'by-priority': spec.importV4[0].priority is accepted but not implemented",
-        ],
+        ["warning: IPPool 'by-namespace': spec.namespaceSelector is accepted but not implemented"],
         "{}",
         out.stderr
     );
@@ -547,4 +536,43 @@ spec: {cidr: 10.99.0.0/16}
     // What is implemented passes --strict.
     let (_dir2, plain) = temp_file("pool.yaml", &pool("strict-ok", "10.98.0.0/16"));
     store.ok(&["apply", "-f", &plain, "--strict"]);
+
+    // BGPFilter route priorities are refused with the reason, with or
+    // without --strict, and nothing of the input is written.
+    let filter = "apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: by-priority}
+spec:
+  importV4:
+  - {action: Reject, priority: 512}
+  exportV4:
+  - action: Accept
+    operations: [{setPriority: {value: 256}}]
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: with-filter}
+spec: {cidr: 10.96.0.0/16}
+";
+    let (_dir3, path) = temp_file("filter.yaml", filter);
+    let out = store.run(&["apply", "-f", &path]);
+    assert_eq!(out.code, 1, "{out:?}");
+    for field in [
+        "spec.exportV4[0].operations[0].setPriority",
+        "spec.importV4[0].priority",
+    ] {
+        assert!(
+            out.stderr.contains(&format!(
+                "{path}: BGPFilter 'by-priority': {field}: route priorities are not supported"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert!(
+        store.run(&["get", "bgpfilters", "by-priority"]).code != 0
+            && store.run(&["get", "ippools", "with-filter"]).code != 0,
+        "a refused input wrote something"
+    );
 }

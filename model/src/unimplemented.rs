@@ -14,14 +14,51 @@
 //! `serviceAccounts`, named ports) are listed too: the node logs each rule
 //! it does not program, but the user learns it at apply time.
 
-use crate::bgp::{BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, GatewayMode, ReversePeering};
+use crate::bgp::{BGPConfigurationSpec, BGPPeerSpec, GatewayMode, ReversePeering};
 use crate::endpoint::{HostEndpointSpec, NodeSpec, WorkloadEndpointSpec};
 use crate::ipam::IPPoolSpec;
 use crate::meta::Port;
 use crate::policy::{EntityRule, Rule};
 use crate::resource::Resource;
 
+/// Why a BGPFilter's `priority` and `setPriority` are refused.
+const NO_ROUTE_PRIORITIES: &str =
+    "route priorities are not supported: Brindle installs routes with \
+the kernel's default metric and does not carry Calico's priorities in LOCAL_PREF; a rule \
+without them would change what the filter lets through";
+
 impl Resource {
+    /// Fields Brindle refuses at apply (`brindlectl` writes nothing), each
+    /// as `path: reason`: set, they would change what the resource means
+    /// in a way Brindle cannot follow, so storing them with a warning
+    /// would mislead.
+    pub fn refused_fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Resource::BGPFilter(f) = self {
+            let s = &f.spec;
+            for (rules, field) in [
+                (&s.export_v4, "spec.exportV4"),
+                (&s.import_v4, "spec.importV4"),
+                (&s.export_v6, "spec.exportV6"),
+                (&s.import_v6, "spec.importV6"),
+            ] {
+                for (i, rule) in rules.iter().enumerate() {
+                    if rule.priority.is_some() {
+                        out.push(format!("{field}[{i}].priority: {NO_ROUTE_PRIORITIES}"));
+                    }
+                    for (j, op) in rule.operations.iter().enumerate() {
+                        if op.set_priority.is_some() {
+                            out.push(format!(
+                                "{field}[{i}].operations[{j}].setPriority: {NO_ROUTE_PRIORITIES}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The fields set in this resource that nothing in Brindle acts on, as
     /// paths a user recognises (`spec.ttlSecurity`,
     /// `spec.ingress[0].http`), some with the value that is not
@@ -31,7 +68,9 @@ impl Resource {
         match self {
             Resource::BGPPeer(p) => bgp_peer(&p.spec, &mut out),
             Resource::BGPConfiguration(c) => bgp_configuration(&c.metadata.name, &c.spec, &mut out),
-            Resource::BGPFilter(f) => bgp_filter(&f.spec, &mut out),
+            // Every BGPFilter field is acted on, but `priority` and
+            // `setPriority`, which are refused (`refused_fields`).
+            Resource::BGPFilter(_) => {}
             Resource::IPPool(p) => ip_pool(&p.spec, &mut out),
             Resource::Node(n) => node(&n.spec, &mut out),
             Resource::WorkloadEndpoint(w) => workload_endpoint(&w.spec, &mut out),
@@ -107,35 +146,6 @@ fn bgp_configuration(name: &str, s: &BGPConfigurationSpec, out: &mut Vec<String>
     // localWorkloadSelector selects. (The global-only fields are refused
     // in `node.<name>` by validation.)
     let _ = (name, s, out);
-}
-
-/// Rules are acted on (action, cidr and matchOperator, prefixLength,
-/// source, peerType, interface, communities, asPathPrefix, the addCommunity
-/// and prependASPath operations); a rule with a condition or operation that is
-/// not evaluated is left out whole, so each is listed.
-fn bgp_filter(s: &BGPFilterSpec, out: &mut Vec<String>) {
-    for (rules, field) in [
-        (&s.export_v4, "spec.exportV4"),
-        (&s.import_v4, "spec.importV4"),
-        (&s.export_v6, "spec.exportV6"),
-        (&s.import_v6, "spec.importV6"),
-    ] {
-        for (i, rule) in rules.iter().enumerate() {
-            let at = format!("{field}[{i}]");
-            let conditions = [(rule.priority.is_some(), "priority".to_owned())];
-            let set_priority = rule.operations.iter().enumerate().map(|(j, op)| {
-                (
-                    op.set_priority.is_some(),
-                    format!("operations[{j}].setPriority"),
-                )
-            });
-            for (set, name) in conditions.into_iter().chain(set_priority) {
-                if set {
-                    out.push(format!("{at}.{name}"));
-                }
-            }
-        }
-    }
 }
 
 fn ip_pool(s: &IPPoolSpec, out: &mut Vec<String>) {
@@ -271,8 +281,8 @@ spec:
     }
 
     #[test]
-    fn a_filter_lists_only_the_priority_it_does_not_evaluate() {
-        let all = fields(
+    fn a_filter_refuses_route_priorities_and_lists_nothing() {
+        let resources = parse_documents(
             "apiVersion: projectcalico.org/v3
 kind: BGPFilter
 metadata: {name: f}
@@ -281,18 +291,26 @@ spec:
   - action: Accept
     communities: {values: ['65000:1']}
     asPathPrefix: [65000]
+    interface: eth*
     operations:
     - addCommunity: {value: '65000:2'}
     - prependASPath: {prefix: [65001]}
     - setPriority: {value: 512}
   importV4:
   - action: Reject
-    interface: eth*
     priority: 100
 ",
-        );
+        )
+        .unwrap();
+        let filter = &resources[0];
+        assert!(filter.unimplemented_fields().is_empty());
+        let refused: Vec<String> = filter
+            .refused_fields()
+            .into_iter()
+            .map(|f| f.split(':').next().unwrap().to_owned())
+            .collect();
         assert_eq!(
-            all,
+            refused,
             [
                 "spec.exportV4[0].operations[2].setPriority",
                 "spec.importV4[0].priority",

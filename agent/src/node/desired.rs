@@ -211,8 +211,9 @@ pub fn learned_route(
 /// The import and export rules of a session from the BGPFilters a BGPPeer
 /// names, in order (first match wins across them, as Calico's BIRD chains
 /// them). A rule for the other peer type (`peerType`) is left out, and so
-/// is one with a condition Brindle does not evaluate (`priority`, a
-/// `setPriority` operation), which `brindlectl apply` warns about.
+/// is one with a route priority (`priority`, a `setPriority` operation),
+/// which `brindlectl apply` refuses: only a document stored before that
+/// has one.
 fn compile_filters(
     cluster: &ClusterState,
     names: &[String],
