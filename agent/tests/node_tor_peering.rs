@@ -988,3 +988,59 @@ fn bgp_filter_interface_rules_match_the_outgoing_interface() {
         tail(&node.log())
     );
 }
+
+/// `restartMode: LongLivedGracefulRestart` through brindle-node: a BIRD ToR
+/// with a 1 s graceful restart time and long-lived graceful restart
+/// crashes; its route stays in the node's kernel well past the restart
+/// time (long-lived stale, `maxRestartTime` 30 s), and when BIRD is back
+/// the route is fresh. Without LLGR the route would leave after 1 s.
+#[test]
+fn long_lived_graceful_restart_keeps_a_crashed_tors_routes() {
+    use brindle_testbed::daemons::{Kind, Other};
+    if !can_run() {
+        return;
+    }
+    let (fabric, store) = rack(&[&pool_yaml_named("v4", "10.86.0.0/24", "Never", false)]);
+    let host = &fabric.hosts[0];
+    let gw = Ipv4Addr::new(10, 0, 1, 254);
+    store.apply(&format!(
+        "{}  restartMode: LongLivedGracefulRestart\n  maxRestartTime: 30s\n",
+        node_a_peer("tor-llgr", gw, 65100)
+    ));
+    let mut tor = BgpConfig::new(gw, 65100)
+        .with_neighbor(Neighbor::new(IpAddr::V4(host.ipv4), 64512))
+        .originate("10.99.7.0/24");
+    tor.graceful_restart = Some(1);
+    tor.long_lived_stale_time = Some(30);
+    let bird = Other::start(Kind::Bird, &fabric.router, &tor);
+    let node = NodeDaemon::start(&store, host, "node-a");
+    node.wait_established(1);
+    wait_route(
+        &host.ns,
+        "10.99.7.0/24",
+        |r| r.contains("via 10.0.1.254"),
+        "the ToR's route",
+    );
+    bird.kill();
+    // Well past the 1 s restart time: still routed (long-lived stale).
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        route_of(&host.ns, "10.99.7.0/24").contains("via 10.0.1.254"),
+        "the route left with the session:\n{}",
+        tail(&node.log())
+    );
+    assert!(
+        node.log()
+            .contains("long-lived graceful restart: keeping routes as LLGR_STALE"),
+        "{}",
+        tail(&node.log())
+    );
+    let _bird = Other::start(Kind::Bird, &fabric.router, &tor);
+    node.wait_established(1);
+    wait_route(
+        &host.ns,
+        "10.99.7.0/24",
+        |r| r.contains("via 10.0.1.254"),
+        "fresh again",
+    );
+}
