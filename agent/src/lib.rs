@@ -31,6 +31,7 @@
 //! implementation in network namespaces they create and delete (root).
 
 pub mod cni;
+pub mod docker;
 pub mod linkwatch;
 pub mod netlink;
 pub mod netns;

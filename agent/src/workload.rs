@@ -154,33 +154,7 @@ pub async fn add_workload(
         host.create_veth_with_peer_in(&host_ifname, &spec.container_ifname, &spec.netns, spec.mtu)
             .await?;
         let wired = async {
-            host.set_link(
-                &host_ifname,
-                &LinkChange {
-                    mac: Some(HOST_SIDE_MAC.to_vec()),
-                    mtu: Some(spec.mtu),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            // Setting the MAC can silently not stick (udev MACAddressPolicy
-            // racing us); the container's neighbour entry depends on it.
-            let actual = host.link(&host_ifname).await?.and_then(|l| l.mac);
-            if actual.as_deref() != Some(&HOST_SIDE_MAC[..]) {
-                return Err(WorkloadError::MacNotApplied {
-                    ifname: host_ifname.clone(),
-                    actual,
-                });
-            }
-            configure_host_sysctls(&host_ifname, has_v6)?;
-            host.set_link(
-                &host_ifname,
-                &LinkChange {
-                    up: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            wire_host_side(host, &host_ifname, spec.mtu, has_v6).await?;
 
             let container = spec.clone();
             let container_peer = spec.container_ifname.clone();
@@ -189,12 +163,7 @@ pub async fn add_workload(
             })
             .await??;
 
-            for addr in &spec.addresses {
-                let route = Route::workload(*addr, host_ifname.clone());
-                host.replace_route(&route)
-                    .await
-                    .map_err(route_err(&route))?;
-            }
+            route_to_host_side(host, &host_ifname, &spec.addresses).await?;
             Ok(WorkloadAttachment {
                 host_ifname: host_ifname.clone(),
                 container_mac,
@@ -209,6 +178,119 @@ pub async fn add_workload(
             let _ = host.delete_link(&peer).await;
         }
         wired
+    }
+    .instrument(span)
+    .await
+}
+
+/// The host end as every workload has it: the fixed MAC (checked: it can
+/// silently not stick), the MTU, proxy ARP and the other sysctls, up.
+async fn wire_host_side(
+    host: &Netlink,
+    host_ifname: &str,
+    mtu: u32,
+    has_v6: bool,
+) -> Result<(), WorkloadError> {
+    host.set_link(
+        host_ifname,
+        &LinkChange {
+            mac: Some(HOST_SIDE_MAC.to_vec()),
+            mtu: Some(mtu),
+            ..Default::default()
+        },
+    )
+    .await?;
+    // Setting the MAC can silently not stick (udev MACAddressPolicy racing
+    // us); the container's neighbour entry depends on it.
+    let actual = host.link(host_ifname).await?.and_then(|l| l.mac);
+    if actual.as_deref() != Some(&HOST_SIDE_MAC[..]) {
+        return Err(WorkloadError::MacNotApplied {
+            ifname: host_ifname.to_owned(),
+            actual,
+        });
+    }
+    configure_host_sysctls(host_ifname, has_v6)?;
+    host.set_link(
+        host_ifname,
+        &LinkChange {
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The workload's host routes: each address `dev <host end>`.
+async fn route_to_host_side(
+    host: &Netlink,
+    host_ifname: &str,
+    addresses: &[IpNet],
+) -> Result<(), WorkloadError> {
+    for addr in addresses {
+        let route = Route::workload(*addr, host_ifname.to_owned());
+        host.replace_route(&route)
+            .await
+            .map_err(route_err(&route))?;
+    }
+    Ok(())
+}
+
+/// A veth whose container end stays in the host namespace under a
+/// temporary name, for a runtime that moves it into the container and
+/// configures it itself (Docker's remote network driver: `Join` answers
+/// with this name). The host end is wired as [`add_workload`] wires it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedOverVeth {
+    pub host_ifname: String,
+    /// The container end, still in the host namespace.
+    pub peer_ifname: String,
+}
+
+/// Creates and wires a [`HandedOverVeth`] for `workload_id` with host
+/// routes to `addresses` (host prefixes); idempotent like [`add_workload`]
+/// (leftovers removed first, nothing left on failure). Removed with
+/// [`del_workload`].
+pub async fn add_handed_over_veth(
+    host: &Netlink,
+    workload_id: &str,
+    addresses: &[IpNet],
+    mtu: u32,
+) -> Result<HandedOverVeth, WorkloadError> {
+    for addr in addresses {
+        if addr.prefix_len() != addr.max_prefix_len() {
+            return Err(WorkloadError::NotAHostPrefix(*addr));
+        }
+    }
+    let host_ifname = host_veth_name(workload_id);
+    let peer = temp_peer_name(workload_id);
+    let span = info_span!("add_handed_over_veth", workload = %workload_id, %host_ifname);
+    async {
+        host.delete_link(&host_ifname).await?;
+        host.delete_link(&peer).await?;
+        host.create_veth(&host_ifname, &peer).await?;
+        let has_v6 = addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
+        let wired = async {
+            host.set_link(
+                &peer,
+                &LinkChange {
+                    mtu: Some(mtu),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            wire_host_side(host, &host_ifname, mtu, has_v6).await?;
+            route_to_host_side(host, &host_ifname, addresses).await
+        }
+        .await;
+        if let Err(e) = wired {
+            let _ = host.delete_link(&host_ifname).await;
+            return Err(e);
+        }
+        Ok(HandedOverVeth {
+            host_ifname: host_ifname.clone(),
+            peer_ifname: peer,
+        })
     }
     .instrument(span)
     .await

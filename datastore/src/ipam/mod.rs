@@ -681,6 +681,28 @@ impl Ipam {
 
     // ----- documents -------------------------------------------------------
 
+    /// The handle `ip` is allocated to: `Ok(None)` when it is free (or in
+    /// no pool, or allocated without a handle).
+    pub async fn holder_of(&self, ip: IpAddr) -> IpamResult<Option<String>> {
+        let pools = self.pools().await?;
+        let Some(net) = pools
+            .iter()
+            .find(|p| p.net.contains(&ip))
+            .and_then(|p| p.block_of(ip))
+        else {
+            return Ok(None);
+        };
+        let Some(block) = self.read_block(&net).await? else {
+            return Ok(None);
+        };
+        let holder = block
+            .value
+            .allocations_view()
+            .find(|a| a.ip == ip)
+            .and_then(|a| a.attribute.and_then(|attr| attr.handle_id.clone()));
+        Ok(holder)
+    }
+
     async fn read_block(&self, net: &IpNet) -> IpamResult<Option<Versioned<AllocationBlock>>> {
         let kv = patiently(|| async { Ok(self.store.get(keys::block_key(net)).await?) }).await?;
         kv.map(versioned).transpose()

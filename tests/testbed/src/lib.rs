@@ -34,6 +34,7 @@
 mod bird;
 mod cmd;
 pub mod daemons;
+pub mod docker;
 mod error;
 mod etcd;
 mod frr;
