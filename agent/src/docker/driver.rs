@@ -114,7 +114,7 @@ impl Driver {
     }
 
     /// Answers one call (`method` is the path without the `/`): the
-    /// reply's JSON, `{"Err": …}` for a failure.
+    /// reply's JSON, `{"Error": …}` (IPAM) or `{"Err": …}` for a failure.
     pub async fn handle(self: &Arc<Self>, method: &str, body: &[u8]) -> Value {
         let body = if body.iter().all(u8::is_ascii_whitespace) {
             &b"{}"[..]
@@ -126,7 +126,7 @@ impl Driver {
             Ok(v) => v,
             Err(e) => {
                 warn!(method, error = %e, "call refused");
-                json!({ "Err": e.0 })
+                error_reply(method, &e.0)
             }
         }
     }

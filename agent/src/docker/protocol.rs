@@ -2,7 +2,8 @@
 //! `NetworkDriver` and `IpamDriver`, moby `libnetwork/docs/remote.md` and
 //! `ipam.md`): JSON bodies with Go's field names. Requests decode leniently
 //! (unknown fields ignored, missing ones defaulted: dockerd versions add
-//! fields); an error is `{"Err": "…"}` with HTTP 200, as the protocol asks.
+//! fields); an error is `{"Err": "…"}` (IPAM: `{"Error": "…"}`) with HTTP
+//! 200, as the protocol asks.
 
 use std::collections::BTreeMap;
 
@@ -197,16 +198,34 @@ pub struct JoinReply {
     pub disable_gateway_service: bool,
 }
 
-/// An error answer: HTTP 200 with `{"Err": "…"}`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ErrorReply {
-    pub err: String,
+/// An error answer to `method`, sent with HTTP 200: libnetwork's IPAM
+/// responses name the field `Error`, its network driver responses `Err`
+/// (a reply with the other key is taken for a success).
+pub fn error_reply(method: &str, text: &str) -> Value {
+    if method.starts_with("IpamDriver.") {
+        serde_json::json!({ "Error": text })
+    } else {
+        serde_json::json!({ "Err": text })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key dockerd 20.10 reads an error from (`Response.Err` in
+    /// `drivers/remote/api`, `Response.Error` in `ipams/remote/api`).
+    #[test]
+    fn errors_use_each_api_s_field() {
+        assert_eq!(
+            error_reply("IpamDriver.RequestPool", "no"),
+            serde_json::json!({"Error": "no"})
+        );
+        assert_eq!(
+            error_reply("NetworkDriver.Join", "no"),
+            serde_json::json!({"Err": "no"})
+        );
+    }
 
     /// What dockerd 20.10 sends (recorded), decoded with Go's names.
     #[test]

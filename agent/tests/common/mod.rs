@@ -113,6 +113,7 @@ pub fn run(cmd: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+pub mod docker;
 pub mod fabric;
 pub mod measure;
 pub mod policy;

@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -31,6 +32,7 @@ pub const DOCKERD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running dockerd (see the module docs).
 pub struct Dockerd {
+    netns: String,
     dir: PathBuf,
     exec_root: PathBuf,
     socket: PathBuf,
@@ -45,7 +47,13 @@ impl Dockerd {
 
     /// Starts dockerd in `ns`; `tag` makes its paths unique.
     pub fn start(ns: &Netns, tag: &str) -> Result<Self> {
-        let unique = format!("{tag}-{}", std::process::id());
+        // Tests of one process start several (tags repeat across tests).
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let unique = format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::env::temp_dir().join(format!("brindle-dockerd-{unique}"));
         // Short: containerd's sockets live under it (108-byte limit).
         let exec_root = PathBuf::from(format!("/run/bd-{unique}"));
@@ -55,9 +63,23 @@ impl Dockerd {
                 .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
         let socket = dir.join("docker.sock");
+        let mut dockerd = Dockerd {
+            netns: ns.name().to_owned(),
+            dir,
+            exec_root,
+            socket,
+            process: None,
+        };
+        dockerd.spawn()?;
+        dockerd.wait_ready()?;
+        Ok(dockerd)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let (dir, exec_root, socket) = (&self.dir, &self.exec_root, &self.socket);
         let mut command = Command::new("nsenter");
         command
-            .arg(format!("--net=/run/netns/{}", ns.name()))
+            .arg(format!("--net=/run/netns/{}", self.netns))
             .arg(DOCKERD)
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
@@ -74,23 +96,26 @@ impl Dockerd {
                 "--storage-driver=vfs",
             ]);
         let log = dir.join("dockerd.log");
-        let process = Process::spawn(format!("dockerd in {}", ns.name()), command, &log)?;
-        let mut dockerd = Dockerd {
-            dir,
-            exec_root,
-            socket,
-            process: Some(process),
-        };
+        self.process = Some(Process::spawn(
+            format!("dockerd in {}", self.netns),
+            command,
+            &log,
+        )?);
+        Ok(())
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
         let ready = poll_until(DOCKERD_READY_TIMEOUT, Duration::from_millis(200), || {
-            Ok(dockerd
+            Ok(self
                 .docker(&["version", "--format", "{{.Server.Version}}"])?
                 .status
                 .success()
                 .then_some(()))
         })?;
         if ready.is_none() {
+            let log = self.dir.join("dockerd.log");
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let _ = dockerd.process.take();
+            let _ = self.process.take();
             return Err(Error::NotReady {
                 what: "dockerd".into(),
                 timeout: DOCKERD_READY_TIMEOUT,
@@ -99,7 +124,7 @@ impl Dockerd {
                 log_tail: tail,
             });
         }
-        Ok(dockerd)
+        Ok(())
     }
 
     /// `unix://<socket>`, for `DOCKER_HOST` and `--docker-host`.
@@ -127,8 +152,12 @@ impl Dockerd {
         let rootfs = self.dir.join("rootfs");
         let bin = rootfs.join("bin");
         std::fs::create_dir_all(&bin).map_err(|e| Error::io("creating the rootfs", e))?;
-        std::fs::copy("/bin/busybox", bin.join("busybox"))
-            .map_err(|e| Error::io("copying /bin/busybox (busybox-static)", e))?;
+        // Copied by cp, not by this process: a write descriptor of ours
+        // could be inherited by a child another test thread forks at that
+        // moment, and the chroot below would fail with "Text file busy".
+        let mut copy = Command::new("cp");
+        copy.arg("/bin/busybox").arg(bin.join("busybox"));
+        cmd::checked(copy)?;
         // Run inside the rootfs: links made from outside would be absolute
         // host paths.
         let mut install = Command::new("chroot");
@@ -151,8 +180,8 @@ impl Dockerd {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
     }
 
-    /// Removes every container, then stops dockerd (as drop does).
-    pub fn stop(&mut self) {
+    /// Removes every container (`docker rm -f`), dockerd keeps running.
+    pub fn stop_containers(&self) {
         if self.process.is_none() {
             return;
         }
@@ -164,7 +193,21 @@ impl Dockerd {
                 let _ = self.docker(&args);
             }
         }
+    }
+
+    /// Removes every container, then stops dockerd (as drop does).
+    pub fn stop(&mut self) {
+        self.stop_containers();
         drop(self.process.take());
+    }
+
+    /// Stops dockerd as a service manager does (SIGTERM: it stops its
+    /// containers and shuts down) and starts it again with the same
+    /// settings; its containers stay.
+    pub fn restart(&mut self) -> Result<()> {
+        drop(self.process.take());
+        self.spawn()?;
+        self.wait_ready()
     }
 }
 

@@ -132,6 +132,13 @@ impl Process {
         }
     }
 
+    /// SIGKILLs the process group at once (a crash: no clean-up of its own)
+    /// and reaps the child.
+    pub fn kill(&mut self) {
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        self.stop();
+    }
+
     /// Stops the process group (SIGTERM, then SIGKILL after a grace period)
     /// and reaps the child. Idempotent; also done on drop.
     pub fn stop(&mut self) {
