@@ -194,10 +194,13 @@ fn docker_dual_stack_across_subnets_over_vxlan() {
             .address(name, network, "GlobalIPv6Address")
             .parse()
             .unwrap_or_else(|_| panic!("{name} has no IPv6 address\n{}", f.logs()));
+        // A network without --subnet takes from any pool (Calico's
+        // default pools: every enabled one); one with --subnet only from
+        // that subnet's pool.
         let (want4, want6) = if network == "fixed" {
             ("10.95.0.0/16", "fd00:95::/48")
         } else {
-            ("10.94.0.0/16", "fd00:94::/48")
+            ("10.94.0.0/15", "fd00:94::/31")
         };
         let net4: ipnet::IpNet = want4.parse().unwrap();
         let net6: ipnet::IpNet = want6.parse().unwrap();
@@ -390,7 +393,20 @@ fn fifty_docker_runs_at_once_leave_no_duplicate_and_no_leak() {
             s.spawn(move || d.docker(&["rm", "-f", &format!("c{i}")]));
         }
     });
-    d.docker(&["network", "rm", "many"]);
+    // dockerd answers `rm -f` before its last Leave/DeleteEndpoint calls
+    // have returned; the network goes once they have.
+    let removed = poll_until(Duration::from_secs(30), Duration::from_millis(500), || {
+        Ok(d.try_docker(&["network", "rm", "many"])
+            .status
+            .success()
+            .then_some(()))
+    })
+    .unwrap();
+    assert!(
+        removed.is_some(),
+        "network many still has endpoints\n{}",
+        d.log()
+    );
     assert_clean(&f, 0);
 }
 

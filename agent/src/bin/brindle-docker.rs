@@ -4,6 +4,7 @@
 //! brindle-docker --datastore URL --node-name NAME [--plugin-name brindle]
 //!                [--plugin-dir /run/docker/plugins]
 //!                [--docker-host unix:///var/run/docker.sock] [--mtu 1500]
+//!                [--state-dir /var/lib/brindle/docker]
 //! ```
 //!
 //! Serves `<plugin dir>/<plugin name>.sock`; the plugin name is both the
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use brindle_agent::docker::driver::Driver;
 use brindle_agent::docker::engine::Engine;
+use brindle_agent::docker::names::{NetworkNames, DEFAULT_STATE_DIR};
 use brindle_agent::docker::server;
 use brindle_agent::netlink::Netlink;
 use brindle_agent::route::BRINDLE_ROUTE_PROTOCOL;
@@ -54,6 +56,10 @@ struct Args {
     /// MTU of the containers' veths.
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
+    /// Where the names of Docker networks are remembered (dockerd cannot
+    /// tell them while it restores containers).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +93,7 @@ fn run() -> anyhow::Result<()> {
             .into_owned(),
     };
     let engine = Engine::new(&args.docker_host)?;
+    let names = NetworkNames::open(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,6 +118,7 @@ fn run() -> anyhow::Result<()> {
             args.plugin_name.clone(),
             nl,
             engine,
+            names,
             args.mtu,
         );
         info!(plugin = %args.plugin_name, socket = %socket.path().display(), %node, "serving");

@@ -41,6 +41,7 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use super::engine::Engine;
+use super::names::NetworkNames;
 use super::protocol::*;
 use crate::cni::spec::endpoint_name;
 use crate::netlink::Netlink;
@@ -91,6 +92,7 @@ pub struct Driver {
     plugin: String,
     nl: Netlink,
     engine: Engine,
+    names: NetworkNames,
     mtu: u32,
 }
 
@@ -101,16 +103,75 @@ impl Driver {
         plugin: String,
         nl: Netlink,
         engine: Engine,
+        names: NetworkNames,
         mtu: u32,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let driver = Arc::new(Self {
             ds,
             node,
             plugin,
             nl,
             engine,
+            names,
             mtu,
-        })
+        });
+        let me = driver.clone();
+        tokio::spawn(async move { me.learn_all_names().await });
+        driver
+    }
+
+    /// Learns the names of this driver's networks from dockerd once its API
+    /// answers (it may start after us), forgetting networks removed while
+    /// we were down.
+    async fn learn_all_names(&self) {
+        loop {
+            match self.engine.networks_of_driver(&self.plugin).await {
+                Ok(current) => {
+                    let count = current.len();
+                    match self.names.replace_all(current) {
+                        Ok(()) => info!(networks = count, "network names read from dockerd"),
+                        Err(error) => warn!(%error, "recording network names"),
+                    }
+                    return;
+                }
+                Err(error) => debug!(%error, "listing dockerd's networks"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Learns a new network's name once dockerd lists it (it does right
+    /// after `CreateNetwork` returns).
+    async fn learn_name(&self, id: String) {
+        for _ in 0..60 {
+            match self.engine.network_name(&id).await {
+                Ok(name) => {
+                    if let Err(error) = self.names.insert(&id, &name) {
+                        warn!(%error, network = %name, "recording the network's name");
+                    }
+                    return;
+                }
+                Err(error) => debug!(%error, "asking dockerd for the network's name"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        warn!(network = %id, "dockerd never listed the new network; its name is read at its first endpoint");
+    }
+
+    /// A network's name: remembered, else from dockerd (see `names`).
+    async fn network_name(&self, id: &str) -> Result<String, DriverError> {
+        if let Some(name) = self.names.get(id) {
+            return Ok(name);
+        }
+        let name = self
+            .engine
+            .network_name(id)
+            .await
+            .map_err(|e| fail(format!("reading the network's name: {e}")))?;
+        if let Err(error) = self.names.insert(id, &name) {
+            warn!(%error, network = %name, "recording the network's name");
+        }
+        Ok(name)
     }
 
     /// Answers one call (`method` is the path without the `/`): the
@@ -164,11 +225,21 @@ impl Driver {
                 json!({})
             }
             "NetworkDriver.CreateNetwork" => {
-                self.create_network(parse(method, body)?)?;
+                let req: CreateNetwork = parse(method, body)?;
+                let id = req.network_id.clone();
+                self.create_network(req)?;
+                let me = self.clone();
+                tokio::spawn(async move { me.learn_name(id).await });
                 json!({})
             }
-            "NetworkDriver.DeleteNetwork"
-            | "NetworkDriver.DiscoverNew"
+            "NetworkDriver.DeleteNetwork" => {
+                let req: NetworkRef = parse(method, body)?;
+                if let Err(error) = self.names.remove(&req.network_id) {
+                    warn!(%error, "forgetting the network's name");
+                }
+                json!({})
+            }
+            "NetworkDriver.DiscoverNew"
             | "NetworkDriver.DiscoverDelete"
             | "NetworkDriver.ProgramExternalConnectivity"
             | "NetworkDriver.RevokeExternalConnectivity" => json!({}),
@@ -458,11 +529,7 @@ impl Driver {
                 self.plugin
             )));
         };
-        let network = self
-            .engine
-            .network_name(&req.network_id)
-            .await
-            .map_err(|e| fail(format!("reading the network's name: {e}")))?;
+        let network = self.network_name(&req.network_id).await?;
         let mut wep: WorkloadEndpoint = Object::named(&self.endpoint_name(&req.endpoint_id));
         wep.metadata.namespace = Some(NAMESPACE.into());
         wep.metadata.labels = BTreeMap::from([
@@ -565,7 +632,10 @@ impl Driver {
     /// shortly after `Join`).
     async fn label_endpoint(&self, network: String, endpoint: String) {
         let mut container = None;
-        for _ in 0..100 {
+        // Up to a minute: a restarting dockerd answers only once it has
+        // restored every container.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
             match self.engine.container_of(&network, &endpoint).await {
                 Ok(Some(id)) => {
                     container = Some(id);

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -30,6 +31,10 @@ pub enum EngineError {
         body: String,
     },
 }
+
+/// How long one API call may take: dockerd accepts connections before it
+/// answers them (while it restores containers after a restart).
+pub const API_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client of one dockerd.
 #[derive(Debug, Clone)]
@@ -58,8 +63,14 @@ impl Engine {
         }
     }
 
-    /// `GET path` and its JSON body.
+    /// `GET path` and its JSON body, or an error after [`API_TIMEOUT`].
     async fn get(&self, path: &str) -> Result<Value, EngineError> {
+        tokio::time::timeout(API_TIMEOUT, self.get_unbounded(path))
+            .await
+            .map_err(|_| self.io(path, format!("no answer in {API_TIMEOUT:?}")))?
+    }
+
+    async fn get_unbounded(&self, path: &str) -> Result<Value, EngineError> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|e| self.io("connect", e))?;
@@ -99,6 +110,21 @@ impl Engine {
     pub async fn network_name(&self, id: &str) -> Result<String, EngineError> {
         let network = self.get(&format!("/networks/{id}")).await?;
         Ok(network["Name"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Id → name of every network of driver `driver`.
+    pub async fn networks_of_driver(
+        &self,
+        driver: &str,
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        let networks = self.get("/networks").await?;
+        Ok(networks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["Driver"].as_str() == Some(driver))
+            .filter_map(|n| Some((n["Id"].as_str()?.to_owned(), n["Name"].as_str()?.to_owned())))
+            .collect())
     }
 
     /// The container attached to network `network` through `endpoint`, if

@@ -7,9 +7,11 @@
 //! - `protocol`: the requests and replies, Go's JSON names;
 //! - `driver`: what each call does (see its docs for the semantics);
 //! - `engine`: the Docker Engine API reads (network names, labels);
+//! - `names`: network ids and names, remembered on disk;
 //! - `server`: HTTP over the plugin's Unix socket.
 
 pub mod driver;
 pub mod engine;
+pub mod names;
 pub mod protocol;
 pub mod server;

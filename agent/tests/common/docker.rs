@@ -36,6 +36,8 @@ pub struct DockerNode {
     ns_name: String,
     driver: Option<Process>,
     driver_log: PathBuf,
+    /// brindle-docker's `--state-dir`, kept across its restarts.
+    state_dir: PathBuf,
     /// Counts driver restarts, so each keeps its own log.
     starts: u32,
 }
@@ -53,6 +55,7 @@ impl DockerNode {
         let mut d = DockerNode {
             dockerd,
             driver_log: std::env::temp_dir().join(format!("{plugin}.log")),
+            state_dir: std::env::temp_dir().join(format!("{plugin}.state")),
             plugin,
             node: node.to_owned(),
             store_url: store.url.clone(),
@@ -89,6 +92,8 @@ impl DockerNode {
                     &self.plugin,
                     "--docker-host",
                     &self.dockerd.host(),
+                    "--state-dir",
+                    &self.state_dir.display().to_string(),
                 ],
                 &self.driver_log,
             )
@@ -209,6 +214,7 @@ impl Drop for DockerNode {
         self.dockerd.stop();
         drop(self.driver.take());
         let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 

@@ -30,6 +30,9 @@ pub const DOCKER: &str = "/usr/bin/docker";
 /// How long dockerd gets to answer its API.
 pub const DOCKERD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a stopping dockerd gets before its process group is killed.
+pub const DOCKERD_STOP_TIMEOUT: Duration = Duration::from_secs(40);
+
 /// A running dockerd (see the module docs).
 pub struct Dockerd {
     netns: String,
@@ -106,11 +109,15 @@ impl Dockerd {
 
     fn wait_ready(&mut self) -> Result<()> {
         let ready = poll_until(DOCKERD_READY_TIMEOUT, Duration::from_millis(200), || {
-            Ok(self
-                .docker(&["version", "--format", "{{.Server.Version}}"])?
-                .status
-                .success()
-                .then_some(()))
+            // Bounded: dockerd accepts connections long before it answers
+            // them, and the CLI waits for ever.
+            let mut version = Command::new("timeout");
+            version.args(["5", DOCKER, "-H", &self.host()]).args([
+                "version",
+                "--format",
+                "{{.Server.Version}}",
+            ]);
+            Ok(cmd::output(version)?.status.success().then_some(()))
         })?;
         if ready.is_none() {
             let log = self.dir.join("dockerd.log");
@@ -205,7 +212,12 @@ impl Dockerd {
     /// containers and shuts down) and starts it again with the same
     /// settings; its containers stay.
     pub fn restart(&mut self) -> Result<()> {
-        drop(self.process.take());
+        if let Some(mut dockerd) = self.process.take() {
+            // Not the whole group: dockerd stops its containers (10 s for
+            // one that ignores SIGTERM) through containerd, which must still
+            // be running.
+            dockerd.terminate_leader(DOCKERD_STOP_TIMEOUT);
+        }
         self.spawn()?;
         self.wait_ready()
     }

@@ -139,6 +139,21 @@ impl Process {
         self.stop();
     }
 
+    /// Sends SIGTERM to the leader only, as systemd's `KillMode=process`
+    /// does, and waits up to `grace` for it to exit by itself (a daemon that
+    /// stops its own helpers in order, as dockerd stops containerd after its
+    /// containers); then [`Process::stop`] for whatever is left.
+    pub fn terminate_leader(&mut self, grace: Duration) {
+        if self.exit_status().is_none() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while self.exit_status().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.stop();
+    }
+
     /// Stops the process group (SIGTERM, then SIGKILL after a grace period)
     /// and reaps the child. Idempotent; also done on drop.
     pub fn stop(&mut self) {
