@@ -89,7 +89,7 @@ impl Dockerd {
             .arg("--data-root")
             .arg(dir.join("data"))
             .arg("--exec-root")
-            .arg(&exec_root)
+            .arg(exec_root)
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .args([
