@@ -54,8 +54,9 @@ impl DockerNode {
         );
         let mut d = DockerNode {
             dockerd,
-            driver_log: std::env::temp_dir().join(format!("{plugin}.log")),
-            state_dir: std::env::temp_dir().join(format!("{plugin}.state")),
+            // In the store's temp dir: swept with it after a crash.
+            driver_log: store.dir.path().join(format!("{plugin}.log")),
+            state_dir: store.dir.path().join(format!("{plugin}.state")),
             plugin,
             node: node.to_owned(),
             store_url: store.url.clone(),
@@ -76,8 +77,9 @@ impl DockerNode {
         assert_eq!(ns.name(), self.ns_name);
         self.starts += 1;
         if self.starts > 1 {
-            self.driver_log =
-                std::env::temp_dir().join(format!("{}.{}.log", self.plugin, self.starts));
+            self.driver_log = self
+                .driver_log
+                .with_file_name(format!("{}.{}.log", self.plugin, self.starts));
         }
         let driver = ns
             .spawn(
@@ -233,6 +235,42 @@ impl Hosts {
     }
 }
 
+/// Two hosts with brindle-node on each (`node-a`, `node-b`), sessions up,
+/// an embedded store holding `pools`; `two_subnets` puts them on two
+/// subnets joined by a router, `dual_stack` registers their IPv6 addresses
+/// (`--ip6`) too.
+pub fn two_nodes(
+    pools: &[&str],
+    two_subnets: bool,
+    dual_stack: bool,
+) -> (Hosts, Store, [NodeDaemon; 2]) {
+    let hosts = if two_subnets {
+        Hosts::TwoSubnets(brindle_testbed::hosts_on_two_subnets([1, 1]).unwrap())
+    } else {
+        let f = brindle_testbed::two_hosts_one_subnet().unwrap();
+        for h in &f.hosts {
+            // Proxy ARP answers for 169.254.1.1 only with a route to it.
+            h.ns.add_default_route(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 254)))
+                .unwrap();
+        }
+        Hosts::OneSubnet(f)
+    };
+    let store = Store::embedded();
+    for pool in pools {
+        store.apply(pool);
+    }
+    let [ha, hb] = hosts.get();
+    let start = |host: &Host, name: &str| {
+        let ip6 = format!("{}/64", host.ipv6);
+        let extra: &[&str] = if dual_stack { &["--ip6", &ip6] } else { &[] };
+        NodeDaemon::start_with(&store, host, name, true, extra)
+    };
+    let a = start(ha, "node-a");
+    let b = start(hb, "node-b");
+    a.wait_established(if dual_stack { 2 } else { 1 });
+    (hosts, store, [a, b])
+}
+
 /// Two nodes, each running brindle-node, dockerd and brindle-docker. Field
 /// order is drop order: containers and drivers, then daemons, then hosts.
 pub struct DockerFabric {
@@ -256,30 +294,8 @@ impl DockerFabric {
     }
 
     fn start_inner(pools: &[&str], two_subnets: bool, dual_stack: bool) -> DockerFabric {
-        let hosts = if two_subnets {
-            Hosts::TwoSubnets(brindle_testbed::hosts_on_two_subnets([1, 1]).unwrap())
-        } else {
-            let f = brindle_testbed::two_hosts_one_subnet().unwrap();
-            for h in &f.hosts {
-                // Proxy ARP answers for 169.254.1.1 only with a route to it.
-                h.ns.add_default_route(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 254)))
-                    .unwrap();
-            }
-            Hosts::OneSubnet(f)
-        };
-        let store = Store::embedded();
-        for pool in pools {
-            store.apply(pool);
-        }
+        let (hosts, store, [a, b]) = two_nodes(pools, two_subnets, dual_stack);
         let [ha, hb] = hosts.get();
-        let start = |host: &Host, name: &str| {
-            let ip6 = format!("{}/64", host.ipv6);
-            let extra: &[&str] = if dual_stack { &["--ip6", &ip6] } else { &[] };
-            NodeDaemon::start_with(&store, host, name, true, extra)
-        };
-        let a = start(ha, "node-a");
-        let b = start(hb, "node-b");
-        a.wait_established(if dual_stack { 2 } else { 1 });
         let da = DockerNode::start(&store, &ha.ns, "node-a");
         let db = DockerNode::start(&store, &hb.ns, "node-b");
         DockerFabric {

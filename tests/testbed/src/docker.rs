@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -50,16 +49,13 @@ impl Dockerd {
 
     /// Starts dockerd in `ns`; `tag` makes its paths unique.
     pub fn start(ns: &Netns, tag: &str) -> Result<Self> {
-        // Tests of one process start several (tags repeat across tests).
-        static STARTED: AtomicU32 = AtomicU32::new(0);
-        let unique = format!(
-            "{tag}-{}-{}",
-            std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(format!("brindle-dockerd-{unique}"));
+        // Named as the testbed names what it makes: a dead test's dockerd
+        // (it mentions the dir) and dir are swept by the next test process.
+        crate::sweep::sweep_once();
+        let unique = crate::unique_name(tag);
+        let dir = std::env::temp_dir().join(format!("{unique}.dockerd"));
         // Short: containerd's sockets live under it (108-byte limit).
-        let exec_root = PathBuf::from(format!("/run/bd-{unique}"));
+        let exec_root = PathBuf::from(format!("/run/{unique}.dockerd"));
         for d in [&dir, &exec_root] {
             let _ = std::fs::remove_dir_all(d);
             std::fs::create_dir_all(d)
@@ -156,22 +152,7 @@ impl Dockerd {
 
     /// Imports a busybox-static root file system as image `name`.
     pub fn import_busybox(&self, name: &str) -> Result<()> {
-        let rootfs = self.dir.join("rootfs");
-        let bin = rootfs.join("bin");
-        std::fs::create_dir_all(&bin).map_err(|e| Error::io("creating the rootfs", e))?;
-        // Copied by cp, not by this process: a write descriptor of ours
-        // could be inherited by a child another test thread forks at that
-        // moment, and the chroot below would fail with "Text file busy".
-        let mut copy = Command::new("cp");
-        copy.arg("/bin/busybox").arg(bin.join("busybox"));
-        cmd::checked(copy)?;
-        // Run inside the rootfs: links made from outside would be absolute
-        // host paths.
-        let mut install = Command::new("chroot");
-        install
-            .arg(&rootfs)
-            .args(["/bin/busybox", "--install", "-s", "/bin"]);
-        cmd::checked(install)?;
+        let rootfs = busybox_rootfs(&self.dir)?;
         let mut import = Command::new("sh");
         import.arg("-c").arg(format!(
             "tar -C {} -c . | {DOCKER} -H {} import - {name}",
@@ -223,18 +204,46 @@ impl Dockerd {
     }
 }
 
+/// `<dir>/rootfs`: the host's busybox-static with its applets linked in
+/// `/bin`, for `docker import` and `podman import`.
+pub(crate) fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
+    let rootfs = dir.join("rootfs");
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| Error::io("creating the rootfs", e))?;
+    // Copied by cp, not by this process: a write descriptor of ours could be
+    // inherited by a child another test thread forks at that moment, and the
+    // chroot below would fail with "Text file busy".
+    let mut copy = Command::new("cp");
+    copy.arg("/bin/busybox").arg(bin.join("busybox"));
+    cmd::checked(copy)?;
+    // Run inside the rootfs: links made from outside would be absolute host
+    // paths.
+    let mut install = Command::new("chroot");
+    install
+        .arg(&rootfs)
+        .args(["/bin/busybox", "--install", "-s", "/bin"]);
+    cmd::checked(install)?;
+    Ok(rootfs)
+}
+
+/// Unmounts whatever is still mounted under `root` (netns bind mounts,
+/// container root file systems), deepest first.
+pub(crate) fn unmount_under(root: &Path) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "grep -o ' {0}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+            root.display()
+        ))
+        .status();
+}
+
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.stop();
         // Mounts dockerd may have left under its roots (netns bind mounts).
         for root in [&self.exec_root, &self.dir] {
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "grep -o ' {0}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-                    root.display()
-                ))
-                .status();
+            unmount_under(root);
         }
         let _ = std::fs::remove_dir_all(&self.exec_root);
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -42,6 +42,7 @@ mod gobgp;
 mod link;
 mod names;
 mod netns;
+pub mod podman;
 mod process;
 pub mod require;
 mod speaker;

@@ -90,6 +90,8 @@ fn sweep(own_pid_is_stale: bool) -> SweepReport {
         report.processes = kill_processes_mentioning(&stale_dirs);
     }
     for dir in stale_dirs {
+        // Container engines' dirs hold mounts (root file systems, netns).
+        crate::docker::unmount_under(&dir);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => report.temp_dirs.push(dir),
             Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove"),
