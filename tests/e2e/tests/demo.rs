@@ -1,8 +1,9 @@
 //! The demo binary (the README's main command), run for real: it must bring
 //! up the fabric (brindle-node on three nodes, brindle-cni workloads in two
 //! networks), show BGP-learned routes of every kind, measure the full
-//! reachability matrix with every expectation holding, and leave nothing
-//! behind. The other binaries must have been built (`cargo build
+//! reachability matrix with every expectation holding, run its Docker part
+//! (dockerd and brindle-docker on two nodes) where docker.io is installed,
+//! and leave nothing behind. The other binaries must have been built (`cargo build
 //! --workspace`, as `scripts/test` does).
 
 use std::process::Command;
@@ -34,6 +35,16 @@ fn demo_brings_up_the_fabric_and_tears_down() {
         "{stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
+    // The Docker part: two Docker networks on two nodes, isolated.
+    if brindle_testbed::docker::Dockerd::available() {
+        assert!(
+            stdout.contains("PASS: all 24 Docker expectations held."),
+            "{stdout}"
+        );
+        assert!(stdout.contains("found 0 problems"), "{stdout}");
+    } else {
+        assert!(stdout.contains("== Docker: skipped"), "{stdout}");
+    }
     assert!(stdout.contains("Teardown: all 12 namespaces"), "{stdout}");
 
     // Every namespace it named is really gone.

@@ -12,7 +12,9 @@
 //! own executable (`scripts/demo` builds them all). It prints the BGP
 //! sessions, two nodes' routing tables and a workload × workload matrix of
 //! ICMP and TCP results checked against the expectation "same network
-//! passes, different networks are blocked". Exit status: 0 only if every
+//! passes, different networks are blocked". When docker.io is installed a
+//! Docker part follows (see `docker`): dockerd with `brindle-docker` on two
+//! nodes, two Docker networks, the same kind of matrix. Exit status: 0 only if every
 //! expectation held and teardown left nothing behind, 1 if some did not, 2
 //! on error or interruption. Everything (daemons, namespaces, temp files) is
 //! removed at the end and on Ctrl-C / SIGTERM / SIGHUP. Needs root.
@@ -27,6 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use brindle_testbed::{hosts_on_two_subnets, Host, Netns, Process, RoutedFabric};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+mod docker;
 
 /// How long the demo waits for the fabric to converge at each step.
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -91,6 +95,8 @@ struct Binaries {
     node: PathBuf,
     cni: PathBuf,
     ctl: PathBuf,
+    /// Only the Docker part needs it.
+    docker: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -112,6 +118,7 @@ impl Binaries {
             node: find("brindle-node")?,
             cni: find("brindle-cni")?,
             ctl: find("brindlectl")?,
+            docker: find("brindle-docker").ok(),
         })
     }
 }
@@ -272,6 +279,7 @@ fn run(created: &mut Vec<String>, temp_path: &mut Option<PathBuf>) -> Result<boo
     }
 
     let all_ok = reachability(&fabric, &workloads)?;
+    let docker_ok = docker::docker_part(&bins, &store_url, dir.path(), &fabric)?;
 
     drop(workloads);
     for mut node in nodes {
@@ -279,7 +287,7 @@ fn run(created: &mut Vec<String>, temp_path: &mut Option<PathBuf>) -> Result<boo
     }
     drop(fabric);
     dir.close().context("removing the temp dir")?;
-    Ok(all_ok)
+    Ok(all_ok && docker_ok != Some(false))
 }
 
 fn brindlectl(bins: &Binaries, store_url: &str, args: &[&str]) -> Result<String> {
