@@ -46,6 +46,7 @@ on_both_stores!(
     check_finds_leaks_and_release_repairs_them,
     check_finds_addresses_in_use_that_ipam_does_not_hold,
     usage_and_default_pool,
+    an_address_moves_to_another_handle,
 );
 
 fn ip(s: &str) -> IpAddr {
@@ -638,4 +639,46 @@ async fn usage_and_default_pool(ds: Datastore) {
         per_node,
         vec![(Some("n1"), 64, 3, 61), (Some("n2"), 64, 1, 63)]
     );
+}
+
+/// One owner, two addresses got under two handles, kept under one: the
+/// address moves with its allocation, the handles' documents follow, a
+/// release by the new handle frees both, and a move of an address someone
+/// else holds is refused.
+async fn an_address_moves_to_another_handle(ds: Datastore) {
+    pool(&ds, "p", "10.51.0.0/24", 28, "").await;
+    pool(&ds, "z6", "fd00:51::/120", 124, "").await;
+    let ipam = Ipam::new(ds.clone());
+    let first = one(&ipam, "lib.a", "n1").await.unwrap();
+    let second = one(&ipam, "lib.b", "n1").await.unwrap();
+    let other = one(&ipam, "lib.c", "n1").await.unwrap();
+    ipam.transfer_ip(second, "lib.b", "lib.a").await.unwrap();
+    // An IPv6 address (its block is found in its own pool, not the first).
+    let v6 = ip("fd00:51::5");
+    ipam.assign_ip(v6, "lib.e", "n1", BTreeMap::new())
+        .await
+        .unwrap();
+    ipam.transfer_ip(v6, "lib.e", "lib.a").await.unwrap();
+    assert_eq!(ipam.holder_of(v6).await.unwrap().as_deref(), Some("lib.a"));
+    assert_eq!(
+        ipam.holder_of(second).await.unwrap().as_deref(),
+        Some("lib.a")
+    );
+    let live: HashSet<String> = ["lib.a", "lib.c"].map(String::from).into();
+    let report = ipam.check(&live).await.unwrap();
+    assert!(
+        report.leaks.is_empty() && report.conflicts.is_empty(),
+        "{report:?}"
+    );
+    assert!(matches!(
+        ipam.transfer_ip(other, "lib.b", "lib.a").await,
+        Err(IpamError::AddressInUse { holder: Some(h), .. }) if h == "lib.c"
+    ));
+    let mut released = ipam.release_by_handle("lib.a").await.unwrap();
+    released.sort();
+    assert_eq!(released, [first, second, v6]);
+    assert!(matches!(
+        ipam.transfer_ip(second, "lib.a", "lib.d").await,
+        Err(IpamError::AddressNotAllocated(ip)) if ip == second
+    ));
 }

@@ -4,7 +4,7 @@
 //! brindle-docker --datastore URL --node-name NAME [--plugin-name brindle]
 //!                [--plugin-dir /run/docker/plugins]
 //!                [--docker-host unix:///var/run/docker.sock] [--mtu 1500]
-//!                [--state-dir /var/lib/brindle/docker]
+//!                [--state-dir /var/lib/brindle/docker] [--stale-check-seconds 30]
 //! ```
 //!
 //! Serves `<plugin dir>/<plugin name>.sock`; the plugin name is both the
@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use brindle_agent::docker::driver::Driver;
+use brindle_agent::docker::driver::{Driver, Settings};
 use brindle_agent::docker::engine::Engine;
 use brindle_agent::docker::names::{NetworkNames, DEFAULT_STATE_DIR};
 use brindle_agent::docker::server;
@@ -60,6 +60,10 @@ struct Args {
     /// tell them while it restores containers).
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// Seconds between looks for endpoints dockerd no longer has (removed
+    /// after two looks in a row).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    stale_check_seconds: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,12 +118,15 @@ fn run() -> anyhow::Result<()> {
             })?;
         let driver = Driver::new(
             ds,
-            node.clone(),
-            args.plugin_name.clone(),
             nl,
             engine,
             names,
-            args.mtu,
+            Settings {
+                node: node.clone(),
+                plugin: args.plugin_name.clone(),
+                mtu: args.mtu,
+                stale_check: std::time::Duration::from_secs(args.stale_check_seconds),
+            },
         );
         info!(plugin = %args.plugin_name, socket = %socket.path().display(), %node, "serving");
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;

@@ -7,10 +7,12 @@
 //!   the dummy gateway `0.0.0.0/0` (`::/0`), so dockerd never asks Brindle
 //!   for a gateway address: the container's gateway is 169.254.1.1, as
 //!   with brindle-cni. Each address is allocated on this node's blocks
-//!   under a handle of its own, `libnetwork.<id>`; its endpoint records
-//!   `<id>` as its `containerID` (what ties an allocation to a live
-//!   endpoint in `brindlectl ipam check`), and a release frees the address
-//!   only if that handle still holds it.
+//!   under a handle of its own, `libnetwork.<id>` (dockerd asks for each
+//!   address separately); `CreateEndpoint` moves a dual-stack endpoint's
+//!   second address under its first one's handle and records `<id>` as the
+//!   endpoint's `containerID` (what ties an allocation to a live endpoint
+//!   in `brindlectl ipam check`), and a release frees an address only if a
+//!   handle of this driver still holds it.
 //! - Network (`NetworkDriver.*`): a docker network's *name* is its Brindle
 //!   network (the endpoint's profile), so equally named networks on
 //!   different hosts are one; `CreateEndpoint` writes the
@@ -20,13 +22,16 @@
 //!   Container labels `org.projectcalico.label.<key>=<value>` become
 //!   endpoint labels once dockerd lists the container.
 //!
-//! Every state lives in the datastore and the kernel: a restarted
-//! brindle-docker carries on with the endpoints dockerd has.
+//! Every state lives in the datastore and the kernel (and the network
+//! names in `--state-dir`, see `names`): a restarted brindle-docker carries
+//! on with the endpoints dockerd has, and removes, two passes in a row
+//! apart, the endpoints of its node dockerd no longer has (containers
+//! removed while it was down).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brindle_datastore::ipam::{AutoAssignArgs, Ipam, ReleaseOptions};
 use brindle_datastore::resources::ResourceStore;
@@ -94,30 +99,151 @@ pub struct Driver {
     engine: Engine,
     names: NetworkNames,
     mtu: u32,
+    /// How often endpoints dockerd no longer has are looked for.
+    stale_check: Duration,
+    /// Endpoints this process created, and when: dockerd lists a container
+    /// on its network only once it runs, which under load takes a while.
+    created: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+/// An endpoint this process created is not taken for stale before this.
+const STALE_GRACE: Duration = Duration::from_secs(60);
+
+/// The driver's settings (brindle-docker's flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name, as brindle-node's.
+    pub node: String,
+    /// The network and IPAM driver's name.
+    pub plugin: String,
+    /// MTU of the containers' veths.
+    pub mtu: u32,
+    /// How often endpoints dockerd no longer has are looked for.
+    pub stale_check: Duration,
 }
 
 impl Driver {
+    /// The driver, and its background work: learning network names, then
+    /// collecting stale endpoints.
     pub fn new(
         ds: Datastore,
-        node: String,
-        plugin: String,
         nl: Netlink,
         engine: Engine,
         names: NetworkNames,
-        mtu: u32,
+        settings: Settings,
     ) -> Arc<Self> {
         let driver = Arc::new(Self {
             ds,
-            node,
-            plugin,
+            node: settings.node,
+            plugin: settings.plugin,
             nl,
             engine,
             names,
-            mtu,
+            mtu: settings.mtu,
+            stale_check: settings.stale_check,
+            created: Default::default(),
         });
         let me = driver.clone();
-        tokio::spawn(async move { me.learn_all_names().await });
+        tokio::spawn(async move {
+            me.learn_all_names().await;
+            me.collect_stale_endpoints().await;
+        });
         driver
+    }
+
+    /// Removes, every `stale_check`, the endpoints of this node that dockerd
+    /// no longer has: containers removed while this driver was down (dockerd
+    /// gives up calling `DeleteEndpoint` and `ReleaseAddress` then), or
+    /// anything else that kept dockerd from calling. An endpoint must be
+    /// missing in two passes in a row, so one being created during a pass
+    /// (written before dockerd lists it) is never taken.
+    async fn collect_stale_endpoints(&self) {
+        let mut suspects = HashSet::new();
+        loop {
+            match self.stale_pass(&suspects).await {
+                Ok(missing) => suspects = missing,
+                Err(error) => {
+                    debug!(%error, "looking for stale endpoints");
+                    suspects.clear();
+                }
+            }
+            tokio::time::sleep(self.stale_check).await;
+        }
+    }
+
+    /// Whether this process created `endpoint` less than [`STALE_GRACE`]
+    /// ago (forgetting older ones).
+    fn is_recent(&self, endpoint: &str) -> bool {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        created.retain(|_, at| at.elapsed() < STALE_GRACE);
+        created.contains_key(endpoint)
+    }
+
+    /// One pass: removes the endpoints missing now that were already
+    /// missing in the last pass; returns those missing for the first time.
+    async fn stale_pass(&self, suspects: &HashSet<String>) -> Result<HashSet<String>, String> {
+        let networks = self
+            .engine
+            .networks_of_driver(&self.plugin)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut live = HashSet::new();
+        for id in networks.keys() {
+            live.extend(
+                self.engine
+                    .endpoints_of(id)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let weps: Vec<WorkloadEndpoint> = ResourceStore::new(self.ds.clone())
+            .list(Kind::WorkloadEndpoint, Some(NAMESPACE))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|r| match r {
+                Resource::WorkloadEndpoint(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        // Addresses another endpoint uses are never released here.
+        let mut users: BTreeMap<String, usize> = BTreeMap::new();
+        for w in &weps {
+            for net in &w.spec.ip_networks {
+                *users.entry(net.clone()).or_default() += 1;
+            }
+        }
+        let mut missing = HashSet::new();
+        for w in weps {
+            let ours = w.spec.orchestrator.as_deref() == Some(ORCHESTRATOR)
+                && w.spec.node.as_deref() == Some(self.node.as_str());
+            let Some(endpoint) = w.spec.workload.clone().filter(|_| ours) else {
+                continue;
+            };
+            if live.contains(&endpoint) || self.is_recent(&endpoint) {
+                continue;
+            }
+            if !suspects.contains(&endpoint) {
+                missing.insert(endpoint);
+                continue;
+            }
+            let _ = del_workload(&self.nl, &veth_id(&endpoint)).await;
+            for net in &w.spec.ip_networks {
+                let shared = users.get(net).is_some_and(|n| *n > 1);
+                let ip = net.parse::<IpNet>().map(|n| n.addr());
+                if let (false, Ok(ip)) = (shared, ip) {
+                    if let Err(error) = self.release_ip(ip).await {
+                        warn!(%endpoint, %ip, %error, "releasing a stale endpoint's address");
+                    }
+                }
+            }
+            if let Err(error) = self.delete_endpoint_record(&endpoint).await {
+                warn!(%endpoint, %error, "removing a stale endpoint");
+                continue;
+            }
+            info!(%endpoint, addresses = ?w.spec.ip_networks, "stale endpoint removed (dockerd no longer has it)");
+        }
+        Ok(missing)
     }
 
     /// Learns the names of this driver's networks from dockerd once its API
@@ -423,6 +549,11 @@ impl Driver {
         let Ok(ip) = req.address.parse::<IpAddr>() else {
             return Err(fail(format!("release of {}: not an address", req.address)));
         };
+        self.release_ip(ip).await
+    }
+
+    /// Releases `ip` if this driver's handle holds it.
+    async fn release_ip(&self, ip: IpAddr) -> Result<(), DriverError> {
         let ipam = Ipam::new(self.ds.clone());
         let holder = ipam
             .holder_of(ip)
@@ -515,7 +646,8 @@ impl Driver {
                 "the endpoint has no address (use --ipam-driver with this driver)",
             ));
         };
-        let holder = Ipam::new(self.ds.clone())
+        let ipam = Ipam::new(self.ds.clone());
+        let holder = ipam
             .holder_of(first.addr())
             .await
             .map_err(|e| fail(format!("reading the holder of {first}: {e}")))?;
@@ -529,6 +661,31 @@ impl Driver {
                 self.plugin
             )));
         };
+        // dockerd asked for each address separately (each got a handle of
+        // its own); the endpoint keeps all of them under the first one, the
+        // handle its containerID names, so `ipam check` ties every address
+        // to the live endpoint.
+        let handle = format!("{ORCHESTRATOR}.{id}");
+        for other in &addresses[1..] {
+            let held_by = ipam
+                .holder_of(other.addr())
+                .await
+                .map_err(|e| fail(format!("reading the holder of {other}: {e}")))?;
+            match held_by {
+                Some(h) if h == handle => {}
+                Some(h) if h.starts_with(&format!("{ORCHESTRATOR}.")) => {
+                    ipam.transfer_ip(other.addr(), &h, &handle)
+                        .await
+                        .map_err(|e| fail(format!("keeping {other} with {first}: {e}")))?;
+                }
+                _ => {
+                    return Err(fail(format!(
+                        "{other} was not handed out by the {} IPAM driver",
+                        self.plugin
+                    )))
+                }
+            }
+        }
         let network = self.network_name(&req.network_id).await?;
         let mut wep: WorkloadEndpoint = Object::named(&self.endpoint_name(&req.endpoint_id));
         wep.metadata.namespace = Some(NAMESPACE.into());
@@ -553,6 +710,10 @@ impl Driver {
             interface_name: Some(host_veth_name(&veth_id(&req.endpoint_id))),
             ..Default::default()
         };
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req.endpoint_id.clone(), Instant::now());
         ResourceStore::new(self.ds.clone())
             .apply(Resource::WorkloadEndpoint(wep))
             .await
@@ -692,15 +853,20 @@ impl Driver {
         // Leave removed the veth already; a brindle-docker restarted in
         // between may not have seen it.
         let _ = del_workload(&self.nl, &veth_id(&req.endpoint_id)).await;
+        self.delete_endpoint_record(&req.endpoint_id).await?;
+        info!(endpoint = %req.endpoint_id, "endpoint deleted");
+        Ok(())
+    }
+
+    async fn delete_endpoint_record(&self, endpoint: &str) -> Result<(), DriverError> {
         ResourceStore::new(self.ds.clone())
             .remove(
                 Kind::WorkloadEndpoint,
                 Some(NAMESPACE),
-                &self.endpoint_name(&req.endpoint_id),
+                &self.endpoint_name(endpoint),
             )
             .await
             .map_err(|e| fail(format!("removing the endpoint: {e}")))?;
-        info!(endpoint = %req.endpoint_id, "endpoint deleted");
         Ok(())
     }
 }

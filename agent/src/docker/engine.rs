@@ -127,6 +127,18 @@ impl Engine {
             .collect())
     }
 
+    /// Every endpoint dockerd has on network `network` (its containers'
+    /// and placeholders').
+    pub async fn endpoints_of(&self, network: &str) -> Result<Vec<String>, EngineError> {
+        let network = self.get(&format!("/networks/{network}")).await?;
+        Ok(network["Containers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, c)| Some(c["EndpointID"].as_str()?.to_owned()))
+            .collect())
+    }
+
     /// The container attached to network `network` through `endpoint`, if
     /// dockerd lists it yet (it does once the container is running).
     pub async fn container_of(

@@ -96,6 +96,9 @@ impl DockerNode {
                     &self.dockerd.host(),
                     "--state-dir",
                     &self.state_dir.display().to_string(),
+                    // Stale endpoints found in seconds, not minutes.
+                    "--stale-check-seconds",
+                    "2",
                 ],
                 &self.driver_log,
             )

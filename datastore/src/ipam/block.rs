@@ -265,6 +265,29 @@ impl AllocationBlock {
         Ok(true)
     }
 
+    /// Moves `ip` from handle `from` to handle `to`, keeping the address,
+    /// its other attributes and its sequence number. Returns whether it
+    /// moved (false: not allocated); refused when another handle holds it.
+    pub fn rehandle(&mut self, ip: IpAddr, from: &str, to: &str) -> Result<bool, ReleaseRefused> {
+        let Some(ordinal) = self.ordinal(ip) else {
+            return Ok(false);
+        };
+        let Some(Some(attr_index)) = self.allocations.get(ordinal).copied() else {
+            return Ok(false);
+        };
+        let Some(mut attr) = self.attributes.get(attr_index).cloned() else {
+            return Ok(false);
+        };
+        if attr.handle_id.as_deref() != Some(from) {
+            return Err(ReleaseRefused::OtherHandle(attr.handle_id));
+        }
+        attr.handle_id = Some(to.to_owned());
+        let new_index = self.attribute_index(attr);
+        self.allocations[ordinal] = Some(new_index);
+        self.compact_attributes();
+        Ok(true)
+    }
+
     /// Frees every address held by `handle`; returns them.
     pub fn release_handle(&mut self, handle: &str, now_unix: u64) -> Vec<IpAddr> {
         let ips: Vec<IpAddr> = self
@@ -428,6 +451,26 @@ mod tests {
         assert!(b.auto_assign(1, attr("c")).is_empty(), "block full");
         assert!(b.inconsistencies().is_empty());
         assert_eq!(b.affine_node(), Some("n1"));
+    }
+
+    #[test]
+    fn rehandle_moves_one_address_and_keeps_its_sequence() {
+        let mut b = AllocationBlock::new("10.0.0.0/30".parse().unwrap(), None);
+        let got = b.auto_assign(2, attr("a"));
+        let moved = got[1].ip;
+        assert_eq!(b.rehandle(moved, "a", "b"), Ok(true));
+        assert_eq!(b.ips_of_handle("a"), [got[0].ip]);
+        assert_eq!(b.ips_of_handle("b"), [moved]);
+        assert_eq!(
+            b.rehandle(moved, "a", "c"),
+            Err(ReleaseRefused::OtherHandle(Some("b".into())))
+        );
+        assert_eq!(b.rehandle("10.0.0.3".parse().unwrap(), "a", "b"), Ok(false));
+        // The sequence number is the allocation's, not the handle's.
+        assert!(b
+            .release(moved, Some("b"), Some(got[1].sequence), 1)
+            .unwrap());
+        assert!(b.inconsistencies().is_empty(), "{:?}", b.inconsistencies());
     }
 
     #[test]

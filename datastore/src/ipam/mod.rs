@@ -152,6 +152,10 @@ pub enum IpamError {
     #[error("{ip} is already allocated (handle {holder:?})")]
     AddressInUse { ip: IpAddr, holder: Option<String> },
 
+    /// An address expected to be allocated is free.
+    #[error("{0} is not allocated")]
+    AddressNotAllocated(IpAddr),
+
     /// A read-modify-write kept losing.
     #[error("gave up on {what} after {MAX_RETRIES} revision conflicts")]
     TooManyConflicts { what: String },

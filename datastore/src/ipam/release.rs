@@ -154,4 +154,50 @@ impl Ipam {
             what: format!("releasing addresses in {net}"),
         })
     }
+
+    /// Moves address `ip` from handle `from` to handle `to` (an owner that
+    /// got its addresses one at a time and keeps them under one handle).
+    /// Refused when another handle holds it; an address not allocated is an
+    /// error too, as its owner needs it.
+    pub async fn transfer_ip(&self, ip: IpAddr, from: &str, to: &str) -> IpamResult<()> {
+        check_names(to, "transfer")?;
+        let pools = self.pools().await?;
+        let net = pools
+            .iter()
+            .find(|p| p.net.contains(&ip))
+            .and_then(|p| p.block_of(ip))
+            .ok_or(IpamError::NotInPool(ip))?;
+        for _ in 0..MAX_RETRIES {
+            let Some(current) = self.read_block(&net).await? else {
+                return Err(IpamError::AddressNotAllocated(ip));
+            };
+            let mut block = current.value.clone();
+            match block.rehandle(ip, from, to) {
+                Ok(true) => {}
+                Ok(false) => return Err(IpamError::AddressNotAllocated(ip)),
+                Err(ReleaseRefused::OtherHandle(holder)) => {
+                    return Err(IpamError::AddressInUse { ip, holder })
+                }
+                Err(other) => {
+                    return Err(IpamError::Corrupt {
+                        key: keys::block_key(&net),
+                        reason: format!("moving {ip}: {other:?}"),
+                    })
+                }
+            }
+            let writes = vec![
+                self.handle_write(from, &net, -1).await?,
+                self.handle_write(to, &net, 1).await?,
+            ];
+            if self
+                .commit_block(current.mod_revision, &block, writes, |_| false)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(IpamError::TooManyConflicts {
+            what: format!("moving {ip} to handle {to}"),
+        })
+    }
 }
