@@ -179,29 +179,19 @@ fn cni_check(
             .map(|d| d.join(&kind))
             .find(|p| p.exists())
             .expect("plugin binary");
-        let mut child = host_ns
-            .command(&binary.display().to_string())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CNI_COMMAND", "CHECK")
-            .env("CNI_CONTAINERID", cache["containerId"].as_str().unwrap())
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", cache["ifName"].as_str().unwrap())
-            .env("CNI_ARGS", args.join(";"))
-            .env("CNI_PATH", &path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_cni_plugin(
+            host_ns,
+            &binary,
+            &[
+                ("CNI_COMMAND", "CHECK"),
+                ("CNI_CONTAINERID", cache["containerId"].as_str().unwrap()),
+                ("CNI_NETNS", netns),
+                ("CNI_IFNAME", cache["ifName"].as_str().unwrap()),
+                ("CNI_ARGS", &args.join(";")),
+                ("CNI_PATH", &path),
+            ],
+            &conf,
+        );
         outcomes.push((
             kind,
             out.status.success(),

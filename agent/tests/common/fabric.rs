@@ -453,16 +453,41 @@ pub fn cni_with(
             conf["ipam"][key] = value.clone();
         }
     }
-    let mut child = host
-        .ns
-        .command(&bin.join("brindle-cni").display().to_string())
+    let netns = netns.display().to_string();
+    let out = run_cni_plugin(
+        &host.ns,
+        &bin.join("brindle-cni"),
+        &[
+            ("CNI_PATH", &bin.display().to_string()),
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", container),
+            ("CNI_NETNS", &netns),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &conf,
+    );
+    assert!(
+        out.status.success(),
+        "brindle-cni {command}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Runs CNI plugin `binary` in `ns` as a runtime does: a clean
+/// environment (`PATH` and `vars`), the network configuration on stdin.
+pub fn run_cni_plugin(
+    ns: &Netns,
+    binary: &Path,
+    vars: &[(&str, &str)],
+    conf: &serde_json::Value,
+) -> std::process::Output {
+    let mut child = ns
+        .command(&binary.display().to_string())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CNI_PATH", bin.display().to_string())
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", container)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
+        .envs(vars.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -474,14 +499,7 @@ pub fn cni_with(
         .unwrap()
         .write_all(conf.to_string().as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "brindle-cni {command}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    child.wait_with_output().unwrap()
 }
 
 /// A workload made by `brindle-cni ADD` (address from IPAM, veth, /32
