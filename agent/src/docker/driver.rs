@@ -270,13 +270,8 @@ impl Driver {
     /// after `CreateNetwork` returns).
     async fn learn_name(&self, id: String) {
         for _ in 0..60 {
-            match self.engine.network_name(&id).await {
-                Ok(name) => {
-                    if let Err(error) = self.names.insert(&id, &name) {
-                        warn!(%error, network = %name, "recording the network's name");
-                    }
-                    return;
-                }
+            match self.network_name(&id).await {
+                Ok(_) => return,
                 Err(error) => debug!(%error, "asking dockerd for the network's name"),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
